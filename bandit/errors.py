@@ -1,0 +1,120 @@
+"""The one error family of banditd.
+
+Every error a client can cause is a :class:`BanditError` subclass carrying its Personalizer error
+``code``. The server maps each class to an HTTP status in one middleware; nothing else builds
+error responses.
+"""
+
+from __future__ import annotations
+
+
+class BanditError(Exception):
+    """Base of every error banditd reports to a client."""
+
+    code: str = "InternalServerError"
+
+    def __init__(self, message: str, *, target: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.target = target
+
+
+class InvalidRequest(BanditError):
+    """A request is malformed or violates a documented limit."""
+
+    code = "InvalidRequest"
+
+
+class InvalidRankRequest(InvalidRequest):
+    """A rank request's body does not describe a valid decision."""
+
+    code = "InvalidRankRequest"
+
+
+class InvalidRewardRequest(InvalidRequest):
+    """A reward's value is missing, not finite, or outside the configured range."""
+
+    code = "InvalidRewardRequest"
+
+
+class InvalidServiceConfiguration(InvalidRequest):
+    """A service configuration is out of range or inconsistent."""
+
+    code = "InvalidServiceConfiguration"
+
+
+class InvalidRewardWaitTime(InvalidServiceConfiguration):
+    """``rewardWaitTime`` is outside the allowed bounds."""
+
+    code = "InvalidRewardWaitTime"
+
+
+class InvalidLogRetentionDays(InvalidServiceConfiguration):
+    """``logRetentionDays`` is neither -1 nor at least the reward wait time plus a day."""
+
+    code = "InvalidLogRetentionDays"
+
+
+class InvalidLearningModeServiceConfiguration(InvalidServiceConfiguration):
+    """The learning mode was changed in the same request as the reward settings."""
+
+    code = "InvalidLearningModeServiceConfiguration"
+
+
+class InvalidPolicyConfiguration(InvalidRequest):
+    """A learning-policy argument string is not a valid, safe ``cb_explore_adf`` command line."""
+
+    code = "InvalidPolicyConfiguration"
+
+
+class PayloadSizeExceeded(InvalidRequest):
+    """A request body is larger than the server accepts."""
+
+    code = "PayloadSizeExceeded"
+
+
+class EventNotFound(BanditError):
+    """No decision with this event id is stored."""
+
+    code = "ResourceNotFound"
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"No event with id {event_id!r} exists.", target="eventId")
+        self.event_id = event_id
+
+
+class NotFound(BanditError):
+    """The path names no resource of this service."""
+
+    code = "ResourceNotFound"
+
+
+class EventConflict(BanditError):
+    """A rank request reuses an event id with a different body."""
+
+    code = "EventIdConflict"
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(
+            f"Event id {event_id!r} was already used for a different rank request.",
+            target="eventId",
+        )
+        self.event_id = event_id
+
+
+class Unauthorized(BanditError):
+    """The request carries no valid key for the operation."""
+
+    code = "Unauthorized"
+
+
+class MethodNotAllowed(BanditError):
+    """The path exists but not with this HTTP method."""
+
+    code = "MethodNotAllowed"
+
+
+class ServiceUnavailable(BanditError):
+    """The service cannot take the request now (shutting down, store unavailable)."""
+
+    code = "ServiceUnavailable"

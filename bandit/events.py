@@ -1,0 +1,215 @@
+"""The values that flow through the loop: requests, decisions, rewards, joined events.
+
+All are frozen. Feature objects are kept as the JSON the client sent (``JSONObject``); they are
+validated at the edge and only ever read after that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from bandit.config import LearningMode
+
+JSONObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Action:
+    """One offered action: its id and its feature objects."""
+
+    id: str
+    features: tuple[JSONObject, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RankRequest:
+    """A validated rank request.
+
+    Attributes:
+        event_id: the client's event id, or a generated UUID.
+        context_features: the context feature objects, in order.
+        actions: the offered actions, in order; the first non-excluded one is the baseline.
+        excluded_action_ids: ids of actions that must get probability 0.
+        defer_activation: when true the event waits for an activate call before its window opens.
+        max_exploration: lowers the exploration budget for this request only.
+    """
+
+    event_id: str
+    context_features: tuple[JSONObject, ...]
+    actions: tuple[Action, ...]
+    excluded_action_ids: tuple[str, ...] = ()
+    defer_activation: bool = False
+    max_exploration: float | None = None
+
+    def excluded_mask(self) -> tuple[bool, ...]:
+        """For each action, whether it is excluded."""
+        excluded = set(self.excluded_action_ids)
+        return tuple(a.id in excluded for a in self.actions)
+
+    def baseline_index(self) -> int:
+        """Index of the first non-excluded action."""
+        for i, is_excluded in enumerate(self.excluded_mask()):
+            if not is_excluded:
+                return i
+        raise ValueError("every action is excluded")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """A logged decision: what was offered, the served distribution and the draw.
+
+    Invariants: ``len(pmf) == len(request.actions)``; ``pmf`` sums to 1 ± 1e-6; the chosen action
+    has ``pmf[chosen_index] > 0``. ``close_at`` is the end of the reward window (seconds since the
+    epoch), or None while a deferred event is not activated.
+    """
+
+    event_id: str
+    timestamp: float
+    request: RankRequest
+    pmf: tuple[float, ...]
+    chosen_index: int
+    model_version: int
+    learning_mode: LearningMode = LearningMode.ONLINE
+    greedy_index: int = 0
+    active: bool = True
+    activated_at: float | None = None
+    close_at: float | None = None
+
+    @property
+    def propensity(self) -> float:
+        """The probability with which the chosen action was served."""
+        return self.pmf[self.chosen_index]
+
+    @property
+    def chosen_action_id(self) -> str:
+        """Id of the action served."""
+        return self.request.actions[self.chosen_index].id
+
+    @property
+    def explored(self) -> bool:
+        """Whether the draw left the greedy action."""
+        return self.chosen_index != self.greedy_index
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reward:
+    """A reward report for one event. ``request_key`` deduplicates client retries."""
+
+    event_id: str
+    value: float
+    received_at: float
+    request_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Activation:
+    """An activate call: the event's reward window opens at ``at`` and lasts ``wait`` seconds."""
+
+    event_id: str
+    at: float
+    wait: float
+
+
+class RewardOutcome(StrEnum):
+    """What storing a reward did."""
+
+    STORED = "stored"
+    LATE = "late"
+    DUPLICATE = "duplicate"
+    INACTIVE = "inactive"
+    UNKNOWN_EVENT = "unknown_event"
+
+
+class ActivationOutcome(StrEnum):
+    """What storing an activation did."""
+
+    ACTIVATED = "activated"
+    ALREADY_ACTIVE = "already_active"
+    EXPIRED = "expired"
+    UNKNOWN_EVENT = "unknown_event"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteBatch:
+    """Everything one group commit writes, in one transaction."""
+
+    decisions: tuple[Decision, ...] = ()
+    rewards: tuple[Reward, ...] = ()
+    activations: tuple[Activation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteResult:
+    """Per-item outcome of a :class:`WriteBatch`, in the batch's order.
+
+    ``decisions`` holds the stored decision for each written one: itself when new, the earlier
+    decision when the event id already existed (the caller decides replay or conflict).
+    """
+
+    decisions: tuple[Decision, ...] = ()
+    rewards: tuple[RewardOutcome, ...] = ()
+    activations: tuple[ActivationOutcome, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinedEvent:
+    """A decision whose reward window closed, with its aggregated reward.
+
+    ``seq`` orders joined events; the store assigns it (1, 2, …) when the event is appended and
+    the learner's cursor counts in it. ``defaulted`` is true when no reward came and
+    ``reward`` is the default reward.
+    """
+
+    decision: Decision
+    reward: float
+    reward_count: int
+    defaulted: bool
+    joined_at: float
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRecord:
+    """A published serving model."""
+
+    version: int
+    created_at: float
+    data: bytes = field(repr=False)
+    arguments: str
+    learned_count: int
+    cursor: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint:
+    """The learner's durable state: its model and the seq of the last joined event it learned."""
+
+    model: bytes = field(repr=False)
+    arguments: str
+    cursor: int
+    learned_count: int
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySettings:
+    """The learning policy: a name and a VW ``cb_explore_adf`` argument string."""
+
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreCounts:
+    """Totals a store keeps for metrics."""
+
+    decisions: int
+    rewards: int
+    late_rewards: int
+    joined: int
+    defaulted: int
+    explored: int
+    pending_join: int
+    oldest_pending_close_at: float | None

@@ -1,0 +1,110 @@
+"""Exploration caps: turn a policy's pmf into the distribution banditd serves (DESIGN §2.4).
+
+Given the policy's probabilities p over K offered actions, the excluded mask and a budget ε, the
+served distribution q satisfies:
+
+* q sums to 1 (|Σ−1| ≤ 1e-6) and excluded actions get 0;
+* the greedy action g (the most probable non-excluded action, lowest index on ties) keeps at
+  least 1−ε: the total mass off g is ≤ ε;
+* every non-excluded action gets q ≥ floor, where
+  ``floor = min(min_propensity, ε/(K'−1), 1/K')`` for ε > 0 and K' non-excluded actions
+  (0 when ε = 0). The 1/K' term only binds when ε > (K'−1)/K', where no distribution could
+  give every action ε/(K'−1).
+
+So importance weights of served decisions are bounded by 1/floor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Capped:
+    """A capped distribution, its greedy action and the floor it honours."""
+
+    pmf: tuple[float, ...]
+    greedy_index: int
+    floor: float
+
+
+def propensity_floor(epsilon: float, n_allowed: int, min_propensity: float) -> float:
+    """The smallest probability each non-excluded action is served with.
+
+    >>> propensity_floor(0.2, 10, 0.01)
+    0.01
+    >>> round(propensity_floor(0.2, 10, 0.5), 6)
+    0.022222
+    >>> propensity_floor(0.0, 10, 0.5)
+    0.0
+    """
+    if epsilon <= 0.0 or n_allowed <= 1:
+        return 0.0
+    return min(min_propensity, epsilon / (n_allowed - 1), 1.0 / n_allowed)
+
+
+def apply_caps(
+    pmf: Sequence[float],
+    excluded: Sequence[bool],
+    epsilon: float,
+    min_propensity: float,
+) -> Capped:
+    """Cap exploration at ``epsilon`` and lift every offered action to the floor.
+
+    Args:
+        pmf: the policy's probabilities, one per offered action (need not sum to 1; negative or
+            non-finite entries count as 0).
+        excluded: for each action, whether it must get probability 0.
+        epsilon: the exploration budget in [0, 1].
+        min_propensity: the requested floor.
+
+    Returns:
+        The served distribution (same length as ``pmf``), its greedy index and the floor.
+
+    Raises:
+        ValueError: lengths differ, or every action is excluded.
+
+    >>> apply_caps([0.1, 0.6, 0.3], [False, False, False], 0.2, 0.05).pmf
+    (0.06666666666666667, 0.8, 0.13333333333333336)
+    >>> apply_caps([0.5, 0.5], [True, False], 0.2, 0.05).pmf
+    (0.0, 1.0)
+    """
+    k = len(pmf)
+    if len(excluded) != k:
+        raise ValueError("pmf and excluded differ in length")
+    allowed = [i for i in range(k) if not excluded[i]]
+    if not allowed:
+        raise ValueError("every action is excluded")
+    epsilon = min(max(epsilon, 0.0), 1.0)
+    q = [0.0] * k
+    for i in allowed:
+        v = pmf[i]
+        q[i] = v if math.isfinite(v) and v > 0.0 else 0.0
+    total = sum(q[i] for i in allowed)
+    if total <= 0.0:
+        for i in allowed:
+            q[i] = 1.0 / len(allowed)
+    else:
+        for i in allowed:
+            q[i] /= total
+    greedy = max(allowed, key=lambda i: (q[i], -i))
+    others = [i for i in allowed if i != greedy]
+    floor = propensity_floor(epsilon, len(allowed), min_propensity)
+    if others:
+        budget = min(epsilon, 1.0 - floor)
+        for i in others:
+            q[i] = max(q[i], floor)
+        off = sum(q[i] for i in others)
+        if off > budget:
+            # Shrink only what lies above the floor, proportionally; (K'−1)·floor ≤ budget.
+            excess = off - budget
+            spare = sum(q[i] - floor for i in others)
+            scale = 1.0 - excess / spare if spare > 0 else 0.0
+            for i in others:
+                q[i] = floor + (q[i] - floor) * scale
+        q[greedy] = 1.0 - sum(q[i] for i in others)
+    else:
+        q[greedy] = 1.0
+    return Capped(pmf=tuple(q), greedy_index=greedy, floor=floor)

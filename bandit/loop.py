@@ -1,0 +1,288 @@
+"""The loop: decide, record rewards and activations, join, learn exactly once, publish.
+
+The same code serves the HTTP server (wall clock, SQLite/PostgreSQL store, group-commit writer)
+and the simulator (virtual clock, in-memory store). Time comes in as ``now`` (seconds since the
+epoch); storage as a :class:`bandit.store.Store`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bandit import join as rules
+from bandit.config import LearningMode, ServiceConfiguration
+from bandit.errors import EventConflict, EventNotFound, InvalidRewardRequest
+from bandit.events import (
+    Activation,
+    ActivationOutcome,
+    Checkpoint,
+    Decision,
+    JoinedEvent,
+    ModelRecord,
+    RankRequest,
+    Reward,
+    RewardOutcome,
+    WriteBatch,
+)
+from bandit.exploration import apply_caps
+from bandit.policy import Policy, PolicyFactory
+from bandit.sampling import sample
+from bandit.store import Store
+
+
+def exploration_budget(config: ServiceConfiguration, request: RankRequest) -> float:
+    """The ε for one request: the service's, lowered by the request's ``maxExploration``."""
+    if config.learning_mode is not LearningMode.ONLINE:
+        return 0.0
+    epsilon = config.exploration_percentage
+    if request.max_exploration is not None:
+        epsilon = min(epsilon, request.max_exploration)
+    return epsilon
+
+
+def decide(
+    request: RankRequest,
+    policy: Policy,
+    *,
+    config: ServiceConfiguration,
+    seed: int,
+    model_version: int,
+    now: float,
+) -> Decision:
+    """Compute the served distribution and the seeded draw for one request.
+
+    Online: the policy's pmf, capped (DESIGN §2.4). Apprentice and LoggingOnly: the baseline
+    (first non-excluded action) with probability 1.
+    """
+    excluded = request.excluded_mask()
+    if config.learning_mode is LearningMode.ONLINE:
+        pmf = policy.predict_one(request)
+    else:
+        pmf = [0.0] * len(request.actions)
+        pmf[request.baseline_index()] = 1.0
+    capped = apply_caps(pmf, excluded, exploration_budget(config, request), config.min_propensity)
+    chosen = sample(capped.pmf, seed, request.event_id)
+    active = not request.defer_activation
+    return Decision(
+        event_id=request.event_id,
+        timestamp=now,
+        request=request,
+        pmf=capped.pmf,
+        chosen_index=chosen,
+        greedy_index=capped.greedy_index,
+        model_version=model_version,
+        learning_mode=config.learning_mode,
+        active=active,
+        activated_at=now if active else None,
+        close_at=rules.close_at(now, config.reward_wait_time) if active else None,
+    )
+
+
+def resolve_replay(request: RankRequest, stored: Decision) -> Decision:
+    """A rank whose event id is already stored: the stored decision if the body is the same.
+
+    Raises:
+        EventConflict: the stored decision was made for a different request.
+    """
+    if stored.request != request:
+        raise EventConflict(request.event_id)
+    return stored
+
+
+def check_reward(value: object, config: ServiceConfiguration) -> float:
+    """Validate a reward value: a finite number within the configured range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRewardRequest("value must be a number.", target="value")
+    reward = float(value)
+    if not math.isfinite(reward):
+        raise InvalidRewardRequest("value must be finite.", target="value")
+    if not config.reward_min <= reward <= config.reward_max:
+        raise InvalidRewardRequest(
+            f"value must be within [{config.reward_min:g}, {config.reward_max:g}].",
+            target="value",
+        )
+    return reward
+
+
+def join_due(
+    store: Store, config: ServiceConfiguration, now: float, limit: int
+) -> list[JoinedEvent]:
+    """Join every decision whose window closed (up to ``limit``); returns what was appended."""
+    due = store.due(now, limit)
+    if not due:
+        return []
+    joined = [
+        rules.join(
+            d,
+            rewards,
+            aggregation=config.reward_aggregation,
+            default_reward=config.default_reward,
+            now=now,
+        )
+        for d, rewards in due
+    ]
+    return store.append_joined(joined)
+
+
+@dataclass(slots=True)
+class LearnStep:
+    """What one learner step did."""
+
+    joined: int
+    learned: int
+    cursor: int
+
+
+class Learner:
+    """Learns joined events in ``seq`` order, exactly once, and checkpoints after each batch.
+
+    The model and the cursor are saved in one store transaction, so after a crash the learner
+    restarts from the last checkpoint and re-learns only what that checkpoint had not covered.
+    """
+
+    def __init__(self, store: Store, factory: PolicyFactory, *, now: float) -> None:
+        self._store = store
+        self._factory = factory
+        checkpoint = store.load_checkpoint()
+        if checkpoint is None:
+            self.policy = factory(None)
+            self.cursor = 0
+            self.learned_count = 0
+            self._save(now)
+        else:
+            self.policy = factory(checkpoint.model)
+            self.cursor = checkpoint.cursor
+            self.learned_count = checkpoint.learned_count
+
+    def _save(self, now: float) -> None:
+        self._store.save_checkpoint(
+            Checkpoint(
+                model=self.policy.to_bytes(),
+                arguments=self.policy.arguments,
+                cursor=self.cursor,
+                learned_count=self.learned_count,
+                updated_at=now,
+            )
+        )
+
+    def step(self, config: ServiceConfiguration, now: float, limit: int = 512) -> LearnStep:
+        """Join what is due, then learn up to ``limit`` joined events and checkpoint."""
+        joined = join_due(self._store, config, now, limit)
+        batch = self._store.joined_after(self.cursor, limit)
+        learn = config.learning_mode is not LearningMode.LOGGING_ONLY
+        for event in batch:
+            if learn:
+                self.policy.learn_one(event)
+                self.learned_count += 1
+            self.cursor = event.seq
+        if batch:
+            self._save(now)
+        return LearnStep(joined=len(joined), learned=len(batch) if learn else 0, cursor=self.cursor)
+
+    def reset(self, now: float, factory: PolicyFactory | None = None) -> None:
+        """Start from a fresh model (for example after a policy or settings change).
+
+        The cursor stays: events already joined are not learned by the new model.
+        """
+        if factory is not None:
+            self._factory = factory
+        self.policy = self._factory(None)
+        self.learned_count = 0
+        self._save(now)
+
+    def publish(self, now: float, keep: int = 20) -> ModelRecord:
+        """Make the learner's current model a new serving version."""
+        return self._store.publish_model(
+            created_at=now,
+            data=self.policy.to_bytes(),
+            arguments=self.policy.arguments,
+            learned_count=self.learned_count,
+            cursor=self.cursor,
+            keep=keep,
+        )
+
+
+class Loop:
+    """The whole loop in one synchronous object: the simulator's and the tests' entry point.
+
+    The server runs the same pieces (:func:`decide`, :meth:`Store.write`, :class:`Learner`), with
+    writes group-committed and the learner on its own thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        factory: PolicyFactory,
+        config: ServiceConfiguration,
+        seed: int,
+        now: float,
+        keep_models: int = 20,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.seed = seed
+        self.keep_models = keep_models
+        self.learner = Learner(store, factory, now=now)
+        latest = store.latest_model()
+        if latest is None:
+            latest = self.learner.publish(now, keep_models)
+        self.serving = factory(latest.data)
+        self.serving_version = latest.version
+        self._factory = factory
+        self._last_publish = now
+
+    def rank(self, request: RankRequest, now: float) -> Decision:
+        """Decide and log; a repeated event id returns the stored decision (or conflicts)."""
+        stored = self.store.get_decision(request.event_id)
+        if stored is not None:
+            return resolve_replay(request, stored)
+        decision = decide(
+            request,
+            self.serving,
+            config=self.config,
+            seed=self.seed,
+            model_version=self.serving_version,
+            now=now,
+        )
+        result = self.store.write(WriteBatch(decisions=(decision,)))
+        return resolve_replay(request, result.decisions[0])
+
+    def reward(
+        self, event_id: str, value: float, now: float, request_key: str | None = None
+    ) -> RewardOutcome:
+        """Record a reward; raises :class:`EventNotFound` for an unknown event."""
+        reward = Reward(
+            event_id=event_id,
+            value=check_reward(value, self.config),
+            received_at=now,
+            request_key=request_key,
+        )
+        outcome = self.store.write(WriteBatch(rewards=(reward,))).rewards[0]
+        if outcome is RewardOutcome.UNKNOWN_EVENT:
+            raise EventNotFound(event_id)
+        return outcome
+
+    def activate(self, event_id: str, now: float) -> ActivationOutcome:
+        """Open a deferred event's reward window; raises :class:`EventNotFound` if unknown."""
+        activation = Activation(event_id=event_id, at=now, wait=self.config.reward_wait_time)
+        outcome = self.store.write(WriteBatch(activations=(activation,))).activations[0]
+        if outcome is ActivationOutcome.UNKNOWN_EVENT:
+            raise EventNotFound(event_id)
+        return outcome
+
+    def step(self, now: float, limit: int = 4096) -> LearnStep:
+        """Join and learn what is due; publish when ``modelExportFrequency`` has passed."""
+        result = self.learner.step(self.config, now, limit)
+        if now - self._last_publish >= self.config.model_export_frequency:
+            self.publish(now)
+        return result
+
+    def publish(self, now: float) -> ModelRecord:
+        """Publish the learner's model and serve it from now on."""
+        record = self.learner.publish(now, self.keep_models)
+        self.serving = self._factory(record.data)
+        self.serving_version = record.version
+        self._last_publish = now
+        return record

@@ -1,0 +1,207 @@
+"""An in-memory :class:`bandit.store.Store` for the simulator and unit tests."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field, replace
+
+from bandit import join as rules
+from bandit.config import ServiceConfiguration
+from bandit.events import (
+    ActivationOutcome,
+    Checkpoint,
+    Decision,
+    JoinedEvent,
+    ModelRecord,
+    PolicySettings,
+    Reward,
+    RewardOutcome,
+    StoreCounts,
+    WriteBatch,
+    WriteResult,
+)
+
+
+@dataclass(slots=True)
+class _Row:
+    decision: Decision
+    rewards: list[Reward] = field(default_factory=list)
+    late: int = 0
+    keys: set[str] = field(default_factory=set)
+    joined: bool = False
+
+
+class MemoryStore:
+    """Keeps everything in dicts and lists; same semantics as the durable stores."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, _Row] = {}
+        self._pending: list[tuple[float, str]] = []  # (close_at, event_id), sorted
+        self._joined: list[JoinedEvent] = []
+        self._checkpoint: Checkpoint | None = None
+        self._models: list[ModelRecord] = []
+        self._next_version = 1
+        self._config: ServiceConfiguration | None = None
+        self._policy: PolicySettings | None = None
+        self._meta: dict[str, str] = {}
+        self._rewards = 0
+        self._late = 0
+        self._defaulted = 0
+        self._explored = 0
+
+    def write(self, batch: WriteBatch) -> WriteResult:
+        decisions = []
+        for d in batch.decisions:
+            row = self._rows.get(d.event_id)
+            if row is None:
+                self._rows[d.event_id] = _Row(d)
+                self._explored += d.explored
+                if d.close_at is not None:
+                    bisect.insort(self._pending, (d.close_at, d.event_id))
+                decisions.append(d)
+            else:
+                decisions.append(row.decision)
+        activations = []
+        for a in batch.activations:
+            row = self._rows.get(a.event_id)
+            if row is None:
+                activations.append(ActivationOutcome.UNKNOWN_EVENT)
+                continue
+            updated, outcome = rules.activate(row.decision, a)
+            if outcome is ActivationOutcome.ACTIVATED and updated.close_at is not None:
+                row.decision = updated
+                bisect.insort(self._pending, (updated.close_at, a.event_id))
+            activations.append(outcome)
+        outcomes = []
+        for r in batch.rewards:
+            row = self._rows.get(r.event_id)
+            if row is None:
+                outcomes.append(RewardOutcome.UNKNOWN_EVENT)
+                continue
+            if r.request_key is not None and r.request_key in row.keys:
+                outcomes.append(RewardOutcome.DUPLICATE)
+                continue
+            if r.request_key is not None:
+                row.keys.add(r.request_key)
+            self._rewards += 1
+            if rules.is_late(row.decision, r.received_at, joined=row.joined):
+                row.late += 1
+                self._late += 1
+                outcomes.append(RewardOutcome.LATE)
+            else:
+                row.rewards.append(r)
+                outcomes.append(
+                    RewardOutcome.STORED if row.decision.active else RewardOutcome.INACTIVE
+                )
+        return WriteResult(
+            decisions=tuple(decisions), rewards=tuple(outcomes), activations=tuple(activations)
+        )
+
+    def get_decision(self, event_id: str) -> Decision | None:
+        row = self._rows.get(event_id)
+        return row.decision if row else None
+
+    def due(self, now: float, limit: int) -> list[tuple[Decision, list[Reward]]]:
+        out: list[tuple[Decision, list[Reward]]] = []
+        for close, event_id in self._pending:
+            if len(out) >= limit or close + rules.JOIN_GRACE > now:
+                break
+            row = self._rows[event_id]
+            if not row.joined:
+                out.append((row.decision, list(row.rewards)))
+        return out
+
+    def append_joined(self, events: list[JoinedEvent]) -> list[JoinedEvent]:
+        appended = []
+        done: set[str] = set()
+        for e in events:
+            row = self._rows.get(e.decision.event_id)
+            if row is None or row.joined:
+                continue
+            row.joined = True
+            done.add(e.decision.event_id)
+            stored = replace(e, seq=len(self._joined) + 1)
+            self._joined.append(stored)
+            self._defaulted += stored.defaulted
+            appended.append(stored)
+        if done:
+            self._pending = [p for p in self._pending if p[1] not in done]
+        return appended
+
+    def joined_after(self, cursor: int, limit: int) -> list[JoinedEvent]:
+        return self._joined[cursor : cursor + limit]
+
+    def last_seq(self) -> int:
+        return len(self._joined)
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        return self._checkpoint
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._checkpoint = checkpoint
+
+    def publish_model(
+        self,
+        *,
+        created_at: float,
+        data: bytes,
+        arguments: str,
+        learned_count: int,
+        cursor: int,
+        keep: int,
+    ) -> ModelRecord:
+        record = ModelRecord(
+            version=self._next_version,
+            created_at=created_at,
+            data=data,
+            arguments=arguments,
+            learned_count=learned_count,
+            cursor=cursor,
+        )
+        self._next_version += 1
+        self._models.append(record)
+        del self._models[:-keep]
+        return record
+
+    def latest_model(self) -> ModelRecord | None:
+        return self._models[-1] if self._models else None
+
+    def get_model(self, version: int) -> ModelRecord | None:
+        return next((m for m in self._models if m.version == version), None)
+
+    def list_models(self) -> list[ModelRecord]:
+        return list(reversed(self._models))
+
+    def load_config(self) -> ServiceConfiguration | None:
+        return self._config
+
+    def save_config(self, config: ServiceConfiguration) -> None:
+        self._config = config
+
+    def load_policy(self) -> PolicySettings | None:
+        return self._policy
+
+    def save_policy(self, policy: PolicySettings) -> None:
+        self._policy = policy
+
+    def get_meta(self, key: str) -> str | None:
+        return self._meta.get(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._meta[key] = value
+
+    def counts(self, now: float) -> StoreCounts:
+        due = [c for c, e in self._pending if c + rules.JOIN_GRACE <= now]
+        return StoreCounts(
+            decisions=len(self._rows),
+            rewards=self._rewards,
+            late_rewards=self._late,
+            joined=len(self._joined),
+            defaulted=self._defaulted,
+            explored=self._explored,
+            pending_join=len(due),
+            oldest_pending_close_at=due[0] if due else None,
+        )
+
+    def close(self) -> None:
+        pass

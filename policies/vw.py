@@ -1,0 +1,178 @@
+"""Vowpal Wabbit ``--cb_explore_adf`` behind the :class:`bandit.policy.Policy` protocol.
+
+The only importer of ``vowpal_wabbit_next``. Input is built as DSJSON by :mod:`bandit.dsjson`
+and parsed by VW's own ``DSJsonFormatParser``; VW learns costs, and the DSJSON codec writes
+``_label_cost = −reward``.
+
+As in Personalizer, the service's ``explorationPercentage`` is the ε of ε-greedy: when the
+arguments choose no other exploration algorithm, ``--epsilon`` is set to the service's ε.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Literal, cast
+
+import vowpal_wabbit_next as vw
+
+from bandit.dsjson import context_line, joined_line
+from bandit.errors import InvalidPolicyConfiguration
+from bandit.events import JoinedEvent, RankRequest
+
+DEFAULT_ARGUMENTS = "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::"
+MAX_ARGUMENTS_LENGTH = 1024
+
+_UNSAFE = frozenset(
+    {
+        # file input and output
+        "-d",
+        "--data",
+        "-f",
+        "--final_regressor",
+        "-i",
+        "--initial_regressor",
+        "-c",
+        "--cache",
+        "--cache_file",
+        "--readable_model",
+        "--invert_hash",
+        "-p",
+        "--predictions",
+        "-r",
+        "--raw_predictions",
+        "--audit_regressor",
+        "--output_feature_regularizer_binary",
+        "--output_feature_regularizer_text",
+        "--input_feature_regularizer",
+        "--feature_mask",
+        "--dictionary",
+        "--dictionary_path",
+        "--save_per_pass",
+        "--log_output",
+        "--extra_metrics",
+        "--dsjson",
+        "--json",
+        "--flatbuffer",
+        "--compressed",
+        # daemon mode and process control
+        "--daemon",
+        "--port",
+        "--num_children",
+        "--pid_file",
+        "--foreground",
+        "--active",
+        "--port_file",
+        "--span_server",
+        "--unique_id",
+        "--total",
+        "--node",
+        "--sendto",
+    }
+)
+_OTHER_EXPLORATION = frozenset(
+    {
+        "--first",
+        "--bag",
+        "--cover",
+        "--squarecb",
+        "--regcb",
+        "--regcbopt",
+        "--softmax",
+        "--rnd",
+        "--synthcover",
+        "--large_action_space",
+    }
+)
+
+
+def _tokens(arguments: str) -> list[str]:
+    if len(arguments) > MAX_ARGUMENTS_LENGTH:
+        raise InvalidPolicyConfiguration(
+            f"policy arguments must be at most {MAX_ARGUMENTS_LENGTH} characters."
+        )
+    try:
+        tokens = shlex.split(arguments)
+    except ValueError as exc:
+        raise InvalidPolicyConfiguration(f"cannot split policy arguments: {exc}.") from exc
+    if "--cb_explore_adf" not in tokens:
+        raise InvalidPolicyConfiguration("policy arguments must include --cb_explore_adf.")
+    for token in tokens:
+        flag = token.split("=", 1)[0]
+        if flag in _UNSAFE:
+            raise InvalidPolicyConfiguration(
+                f"{flag} is not allowed: banditd manages input, output and models itself."
+            )
+    return tokens
+
+
+def _with_epsilon(tokens: list[str], epsilon: float) -> list[str]:
+    if any(t.split("=", 1)[0] in _OTHER_EXPLORATION for t in tokens):
+        return tokens
+    out: list[str] = []
+    skip = False
+    for token in tokens:
+        if skip:
+            skip = False
+            continue
+        if token == "--epsilon":
+            skip = True
+            continue
+        if token.startswith("--epsilon="):
+            continue
+        out.append(token)
+    return [*out, "--epsilon", repr(float(epsilon))]
+
+
+def _workspace(tokens: list[str], model: bytes | None) -> vw.Workspace[Literal[False]]:
+    try:
+        workspace = vw.Workspace([*tokens, "--quiet"], model_data=model or None)
+    except RuntimeError as exc:
+        raise InvalidPolicyConfiguration(f"invalid policy arguments: {exc}") from exc
+    if workspace.prediction_type != vw.PredictionType.ActionProbs or not workspace.multiline:
+        raise InvalidPolicyConfiguration(
+            "policy arguments must describe a cb_explore_adf learner that returns "
+            "action probabilities."
+        )
+    return workspace
+
+
+def validate_arguments(arguments: str) -> None:
+    """Check an argument string by building a workspace from it.
+
+    Raises:
+        InvalidPolicyConfiguration: too long, unsafe, not ``cb_explore_adf``, or rejected by VW.
+    """
+    _workspace(_tokens(arguments), None)
+
+
+class VWPolicy:
+    """A VW contextual-bandit learner on DSJSON input.
+
+    Args:
+        arguments: a ``cb_explore_adf`` command line (validated; unsafe flags rejected).
+        epsilon: the service's exploration budget, used as ``--epsilon`` for ε-greedy.
+        model: bytes from :meth:`to_bytes` to restore, or None for a fresh model.
+    """
+
+    def __init__(self, arguments: str, *, epsilon: float, model: bytes | None = None) -> None:
+        self._arguments = arguments
+        self._workspace = _workspace(_with_epsilon(_tokens(arguments), epsilon), model)
+        self._parser = vw.DSJsonFormatParser(self._workspace)
+
+    @property
+    def arguments(self) -> str:
+        return self._arguments
+
+    def predict_one(self, request: RankRequest) -> list[float]:
+        examples = self._parser.parse_json(context_line(request))
+        scores = cast(list[tuple[int, float]], self._workspace.predict_one(examples))
+        pmf = [0.0] * len(request.actions)
+        for index, probability in scores:
+            pmf[index] = probability
+        return pmf
+
+    def learn_one(self, event: JoinedEvent) -> None:
+        self._workspace.learn_one(self._parser.parse_json(joined_line(event)))
+
+    def to_bytes(self) -> bytes:
+        return bytes(self._workspace.serialize())
