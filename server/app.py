@@ -1,0 +1,38 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from bandit.store import Store
+from server.middleware import errors, make_auth, make_timing
+from server.routes import SERVICE, add_routes
+from server.service import Service
+from server.settings import Settings
+from server.sqlite_store import SQLiteStore
+
+
+def create_app(settings: Settings, store: Store | None = None) -> web.Application:
+    """Build the app: open the store, start writer and learner on startup, stop them on cleanup.
+
+    ``store`` defaults to the SQLite file ``settings.db``.
+    """
+    if store is None:
+        store = SQLiteStore(settings.db, synchronous=settings.synchronous)
+    service = Service(settings, store)
+    app = web.Application(
+        middlewares=[make_timing(service.metrics), errors, make_auth(settings)],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SERVICE] = service
+    add_routes(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await service.start()
+        yield
+        await service.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,62 @@
+"""The ``banditd`` command line.
+
+``serve`` is built in; other commands (``simulate``, ``evaluate``, …) are registered by their
+packages under the ``banditd.commands`` entry-point group, so the server does not import them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+
+from aiohttp import web
+
+from server.settings import SettingsError, load
+
+
+def _serve(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="banditd serve", description="Run the service.")
+    parser.add_argument("--db", help="SQLite file (default banditd.db)")
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (default 8080)")
+    parser.add_argument("--config", help="TOML file with settings")
+    args = parser.parse_args(argv)
+    try:
+        settings = load(
+            config_file=args.config,
+            overrides={"db": args.db, "host": args.host, "port": args.port},
+        )
+    except SettingsError as exc:
+        print(f"banditd: {exc}", file=sys.stderr)
+        return 2
+    from server.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=lambda msg: print(msg, flush=True),
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``banditd COMMAND ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"serve": _serve}
+    for ep in entry_points(group="banditd.commands"):
+        commands.setdefault(ep.name, ep.load())
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in commands:
+        names = ", ".join(sorted(commands))
+        print(f"usage: banditd COMMAND [ARGS]\ncommands: {names}", file=sys.stderr)
+        return 0 if argv and argv[0] in {"-h", "--help"} else 2
+    result: int = commands[argv[0]](argv[1:])
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Route table and handlers. Handlers parse, call the service, and encode; nothing more."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from bandit.config import from_wire, to_wire
+from bandit.errors import InvalidRankRequest, InvalidRewardRequest, InvalidServiceConfiguration
+from server.metrics import CONTENT_TYPE
+from server.schemas import decode_json, dumps, parse_rank, parse_reward_value, rank_response
+from server.service import Service
+
+SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
+
+PREFIXES = (
+    "/v1",
+    "/personalizer/v1.0",
+    "/personalizer/v1.1-preview.1",
+    "/personalizer/v1.1-preview.2",
+    "/personalizer/v1.1-preview.3",
+    "/personalizer",
+)
+"""Every URL form Personalizer clients use; ``/personalizer`` takes any ``api-version``."""
+
+
+def json_response(payload: object, status: int = 200) -> web.Response:
+    """A JSON response with Personalizer's exact content type."""
+    return web.Response(
+        status=status, text=dumps(payload), content_type="application/json", charset="utf-8"
+    )
+
+
+def event_id_of(request: web.Request) -> str:
+    """The percent-decoded event id path segment (``ev%201%2Fx`` → ``ev 1/x``)."""
+    raw = request.match_info["event_id"]
+    return unquote(raw) if "%" in raw else raw
+
+
+async def rank(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    body = decode_json(await request.read(), InvalidRankRequest)
+    rank_request = parse_rank(body, max_actions=service.settings.max_actions)
+    decision = await service.rank(rank_request)
+    return json_response(rank_response(decision), status=201)
+
+
+async def reward(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    value = parse_reward_value(decode_json(await request.read(), InvalidRewardRequest))
+    key = request.headers.get("Idempotency-Key") or request.headers.get("x-ms-client-request-id")
+    await service.reward(event_id_of(request), value, key)
+    return web.Response(status=204)
+
+
+async def activate(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    await service.activate(event_id_of(request))
+    return web.Response(status=204)
+
+
+async def get_service_configuration(request: web.Request) -> web.Response:
+    return json_response(to_wire(request.app[SERVICE].config))
+
+
+async def put_service_configuration(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    body = decode_json(await request.read(), InvalidServiceConfiguration)
+    new = from_wire(body, base=service.config, require_all=True)
+    return json_response(to_wire(service.update_config(new)))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    thread = service.learner_thread
+    return json_response(
+        {
+            "status": "ok",
+            "modelVersion": service.serving.version,
+            "learner": {
+                "running": bool(thread and thread.is_alive()),
+                "cursor": service.learner.cursor,
+                "learnedCount": service.learner.learned_count,
+                "failures": thread.failures if thread else 0,
+            },
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    service.refresh_metrics()
+    return web.Response(body=service.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount every handler under every Personalizer URL form."""
+    router = app.router
+    for i, prefix in enumerate(PREFIXES):
+        # Names carry the route's role (auth and metrics read the part before the dot); the
+        # suffix keeps them unique, as aiohttp requires.
+        suffix = f".p{i}"
+        router.add_post(f"{prefix}/rank", rank, name=f"rank{suffix}")
+        router.add_post(
+            f"{prefix}/events/{{event_id:[^/]+}}/reward", reward, name=f"reward{suffix}"
+        )
+        router.add_post(
+            f"{prefix}/events/{{event_id:[^/]+}}/activate", activate, name=f"activate{suffix}"
+        )
+        router.add_get(
+            f"{prefix}/configurations/service",
+            get_service_configuration,
+            name=f"configuration{suffix}",
+        )
+        router.add_put(
+            f"{prefix}/configurations/service",
+            put_service_configuration,
+            name=f"configuration_put{suffix}",
+        )
+    router.add_get("/healthz", healthz, name="healthz")
+    router.add_get("/metrics", metrics, name="metrics")

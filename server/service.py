@@ -1,0 +1,237 @@
+"""The running service: configuration, serving model, group-commit writer and learner thread.
+
+Handlers call :class:`Service`; it runs the pure loop pieces from :mod:`bandit.loop` against the
+store. Ranking never waits for learning: the learner runs on its own thread with its own
+workspace and hands each published model to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bandit.config import ServiceConfiguration
+from bandit.errors import EventNotFound
+from bandit.events import (
+    Activation,
+    ActivationOutcome,
+    Decision,
+    ModelRecord,
+    PolicySettings,
+    RankRequest,
+    Reward,
+    RewardOutcome,
+)
+from bandit.loop import Learner, check_reward, decide, resolve_replay
+from bandit.policy import Policy, PolicyFactory
+from bandit.store import Store
+from policies import DEFAULT_ARGUMENTS, make_factory
+from server.metrics import Metrics
+from server.settings import Settings
+from server.writer import GroupCommitWriter
+
+log = logging.getLogger(__name__)
+
+SEED_KEY = "loop_seed"
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """The model that serves ranks, swapped as a whole when a new version is published."""
+
+    policy: Policy
+    version: int
+    created_at: float
+
+
+class Service:
+    """State and operations of one banditd process."""
+
+    def __init__(
+        self, settings: Settings, store: Store, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.metrics = Metrics()
+        now = clock()
+        config = store.load_config()
+        if config is None:
+            config = ServiceConfiguration()
+            store.save_config(config)
+        policy = store.load_policy()
+        if policy is None:
+            policy = PolicySettings(name="default", arguments=DEFAULT_ARGUMENTS)
+            store.save_policy(policy)
+        seed_text = store.get_meta(SEED_KEY)
+        if seed_text is None:
+            seed_text = str(secrets.randbits(62))
+            store.set_meta(SEED_KEY, seed_text)
+        self.seed = int(seed_text)
+        self.config = config
+        self.policy_settings = policy
+        self.factory: PolicyFactory = make_factory(
+            policy.arguments, epsilon=config.exploration_percentage
+        )
+        self.learner = Learner(store, self.factory, now=now)
+        latest = store.latest_model() or self.learner.publish(now, settings.keep_models)
+        self.serving = Serving(self.factory(latest.data), latest.version, latest.created_at)
+        self.writer = GroupCommitWriter(store, observer=self.metrics.observe_batch)
+        self.learner_thread: LearnerThread | None = None
+
+    async def start(self) -> None:
+        """Start the writer and the learner thread."""
+        await self.writer.start()
+        self.learner_thread = LearnerThread(self, asyncio.get_running_loop())
+        self.learner_thread.start()
+
+    async def stop(self) -> None:
+        """Stop learning, commit what is queued, close the store."""
+        if self.learner_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.learner_thread.stop)
+        await self.writer.stop()
+        self.store.close()
+
+    async def rank(self, request: RankRequest) -> Decision:
+        """Decide, commit, and return the decision (or the stored one on a replay)."""
+        stored = self.store.get_decision(request.event_id)
+        if stored is not None:
+            self.metrics.rank_replays.inc()
+            return resolve_replay(request, stored)
+        serving = self.serving
+        decision = decide(
+            request,
+            serving.policy,
+            config=self.config,
+            seed=self.seed,
+            model_version=serving.version,
+            now=self.clock(),
+        )
+        stored = await self.writer.write_decision(decision)
+        if stored is not decision:
+            self.metrics.rank_replays.inc()
+            return resolve_replay(request, stored)
+        self.metrics.ranks.labels(decision.learning_mode.value).inc()
+        return decision
+
+    async def reward(self, event_id: str, value: object, request_key: str | None) -> RewardOutcome:
+        """Validate and commit a reward; raises :class:`EventNotFound` for unknown events."""
+        reward = Reward(
+            event_id=event_id,
+            value=check_reward(value, self.config),
+            received_at=self.clock(),
+            request_key=request_key,
+        )
+        outcome = await self.writer.write_reward(reward)
+        if outcome is RewardOutcome.UNKNOWN_EVENT:
+            raise EventNotFound(event_id)
+        self.metrics.rewards.labels(outcome.value).inc()
+        return outcome
+
+    async def activate(self, event_id: str) -> ActivationOutcome:
+        """Commit an activation; raises :class:`EventNotFound` for unknown events."""
+        activation = Activation(
+            event_id=event_id, at=self.clock(), wait=self.config.reward_wait_time
+        )
+        outcome = await self.writer.write_activation(activation)
+        if outcome is ActivationOutcome.UNKNOWN_EVENT:
+            raise EventNotFound(event_id)
+        self.metrics.activations.labels(outcome.value).inc()
+        return outcome
+
+    def update_config(self, new: ServiceConfiguration) -> ServiceConfiguration:
+        """Validate a change against the current configuration, store and apply it."""
+        old = self.config
+        old.check_change(new)
+        self.store.save_config(new)
+        self.config = new
+        if new.exploration_percentage != old.exploration_percentage:
+            self.factory = make_factory(
+                self.policy_settings.arguments, epsilon=new.exploration_percentage
+            )
+            record = self.store.get_model(self.serving.version)
+            if record is not None:
+                self.install(record, self.factory(record.data))
+        return new
+
+    def install(self, record: ModelRecord, policy: Policy) -> None:
+        """Serve ``policy`` (built from ``record``) from now on. Event-loop thread only."""
+        self.serving = Serving(policy, record.version, record.created_at)
+
+    def refresh_metrics(self) -> None:
+        """Bring the store-derived gauges up to date."""
+        now = self.clock()
+        self.metrics.refresh(
+            self.store.counts(now),
+            now=now,
+            cursor=self.learner.cursor,
+            exploration_cap=self.config.exploration_percentage,
+            model_version=self.serving.version,
+            model_created_at=self.serving.created_at,
+        )
+
+
+class LearnerThread(threading.Thread):
+    """Joins, learns and publishes in the background until stopped.
+
+    Works in batches of ``settings.learn_batch``; sleeps ``learn_interval`` when idle. Publishes
+    when ``modelExportFrequency`` has passed and something new was learned.
+    """
+
+    def __init__(self, service: Service, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="banditd-learner", daemon=True)
+        self._service = service
+        self._loop = loop
+        self._stopping = threading.Event()
+        self._last_publish = service.serving.created_at
+        self._published_count = service.learner.learned_count
+        self.failures = 0
+
+    def stop(self) -> None:
+        """Ask the thread to finish its batch and exit; waits for it."""
+        self._stopping.set()
+        self.join()
+
+    def run(self) -> None:
+        service = self._service
+        settings = service.settings
+        while not self._stopping.is_set():
+            try:
+                busy = self.tick()
+            except Exception:
+                self.failures += 1
+                service.metrics.store_errors.labels("learn").inc()
+                log.exception("learner step failed; retrying")
+                busy = False
+            if not busy:
+                self._stopping.wait(settings.learn_interval)
+
+    def tick(self) -> bool:
+        """One join/learn/publish round; returns whether there may be more work."""
+        service = self._service
+        learner = service.learner
+        config = service.config
+        now = service.clock()
+        step = learner.step(config, now, service.settings.learn_batch)
+        service.metrics.joined.inc(step.joined)
+        service.metrics.learned.inc(step.learned)
+        due = now - self._last_publish >= config.model_export_frequency
+        if due and learner.learned_count != self._published_count:
+            self.publish(now)
+        return step.joined >= service.settings.learn_batch or step.learned > 0
+
+    def publish(self, now: float) -> ModelRecord:
+        """Publish the learner's model and hand it to the event loop."""
+        service = self._service
+        record = service.learner.publish(now, service.settings.keep_models)
+        policy = service.factory(record.data)
+        self._last_publish = now
+        self._published_count = record.learned_count
+        service.metrics.published.inc()
+        self._loop.call_soon_threadsafe(service.install, record, policy)
+        return record

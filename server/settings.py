@@ -1,0 +1,134 @@
+"""Process settings, read once at the edge (CLI flags, a TOML file, environment variables).
+
+Loop settings that clients can change (reward wait, exploration, …) live in the store as a
+:class:`bandit.config.ServiceConfiguration`; these are the operator's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 8080
+
+
+class SettingsError(ValueError):
+    """Settings are missing, unreadable or unsafe; the message names the setting."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """How one banditd process runs.
+
+    Attributes:
+        db: path of the SQLite file.
+        host: address to bind; a non-loopback one requires an API key.
+        port: TCP port.
+        client_keys: keys accepted for rank, reward and activate (up to two, for rotation).
+        admin_keys: keys accepted for everything (configuration, models, logs).
+        max_actions: most actions one rank request may offer.
+        max_body_bytes: largest request body accepted.
+        learn_interval: seconds the learner sleeps when it has nothing to do.
+        learn_batch: joined events learned between checkpoints.
+        keep_models: published model versions kept for rollback.
+        synchronous: SQLite ``synchronous`` pragma: FULL (durable on power loss) or NORMAL.
+    """
+
+    db: str = "banditd.db"
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    client_keys: tuple[str, ...] = ()
+    admin_keys: tuple[str, ...] = ()
+    max_actions: int = 50
+    max_body_bytes: int = 1 << 20
+    learn_interval: float = 0.2
+    learn_batch: int = 512
+    keep_models: int = 20
+    synchronous: str = "FULL"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests must carry a key."""
+        return bool(self.client_keys or self.admin_keys)
+
+    def check(self) -> Settings:
+        """Validate; refuse a non-loopback bind without a key."""
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"port must be within 0..65535, got {self.port}.")
+        if self.synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
+            raise SettingsError("synchronous must be FULL, NORMAL or EXTRA.")
+        if len(self.client_keys) > 2 or len(self.admin_keys) > 2:
+            raise SettingsError("at most two client keys and two admin keys may be valid at once.")
+        if not self.auth_enabled and not is_loopback(self.host):
+            raise SettingsError(
+                f"refusing to bind {self.host!r} without an API key: anyone who can reach it "
+                "could rank, reward and reconfigure. Set BANDITD_ADMIN_KEY (and optionally "
+                "BANDITD_CLIENT_KEY) or admin_keys in the config file, or bind 127.0.0.1."
+            )
+        if not 1 <= self.max_actions <= 1000:
+            raise SettingsError("max_actions must be within 1..1000.")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _keys(value: Any, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [k for k in value.split(",") if k.strip()]
+    if not isinstance(value, list) or not all(isinstance(k, str) and k.strip() for k in value):
+        raise SettingsError(f"{name} must be a list of non-empty strings.")
+    return tuple(k.strip() for k in value)
+
+
+def load(
+    *,
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build settings from defaults, then a TOML file, then environment, then ``overrides``.
+
+    Environment: ``BANDITD_CLIENT_KEY`` and ``BANDITD_ADMIN_KEY`` (comma-separated for two).
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if config_file:
+        try:
+            values.update(tomllib.loads(Path(config_file).read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read config file {config_file!r}: {exc}") from exc
+    if env.get("BANDITD_CLIENT_KEY"):
+        values["client_keys"] = env["BANDITD_CLIENT_KEY"]
+    if env.get("BANDITD_ADMIN_KEY"):
+        values["admin_keys"] = env["BANDITD_ADMIN_KEY"]
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name for f in fields(Settings)} - {"extra"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}.")
+    values["client_keys"] = _keys(values.get("client_keys"), "client_keys")
+    values["admin_keys"] = _keys(values.get("admin_keys"), "admin_keys")
+    try:
+        settings = replace(Settings(), **values)
+    except TypeError as exc:
+        raise SettingsError(str(exc)) from exc
+    return settings.check()

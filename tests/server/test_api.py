@@ -1,0 +1,329 @@
+"""HTTP tests of the rank/reward/activate/configuration surface: every status and error body."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from server.app import create_app
+from server.settings import Settings
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def rank_body(event_id: str | None = "ev1", n: int = 3, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "contextFeatures": [{"user": {"tier": "gold"}}, {"time": "morning"}],
+        "actions": [{"id": f"a{i}", "features": [{"item": {"n": i}}]} for i in range(n)],
+    }
+    if event_id is not None:
+        body["eventId"] = event_id
+    body.update(extra)
+    return body
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(db=str(tmp_path / "banditd.db"), learn_interval=0.05)
+
+
+@pytest.fixture
+async def client(aiohttp_client: MakeClient, settings: Settings) -> Client:
+    return await aiohttp_client(create_app(settings))
+
+
+async def expect_error(response: Any, status: int, code: str, inner: str | None = None) -> None:
+    assert response.status == status, await response.text()
+    assert response.headers["Content-Type"] == JSON_TYPE
+    body = await response.json()
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    expected_inner = inner or code
+    assert body["error"]["innerError"]["code"] == expected_inner
+    assert response.headers["x-ms-error-code"] == expected_inner
+
+
+async def test_rank_returns_201_with_full_ranking(client: Client) -> None:
+    response = await client.post("/v1/rank", json=rank_body(excludedActions=["a1"]))
+    assert response.status == 201
+    assert response.headers["Content-Type"] == JSON_TYPE
+    body = await response.json()
+    assert body["eventId"] == "ev1"
+    ranking = body["ranking"]
+    assert ranking[0]["id"] == body["rewardActionId"]
+    assert sorted(r["id"] for r in ranking) == ["a0", "a1", "a2"]
+    assert sum(r["probability"] for r in ranking) == pytest.approx(1.0, abs=1e-6)
+    assert next(r for r in ranking if r["id"] == "a1")["probability"] == 0.0
+    assert body["rewardActionId"] != "a1"
+
+
+async def test_rank_generates_event_id(client: Client) -> None:
+    response = await client.post("/v1/rank", json=rank_body(event_id=None))
+    assert response.status == 201
+    body = await response.json()
+    assert len(body["eventId"]) == 32
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "/v1",
+        "/personalizer/v1.0",
+        "/personalizer/v1.1-preview.1",
+        "/personalizer/v1.1-preview.2",
+        "/personalizer/v1.1-preview.3",
+        "/personalizer",
+    ],
+)
+async def test_every_url_form_serves_the_loop(client: Client, prefix: str) -> None:
+    query = "?api-version=2022-09-01-preview" if prefix == "/personalizer" else ""
+    event_id = "ev 1/x" + prefix
+    response = await client.post(f"{prefix}/rank{query}", json=rank_body(event_id=event_id))
+    assert response.status == 201
+    quoted = event_id.replace(" ", "%20").replace("/", "%2F")
+    response = await client.post(f"{prefix}/events/{quoted}/reward{query}", json={"value": 0.5})
+    assert response.status == 204
+    assert await response.read() == b""
+    response = await client.post(f"{prefix}/events/{quoted}/activate{query}")
+    assert response.status == 204
+    response = await client.get(f"{prefix}/configurations/service{query}")
+    assert response.status == 200
+
+
+async def test_rank_replay_same_body_returns_stored_decision(client: Client) -> None:
+    first = await (await client.post("/v1/rank", json=rank_body())).json()
+    again = await client.post("/v1/rank", json=rank_body())
+    assert again.status == 201
+    assert await again.json() == first
+
+
+async def test_rank_replay_different_body_is_409(client: Client) -> None:
+    assert (await client.post("/v1/rank", json=rank_body())).status == 201
+    response = await client.post("/v1/rank", json=rank_body(n=4))
+    await expect_error(response, 409, "Conflict", "EventIdConflict")
+
+
+BAD_RANKS: list[tuple[str, Any]] = [
+    ("not-object", [1, 2]),
+    ("no-actions", {"contextFeatures": []}),
+    ("empty-actions", {"actions": []}),
+    ("too-many-actions", rank_body(n=51)),
+    ("repeated-id", {"actions": [{"id": "a", "features": []}, {"id": "a", "features": []}]}),
+    ("id-not-string", {"actions": [{"id": 5, "features": []}]}),
+    ("id-too-long", {"actions": [{"id": "x" * 257, "features": []}]}),
+    ("features-not-list", {"actions": [{"id": "a", "features": {"x": 1}}]}),
+    ("feature-not-object", {"actions": [{"id": "a", "features": [5]}]}),
+    ("string-array", {"actions": [{"id": "a", "features": [{"n": {"x": ["a"]}}]}]}),
+    ("context-not-list", {"actions": [{"id": "a"}], "contextFeatures": {"u": 1}}),
+    ("all-excluded", {"actions": [{"id": "a"}], "excludedActions": ["a"]}),
+    ("excluded-not-list", {"actions": [{"id": "a"}], "excludedActions": "a"}),
+    ("event-id-too-long", rank_body(event_id="e" * 257)),
+    ("event-id-number", rank_body(event_id=None, eventId=7)),
+    ("defer-not-bool", rank_body(deferActivation="yes")),
+    ("max-exploration-range", rank_body(maxExploration=1.5)),
+]
+
+
+@pytest.mark.parametrize(("case", "body"), BAD_RANKS, ids=[c for c, _ in BAD_RANKS])
+async def test_bad_rank_requests_are_400(client: Client, case: str, body: Any) -> None:
+    response = await client.post("/v1/rank", json=body)
+    await expect_error(response, 400, "BadRequest", "InvalidRankRequest")
+    # nothing was logged: the same event id still ranks fresh
+    if isinstance(body, dict) and isinstance(body.get("eventId"), str):
+        assert (await client.post("/v1/rank", json=rank_body(event_id=body["eventId"]))).status in (
+            201,
+            400,
+        )
+
+
+@pytest.mark.parametrize("raw", [b"{", b"", b'{"actions": NaN}', b"\xff\xfe"])
+async def test_rank_body_not_json_is_400(client: Client, raw: bytes) -> None:
+    response = await client.post("/v1/rank", data=raw, headers={"Content-Type": "application/json"})
+    await expect_error(response, 400, "BadRequest", "InvalidRankRequest")
+
+
+async def test_rank_body_too_large_is_413(client: Client) -> None:
+    body = rank_body(contextFeatures=[{"blob": {"x": "y" * (1 << 20)}}])
+    response = await client.post("/v1/rank", data=io.BytesIO(json.dumps(body).encode()))
+    await expect_error(response, 413, "BadRequest", "PayloadSizeExceeded")
+
+
+async def test_reward_unknown_event_is_404(client: Client) -> None:
+    response = await client.post("/v1/events/nope/reward", json={"value": 1.0})
+    await expect_error(response, 404, "ResourceNotFound")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"value": 1.5}',
+        b'{"value": -1.01}',
+        b'{"value": "1"}',
+        b'{"value": true}',
+        b'{"value": NaN}',
+        b'{"value": Infinity}',
+        b"{}",
+        b"[]",
+        b"not json",
+        b'{"value": null}',
+    ],
+)
+async def test_bad_reward_values_are_400(client: Client, raw: bytes) -> None:
+    assert (await client.post("/v1/rank", json=rank_body())).status == 201
+    response = await client.post(
+        "/v1/events/ev1/reward", data=raw, headers={"Content-Type": "application/json"}
+    )
+    await expect_error(response, 400, "BadRequest", "InvalidRewardRequest")
+
+
+async def test_activate_unknown_event_is_404(client: Client) -> None:
+    response = await client.post("/v1/events/nope/activate")
+    await expect_error(response, 404, "ResourceNotFound")
+
+
+async def test_unknown_path_and_method(client: Client) -> None:
+    await expect_error(await client.get("/v1/nothing"), 404, "ResourceNotFound")
+    await expect_error(await client.get("/v1/rank"), 405, "MethodNotAllowed")
+
+
+async def test_configuration_get_and_put(client: Client) -> None:
+    response = await client.get("/v1/configurations/service")
+    assert response.status == 200
+    config = await response.json()
+    assert config["rewardWaitTime"] == "PT10M"
+    assert config["explorationPercentage"] == 0.2
+    config["explorationPercentage"] = 0.1
+    config["rewardWaitTime"] = "PT30S"
+    response = await client.put("/v1/configurations/service", json=config)
+    assert response.status == 200
+    assert (await response.json())["explorationPercentage"] == 0.1
+    again = await (await client.get("/v1/configurations/service")).json()
+    assert again["rewardWaitTime"] == "PT30S"
+
+
+CONFIG = {
+    "rewardWaitTime": "PT10M",
+    "defaultReward": 0,
+    "rewardAggregation": "earliest",
+    "explorationPercentage": 0.2,
+    "modelExportFrequency": "PT5M",
+    "logRetentionDays": 7,
+}
+
+BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "missing-field",
+        {k: v for k, v in CONFIG.items() if k != "defaultReward"},
+        "InvalidServiceConfiguration",
+    ),
+    ("wait-too-long", {**CONFIG, "rewardWaitTime": "P3D"}, "InvalidRewardWaitTime"),
+    (
+        "wait-not-duration",
+        {**CONFIG, "rewardWaitTime": "ten minutes"},
+        "InvalidServiceConfiguration",
+    ),
+    (
+        "retention-too-short",
+        {**CONFIG, "rewardWaitTime": "P1D", "logRetentionDays": 1},
+        "InvalidLogRetentionDays",
+    ),
+    ("exploration-range", {**CONFIG, "explorationPercentage": 1.5}, "InvalidServiceConfiguration"),
+    ("default-reward-range", {**CONFIG, "defaultReward": 2}, "InvalidServiceConfiguration"),
+    ("aggregation", {**CONFIG, "rewardAggregation": "max"}, "InvalidServiceConfiguration"),
+    (
+        "mode-with-reward-settings",
+        {**CONFIG, "learningMode": "Apprentice", "defaultReward": 0.5},
+        "InvalidLearningModeServiceConfiguration",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "inner"), BAD_CONFIGS, ids=[c for c, _, _ in BAD_CONFIGS])
+async def test_bad_configurations_are_400(
+    client: Client, case: str, body: dict[str, Any], inner: str
+) -> None:
+    before = await (await client.get("/v1/configurations/service")).json()
+    response = await client.put("/v1/configurations/service", json=body)
+    await expect_error(response, 400, "BadRequest", inner)
+    assert await (await client.get("/v1/configurations/service")).json() == before
+
+
+async def test_reward_idempotency_key_counts_once(client: Client) -> None:
+    config = {**CONFIG, "rewardAggregation": "sum"}
+    assert (await client.put("/v1/configurations/service", json=config)).status == 200
+    assert (await client.post("/v1/rank", json=rank_body())).status == 201
+    for _ in range(3):
+        response = await client.post(
+            "/v1/events/ev1/reward", json={"value": 0.25}, headers={"Idempotency-Key": "k1"}
+        )
+        assert response.status == 204
+    metrics = await (await client.get("/metrics")).text()
+    assert 'banditd_rewards_total{outcome="stored"} 1.0' in metrics
+    assert 'banditd_rewards_total{outcome="duplicate"} 2.0' in metrics
+
+
+async def test_metrics_exposes_every_stage(client: Client) -> None:
+    assert (await client.post("/v1/rank", json=rank_body())).status == 201
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    text = await response.text()
+    for name in [
+        "banditd_ranks_total",
+        "banditd_rewards_total",
+        "banditd_joined_events_total",
+        "banditd_learned_events_total",
+        "banditd_default_reward_ratio",
+        "banditd_realized_exploration_ratio",
+        "banditd_exploration_cap_ratio",
+        "banditd_learner_lag_events",
+        "banditd_learner_lag_seconds",
+        "banditd_model_version",
+        "banditd_request_duration_seconds_bucket",
+        "banditd_writer_batch_size_bucket",
+    ]:
+        assert name in text, name
+    assert 'banditd_ranks_total{learning_mode="Online"} 1.0' in text
+
+
+async def test_healthz(client: Client) -> None:
+    response = await client.get("/healthz")
+    assert response.status == 200
+    body = await response.json()
+    assert body["status"] == "ok"
+    assert body["learner"]["running"] is True
+
+
+@pytest.fixture
+async def keyed_client(aiohttp_client: MakeClient, tmp_path: Path) -> Client:
+    settings = Settings(
+        db=str(tmp_path / "keyed.db"), client_keys=("client-key",), admin_keys=("admin-key",)
+    )
+    return await aiohttp_client(create_app(settings))
+
+
+async def test_auth_roles(keyed_client: Client) -> None:
+    client = keyed_client
+    response = await client.post("/v1/rank", json=rank_body())
+    await expect_error(response, 401, "Unauthorized")
+    response = await client.post(
+        "/v1/rank", json=rank_body(), headers={"Ocp-Apim-Subscription-Key": "wrong"}
+    )
+    await expect_error(response, 401, "Unauthorized")
+    client_headers = {"Ocp-Apim-Subscription-Key": "client-key"}
+    assert (await client.post("/v1/rank", json=rank_body(), headers=client_headers)).status == 201
+    response = await client.get("/v1/configurations/service", headers=client_headers)
+    await expect_error(response, 401, "Unauthorized")
+    bearer = {"Authorization": "Bearer admin-key"}
+    assert (await client.get("/v1/configurations/service", headers=bearer)).status == 200
+    assert (await client.get("/healthz")).status == 200
