@@ -1,0 +1,204 @@
+"""Row ↔ value conversion for the SQLite store: the one place its columns become domain values.
+
+JSON columns are written compactly (``separators=(",", ":")``) and with ASCII escapes, so feature
+strings holding lone surrogates (valid in JSON, not in UTF-8) still round-trip. Floats are written
+with ``repr``, which reads back to the same double, so a decision compares equal after a round
+trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+from bandit.config import LearningMode, ServiceConfiguration
+from bandit.events import (
+    Action,
+    Checkpoint,
+    Decision,
+    JoinedEvent,
+    ModelRecord,
+    PolicySettings,
+    RankRequest,
+    Reward,
+)
+
+Row = Mapping[str, Any]
+
+DECISION_COLUMNS = (
+    "event_id",
+    "timestamp",
+    "request",
+    "pmf",
+    "chosen_index",
+    "greedy_index",
+    "model_version",
+    "learning_mode",
+    "active",
+    "activated_at",
+    "close_at",
+    "explored",
+)
+"""Columns of ``decisions`` that :func:`decision_params` writes and :func:`decision_from_row`
+reads (the ``joined`` flag is the store's own bookkeeping)."""
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text of ``value``."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def request_to_json(request: RankRequest) -> str:
+    """The JSON text stored for a rank request; :func:`request_from_json` reverses it.
+
+    >>> req = RankRequest(event_id="e", context_features=({"a": 1},), actions=(Action(id="x"),))
+    >>> request_from_json(request_to_json(req)) == req
+    True
+    """
+    return dumps(
+        {
+            "event_id": request.event_id,
+            "context_features": list(request.context_features),
+            "actions": [{"id": a.id, "features": list(a.features)} for a in request.actions],
+            "excluded_action_ids": list(request.excluded_action_ids),
+            "defer_activation": request.defer_activation,
+            "max_exploration": request.max_exploration,
+        }
+    )
+
+
+def request_from_json(text: str) -> RankRequest:
+    """The rank request stored as ``text`` by :func:`request_to_json`."""
+    data = json.loads(text)
+    return RankRequest(
+        event_id=data["event_id"],
+        context_features=tuple(data["context_features"]),
+        actions=tuple(Action(id=a["id"], features=tuple(a["features"])) for a in data["actions"]),
+        excluded_action_ids=tuple(data["excluded_action_ids"]),
+        defer_activation=data["defer_activation"],
+        max_exploration=data["max_exploration"],
+    )
+
+
+def decision_params(decision: Decision) -> dict[str, Any]:
+    """Named parameters for inserting ``decision`` (keys are :data:`DECISION_COLUMNS`)."""
+    return {
+        "event_id": decision.event_id,
+        "timestamp": float(decision.timestamp),
+        "request": request_to_json(decision.request),
+        "pmf": dumps([float(p) for p in decision.pmf]),
+        "chosen_index": decision.chosen_index,
+        "greedy_index": decision.greedy_index,
+        "model_version": decision.model_version,
+        "learning_mode": decision.learning_mode.value,
+        "active": int(decision.active),
+        "activated_at": decision.activated_at,
+        "close_at": decision.close_at,
+        "explored": int(decision.explored),
+    }
+
+
+def decision_from_row(row: Row) -> Decision:
+    """The decision stored in a row holding :data:`DECISION_COLUMNS`."""
+    return Decision(
+        event_id=row["event_id"],
+        timestamp=row["timestamp"],
+        request=request_from_json(row["request"]),
+        pmf=tuple(float(p) for p in json.loads(row["pmf"])),
+        chosen_index=row["chosen_index"],
+        greedy_index=row["greedy_index"],
+        model_version=row["model_version"],
+        learning_mode=LearningMode(row["learning_mode"]),
+        active=bool(row["active"]),
+        activated_at=row["activated_at"],
+        close_at=row["close_at"],
+    )
+
+
+def reward_from_row(row: Row) -> Reward:
+    """A reward from a ``rewards`` row."""
+    return Reward(
+        event_id=row["event_id"],
+        value=row["value"],
+        received_at=row["received_at"],
+        request_key=row["request_key"],
+    )
+
+
+def joined_from_row(row: Row) -> JoinedEvent:
+    """A joined event from a ``joined`` row joined with its decision's columns."""
+    return JoinedEvent(
+        decision=decision_from_row(row),
+        reward=row["reward"],
+        reward_count=row["reward_count"],
+        defaulted=bool(row["defaulted"]),
+        joined_at=row["joined_at"],
+        seq=row["seq"],
+    )
+
+
+def model_from_row(row: Row) -> ModelRecord:
+    """A model record; ``data`` is empty when the row was read without it."""
+    return ModelRecord(
+        version=row["version"],
+        created_at=row["created_at"],
+        data=bytes(row.get("data") or b""),
+        arguments=row["arguments"],
+        learned_count=row["learned_count"],
+        cursor=row["cursor"],
+    )
+
+
+def checkpoint_from_row(row: Row) -> Checkpoint:
+    """The learner's checkpoint from its single row."""
+    return Checkpoint(
+        model=bytes(row["model"]),
+        arguments=row["arguments"],
+        cursor=row["cursor"],
+        learned_count=row["learned_count"],
+        updated_at=row["updated_at"],
+    )
+
+
+def policy_from_row(row: Row) -> PolicySettings:
+    """The learning policy from its single row."""
+    return PolicySettings(name=row["name"], arguments=row["arguments"])
+
+
+def config_to_json(config: ServiceConfiguration) -> str:
+    """Every field of ``config`` by its Python name; enums by value."""
+    return dumps(
+        {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(ServiceConfiguration)}
+    )
+
+
+def config_from_json(text: str) -> ServiceConfiguration:
+    """The configuration stored by :func:`config_to_json`, validated again.
+
+    Fields missing from ``text`` (stored by an older version) take their defaults; unknown ones
+    are ignored.
+
+    >>> config = ServiceConfiguration(reward_wait_time=5.0, learning_mode=LearningMode.APPRENTICE)
+    >>> config_from_json(config_to_json(config)) == config
+    True
+    """
+    data = json.loads(text)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(ServiceConfiguration):
+        if f.name not in data:
+            continue
+        raw, default = data[f.name], f.default
+        if isinstance(default, Enum):
+            values[f.name] = type(default)(raw)
+        elif isinstance(default, float):
+            values[f.name] = float(raw)
+        else:
+            values[f.name] = raw
+    return ServiceConfiguration(**values)
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value

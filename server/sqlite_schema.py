@@ -1,0 +1,144 @@
+"""The SQLite store's schema, as an ordered list of migrations.
+
+``PRAGMA user_version`` holds how many of :data:`MIGRATIONS` a file has applied. Opening a file
+applies the rest in one transaction, so a file is always at exactly one schema version. Append
+new migrations; never edit or reorder released ones.
+
+Tables:
+
+* ``decisions``: one row per event, the request and pmf as JSON; ``joined`` is set when its
+  joined event is appended. The partial index ``decisions_pending`` holds only active, unjoined
+  events with a window, ordered by window close, so finding due events is an index range scan.
+* ``rewards``: every stored reward (``late`` ones included) in arrival order (``id``);
+  ``UNIQUE (event_id, request_key)`` makes retried requests idempotent.
+* ``joined``: joined events; ``seq`` (1, 2, …) is the learner's cursor.
+* ``models``: published serving models; ``AUTOINCREMENT`` so pruned versions are never reused.
+* ``checkpoint``, ``config``, ``policy``, ``counters``: single rows (``id = 1``).
+* ``meta``: small named values.
+
+``counters`` holds the totals of :class:`bandit.events.StoreCounts`, kept by triggers in the
+inserting transaction, so ``/metrics`` never counts a whole table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+_INITIAL = (
+    """
+    CREATE TABLE decisions (
+        event_id TEXT PRIMARY KEY NOT NULL,
+        timestamp REAL NOT NULL,
+        request TEXT NOT NULL,
+        pmf TEXT NOT NULL,
+        chosen_index INTEGER NOT NULL,
+        greedy_index INTEGER NOT NULL,
+        model_version INTEGER NOT NULL,
+        learning_mode TEXT NOT NULL,
+        active INTEGER NOT NULL CHECK (active IN (0, 1)),
+        activated_at REAL,
+        close_at REAL,
+        joined INTEGER NOT NULL DEFAULT 0 CHECK (joined IN (0, 1)),
+        explored INTEGER NOT NULL CHECK (explored IN (0, 1))
+    )
+    """,
+    """
+    CREATE INDEX decisions_pending ON decisions (close_at, event_id)
+    WHERE active = 1 AND joined = 0 AND close_at IS NOT NULL
+    """,
+    """
+    CREATE TABLE rewards (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL REFERENCES decisions (event_id),
+        value REAL NOT NULL,
+        received_at REAL NOT NULL,
+        request_key TEXT,
+        late INTEGER NOT NULL CHECK (late IN (0, 1)),
+        UNIQUE (event_id, request_key)
+    )
+    """,
+    """
+    CREATE TABLE joined (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE REFERENCES decisions (event_id),
+        reward REAL NOT NULL,
+        reward_count INTEGER NOT NULL,
+        defaulted INTEGER NOT NULL CHECK (defaulted IN (0, 1)),
+        joined_at REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE models (
+        version INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        data BLOB NOT NULL,
+        arguments TEXT NOT NULL,
+        learned_count INTEGER NOT NULL,
+        cursor INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE checkpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        model BLOB NOT NULL,
+        arguments TEXT NOT NULL,
+        cursor INTEGER NOT NULL,
+        learned_count INTEGER NOT NULL,
+        updated_at REAL NOT NULL
+    )
+    """,
+    "CREATE TABLE config (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL)",
+    """
+    CREATE TABLE policy (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        name TEXT NOT NULL,
+        arguments TEXT NOT NULL
+    )
+    """,
+    "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+    """
+    CREATE TABLE counters (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        decisions INTEGER NOT NULL DEFAULT 0,
+        rewards INTEGER NOT NULL DEFAULT 0,
+        late_rewards INTEGER NOT NULL DEFAULT 0,
+        joined INTEGER NOT NULL DEFAULT 0,
+        defaulted INTEGER NOT NULL DEFAULT 0,
+        explored INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    "INSERT INTO counters (id) VALUES (1)",
+    """
+    CREATE TRIGGER decisions_counted AFTER INSERT ON decisions BEGIN
+        UPDATE counters SET decisions = decisions + 1, explored = explored + NEW.explored
+        WHERE id = 1;
+    END
+    """,
+    """
+    CREATE TRIGGER rewards_counted AFTER INSERT ON rewards BEGIN
+        UPDATE counters SET rewards = rewards + 1, late_rewards = late_rewards + NEW.late
+        WHERE id = 1;
+    END
+    """,
+    """
+    CREATE TRIGGER joined_counted AFTER INSERT ON joined BEGIN
+        UPDATE counters SET joined = joined + 1, defaulted = defaulted + NEW.defaulted
+        WHERE id = 1;
+    END
+    """,
+)
+
+
+def create_initial_schema(db: Database) -> None:
+    """Version 1: every table, index and counter trigger."""
+    for statement in _INITIAL:
+        db.execute(statement)
+
+
+Migration = Callable[[Database], None]
+"""A schema step; it runs inside the opening transaction and must not commit."""
+
+MIGRATIONS: tuple[Migration, ...] = (create_initial_schema,)
+"""Applied in order; a file's ``PRAGMA user_version`` counts how many it has."""

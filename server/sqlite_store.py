@@ -1,0 +1,444 @@
+"""The SQLite :class:`bandit.store.Store`: one file, WAL mode, versioned schema.
+
+Semantics are those of :class:`bandit.memory.MemoryStore`; the join, lateness and activation
+rules come from :mod:`bandit.join`. Every method is one transaction: writes take the write lock
+up front (``BEGIN IMMEDIATE``) so two writers queue on the busy timeout instead of failing on a
+lock upgrade, and multi-statement reads run in one read transaction so they see one snapshot.
+
+Each thread gets its own connection (the event loop reads, the group-commit writer writes, the
+learner joins and checkpoints); WAL lets them, and other processes on the same file, read while
+one writes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
+from typing import Any
+
+from sqlite_utils import Database
+
+from bandit import join as rules
+from bandit.config import ServiceConfiguration
+from bandit.events import (
+    Activation,
+    ActivationOutcome,
+    Checkpoint,
+    Decision,
+    JoinedEvent,
+    ModelRecord,
+    PolicySettings,
+    Reward,
+    RewardOutcome,
+    StoreCounts,
+    WriteBatch,
+    WriteResult,
+)
+from server import sqlite_rows as rows
+from server.sqlite_schema import MIGRATIONS
+
+BUSY_TIMEOUT_MS = 5000
+"""How long a connection waits for another writer's lock before failing."""
+
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+_IN_CHUNK = 500
+"""Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""
+
+_DUE_SLACK = 1.0
+"""Seconds added to the indexed ``close_at`` bound of a due scan. The exact test
+``close_at + grace <= now`` is repeated beside it, so rounding in ``now - grace`` never drops or
+adds an event; the slack only lets the index range include every candidate."""
+
+_Params = Sequence[Any] | dict[str, Any]
+
+_PENDING = "active = 1 AND joined = 0 AND close_at IS NOT NULL"
+"""The WHERE clause of the partial index ``decisions_pending``; queries repeat it verbatim so
+SQLite uses that index."""
+
+_DUE = f"{_PENDING} AND close_at <= :bound AND close_at + :grace <= :now"
+
+_DECISION_SELECT = ", ".join(f"d.{c}" for c in rows.DECISION_COLUMNS)
+_DECISION_INSERT = (
+    f"INSERT INTO decisions ({', '.join(rows.DECISION_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in rows.DECISION_COLUMNS)}) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database file was written by a newer banditd than this one."""
+
+
+class SQLiteStore:
+    """A :class:`bandit.store.Store` on one SQLite file.
+
+    Args:
+        path: the database file; created, and migrated to the current schema, when opened.
+        synchronous: SQLite's ``PRAGMA synchronous`` level. ``FULL`` makes every commit durable
+            across power loss; ``NORMAL`` may lose the last commits on power loss (not on a
+            process crash) and is faster.
+
+    Raises:
+        ValueError: ``synchronous`` is not one of :data:`SYNCHRONOUS_LEVELS`.
+        SchemaTooNew: the file's schema version is newer than :data:`MIGRATIONS` knows.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
+        level = synchronous.upper()
+        if level not in SYNCHRONOUS_LEVELS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
+        self.path = os.fspath(path)
+        self._synchronous = level
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: dict[threading.Thread, Database] = {}
+        self._closed = False
+        try:
+            db = self._db()
+            db.enable_wal()
+            _migrate(db)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connections and transactions ------------------------------------------------------
+
+    def _db(self) -> Database:
+        db: Database | None = getattr(self._local, "db", None)
+        if db is None or self._closed:
+            db = self._connect()
+            self._local.db = db
+        return db
+
+    def _connect(self) -> Database:
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the SQLite store is closed")
+            # Threads that ended leave their connection behind; close those here.
+            for thread in [t for t in self._connections if not t.is_alive()]:
+                self._connections.pop(thread).close()
+            # isolation_level=None: transactions are only the ones this module begins.
+            # check_same_thread=False only so close() can close every thread's connection;
+            # each connection is otherwise used by the thread that opened it.
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            db = Database(conn, execute_plugins=False)
+            self._connections[threading.current_thread()] = db
+            return db
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[Database]:
+        db = self._db()
+        db.execute(begin)
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+
+    def _write(self) -> AbstractContextManager[Database]:
+        return self._transaction("BEGIN IMMEDIATE")
+
+    def _read(self) -> AbstractContextManager[Database]:
+        return self._transaction("BEGIN")
+
+    def _all(self, sql: str, params: _Params = ()) -> list[rows.Row]:
+        return _select(self._db(), sql, params)
+
+    def _first(self, sql: str, params: _Params = ()) -> rows.Row | None:
+        found = _select(self._db(), sql, params)
+        return found[0] if found else None
+
+    def close(self) -> None:
+        """Close every thread's connection; the store cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            for db in self._connections.values():
+                db.close()
+            self._connections.clear()
+
+    # -- decisions, rewards, activations ---------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> WriteResult:
+        with self._write() as db:
+            decisions = tuple(_put_decision(db, d) for d in batch.decisions)
+            activations = tuple(_activate(db, a) for a in batch.activations)
+            rewards = tuple(_put_reward(db, r) for r in batch.rewards)
+        return WriteResult(decisions=decisions, rewards=rewards, activations=activations)
+
+    def get_decision(self, event_id: str) -> Decision | None:
+        row = self._first(
+            f"SELECT {_DECISION_SELECT} FROM decisions d WHERE event_id = ?", [event_id]
+        )
+        return rows.decision_from_row(row) if row is not None else None
+
+    def due(self, now: float, limit: int) -> list[tuple[Decision, list[Reward]]]:
+        if limit <= 0:
+            return []
+        with self._read() as db:
+            found = _select(
+                db,
+                f"SELECT {_DECISION_SELECT} FROM decisions d WHERE {_DUE} "
+                "ORDER BY close_at, event_id LIMIT :limit",
+                _due_params(now) | {"limit": limit},
+            )
+            decisions = [rows.decision_from_row(row) for row in found]
+            rewards = _counted_rewards(db, [d.event_id for d in decisions])
+        return [(d, rewards.get(d.event_id, [])) for d in decisions]
+
+    # -- joined events ---------------------------------------------------------------------
+
+    def append_joined(self, events: list[JoinedEvent]) -> list[JoinedEvent]:
+        appended = []
+        with self._write() as db:
+            for e in events:
+                flagged = db.execute(
+                    "UPDATE decisions SET joined = 1 WHERE event_id = ? AND joined = 0",
+                    [e.decision.event_id],
+                )
+                if flagged.rowcount != 1:
+                    continue  # unknown, or joined already
+                inserted = db.execute(
+                    "INSERT INTO joined (event_id, reward, reward_count, defaulted, joined_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [e.decision.event_id, e.reward, e.reward_count, int(e.defaulted), e.joined_at],
+                )
+                appended.append(replace(e, seq=_rowid(inserted)))
+        return appended
+
+    def joined_after(self, cursor: int, limit: int) -> list[JoinedEvent]:
+        if limit <= 0:
+            return []
+        found = self._all(
+            f"SELECT j.seq, j.reward, j.reward_count, j.defaulted, j.joined_at, {_DECISION_SELECT} "
+            "FROM joined j JOIN decisions d ON d.event_id = j.event_id "
+            "WHERE j.seq > ? ORDER BY j.seq LIMIT ?",
+            [cursor, limit],
+        )
+        return [rows.joined_from_row(row) for row in found]
+
+    def last_seq(self) -> int:
+        row = self._first("SELECT COALESCE(MAX(seq), 0) AS seq FROM joined")
+        return int(row["seq"]) if row is not None else 0
+
+    # -- learner state and models ----------------------------------------------------------
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        row = self._first("SELECT * FROM checkpoint WHERE id = 1")
+        return rows.checkpoint_from_row(row) if row is not None else None
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoint "
+                "(id, model, arguments, cursor, learned_count, updated_at) "
+                "VALUES (1, ?, ?, ?, ?, ?)",
+                [
+                    checkpoint.model,
+                    checkpoint.arguments,
+                    checkpoint.cursor,
+                    checkpoint.learned_count,
+                    checkpoint.updated_at,
+                ],
+            )
+
+    def publish_model(
+        self,
+        *,
+        created_at: float,
+        data: bytes,
+        arguments: str,
+        learned_count: int,
+        cursor: int,
+        keep: int,
+    ) -> ModelRecord:
+        with self._write() as db:
+            inserted = db.execute(
+                "INSERT INTO models (created_at, data, arguments, learned_count, cursor) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [created_at, data, arguments, learned_count, cursor],
+            )
+            version = _rowid(inserted)
+            if keep > 0:  # as MemoryStore, keep <= 0 prunes nothing
+                db.execute(
+                    "DELETE FROM models WHERE version NOT IN "
+                    "(SELECT version FROM models ORDER BY version DESC LIMIT ?)",
+                    [keep],
+                )
+        return ModelRecord(
+            version=version,
+            created_at=created_at,
+            data=data,
+            arguments=arguments,
+            learned_count=learned_count,
+            cursor=cursor,
+        )
+
+    def latest_model(self) -> ModelRecord | None:
+        row = self._first("SELECT * FROM models ORDER BY version DESC LIMIT 1")
+        return rows.model_from_row(row) if row is not None else None
+
+    def get_model(self, version: int) -> ModelRecord | None:
+        row = self._first("SELECT * FROM models WHERE version = ?", [version])
+        return rows.model_from_row(row) if row is not None else None
+
+    def list_models(self) -> list[ModelRecord]:
+        found = self._all(
+            "SELECT version, created_at, arguments, learned_count, cursor "
+            "FROM models ORDER BY version DESC"
+        )
+        return [rows.model_from_row(row) for row in found]
+
+    # -- settings --------------------------------------------------------------------------
+
+    def load_config(self) -> ServiceConfiguration | None:
+        row = self._first("SELECT data FROM config WHERE id = 1")
+        return rows.config_from_json(row["data"]) if row is not None else None
+
+    def save_config(self, config: ServiceConfiguration) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO config (id, data) VALUES (1, ?)",
+                [rows.config_to_json(config)],
+            )
+
+    def load_policy(self) -> PolicySettings | None:
+        row = self._first("SELECT name, arguments FROM policy WHERE id = 1")
+        return rows.policy_from_row(row) if row is not None else None
+
+    def save_policy(self, policy: PolicySettings) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO policy (id, name, arguments) VALUES (1, ?, ?)",
+                [policy.name, policy.arguments],
+            )
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._first("SELECT value FROM meta WHERE key = ?", [key])
+        return str(row["value"]) if row is not None else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
+
+    def counts(self, now: float) -> StoreCounts:
+        with self._read() as db:
+            totals = _select(db, "SELECT * FROM counters WHERE id = 1")[0]
+            pending = _select(
+                db,
+                f"SELECT COUNT(*) AS n, MIN(close_at) AS oldest FROM decisions WHERE {_DUE}",
+                _due_params(now),
+            )[0]
+        return StoreCounts(
+            decisions=totals["decisions"],
+            rewards=totals["rewards"],
+            late_rewards=totals["late_rewards"],
+            joined=totals["joined"],
+            defaulted=totals["defaulted"],
+            explored=totals["explored"],
+            pending_join=pending["n"],
+            oldest_pending_close_at=pending["oldest"],
+        )
+
+
+def _migrate(db: Database) -> None:
+    """Bring the file to ``len(MIGRATIONS)`` in one transaction; a no-op when up to date."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise SchemaTooNew(
+                f"schema version {version} is newer than this banditd's {len(MIGRATIONS)}"
+            )
+        for migration in MIGRATIONS[version:]:
+            migration(db)
+        if version != len(MIGRATIONS):
+            db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def _load(db: Database, event_id: str) -> tuple[Decision, bool] | None:
+    """A decision and its joined flag, read inside the caller's transaction."""
+    found = _select(
+        db, f"SELECT {_DECISION_SELECT}, d.joined FROM decisions d WHERE event_id = ?", [event_id]
+    )
+    return (rows.decision_from_row(found[0]), bool(found[0]["joined"])) if found else None
+
+
+def _put_decision(db: Database, decision: Decision) -> Decision:
+    if db.execute(_DECISION_INSERT, rows.decision_params(decision)).rowcount == 1:
+        return decision
+    stored = _load(db, decision.event_id)
+    assert stored is not None  # the insert conflicted with it
+    return stored[0]
+
+
+def _activate(db: Database, activation: Activation) -> ActivationOutcome:
+    loaded = _load(db, activation.event_id)
+    if loaded is None:
+        return ActivationOutcome.UNKNOWN_EVENT
+    updated, outcome = rules.activate(loaded[0], activation)
+    if outcome is ActivationOutcome.ACTIVATED and updated.close_at is not None:
+        db.execute(
+            "UPDATE decisions SET active = ?, activated_at = ?, close_at = ? WHERE event_id = ?",
+            [int(updated.active), updated.activated_at, updated.close_at, updated.event_id],
+        )
+    return outcome
+
+
+def _put_reward(db: Database, reward: Reward) -> RewardOutcome:
+    loaded = _load(db, reward.event_id)
+    if loaded is None:
+        return RewardOutcome.UNKNOWN_EVENT
+    decision, joined = loaded
+    late = rules.is_late(decision, reward.received_at, joined=joined)
+    inserted = db.execute(
+        "INSERT INTO rewards (event_id, value, received_at, request_key, late) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id, request_key) DO NOTHING",
+        [reward.event_id, reward.value, reward.received_at, reward.request_key, int(late)],
+    )
+    if inserted.rowcount != 1:
+        return RewardOutcome.DUPLICATE
+    if late:
+        return RewardOutcome.LATE
+    return RewardOutcome.STORED if decision.active else RewardOutcome.INACTIVE
+
+
+def _counted_rewards(db: Database, event_ids: list[str]) -> dict[str, list[Reward]]:
+    """The non-late rewards of each event, in arrival order."""
+    out: dict[str, list[Reward]] = {}
+    for start in range(0, len(event_ids), _IN_CHUNK):
+        chunk = event_ids[start : start + _IN_CHUNK]
+        for row in _select(
+            db,
+            "SELECT event_id, value, received_at, request_key FROM rewards "
+            f"WHERE late = 0 AND event_id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
+            chunk,
+        ):
+            out.setdefault(row["event_id"], []).append(rows.reward_from_row(row))
+    return out
+
+
+def _select(db: Database, sql: str, params: _Params = ()) -> list[rows.Row]:
+    """Every row of a read, fully fetched so no statement (and its snapshot) stays open."""
+    return list(db.query(sql, params))
+
+
+def _due_params(now: float) -> dict[str, float]:
+    return {"now": now, "grace": rules.JOIN_GRACE, "bound": now - rules.JOIN_GRACE + _DUE_SLACK}
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid

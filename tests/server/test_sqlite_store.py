@@ -1,0 +1,448 @@
+"""What only the SQLite store has: a file, migrations, WAL, connections per thread, rollback.
+
+The behaviour it shares with every store is checked in ``tests/test_store_contract.py``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlite_utils import Database
+
+from bandit import join as rules
+from bandit.config import LearningMode, ServiceConfiguration
+from bandit.events import (
+    Action,
+    Activation,
+    Decision,
+    JoinedEvent,
+    RankRequest,
+    Reward,
+    RewardOutcome,
+    WriteBatch,
+)
+from server import sqlite_store
+from server.sqlite_schema import MIGRATIONS
+from server.sqlite_store import SchemaTooNew, SQLiteStore
+
+T0 = 1_000.0
+WAIT = 10.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "banditd.db"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[SQLiteStore]:
+    opened = SQLiteStore(path)
+    yield opened
+    opened.close()
+
+
+def decision(event_id: str, *, at: float = T0, defer: bool = False) -> Decision:
+    active = not defer
+    return Decision(
+        event_id=event_id,
+        timestamp=at,
+        request=RankRequest(
+            event_id=event_id,
+            context_features=({"user": "u1"},),
+            actions=(Action(id="a", features=({"x": 1.5},)), Action(id="b")),
+            defer_activation=defer,
+        ),
+        pmf=(0.75, 0.25),
+        chosen_index=0,
+        model_version=1,
+        active=active,
+        activated_at=at if active else None,
+        close_at=rules.close_at(at, WAIT) if active else None,
+    )
+
+
+def inspect(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` read through a connection of the test's own."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def schema(path: Path) -> list[tuple[Any, ...]]:
+    return inspect(path, "SELECT type, name, sql FROM sqlite_master ORDER BY name")
+
+
+# -- the file ---------------------------------------------------------------------------
+
+
+def test_new_file_is_migrated_in_wal_mode(store: SQLiteStore, path: Path) -> None:
+    assert inspect(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert inspect(path, "PRAGMA journal_mode") == [("wal",)]
+    db = Database(path)
+    try:
+        assert {"decisions", "rewards", "joined", "models", "checkpoint", "config"} <= set(
+            db.table_names()
+        )
+        assert "decisions_pending" in {i.name for i in db.table("decisions").indexes}
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(("synchronous", "level"), [("FULL", 2), ("normal", 1)])
+def test_connection_settings(path: Path, synchronous: str, level: int) -> None:
+    store = SQLiteStore(path, synchronous=synchronous)
+    try:
+        own = store._db().conn  # pragmas are per connection: ask the store's own
+        assert own.execute("PRAGMA synchronous").fetchone() == (level,)
+        assert own.execute("PRAGMA foreign_keys").fetchone() == (1,)
+        assert own.execute("PRAGMA busy_timeout").fetchone() == (sqlite_store.BUSY_TIMEOUT_MS,)
+    finally:
+        store.close()
+
+
+def test_unknown_synchronous_level_is_refused(path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStore(path, synchronous="FULL; DROP TABLE decisions")
+
+
+def test_reopening_an_up_to_date_file_changes_nothing(path: Path) -> None:
+    store = SQLiteStore(path)
+    d = decision("e1")
+    store.write(WriteBatch(decisions=(d,)))
+    [appended] = store.append_joined(
+        [JoinedEvent(decision=d, reward=1.0, reward_count=1, defaulted=False, joined_at=T0 + 20)]
+    )
+    store.save_config(ServiceConfiguration(reward_wait_time=WAIT))
+    store.publish_model(
+        created_at=T0,
+        data=b"model",
+        arguments="--cb_explore_adf",
+        learned_count=1,
+        cursor=1,
+        keep=5,
+    )
+    store.set_meta("seed", "7")
+    store.close()
+    before = schema(path)
+
+    for _ in range(2):
+        again = SQLiteStore(path)
+        try:
+            assert schema(path) == before
+            assert inspect(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+            assert again.get_decision("e1") == d
+            assert again.joined_after(0, 10) == [appended]
+            assert again.load_config() == ServiceConfiguration(reward_wait_time=WAIT)
+            latest = again.latest_model()
+            assert latest is not None and (latest.version, latest.data) == (1, b"model")
+            assert again.get_meta("seed") == "7"
+            assert again.counts(T0).decisions == 1
+        finally:
+            again.close()
+
+
+def test_opening_applies_only_the_migrations_a_file_lacks(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SQLiteStore(path).close()
+    calls: list[int] = []
+
+    def add_note_column(db: Database) -> None:
+        calls.append(1)
+        db.execute("ALTER TABLE decisions ADD COLUMN note TEXT")
+
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", (*MIGRATIONS, add_note_column))
+    for attempt in range(2):
+        store = SQLiteStore(path)
+        store.write(WriteBatch(decisions=(decision(f"e{attempt}"),)))
+        store.close()
+    assert calls == [1]
+    assert inspect(path, "PRAGMA user_version") == [(len(MIGRATIONS) + 1,)]
+    assert ("note",) in inspect(path, "SELECT name FROM pragma_table_info('decisions')")
+    assert inspect(path, "SELECT COUNT(*) FROM decisions") == [(2,)]
+
+
+def test_failed_migration_leaves_the_file_at_its_old_version(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SQLiteStore(path).close()
+    before = schema(path)
+
+    def broken(db: Database) -> None:
+        db.execute("CREATE TABLE half_done (x INTEGER)")
+        raise RuntimeError("migration bug")
+
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", (*MIGRATIONS, broken))
+    with pytest.raises(RuntimeError, match="migration bug"):
+        SQLiteStore(path)
+    assert schema(path) == before
+    assert inspect(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+
+
+def test_file_from_a_newer_version_is_refused(path: Path) -> None:
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(SchemaTooNew):
+        SQLiteStore(path)
+
+
+# -- transactions -----------------------------------------------------------------------
+
+
+def test_failing_write_batch_leaves_nothing(store: SQLiteStore) -> None:
+    store.write(WriteBatch(decisions=(decision("deferred", defer=True),)))
+    before = store.counts(T0)
+    bad = Reward(event_id="new", value=None, received_at=T0 + 1)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.write(
+            WriteBatch(
+                decisions=(decision("new"),),
+                activations=(Activation(event_id="deferred", at=T0 + 1, wait=WAIT),),
+                rewards=(Reward(event_id="new", value=1.0, received_at=T0 + 1), bad),
+            )
+        )
+    assert store.get_decision("new") is None
+    deferred = store.get_decision("deferred")
+    assert deferred is not None and not deferred.active
+    assert store.counts(T0) == before
+    # the connection is usable again, with nothing left of the failed batch
+    result = store.write(
+        WriteBatch(
+            decisions=(decision("new"),),
+            rewards=(Reward(event_id="new", value=1.0, received_at=T0 + 1),),
+        )
+    )
+    assert result.rewards == (RewardOutcome.STORED,)
+    assert store.counts(T0).rewards == 1
+
+
+def test_due_and_counts_scan_the_pending_index(store: SQLiteStore) -> None:
+    store.write(WriteBatch(decisions=tuple(decision(f"e{i}", at=T0 + i) for i in range(20))))
+    statements: list[str] = []
+    store._db().conn.set_trace_callback(statements.append)
+    try:
+        assert len(store.due(T0 + 15, 100)) == 4
+        store.counts(T0 + 15)
+    finally:
+        store._db().conn.set_trace_callback(None)
+    scans = [s for s in statements if "FROM decisions d WHERE active" in s or "COUNT(*)" in s]
+    assert len(scans) == 2
+    for sql in scans:
+        plan = " ".join(row[3] for row in store._db().execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING INDEX decisions_pending" in plan, plan
+
+
+# -- threads and processes ---------------------------------------------------------------
+
+
+def test_each_thread_uses_its_own_connection(store: SQLiteStore) -> None:
+    seen: dict[str, Any] = {}
+
+    def writer() -> None:
+        seen["writer"] = store._db().conn
+        store.write(WriteBatch(decisions=tuple(decision(f"w{i}") for i in range(50))))
+
+    def reader() -> None:
+        seen["reader"] = store._db().conn
+        seen["read"] = store.get_decision("w7")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    thread.join()
+    thread = threading.Thread(target=reader)
+    thread.start()
+    thread.join()
+    assert seen["writer"] is not seen["reader"]
+    assert seen["writer"] is not store._db().conn
+    assert seen["read"] == decision("w7")
+
+
+def test_concurrent_writers_and_readers(store: SQLiteStore) -> None:
+    errors: list[BaseException] = []
+
+    def write_many(name: str) -> None:
+        try:
+            for i in range(40):
+                d = decision(f"{name}-{i}", at=T0 + i)
+                store.write(
+                    WriteBatch(
+                        decisions=(d,),
+                        rewards=(
+                            Reward(
+                                event_id=d.event_id,
+                                value=0.5,
+                                received_at=T0 + i + 1,
+                                request_key="k",
+                            ),
+                        ),
+                    )
+                )
+                assert store.get_decision(d.event_id) == d
+                store.counts(T0)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write_many, args=(f"t{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    counts = store.counts(T0)
+    assert (counts.decisions, counts.rewards) == (160, 160)
+
+
+def test_connections_of_finished_threads_are_closed(store: SQLiteStore) -> None:
+    conns: list[sqlite3.Connection] = []
+
+    def touch() -> None:
+        conns.append(store._db().conn)
+        store.get_decision("x")
+
+    for _ in range(5):
+        thread = threading.Thread(target=touch)
+        thread.start()
+        thread.join()
+    # each new thread's connect closed its finished predecessors'
+    assert len(store._connections) <= 2
+    with pytest.raises(sqlite3.ProgrammingError):
+        conns[0].execute("SELECT 1")
+
+
+def test_close_closes_every_connection(path: Path) -> None:
+    store = SQLiteStore(path)
+    other: list[sqlite3.Connection] = []
+    done, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        other.append(store._db().conn)
+        done.set()
+        release.wait()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    done.wait()
+    main = store._db().conn
+    store.close()
+    release.set()
+    thread.join()
+    for conn in (main, other[0]):
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        store.get_decision("e1")
+    store.close()  # closing twice is harmless
+
+
+_OTHER_PROCESS = """
+import sys
+from bandit.events import WriteBatch
+from server.sqlite_store import SQLiteStore
+from tests.server.test_sqlite_store import decision
+store = SQLiteStore(sys.argv[1])
+for i in range(100):
+    store.write(WriteBatch(decisions=(decision(f"proc-{i}"),)))
+store.close()
+"""
+
+
+def test_two_processes_share_one_file(store: SQLiteStore, path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", _OTHER_PROCESS, str(path)], cwd=ROOT)
+    for i in range(100):
+        store.write(WriteBatch(decisions=(decision(f"main-{i}"),)))
+    assert child.wait(timeout=60) == 0
+    assert store.counts(T0).decisions == 200
+    assert store.get_decision("proc-99") == decision("proc-99")
+
+
+# -- round trips ------------------------------------------------------------------------
+
+_texts = st.text(max_size=12)
+_finite = st.floats(allow_nan=False, allow_infinity=False)
+_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | _finite | _texts
+_numeric_lists = st.lists(st.integers(-1000, 1000) | _finite, max_size=4)
+_values = st.recursive(
+    _scalars | _numeric_lists,
+    lambda inner: st.dictionaries(_texts, inner, max_size=3) | st.lists(inner, max_size=3),
+    max_leaves=8,
+)
+_features = st.lists(st.dictionaries(_texts, _values, max_size=4), max_size=3).map(tuple)
+_ids = st.text(min_size=1, max_size=16)
+
+
+@st.composite
+def decisions(draw: st.DrawFn) -> Decision:
+    event_id = draw(_ids)
+    action_ids = draw(st.lists(_ids, min_size=1, max_size=5, unique=True))
+    actions = tuple(Action(id=i, features=draw(_features)) for i in action_ids)
+    excluded = tuple(draw(st.lists(st.sampled_from(action_ids), unique=True)))
+    request = RankRequest(
+        event_id=event_id,
+        context_features=draw(_features),
+        actions=actions,
+        excluded_action_ids=excluded,
+        defer_activation=draw(st.booleans()),
+        max_exploration=draw(st.none() | st.floats(0.0, 1.0)),
+    )
+    timestamp = draw(st.floats(0.0, 4e9))
+    active = draw(st.booleans())
+    activated_at = draw(st.floats(timestamp, timestamp + 1e5)) if active else None
+    pmf = tuple(draw(st.lists(st.floats(0.0, 1.0), min_size=len(actions), max_size=len(actions))))
+    return Decision(
+        event_id=event_id,
+        timestamp=timestamp,
+        request=request,
+        pmf=pmf,
+        chosen_index=draw(st.integers(0, len(actions) - 1)),
+        greedy_index=draw(st.integers(0, len(actions) - 1)),
+        model_version=draw(st.integers(0, 2**62)),
+        learning_mode=draw(st.sampled_from(LearningMode)),
+        active=active,
+        activated_at=activated_at,
+        close_at=None if activated_at is None else activated_at + draw(st.floats(1.0, 2 * 86400)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(decisions())
+def test_any_decision_round_trips_unchanged(d: Decision) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "rt.db")
+        try:
+            assert store.write(WriteBatch(decisions=(d,))).decisions == (d,)
+            assert store.get_decision(d.event_id) == d
+            # a repeat hands back the stored copy, read from its row
+            assert store.write(WriteBatch(decisions=(d,))).decisions == (d,)
+            if d.close_at is None:
+                return
+            [(due, rewards)] = store.due(d.close_at + rules.JOIN_GRACE, 1)
+            assert due == d and rewards == []
+            [event] = store.append_joined(
+                [
+                    rules.join(
+                        due,
+                        rewards,
+                        aggregation=ServiceConfiguration().reward_aggregation,
+                        default_reward=0.0,
+                        now=d.close_at + 3,
+                    )
+                ]
+            )
+            assert store.joined_after(0, 1) == [event]
+        finally:
+            store.close()

@@ -1,0 +1,466 @@
+"""The ``Store`` contract: every implementation runs the same checks (DESIGN §4).
+
+``MemoryStore``'s behaviour is the specification; the SQLite store must match it call for call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bandit import join as rules
+from bandit.config import Aggregation, LearningMode, ServiceConfiguration
+from bandit.events import (
+    Action,
+    Activation,
+    ActivationOutcome,
+    Checkpoint,
+    Decision,
+    JoinedEvent,
+    PolicySettings,
+    RankRequest,
+    Reward,
+    RewardOutcome,
+    WriteBatch,
+    WriteResult,
+)
+from bandit.loop import join_due
+from bandit.memory import MemoryStore
+from bandit.store import Store
+from server.sqlite_store import SQLiteStore
+
+T0 = 1_000.0
+WAIT = 10.0
+GRACE = rules.JOIN_GRACE
+CONFIG = ServiceConfiguration(reward_wait_time=WAIT)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "b.db")
+    yield made
+    made.close()
+
+
+def rank_request(event_id: str, *, defer: bool = False) -> RankRequest:
+    return RankRequest(
+        event_id=event_id,
+        context_features=({"user": {"age": 31, "tags": ["a", "b"]}}, {"weekday": True}),
+        actions=(
+            Action(id="news", features=({"topic": "politics", "len": 0.25},)),
+            Action(id="sports", features=({"topic": "football"}, {"teams": [1, 2.5]})),
+            Action(id="music"),
+        ),
+        excluded_action_ids=("music",),
+        defer_activation=defer,
+        max_exploration=0.1,
+    )
+
+
+def decision(
+    event_id: str,
+    *,
+    at: float = T0,
+    defer: bool = False,
+    chosen: int = 0,
+    pmf: tuple[float, ...] = (0.95, 0.05, 0.0),
+) -> Decision:
+    active = not defer
+    return Decision(
+        event_id=event_id,
+        timestamp=at,
+        request=rank_request(event_id, defer=defer),
+        pmf=pmf,
+        chosen_index=chosen,
+        greedy_index=0,
+        model_version=3,
+        learning_mode=LearningMode.ONLINE,
+        active=active,
+        activated_at=at if active else None,
+        close_at=rules.close_at(at, WAIT) if active else None,
+    )
+
+
+def reward(event_id: str, at: float, value: float = 1.0, key: str | None = None) -> Reward:
+    return Reward(event_id=event_id, value=value, received_at=at, request_key=key)
+
+
+def write(
+    store: Store,
+    *decisions: Decision,
+    rewards: tuple[Reward, ...] = (),
+    activations: tuple[Activation, ...] = (),
+) -> WriteResult:
+    return store.write(WriteBatch(decisions=decisions, rewards=rewards, activations=activations))
+
+
+def joined(d: Decision, value: float = 1.0, *, defaulted: bool = False) -> JoinedEvent:
+    return JoinedEvent(
+        decision=d,
+        reward=value,
+        reward_count=0 if defaulted else 1,
+        defaulted=defaulted,
+        joined_at=T0 + 100,
+    )
+
+
+# -- decisions ----------------------------------------------------------------------------
+
+
+def test_written_decision_reads_back_equal(store: Store) -> None:
+    d = decision("e1", chosen=1)
+    result = write(store, d)
+    assert result.decisions == (d,)
+    assert store.get_decision("e1") == d
+    assert store.get_decision("e1").request == d.request  # type: ignore[union-attr]
+    assert store.get_decision("missing") is None
+
+
+def test_repeated_event_id_returns_the_stored_decision(store: Store) -> None:
+    first = decision("e1", pmf=(0.9, 0.1, 0.0))
+    second = decision("e1", at=T0 + 5, pmf=(0.5, 0.5, 0.0), chosen=1)
+    assert write(store, first).decisions == (first,)
+    assert write(store, second).decisions == (first,)
+    assert store.get_decision("e1") == first
+    assert store.counts(T0).decisions == 1
+
+
+def test_repeated_event_id_within_one_batch_returns_the_first(store: Store) -> None:
+    first, second = decision("e1"), decision("e1", at=T0 + 1)
+    assert write(store, first, second).decisions == (first, first)
+
+
+def test_repeated_event_id_returns_the_activated_decision(store: Store) -> None:
+    write(store, decision("e1", defer=True))
+    write(store, activations=(Activation(event_id="e1", at=T0 + 3, wait=WAIT),))
+    stored = write(store, decision("e1", defer=True)).decisions[0]
+    assert stored.active and stored.activated_at == T0 + 3
+    assert stored.close_at == T0 + 3 + WAIT
+
+
+# -- rewards --------------------------------------------------------------------------------
+
+
+def test_reward_for_unknown_event_is_not_stored(store: Store) -> None:
+    result = write(store, rewards=(reward("nope", T0),))
+    assert result.rewards == (RewardOutcome.UNKNOWN_EVENT,)
+    assert store.counts(T0).rewards == 0
+
+
+def test_reward_within_window_is_stored_and_counted(store: Store) -> None:
+    d = decision("e1")
+    result = write(store, d, rewards=(reward("e1", T0 + 1, 0.5), reward("e1", T0 + WAIT, 0.25)))
+    assert result.rewards == (RewardOutcome.STORED, RewardOutcome.STORED)
+    [(due, rewards)] = store.due(T0 + WAIT + GRACE, 10)
+    assert due == d
+    assert rewards == [reward("e1", T0 + 1, 0.5), reward("e1", T0 + WAIT, 0.25)]
+
+
+def test_repeated_request_key_is_applied_once(store: Store) -> None:
+    write(store, decision("e1"), decision("e2"))
+    result = write(
+        store,
+        rewards=(
+            reward("e1", T0 + 1, 0.5, key="k1"),
+            reward("e1", T0 + 2, 0.9, key="k1"),
+            reward("e2", T0 + 2, 0.7, key="k1"),  # same key, other event: not a retry
+            reward("e1", T0 + 3, 0.1),
+            reward("e1", T0 + 4, 0.2),  # no key: never a duplicate
+        ),
+    )
+    assert result.rewards == (
+        RewardOutcome.STORED,
+        RewardOutcome.DUPLICATE,
+        RewardOutcome.STORED,
+        RewardOutcome.STORED,
+        RewardOutcome.STORED,
+    )
+    assert write(store, rewards=(reward("e1", T0 + 5, key="k1"),)).rewards == (
+        RewardOutcome.DUPLICATE,
+    )
+    due = dict((d.event_id, rs) for d, rs in store.due(T0 + WAIT + GRACE, 10))
+    assert [r.value for r in due["e1"]] == [0.5, 0.1, 0.2]
+    assert store.counts(T0).rewards == 4
+
+
+def test_reward_after_window_is_late_and_never_counted(store: Store) -> None:
+    write(store, decision("e1"))
+    result = write(store, rewards=(reward("e1", T0 + WAIT + 0.001, key="k"),))
+    assert result.rewards == (RewardOutcome.LATE,)
+    [(_, rewards)] = store.due(T0 + WAIT + GRACE, 10)
+    assert rewards == []
+    counts = store.counts(T0)
+    assert (counts.rewards, counts.late_rewards) == (1, 1)
+    # a late reward's key still deduplicates its retries
+    assert write(store, rewards=(reward("e1", T0 + 20, key="k"),)).rewards == (
+        RewardOutcome.DUPLICATE,
+    )
+
+
+def test_reward_after_join_is_late(store: Store) -> None:
+    d = decision("e1")
+    write(store, d)
+    assert store.append_joined([joined(d, defaulted=True)])
+    # still inside the window, but the event is joined already
+    result = write(store, rewards=(reward("e1", T0 + 1),))
+    assert result.rewards == (RewardOutcome.LATE,)
+    assert store.counts(T0).late_rewards == 1
+
+
+def test_reward_for_deferred_event_is_inactive_until_activated(store: Store) -> None:
+    write(store, decision("e1", defer=True))
+    assert write(store, rewards=(reward("e1", T0 + 1, 0.3),)).rewards == (RewardOutcome.INACTIVE,)
+    assert store.due(T0 + 1_000, 10) == []
+    write(store, activations=(Activation(event_id="e1", at=T0 + 2, wait=WAIT),))
+    # the reward stored while inactive is counted once the window opens
+    [(_, rewards)] = store.due(T0 + 2 + WAIT + GRACE, 10)
+    assert [r.value for r in rewards] == [0.3]
+
+
+def test_batch_applies_decisions_then_activations_then_rewards(store: Store) -> None:
+    result = write(
+        store,
+        decision("new"),
+        decision("deferred", defer=True),
+        rewards=(reward("new", T0 + 1), reward("deferred", T0 + 1)),
+        activations=(Activation(event_id="deferred", at=T0 + 1, wait=WAIT),),
+    )
+    assert result.activations == (ActivationOutcome.ACTIVATED,)
+    assert result.rewards == (RewardOutcome.STORED, RewardOutcome.STORED)
+
+
+# -- activations ------------------------------------------------------------------------
+
+
+def test_activation_outcomes(store: Store) -> None:
+    write(store, decision("active"), decision("d1", defer=True), decision("d2", defer=True))
+    result = write(
+        store,
+        activations=(
+            Activation(event_id="d1", at=T0 + 4, wait=WAIT),
+            Activation(event_id="d1", at=T0 + 5, wait=WAIT),
+            Activation(event_id="active", at=T0 + 1, wait=WAIT),
+            Activation(event_id="d2", at=T0 + WAIT + 0.5, wait=WAIT),
+            Activation(event_id="ghost", at=T0, wait=WAIT),
+        ),
+    )
+    assert result.activations == (
+        ActivationOutcome.ACTIVATED,
+        ActivationOutcome.ALREADY_ACTIVE,
+        ActivationOutcome.ALREADY_ACTIVE,
+        ActivationOutcome.EXPIRED,
+        ActivationOutcome.UNKNOWN_EVENT,
+    )
+    d1 = store.get_decision("d1")
+    assert d1 is not None
+    assert (d1.active, d1.activated_at, d1.close_at) == (True, T0 + 4, T0 + 4 + WAIT)
+    d2 = store.get_decision("d2")
+    assert d2 is not None and not d2.active and d2.close_at is None
+    assert store.get_decision("active") == decision("active")
+
+
+def test_activated_event_is_due_a_window_after_activation(store: Store) -> None:
+    write(store, decision("d", defer=True))
+    write(store, activations=(Activation(event_id="d", at=T0 + 7, wait=WAIT),))
+    close = T0 + 7 + WAIT
+    assert store.due(close + GRACE - 0.01, 10) == []
+    assert store.counts(close + GRACE - 0.01).pending_join == 0
+    [(due, _)] = store.due(close + GRACE, 10)
+    assert due.event_id == "d" and due.close_at == close
+    assert write(store, rewards=(reward("d", close + 0.5),)).rewards == (RewardOutcome.LATE,)
+
+
+def test_expired_event_is_never_due(store: Store) -> None:
+    write(store, decision("d", defer=True))
+    write(store, activations=(Activation(event_id="d", at=T0 + WAIT + 1, wait=WAIT),))
+    assert store.due(T0 + 1_000, 10) == []
+
+
+# -- due --------------------------------------------------------------------------------
+
+
+def test_due_orders_by_window_close_then_event_id_and_honours_limit(store: Store) -> None:
+    write(
+        store,
+        decision("c", at=T0 + 2),
+        decision("b", at=T0),
+        decision("a", at=T0 + 2),
+        decision("late-comer", at=T0 + 50),
+        decision("z", at=T0 + 1),
+    )
+    now = T0 + 2 + WAIT + GRACE
+    assert [d.event_id for d, _ in store.due(now, 10)] == ["b", "z", "a", "c"]
+    assert [d.event_id for d, _ in store.due(now, 2)] == ["b", "z"]
+    assert store.due(now, 0) == []
+    assert [d.event_id for d, _ in store.due(T0 + WAIT + GRACE, 10)] == ["b"]
+    assert store.due(T0 + WAIT + GRACE - 1e-6, 10) == []
+
+
+def test_due_skips_joined_events(store: Store) -> None:
+    a, b = decision("a"), decision("b", at=T0 + 1)
+    write(store, a, b)
+    store.append_joined([joined(a)])
+    assert [d.event_id for d, _ in store.due(T0 + 100, 10)] == ["b"]
+
+
+# -- joined events ----------------------------------------------------------------------
+
+
+def test_append_joined_numbers_events_and_is_idempotent(store: Store) -> None:
+    ds = [decision(f"e{i}", at=T0 + i) for i in range(4)]
+    write(store, *ds)
+    assert store.last_seq() == 0
+    first = store.append_joined([joined(ds[0]), joined(ds[1], 0.5)])
+    assert [e.seq for e in first] == [1, 2]
+    assert [e.decision.event_id for e in first] == ["e0", "e1"]
+    again = store.append_joined(
+        [joined(ds[1]), joined(ds[2], defaulted=True), joined(ds[2]), joined(decision("ghost"))]
+    )
+    assert [(e.decision.event_id, e.seq, e.defaulted) for e in again] == [("e2", 3, True)]
+    assert store.append_joined([joined(ds[0])]) == []
+    assert store.last_seq() == 3
+    assert [d.event_id for d, _ in store.due(T0 + 100, 10)] == ["e3"]
+
+
+def test_joined_after_pages_by_cursor(store: Store) -> None:
+    ds = [decision(f"e{i}", at=T0 + i) for i in range(5)]
+    write(store, *ds)
+    appended = store.append_joined([joined(d, value=i / 10) for i, d in enumerate(ds)])
+    assert store.joined_after(0, 2) == appended[:2]
+    assert store.joined_after(2, 2) == appended[2:4]
+    assert store.joined_after(4, 2) == appended[4:]
+    assert store.joined_after(5, 2) == []
+    assert store.joined_after(1, 0) == []
+    page = store.joined_after(0, 100)
+    assert [e.seq for e in page] == [1, 2, 3, 4, 5]
+    assert [e.reward for e in page] == [0.0, 0.1, 0.2, 0.3, 0.4]
+    assert page[3].decision == ds[3]
+
+
+def test_join_due_joins_each_event_once_with_its_rewards(store: Store) -> None:
+    config = CONFIG.replace(reward_aggregation=Aggregation.SUM, default_reward=-0.5)
+    write(
+        store,
+        decision("a"),
+        decision("b", at=T0 + 1),
+        rewards=(reward("a", T0 + 1, 0.25), reward("a", T0 + 2, 0.5)),
+    )
+    now = T0 + 1 + WAIT + GRACE
+    appended = join_due(store, config, now, 10)
+    assert [
+        (e.seq, e.decision.event_id, e.reward, e.reward_count, e.defaulted) for e in appended
+    ] == [
+        (1, "a", 0.75, 2, False),
+        (2, "b", -0.5, 0, True),
+    ]
+    assert join_due(store, config, now + 100, 10) == []
+    assert store.joined_after(0, 10) == appended
+
+
+# -- learner state, models and settings -----------------------------------------------------
+
+
+def test_checkpoint_is_replaced_whole(store: Store) -> None:
+    assert store.load_checkpoint() is None
+    first = Checkpoint(
+        model=b"\x00m1", arguments="--cb_explore_adf", cursor=3, learned_count=3, updated_at=T0
+    )
+    store.save_checkpoint(first)
+    assert store.load_checkpoint() == first
+    second = Checkpoint(
+        model=b"m2" * 1000, arguments="-q ::", cursor=9, learned_count=7, updated_at=T0 + 1
+    )
+    store.save_checkpoint(second)
+    loaded = store.load_checkpoint()
+    assert loaded == second and loaded is not None and loaded.model == b"m2" * 1000
+
+
+def test_published_versions_increase_and_pruning_keeps_the_newest(store: Store) -> None:
+    assert store.latest_model() is None and store.list_models() == []
+    records = [
+        store.publish_model(
+            created_at=T0 + i,
+            data=bytes([i]) * 8,
+            arguments=f"a{i}",
+            learned_count=10 * i,
+            cursor=i,
+            keep=3,
+        )
+        for i in range(5)
+    ]
+    assert [r.version for r in records] == [1, 2, 3, 4, 5]
+    assert [m.version for m in store.list_models()] == [5, 4, 3]
+    assert [(m.arguments, m.cursor, m.learned_count) for m in store.list_models()] == [
+        ("a4", 4, 40),
+        ("a3", 3, 30),
+        ("a2", 2, 20),
+    ]
+    assert store.latest_model() == records[4]
+    assert store.get_model(3) == records[2]
+    assert store.get_model(3).data == bytes([2]) * 8  # type: ignore[union-attr]
+    assert store.get_model(2) is None
+    # pruned numbers are never reused, even when fewer are kept from now on
+    again = store.publish_model(
+        created_at=T0 + 9, data=b"x", arguments="", learned_count=0, cursor=0, keep=1
+    )
+    assert again.version == 6
+    assert [m.version for m in store.list_models()] == [6]
+
+
+def test_config_round_trips(store: Store) -> None:
+    assert store.load_config() is None
+    config = ServiceConfiguration(
+        reward_wait_time=5.5,
+        default_reward=-0.25,
+        reward_aggregation=Aggregation.SUM,
+        exploration_percentage=0.05,
+        model_export_frequency=61.0,
+        log_retention_days=-1,
+        learning_mode=LearningMode.APPRENTICE,
+        min_propensity=0.001,
+        model_retrain_days=0,
+        reward_min=-2.0,
+        reward_max=3.0,
+    )
+    store.save_config(config)
+    assert store.load_config() == config
+    store.save_config(ServiceConfiguration())
+    assert store.load_config() == ServiceConfiguration()
+
+
+def test_policy_and_meta_round_trip(store: Store) -> None:
+    assert store.load_policy() is None
+    store.save_policy(PolicySettings(name="vw", arguments="--cb_explore_adf --epsilon 0.2"))
+    store.save_policy(PolicySettings(name="vw", arguments="--cb_explore_adf -q ::"))
+    assert store.load_policy() == PolicySettings(name="vw", arguments="--cb_explore_adf -q ::")
+    assert store.get_meta("seed") is None
+    store.set_meta("seed", "42")
+    store.set_meta("seed", "43")
+    store.set_meta("ünïcode", "välue")
+    assert store.get_meta("seed") == "43"
+    assert store.get_meta("ünïcode") == "välue"
+
+
+def test_counts(store: Store) -> None:
+    a, b, c = decision("a"), decision("b", at=T0 + 1, chosen=1), decision("c", at=T0 + 30)
+    write(
+        store,
+        a,
+        b,
+        c,
+        decision("deferred", defer=True, chosen=1),
+        rewards=(reward("a", T0 + 1), reward("a", T0 + 99), reward("ghost", T0)),
+    )
+    counts = store.counts(T0 + 1 + WAIT + GRACE)
+    assert counts.decisions == 4
+    assert counts.explored == 2
+    assert (counts.rewards, counts.late_rewards) == (2, 1)
+    assert (counts.joined, counts.defaulted) == (0, 0)
+    assert (counts.pending_join, counts.oldest_pending_close_at) == (2, T0 + WAIT)
+    store.append_joined([joined(a), joined(b, defaulted=True)])
+    counts = store.counts(T0 + 1 + WAIT + GRACE)
+    assert (counts.joined, counts.defaulted) == (2, 1)
+    assert (counts.pending_join, counts.oldest_pending_close_at) == (0, None)
+    assert store.counts(T0 + 1_000).pending_join == 1
