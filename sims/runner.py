@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from bandit.dsjson import joined_line
 from bandit.join import JOIN_GRACE
 from bandit.loop import Loop
 from bandit.memory import MemoryStore
@@ -40,6 +41,18 @@ def run(scenario: Scenario, policy: PolicySpec, seed: int) -> RunResult:
 
     The seed seeds the environment (contexts, rewards, delays) and the loop's sampling.
     """
+    return run_loop(scenario, policy, seed)[0]
+
+
+def run_with_logs(scenario: Scenario, policy: PolicySpec, seed: int) -> tuple[RunResult, list[str]]:
+    """:func:`run`, plus the loop's joined events as labelled DSJSON lines in join order."""
+    result, loop = run_loop(scenario, policy, seed)
+    store = loop.store
+    return result, [joined_line(e) for e in store.joined_after(0, store.last_seq())]
+
+
+def run_loop(scenario: Scenario, policy: PolicySpec, seed: int) -> tuple[RunResult, Loop]:
+    """:func:`run`, also returning the loop (its store holds every decision and joined event)."""
     env = scenario.build(seed)
     rounds: dict[str, Round] = {}
     loop = Loop(
@@ -97,7 +110,7 @@ def run(scenario: Scenario, policy: PolicySpec, seed: int) -> RunResult:
     reported += deliver(end)
     loop.step(end + scenario.tick)
     counts = loop.store.counts(end + scenario.tick)
-    return RunResult(
+    result = RunResult(
         scenario=scenario.name,
         policy=policy.name,
         seed=seed,
@@ -110,3 +123,4 @@ def run(scenario: Scenario, policy: PolicySpec, seed: int) -> RunResult:
         late=counts.late_rewards,
         defaulted=counts.defaulted,
     )
+    return result, loop

@@ -1,0 +1,152 @@
+"""Results of a sweep as files: JSON, CSV, a text table, and the aggregates the plots draw."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sims.environment import FloatArray
+from sims.result import RunResult
+
+Z95 = 1.959964
+"""Normal quantile of a two-sided 95% interval."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    """One (scenario, policy) cell aggregated over seeds.
+
+    ``*_ci`` are half-widths of 95% normal intervals across seeds (0 for one seed).
+    """
+
+    scenario: str
+    policy: str
+    seeds: int
+    mean_reward: float
+    mean_reward_ci: float
+    second_half_reward: float
+    second_half_ci: float
+    oracle_reward: float
+    regret: float
+
+
+def groups(results: Sequence[RunResult]) -> dict[tuple[str, str], list[RunResult]]:
+    """Results keyed by (scenario, policy), in first-seen order."""
+    out: dict[tuple[str, str], list[RunResult]] = {}
+    for r in results:
+        out.setdefault((r.scenario, r.policy), []).append(r)
+    return out
+
+
+def _mean_ci(values: Sequence[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=np.float64)
+    if array.size < 2:
+        return float(array.mean()), 0.0
+    return float(array.mean()), float(Z95 * array.std(ddof=1) / math.sqrt(array.size))
+
+
+def summarize(results: Sequence[RunResult]) -> list[Summary]:
+    """Mean over seeds of each (scenario, policy)'s results."""
+    out = []
+    for (scenario, policy), runs in groups(results).items():
+        mean, ci = _mean_ci([r.mean_reward() for r in runs])
+        half, half_ci = _mean_ci([r.second_half_mean() for r in runs])
+        out.append(
+            Summary(
+                scenario=scenario,
+                policy=policy,
+                seeds=len(runs),
+                mean_reward=mean,
+                mean_reward_ci=ci,
+                second_half_reward=half,
+                second_half_ci=half_ci,
+                oracle_reward=float(np.mean([r.best.mean() for r in runs])),
+                regret=float(np.mean([r.regret()[-1] for r in runs])),
+            )
+        )
+    return out
+
+
+def reward_curve(
+    runs: Sequence[RunResult], window: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Average expected reward per block of ``window`` rounds, across seeds.
+
+    Returns:
+        (block end round, mean across seeds, 95% half-width across seeds), each shape (blocks,).
+    """
+    n = min(r.rounds for r in runs)
+    blocks = max(1, n // window)
+    per_run = np.stack(
+        [r.expected[: blocks * window].reshape(blocks, -1).mean(axis=1) for r in runs]
+    )
+    mean = per_run.mean(axis=0)
+    if len(runs) > 1:
+        half = Z95 * per_run.std(axis=0, ddof=1) / math.sqrt(len(runs))
+    else:
+        half = np.zeros_like(mean)
+    x = (np.arange(blocks, dtype=np.float64) + 1.0) * (n / blocks)
+    return x, mean, np.asarray(half, dtype=np.float64)
+
+
+def regret_curve(runs: Sequence[RunResult]) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Cumulative regret per round: (round, mean across seeds, 95% half-width)."""
+    n = min(r.rounds for r in runs)
+    per_run = np.stack([r.regret()[:n] for r in runs])
+    mean = per_run.mean(axis=0)
+    half = (
+        Z95 * per_run.std(axis=0, ddof=1) / math.sqrt(len(runs))
+        if len(runs) > 1
+        else np.zeros_like(mean)
+    )
+    return np.arange(1, n + 1, dtype=np.float64), mean, np.asarray(half, dtype=np.float64)
+
+
+def text_table(summaries: Sequence[Summary]) -> str:
+    """A fixed-width table: one row per (scenario, policy)."""
+    header = (
+        f"{'scenario':<14}{'policy':<26}{'seeds':>6}{'mean reward':>18}"
+        f"{'2nd half':>18}{'oracle':>9}{'regret':>10}"
+    )
+    lines = [header, "-" * len(header)]
+    for s in summaries:
+        lines.append(
+            f"{s.scenario:<14}{s.policy[:25]:<26}{s.seeds:>6}"
+            f"{s.mean_reward:>10.3f} ± {s.mean_reward_ci:.3f}"
+            f"{s.second_half_reward:>10.3f} ± {s.second_half_ci:.3f}"
+            f"{s.oracle_reward:>9.3f}{s.regret:>10.1f}"
+        )
+    return "\n".join(lines)
+
+
+def summary_dicts(summaries: Sequence[Summary]) -> list[dict[str, Any]]:
+    """Summaries as JSON-ready dicts."""
+    return [{f: getattr(s, f) for f in Summary.__dataclass_fields__} for s in summaries]
+
+
+def write_results(results: Sequence[RunResult], out: Path) -> dict[str, Path]:
+    """Write ``results.json`` (every run, per-round arrays included, and the summary),
+    ``results.csv`` (one row per run) and ``table.txt``; returns the paths by kind."""
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = summarize(results)
+    paths = {
+        "json": out / "results.json",
+        "csv": out / "results.csv",
+        "table": out / "table.txt",
+    }
+    payload = {"summary": summary_dicts(summaries), "runs": [r.to_dict() for r in results]}
+    paths["json"].write_text(json.dumps(payload), encoding="utf-8")
+    rows = [r.summary() for r in results]
+    with paths["csv"].open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["scenario"])
+        writer.writeheader()
+        writer.writerows(rows)
+    paths["table"].write_text(text_table(summaries) + "\n", encoding="utf-8")
+    return paths
