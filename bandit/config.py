@@ -25,6 +25,7 @@ MIN_REWARD_WAIT = 1.0
 """Smallest reward wait in seconds. Personalizer documents 5 s; banditd allows 1 s for tests."""
 MAX_REWARD_WAIT = 2 * DAY
 MIN_EXPORT_FREQUENCY = 1.0
+MAX_EXPORT_FREQUENCY = 30 * DAY
 
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<days>\d+(?:\.\d+)?)D)?"
@@ -60,12 +61,13 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise InvalidServiceConfiguration(f"{text!r} is not an ISO-8601 duration such as 'PT10M'.")
     parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
-    return (
+    seconds = (
         parts.get("days", 0.0) * DAY
         + parts.get("hours", 0.0) * 3600
         + parts.get("minutes", 0.0) * 60
         + parts.get("seconds", 0.0)
     )
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -76,6 +78,8 @@ def format_duration(seconds: float) -> str:
     >>> format_duration(90061.5)
     'P1DT1H1M1.5S'
     """
+    if not math.isfinite(seconds):
+        raise ValueError(f"cannot write {seconds} seconds as a duration")
     if seconds <= 0:
         return "PT0S"
     days, rest = divmod(seconds, DAY)
@@ -90,7 +94,7 @@ def format_duration(seconds: float) -> str:
     if minutes:
         time_part += f"{int(minutes)}M"
     if secs:
-        time_part += f"{secs:g}S"
+        time_part += f"{secs:.6f}".rstrip("0").rstrip(".") + "S"
     return out + ("T" + time_part if time_part else "")
 
 
@@ -125,15 +129,15 @@ class ServiceConfiguration:
     reward_max: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_finite("defaultReward", self.default_reward)
-        _check_finite("explorationPercentage", self.exploration_percentage)
-        _check_finite("minPropensity", self.min_propensity)
         if not MIN_REWARD_WAIT <= self.reward_wait_time <= MAX_REWARD_WAIT:
             raise InvalidRewardWaitTime(
                 f"rewardWaitTime must be between {MIN_REWARD_WAIT:g} s and 2 days, "
-                f"got {format_duration(self.reward_wait_time)}.",
+                f"got {_describe(self.reward_wait_time)}.",
                 target="rewardWaitTime",
             )
+        _check_finite("defaultReward", self.default_reward)
+        _check_finite("explorationPercentage", self.exploration_percentage)
+        _check_finite("minPropensity", self.min_propensity)
         if not self.reward_min <= self.default_reward <= self.reward_max:
             raise InvalidServiceConfiguration(
                 f"defaultReward must be within [{self.reward_min:g}, {self.reward_max:g}].",
@@ -147,9 +151,9 @@ class ServiceConfiguration:
             raise InvalidServiceConfiguration(
                 "minPropensity must be within [0, 1].", target="minPropensity"
             )
-        if not self.model_export_frequency >= MIN_EXPORT_FREQUENCY:
+        if not MIN_EXPORT_FREQUENCY <= self.model_export_frequency <= MAX_EXPORT_FREQUENCY:
             raise InvalidServiceConfiguration(
-                f"modelExportFrequency must be at least {MIN_EXPORT_FREQUENCY:g} s.",
+                f"modelExportFrequency must be between {MIN_EXPORT_FREQUENCY:g} s and 30 days.",
                 target="modelExportFrequency",
             )
         min_days = math.ceil(self.reward_wait_time / DAY + 1)
@@ -184,6 +188,10 @@ class ServiceConfiguration:
                 "defaultReward or rewardAggregation; make two requests.",
                 target="learningMode",
             )
+
+
+def _describe(seconds: float) -> str:
+    return format_duration(seconds) if math.isfinite(seconds) else str(seconds)
 
 
 def _check_finite(name: str, value: float) -> None:

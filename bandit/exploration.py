@@ -66,8 +66,8 @@ def apply_caps(
     Raises:
         ValueError: lengths differ, or every action is excluded.
 
-    >>> apply_caps([0.1, 0.6, 0.3], [False, False, False], 0.2, 0.05).pmf
-    (0.06666666666666667, 0.8, 0.13333333333333336)
+    >>> [round(p, 6) for p in apply_caps([0.1, 0.6, 0.3], [False, False, False], 0.2, 0.05).pmf]
+    [0.066667, 0.8, 0.133333]
     >>> apply_caps([0.5, 0.5], [True, False], 0.2, 0.05).pmf
     (0.0, 1.0)
     """

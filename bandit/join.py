@@ -5,8 +5,10 @@ The store finds candidates; these pure functions decide. Rules (DESIGN §2.7–2
 * The window opens at rank time, or at activation for a deferred event, and lasts
   ``rewardWaitTime``. A deferred event activated after its would-be window closed is expired
   and never learned, as is one never activated.
-* A reward is counted when it was stored while the window was open and before the event was
-  joined; otherwise it is kept as late and never learned.
+* A reward is counted when it was stored before the window closed and before the event was
+  joined; otherwise it is kept as late and never learned. For a deferred event that includes a
+  reward that arrived before its activation (clients may race the two calls); if the event is
+  never activated, or expires, its rewards are kept but never learned.
 * ``earliest`` keeps the first counted reward, ``sum`` adds them; no counted reward means the
   default reward.
 * Every event waits its full window, so fast rewards are not favoured over slow ones.

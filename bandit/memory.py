@@ -107,7 +107,7 @@ class MemoryStore:
             if len(out) >= limit or close + rules.JOIN_GRACE > now:
                 break
             row = self._rows[event_id]
-            if not row.joined:
+            if not row.joined and row.decision.active:
                 out.append((row.decision, list(row.rewards)))
         return out
 
@@ -129,7 +129,10 @@ class MemoryStore:
         return appended
 
     def joined_after(self, cursor: int, limit: int) -> list[JoinedEvent]:
-        return self._joined[cursor : cursor + limit]
+        if limit <= 0:
+            return []
+        start = max(cursor, 0)
+        return self._joined[start : start + limit]
 
     def last_seq(self) -> int:
         return len(self._joined)

@@ -29,8 +29,8 @@ class Store(Protocol):
         """Commit a batch of decisions, rewards and activations in one transaction.
 
         A decision whose event id exists already is not written; the stored one is returned in
-        its place. Rewards are checked against their decision (unknown, inactive-and-expired,
-        late, duplicate ``request_key``) with :mod:`bandit.join`'s rules; activations likewise.
+        its place. Rewards are checked against their decision (unknown, not yet activated, late,
+        duplicate ``request_key``) with :mod:`bandit.join`'s rules; activations likewise.
         Items are applied in order: decisions, then activations, then rewards.
         """
         ...

@@ -98,6 +98,8 @@ def _tokens(arguments: str) -> list[str]:
         raise InvalidPolicyConfiguration("policy arguments must include --cb_explore_adf.")
     for token in tokens:
         flag = token.split("=", 1)[0]
+        if not flag.startswith("--") and flag[:2] in _UNSAFE:
+            flag = flag[:2]  # a short option with its value attached, like -fmodel.vw
         if flag in _UNSAFE:
             raise InvalidPolicyConfiguration(
                 f"{flag} is not allowed: banditd manages input, output and models itself."
@@ -169,6 +171,10 @@ class VWPolicy:
         pmf = [0.0] * len(request.actions)
         for index, probability in scores:
             pmf[index] = probability
+        total = sum(pmf)
+        # Some exploration algorithms (--regcbopt) score tied actions 1 each without normalising.
+        if total > 0.0 and abs(total - 1.0) > 1e-6:
+            pmf = [p / total for p in pmf]
         return pmf
 
     def learn_one(self, event: JoinedEvent) -> None:

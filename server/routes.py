@@ -42,7 +42,8 @@ async def rank(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     body = decode_json(await request.read(), InvalidRankRequest)
     rank_request = parse_rank(body, max_actions=service.settings.max_actions)
-    decision = await service.rank(rank_request)
+    client_event_id = isinstance(body, dict) and body.get("eventId") is not None
+    decision = await service.rank(rank_request, client_event_id=client_event_id)
     return json_response(rank_response(decision), status=201)
 
 
