@@ -87,8 +87,11 @@ def effective_sample_size(weights: FloatArray) -> float:
     1.0
     """
     weights = np.asarray(weights, dtype=np.float64)
-    squares = float(np.sum(weights * weights))
-    return float(np.sum(weights)) ** 2 / squares if squares > 0.0 else 0.0
+    largest = float(np.max(np.abs(weights))) if weights.size else 0.0
+    if largest <= 0.0:
+        return 0.0
+    scaled = weights / largest  # the ratio is scale-free; scaling avoids under- and overflow
+    return float(np.sum(scaled)) ** 2 / float(np.sum(scaled * scaled))
 
 
 def normal_interval(estimate: float, std_error: float, alpha: float = 0.05) -> tuple[float, float]:
