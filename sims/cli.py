@@ -182,3 +182,7 @@ def main() -> None:  # pragma: no cover - convenience for ``python -m sims.cli``
     command, *rest = sys.argv[1:] or ["simulate"]
     handler = {"simulate": simulate_main, "evaluate": evaluate_main}[command]
     raise SystemExit(handler(rest))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
