@@ -66,6 +66,10 @@ PRESETS: dict[str, PolicySpec] = {
 }
 
 
+RECOMMENDED = PRESETS["squarecb"]
+"""The default the sweep evidence supports (docs/policy-comparison.md)."""
+
+
 def parse_policy(text: str) -> PolicySpec:
     """A spec from a preset name, ``name@ε``, or a VW argument string (``args@ε`` also works).
 
