@@ -13,11 +13,14 @@ from __future__ import annotations
 import shlex
 from typing import Literal, cast
 
+import msgspec
 import vowpal_wabbit_next as vw
 
-from bandit.dsjson import context_line, joined_line
+from bandit.dsjson import context_object, joined_object
 from bandit.errors import InvalidPolicyConfiguration
 from bandit.events import JoinedEvent, RankRequest
+
+_encode = msgspec.json.Encoder().encode
 
 DEFAULT_ARGUMENTS = "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::"
 MAX_ARGUMENTS_LENGTH = 1024
@@ -166,7 +169,8 @@ class VWPolicy:
         return self._arguments
 
     def predict_one(self, request: RankRequest) -> list[float]:
-        examples = self._parser.parse_json(context_line(request))
+        line = _encode({"c": context_object(request)}).decode()
+        examples = self._parser.parse_json(line)
         scores = cast(list[tuple[int, float]], self._workspace.predict_one(examples))
         pmf = [0.0] * len(request.actions)
         for index, probability in scores:
@@ -178,7 +182,7 @@ class VWPolicy:
         return pmf
 
     def learn_one(self, event: JoinedEvent) -> None:
-        self._workspace.learn_one(self._parser.parse_json(joined_line(event)))
+        self._workspace.learn_one(self._parser.parse_json(_encode(joined_object(event)).decode()))
 
     def to_bytes(self) -> bytes:
         return bytes(self._workspace.serialize())

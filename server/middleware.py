@@ -66,13 +66,8 @@ def error_response(error: BanditError) -> web.Response:
     headers = {"x-ms-error-code": error.code}
     if status == 503:
         headers["Retry-After"] = "1"
-    return web.Response(
-        status=status,
-        text=dumps({"error": body}),
-        content_type="application/json",
-        charset="utf-8",
-        headers=headers,
-    )
+    headers["Content-Type"] = "application/json; charset=utf-8"
+    return web.Response(status=status, body=dumps({"error": body}), headers=headers)
 
 
 def _from_http(exc: web.HTTPException) -> BanditError:

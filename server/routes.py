@@ -25,11 +25,12 @@ PREFIXES = (
 """Every URL form Personalizer clients use; ``/personalizer`` takes any ``api-version``."""
 
 
+_JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+
+
 def json_response(payload: object, status: int = 200) -> web.Response:
     """A JSON response with Personalizer's exact content type."""
-    return web.Response(
-        status=status, text=dumps(payload), content_type="application/json", charset="utf-8"
-    )
+    return web.Response(status=status, body=dumps(payload), headers=_JSON_HEADERS)
 
 
 def event_id_of(request: web.Request) -> str:

@@ -7,10 +7,10 @@ that names the field.
 
 from __future__ import annotations
 
-import json
-import math
-import uuid
+import os
 from typing import Any
+
+import msgspec
 
 from bandit.errors import InvalidRankRequest, InvalidRequest, InvalidRewardRequest
 from bandit.events import Action, Decision, JSONObject, RankRequest
@@ -19,15 +19,19 @@ MAX_ID_LENGTH = 256
 MAX_FEATURE_DEPTH = 8
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 
 
 def decode_json(body: bytes, error: type[InvalidRequest] = InvalidRequest) -> Any:
-    """Decode a JSON body strictly (no NaN/Infinity); raise ``error`` on failure."""
+    """Decode a JSON body strictly; raise ``error`` on failure.
+
+    NaN, Infinity, numbers beyond double range and invalid UTF-8 (lone surrogates included) are
+    rejected, so every float that gets through is finite.
+    """
     try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return _decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise error(f"the request body is not valid JSON: {exc}.") from exc
 
 
@@ -39,29 +43,29 @@ def _check_id(value: Any, what: str) -> str:
     return value
 
 
-def _check_value(value: Any, where: str, depth: int) -> None:
-    if value is None or isinstance(value, str | bool):
-        return
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise InvalidRankRequest(f"{where} must be a finite number.", target=where)
-        return
-    if isinstance(value, list):
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, int | float):
-                raise InvalidRankRequest(f"{where}: arrays may hold only numbers.", target=where)
-            if not math.isfinite(item):
-                raise InvalidRankRequest(f"{where} must hold finite numbers.", target=where)
-        return
-    if isinstance(value, dict):
-        if depth >= MAX_FEATURE_DEPTH:
-            raise InvalidRankRequest(
-                f"{where}: features nest deeper than {MAX_FEATURE_DEPTH} levels.", target=where
-            )
-        for key, inner in value.items():
-            _check_value(inner, f"{where}.{key}", depth + 1)
-        return
-    raise InvalidRankRequest(f"{where} has an unsupported value type.", target=where)
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _check_object(obj: dict[str, Any], where: str, depth: int) -> None:
+    # Values are decoded JSON (so numbers are finite); only arrays and nesting need checks.
+    for key, value in obj.items():
+        if type(value) in _SCALARS:
+            continue
+        if isinstance(value, dict):
+            if depth >= MAX_FEATURE_DEPTH:
+                raise InvalidRankRequest(
+                    f"{where}.{key}: features nest deeper than {MAX_FEATURE_DEPTH} levels.",
+                    target=where,
+                )
+            _check_object(value, f"{where}.{key}", depth + 1)
+        elif isinstance(value, list):
+            for item in value:
+                if type(item) is not float and type(item) is not int:
+                    raise InvalidRankRequest(
+                        f"{where}.{key}: arrays may hold only numbers.", target=where
+                    )
+        else:
+            raise InvalidRankRequest(f"{where}.{key} has an unsupported value type.", target=where)
 
 
 def _feature_objects(value: Any, where: str) -> tuple[JSONObject, ...]:
@@ -73,7 +77,7 @@ def _feature_objects(value: Any, where: str) -> tuple[JSONObject, ...]:
     for i, obj in enumerate(value):
         if not isinstance(obj, dict):
             raise InvalidRankRequest(f"{where}[{i}] must be a JSON object.", target=where)
-        _check_value(obj, f"{where}[{i}]", 0)
+        _check_object(obj, f"{where}[{i}]", 1)
         out.append(obj)
     return tuple(out)
 
@@ -117,7 +121,7 @@ def parse_rank(body: Any, *, max_actions: int) -> RankRequest:
     if len(excluded) == len(actions):
         raise InvalidRankRequest("every action is excluded.", target="excludedActions")
     event_id = body.get("eventId")
-    event_id = uuid.uuid4().hex if event_id is None else _check_id(event_id, "eventId")
+    event_id = os.urandom(16).hex() if event_id is None else _check_id(event_id, "eventId")
     defer = body.get("deferActivation")
     if defer is not None and not isinstance(defer, bool):
         raise InvalidRankRequest("deferActivation must be a boolean.", target="deferActivation")
@@ -161,6 +165,6 @@ def parse_reward_value(body: Any) -> object:
     return body["value"]
 
 
-def dumps(payload: Any) -> str:
-    """Compact JSON for responses."""
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+def dumps(payload: Any) -> bytes:
+    """Compact UTF-8 JSON for responses."""
+    return _encode(payload)

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
+import msgspec
+
 from bandit.config import LearningMode, ServiceConfiguration
 from bandit.events import (
     Action,
@@ -46,9 +48,20 @@ DECISION_COLUMNS = (
 reads (the ``joined`` flag is the store's own bookkeeping)."""
 
 
+_encode = msgspec.json.Encoder().encode
+
+
 def dumps(value: Any) -> str:
-    """Compact JSON text of ``value``."""
-    return json.dumps(value, separators=(",", ":"))
+    """Compact JSON text of ``value``.
+
+    msgspec is several times faster than ``json`` on the writer's path; strings holding lone
+    surrogates (which UTF-8 cannot carry, and which only in-process callers can produce) fall
+    back to ``json`` with ASCII escapes.
+    """
+    try:
+        return _encode(value).decode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"))
 
 
 def request_to_json(request: RankRequest) -> str:
