@@ -118,3 +118,63 @@ class ServiceUnavailable(BanditError):
     """The service cannot take the request now (shutting down, store unavailable)."""
 
     code = "ServiceUnavailable"
+
+
+class InvalidEvaluationContract(InvalidRequest):
+    """An offline evaluation or feature-importance request is malformed."""
+
+    code = "InvalidEvaluationContract"
+
+
+class DuplicateCustomPolicyNames(InvalidEvaluationContract):
+    """Two policies of one evaluation share a name."""
+
+    code = "DuplicateCustomPolicyNames"
+
+
+class NoLogsExistInDateRange(InvalidRequest):
+    """No joined events were logged in the requested time range."""
+
+    code = "NoLogsExistInDateRange"
+
+
+class InvalidExportLogsRequest(InvalidRequest):
+    """A log export's time range is malformed."""
+
+    code = "InvalidExportLogsRequest"
+
+
+class InvalidModelImportFormat(InvalidRequest):
+    """An imported model is not a signed banditd model archive holding a loadable model."""
+
+    code = "InvalidModelImportFormat"
+
+
+class InvalidModelImportSignature(InvalidRequest):
+    """An imported model's signature does not match its content or this server's key."""
+
+    code = "InvalidModelImportSignature"
+
+
+class EvaluationNotFound(NotFound):
+    """No offline evaluation with this id exists."""
+
+    code = "EvaluationNotFound"
+
+
+class FeatureImportanceNotFound(NotFound):
+    """No feature-importance job with this id exists."""
+
+    code = "ResourceNotFound"
+
+
+class ResourceConflict(BanditError):
+    """A resource id is reused with a different definition."""
+
+    code = "Conflict"
+
+
+class OperationNotAllowed(InvalidRequest):
+    """The operation is valid but not allowed in the loop's current state."""
+
+    code = "OperationNotAllowed"

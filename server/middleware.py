@@ -17,6 +17,7 @@ from bandit.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadSizeExceeded,
+    ResourceConflict,
     ServiceUnavailable,
     Unauthorized,
 )
@@ -36,6 +37,7 @@ _STATUS: list[tuple[type[BanditError], int, str]] = [
     (NotFound, 404, "ResourceNotFound"),
     (MethodNotAllowed, 405, "MethodNotAllowed"),
     (EventConflict, 409, "Conflict"),
+    (ResourceConflict, 409, "Conflict"),
     (ServiceUnavailable, 503, "ServiceUnavailable"),
 ]
 
