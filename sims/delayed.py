@@ -11,9 +11,9 @@ so the activation path is exercised too.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from sims.environment import Environment, Round, round_rng
+from sims.environment import Draws, Environment, Round
 
 DELAYS = ("fixed", "exponential", "lognormal", "uniform")
 """Delay distributions, each with mean ``mean_delay`` seconds."""
@@ -41,8 +41,10 @@ class DelayedEnvironment:
     deferred: float = 0.0
     activation_delay: float | None = 1.0
     name: str = "delayed"
+    draws: Draws = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "draws", Draws(self.seed, 2, normals=1, uniforms=3))
         if self.delay not in DELAYS:
             raise ValueError(f"delay must be one of {', '.join(DELAYS)}, got {self.delay!r}")
         if not 0.0 <= self.missing <= 1.0 or not 0.0 <= self.deferred <= 1.0:
@@ -50,18 +52,17 @@ class DelayedEnvironment:
 
     def draw_delay(self, t: int) -> tuple[float, bool, bool]:
         """(delay in seconds, dropped, deferred) of round ``t``."""
-        rng = round_rng(self.seed, t, stream=2)
-        u_missing, u_defer = rng.random(2)
+        normals, (u_delay, u_missing, u_defer) = self.draws.at(t)
         mean = self.mean_delay
         if self.delay == "fixed":
             delay = mean
         elif self.delay == "exponential":
-            delay = float(rng.exponential(mean))
+            delay = -mean * math.log1p(-float(u_delay))
         elif self.delay == "lognormal":
             # σ = 1, so the log-mean log(mean) − σ²/2 gives the requested mean.
-            delay = float(rng.lognormal(mean=math.log(max(mean, 1e-9)) - 0.5, sigma=1.0))
+            delay = math.exp(math.log(max(mean, 1e-9)) - 0.5 + float(normals[0]))
         else:
-            delay = float(rng.uniform(0.0, 2.0 * mean))
+            delay = 2.0 * mean * float(u_delay)
         return delay, bool(u_missing < self.missing), bool(u_defer < self.deferred)
 
     def round(self, t: int) -> Round:

@@ -12,6 +12,7 @@ so differences between policies are not noise in the world.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -79,10 +80,62 @@ def round_rng(seed: int, t: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, t, stream])
 
 
+class Draws:
+    """The random numbers of every round of one seeded stream, drawn a block of rounds at a time.
+
+    ``at(t)`` is a pure function of ``(seed, stream, t)``: round ``t`` reads row ``t % block`` of
+    the arrays drawn from ``default_rng([seed, t // block, stream])``. Drawing a block at once
+    costs far less per round than seeding a generator per round; the last block is memoised.
+
+    Args:
+        seed: the environment's seed.
+        stream: separates independent uses of randomness within one environment.
+        normals: standard normals per round.
+        uniforms: uniforms in [0, 1) per round.
+        block: rounds per block.
+    """
+
+    def __init__(
+        self, seed: int, stream: int, *, normals: int, uniforms: int, block: int = 256
+    ) -> None:
+        self._key = (seed, stream)
+        self._shape = (block, normals, uniforms)
+        self._block = -1
+        self._normals = np.zeros((0, normals))
+        self._uniforms = np.zeros((0, uniforms))
+
+    def at(self, t: int) -> tuple[FloatArray, FloatArray]:
+        """(normals, uniforms) of round ``t``, shapes (normals,) and (uniforms,)."""
+        size, normals, uniforms = self._shape
+        block, row = divmod(t, size)
+        if block != self._block:
+            seed, stream = self._key
+            rng = np.random.default_rng([seed, block, stream])
+            self._normals = rng.standard_normal((size, normals))
+            self._uniforms = rng.random((size, uniforms))
+            self._block = block
+        return self._normals[row], self._uniforms[row]
+
+
+def unit_vector(normals: FloatArray) -> FloatArray:
+    """A uniform draw on the unit sphere from a vector of standard normals (same shape)."""
+    return np.asarray(normals / math.sqrt(float(normals @ normals)), dtype=np.float64)
+
+
 def unit_vectors(rng: np.random.Generator, n: int, dims: int) -> FloatArray:
     """``n`` vectors drawn uniformly on the unit sphere in ``dims`` dimensions, shape (n, dims)."""
     v = rng.standard_normal((n, dims))
     return np.asarray(v / np.linalg.norm(v, axis=1, keepdims=True), dtype=np.float64)
+
+
+def bernoulli(uniforms: FloatArray, expected: FloatArray) -> FloatArray:
+    """Realized 0/1 rewards with the given means from uniforms of the same shape."""
+    return np.asarray(uniforms < expected, dtype=np.float64)
+
+
+def actions_of(actions: Sequence[tuple[str, Sequence[JSONObject]]]) -> tuple[Action, ...]:
+    """Action values from (id, feature objects) pairs."""
+    return tuple(Action(id=i, features=tuple(f)) for i, f in actions)
 
 
 def dense(namespace: str, values: Sequence[float] | FloatArray, prefix: str = "x") -> JSONObject:
@@ -90,15 +143,10 @@ def dense(namespace: str, values: Sequence[float] | FloatArray, prefix: str = "x
     return {namespace: {f"{prefix}{i}": round(float(v), 6) for i, v in enumerate(values)}}
 
 
-def bernoulli(rng: np.random.Generator, expected: FloatArray) -> FloatArray:
-    """Realized 0/1 rewards with the given means, shape of ``expected``."""
-    return np.asarray(rng.random(expected.shape) < expected, dtype=np.float64)
-
-
 def make_request(
     t: int,
     context: Sequence[JSONObject],
-    actions: Sequence[tuple[str, Sequence[JSONObject]]],
+    actions: tuple[Action, ...],
     excluded: Sequence[str] = (),
     *,
     defer: bool = False,
@@ -107,7 +155,7 @@ def make_request(
     return RankRequest(
         event_id=str(t),
         context_features=tuple(context),
-        actions=tuple(Action(id=i, features=tuple(f)) for i, f in actions),
+        actions=actions,
         excluded_action_ids=tuple(excluded),
         defer_activation=defer,
     )

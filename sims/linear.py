@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bandit.events import Action
 from sims.environment import (
+    Draws,
     FloatArray,
     Round,
+    actions_of,
     bernoulli,
     dense,
     make_request,
-    round_rng,
+    unit_vector,
     unit_vectors,
 )
 
@@ -39,11 +42,16 @@ class LinearEnvironment:
     name: str = "linear"
     theta: FloatArray = field(init=False, repr=False)
     bias: FloatArray = field(init=False, repr=False)
+    actions: tuple[Action, ...] = field(init=False, repr=False)
+    draws: Draws = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng([self.seed, 1_000_003])
-        object.__setattr__(self, "theta", unit_vectors(rng, self.n_actions, self.dims))
-        object.__setattr__(self, "bias", rng.uniform(-1.0, 1.0, self.n_actions))
+        put = object.__setattr__
+        put(self, "theta", unit_vectors(rng, self.n_actions, self.dims))
+        put(self, "bias", rng.uniform(-1.0, 1.0, self.n_actions))
+        put(self, "actions", id_actions(self.n_actions))
+        put(self, "draws", Draws(self.seed, 0, normals=self.dims, uniforms=self.n_actions))
 
     def expected_rewards(self, x: FloatArray, theta: FloatArray | None = None) -> FloatArray:
         """Expected reward of every action for context ``x`` (shape (dims,)); shape (K,)."""
@@ -51,16 +59,17 @@ class LinearEnvironment:
         return np.asarray(0.5 + 0.4 * (weights @ x) + 0.05 * self.bias, dtype=np.float64)
 
     def round(self, t: int) -> Round:
-        rng = round_rng(self.seed, t)
-        x = unit_vectors(rng, 1, self.dims)[0]
+        normals, uniforms = self.draws.at(t)
+        x = unit_vector(normals)
         expected = self.expected_rewards(x)
         return Round(
             index=t,
-            request=make_request(
-                t,
-                [dense("user", x)],
-                [(f"a{k}", [{"item": {"id": f"a{k}"}}]) for k in range(self.n_actions)],
-            ),
+            request=make_request(t, [dense("user", x)], self.actions),
             expected=expected,
-            realized=bernoulli(rng, expected),
+            realized=bernoulli(uniforms, expected),
         )
+
+
+def id_actions(n: int) -> tuple[Action, ...]:
+    """``n`` actions ``a0…`` described only by a categorical id (``{"item": {"id": "a3"}}``)."""
+    return actions_of([(f"a{k}", [{"item": {"id": f"a{k}"}}]) for k in range(n)])

@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bandit.events import Action
 from sims.environment import (
+    Draws,
     FloatArray,
     Round,
+    actions_of,
     bernoulli,
     dense,
     make_request,
-    round_rng,
+    unit_vector,
     unit_vectors,
 )
 
@@ -48,6 +51,8 @@ class ManyActionsEnvironment:
     name: str = "many-actions"
     features: FloatArray = field(init=False, repr=False)
     mixing: FloatArray = field(init=False, repr=False)
+    actions: tuple[Action, ...] = field(init=False, repr=False)
+    draws: Draws = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_actions <= self.max_actions <= min(RANK_LIMIT, self.catalog):
@@ -56,24 +61,35 @@ class ManyActionsEnvironment:
         object.__setattr__(self, "features", unit_vectors(rng, self.catalog, self.dims))
         q, _ = np.linalg.qr(rng.standard_normal((self.dims, self.dims)))
         object.__setattr__(self, "mixing", np.asarray(q, dtype=np.float64))
+        object.__setattr__(
+            self,
+            "actions",
+            actions_of([(f"c{j}", [dense("item", f, "f")]) for j, f in enumerate(self.features)]),
+        )
+        # Per round: the set size, a shuffle of the catalog, exclusions, rewards, a fallback.
+        uniforms = 2 + self.catalog + 2 * self.max_actions
+        object.__setattr__(self, "draws", Draws(self.seed, 0, normals=self.dims, uniforms=uniforms))
 
     def round(self, t: int) -> Round:
-        rng = round_rng(self.seed, t)
-        x = unit_vectors(rng, 1, self.dims)[0]
-        k = int(rng.integers(self.min_actions, self.max_actions + 1))
-        offered = rng.choice(self.catalog, size=k, replace=False)
-        excluded = rng.random(k) < self.exclude
+        normals, u = self.draws.at(t)
+        x = unit_vector(normals)
+        span = self.max_actions - self.min_actions + 1
+        k = self.min_actions + min(int(u[0] * span), span - 1)
+        catalog_end = 2 + self.catalog
+        offered = np.argsort(u[2:catalog_end])[:k]
+        excluded = u[catalog_end : catalog_end + k] < self.exclude
         if excluded.all():
-            excluded[int(rng.integers(k))] = False
+            excluded[min(int(u[1] * k), k - 1)] = False
         expected = np.asarray(0.5 + 0.4 * (self.features[offered] @ (self.mixing.T @ x)))
+        rewards_at = catalog_end + self.max_actions
         return Round(
             index=t,
             request=make_request(
                 t,
                 [dense("user", x)],
-                [(f"c{j}", [dense("item", self.features[j], "f")]) for j in offered],
+                tuple(self.actions[j] for j in offered),
                 [f"c{j}" for j, e in zip(offered, excluded, strict=True) if e],
             ),
             expected=expected.astype(np.float64),
-            realized=bernoulli(rng, expected),
+            realized=bernoulli(u[rewards_at : rewards_at + k], expected),
         )

@@ -11,13 +11,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bandit.events import Action
 from sims.environment import (
+    Draws,
     FloatArray,
     Round,
+    actions_of,
     bernoulli,
     dense,
     make_request,
-    round_rng,
+    unit_vector,
     unit_vectors,
 )
 
@@ -47,6 +50,8 @@ class NonLinearEnvironment:
     w_a: FloatArray = field(init=False, repr=False)
     c: FloatArray = field(init=False, repr=False)
     v: FloatArray = field(init=False, repr=False)
+    offered: tuple[Action, ...] = field(init=False, repr=False)
+    draws: Draws = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng([self.seed, 1_000_033])
@@ -56,6 +61,12 @@ class NonLinearEnvironment:
         put(self, "w_a", rng.standard_normal((_HIDDEN, self.action_dims)) * 1.5)
         put(self, "c", rng.standard_normal(_HIDDEN) * 0.5)
         put(self, "v", rng.standard_normal(_HIDDEN) / np.sqrt(_HIDDEN))
+        put(
+            self,
+            "offered",
+            actions_of([(f"a{k}", [dense("item", a, "f")]) for k, a in enumerate(self.actions)]),
+        )
+        put(self, "draws", Draws(self.seed, 0, normals=self.dims, uniforms=self.n_actions))
 
     def expected_rewards(self, x: FloatArray) -> FloatArray:
         """Expected reward of every action for context ``x`` (shape (dims,)); shape (K,)."""
@@ -64,16 +75,12 @@ class NonLinearEnvironment:
         return np.asarray(0.1 + 0.8 / (1.0 + np.exp(-logits)), dtype=np.float64)
 
     def round(self, t: int) -> Round:
-        rng = round_rng(self.seed, t)
-        x = unit_vectors(rng, 1, self.dims)[0]
+        normals, uniforms = self.draws.at(t)
+        x = unit_vector(normals)
         expected = self.expected_rewards(x)
         return Round(
             index=t,
-            request=make_request(
-                t,
-                [dense("user", x)],
-                [(f"a{k}", [dense("item", a, "f")]) for k, a in enumerate(self.actions)],
-            ),
+            request=make_request(t, [dense("user", x)], self.offered),
             expected=expected,
-            realized=bernoulli(rng, expected),
+            realized=bernoulli(uniforms, expected),
         )

@@ -18,7 +18,7 @@ from sims.environment import (
     bernoulli,
     dense,
     make_request,
-    round_rng,
+    unit_vector,
     unit_vectors,
 )
 from sims.linear import LinearEnvironment
@@ -75,16 +75,12 @@ class DriftingEnvironment:
         return np.asarray(math.cos(angle) * a + math.sin(angle) * b, dtype=np.float64)
 
     def round(self, t: int) -> Round:
-        rng = round_rng(self.seed, t)
-        x = unit_vectors(rng, 1, self.dims)[0]
+        normals, uniforms = self.base.draws.at(t)
+        x = unit_vector(normals)
         expected = self.base.expected_rewards(x, self.theta(t))
         return Round(
             index=t,
-            request=make_request(
-                t,
-                [dense("user", x)],
-                [(f"a{k}", [{"item": {"id": f"a{k}"}}]) for k in range(self.n_actions)],
-            ),
+            request=make_request(t, [dense("user", x)], self.base.actions),
             expected=expected,
-            realized=bernoulli(rng, expected),
+            realized=bernoulli(uniforms, expected),
         )

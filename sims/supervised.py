@@ -14,7 +14,8 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from sims.environment import FloatArray, Round, make_request, round_rng
+from bandit.events import Action
+from sims.environment import Draws, FloatArray, Round, actions_of, make_request
 
 
 @cache
@@ -41,24 +42,30 @@ class DigitsEnvironment:
     name: str = "digits"
     images: FloatArray = field(init=False, repr=False)
     labels: npt.NDArray[np.int64] = field(init=False, repr=False)
+    actions: tuple[Action, ...] = field(init=False, repr=False)
+    draws: Draws = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         images, labels = load_digits()
-        object.__setattr__(self, "images", images)
-        object.__setattr__(self, "labels", labels)
+        put = object.__setattr__
+        put(self, "images", images)
+        put(self, "labels", labels)
+        put(
+            self,
+            "actions",
+            actions_of([(str(k), [{"label": {"digit": str(k)}}]) for k in range(10)]),
+        )
+        put(self, "draws", Draws(self.seed, 0, normals=0, uniforms=1))
 
     def round(self, t: int) -> Round:
-        rng = round_rng(self.seed, t)
-        row = int(rng.integers(len(self.labels)))
+        row = int(self.draws.at(t)[1][0] * len(self.labels))
         pixels = self.images[row]
         context = {"pixels": {f"p{i}": round(float(v), 4) for i, v in enumerate(pixels) if v}}
         expected = np.zeros(10, dtype=np.float64)
         expected[int(self.labels[row])] = 1.0
         return Round(
             index=t,
-            request=make_request(
-                t, [context], [(str(k), [{"label": {"digit": str(k)}}]) for k in range(10)]
-            ),
+            request=make_request(t, [context], self.actions),
             expected=expected,
             realized=expected.copy(),
         )

@@ -1,0 +1,88 @@
+"""Benchmark (not a test): the in-process runner against a bare VW predict+learn loop.
+
+Both handle the same interactions — ε-greedy on the linear world with 10 actions — in the same
+process and run:
+
+* runner: ``sims.runner.run`` (environment, caps, seeded sampling, memory store, join, learn,
+  checkpoint, periodic publish), reported as simulated interactions per second;
+* bare: ``vowpal_wabbit_next`` directly on the DSJSON lines of the same run: parse + predict on
+  the context line, parse + learn on the labelled line.
+
+The ratio runner/bare is the runner's cost per interaction in units of the bare loop's (target
+≤ 2). It depends on how many interactions share one learner step and one publish (each
+serialises the model), so it is reported for the sweep timing (a decision every 0.2 s, a step
+every 5 s, a publish every 10 s) and a production-like one (100 decisions/s, a step every
+second, a publish every 60 s).
+
+    .venv/bin/python bench/sim_bench.py [--rounds 3000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+
+import vowpal_wabbit_next as vw
+
+from bandit.dsjson import context_line
+from policies.vw import _tokens, _with_epsilon
+from sims.presets import PRESETS
+from sims.runner import run, run_with_logs
+from sims.scenarios import SCENARIOS, Scenario
+
+TIMINGS = {
+    "sweep": {"interval": 0.2, "tick": 5.0, "model_export_frequency": 10.0},
+    "production-like": {"interval": 0.01, "tick": 1.0, "model_export_frequency": 60.0},
+}
+
+
+def bare_loop(arguments: str, epsilon: float, pairs: list[tuple[str, str]]) -> float:
+    """Seconds for parse+predict and parse+learn over ``pairs`` on a fresh workspace."""
+    tokens = _with_epsilon(_tokens(arguments), epsilon)
+    workspace = vw.Workspace([*tokens, "--quiet"])
+    parser = vw.DSJsonFormatParser(workspace)
+    start = time.perf_counter()
+    for context, labelled in pairs:
+        workspace.predict_one(parser.parse_json(context))
+        workspace.learn_one(parser.parse_json(labelled))
+    return time.perf_counter() - start
+
+
+def bench(scenario: Scenario, repeats: int) -> tuple[float, float]:
+    """(runner seconds, bare seconds) per interaction, best of ``repeats``."""
+    policy = PRESETS["egreedy"]
+    _, lines = run_with_logs(scenario, policy, 0)
+    # Rebuild the same requests' unlabelled lines, in the labelled lines' order.
+    env = scenario.build(0)
+    contexts = {str(t): context_line(env.round(t).request) for t in range(scenario.rounds)}
+    pairs = [(contexts[json.loads(line)["EventId"].rsplit("-", 1)[1]], line) for line in lines]
+    runner_best = bare_best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(scenario, policy, 0)
+        runner_best = min(runner_best, (time.perf_counter() - start) / scenario.rounds)
+        bare_best = min(
+            bare_best, bare_loop(policy.arguments, policy.exploration, pairs) / len(pairs)
+        )
+    return runner_best, bare_best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"ε-greedy ({PRESETS['egreedy'].arguments}), 10 actions, {args.rounds} rounds")
+    for name, timing in TIMINGS.items():
+        scenario = replace(SCENARIOS["linear"], rounds=args.rounds, **timing)
+        runner, bare = bench(scenario, args.repeats)
+        print(
+            f"{name:>16}: runner {1 / runner:8.0f} interactions/s ({runner * 1e6:6.0f} µs)   "
+            f"bare VW {1 / bare:8.0f}/s ({bare * 1e6:6.0f} µs)   ratio {runner / bare:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
