@@ -213,3 +213,17 @@ class StoreCounts:
     explored: int
     pending_join: int
     oldest_pending_close_at: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRecord:
+    """A stored long-running job (offline evaluation, feature importance) and its result.
+
+    ``data`` is the job's JSON document; the server module that owns the ``kind`` reads and
+    writes it. Ids are unique per kind.
+    """
+
+    kind: str
+    id: str
+    created_at: float
+    data: str = field(repr=False)

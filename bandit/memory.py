@@ -11,6 +11,7 @@ from bandit.events import (
     ActivationOutcome,
     Checkpoint,
     Decision,
+    JobRecord,
     JoinedEvent,
     ModelRecord,
     PolicySettings,
@@ -37,7 +38,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._rows: dict[str, _Row] = {}
         self._pending: list[tuple[float, str]] = []  # (close_at, event_id), sorted
-        self._joined: list[JoinedEvent] = []
+        self._joined: list[JoinedEvent] = []  # sorted by seq; deletions leave gaps
+        self._seq = 0
+        self._jobs: dict[tuple[str, str], JobRecord] = {}
         self._checkpoint: Checkpoint | None = None
         self._models: list[ModelRecord] = []
         self._next_version = 1
@@ -120,7 +123,8 @@ class MemoryStore:
                 continue
             row.joined = True
             done.add(e.decision.event_id)
-            stored = replace(e, seq=len(self._joined) + 1)
+            self._seq += 1
+            stored = replace(e, seq=self._seq)
             self._joined.append(stored)
             self._defaulted += stored.defaulted
             appended.append(stored)
@@ -131,11 +135,11 @@ class MemoryStore:
     def joined_after(self, cursor: int, limit: int) -> list[JoinedEvent]:
         if limit <= 0:
             return []
-        start = max(cursor, 0)
+        start = bisect.bisect_right(self._joined, cursor, key=lambda e: e.seq)
         return self._joined[start : start + limit]
 
     def last_seq(self) -> int:
-        return len(self._joined)
+        return self._seq
 
     def load_checkpoint(self) -> Checkpoint | None:
         return self._checkpoint
@@ -199,7 +203,7 @@ class MemoryStore:
             decisions=len(self._rows),
             rewards=self._rewards,
             late_rewards=self._late,
-            joined=len(self._joined),
+            joined=self._seq,
             defaulted=self._defaulted,
             explored=self._explored,
             pending_join=len(due),
@@ -208,3 +212,79 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+    # -- logs, retention and jobs ------------------------------------------------------------
+
+    def joined_between(
+        self, start: float, end: float, after_seq: int, limit: int
+    ) -> list[JoinedEvent]:
+        out: list[JoinedEvent] = []
+        for event in self.joined_after(after_seq, len(self._joined)):
+            if len(out) >= limit:
+                break
+            if start <= event.decision.timestamp < end:
+                out.append(event)
+        return out
+
+    def log_range(self) -> tuple[float, float] | None:
+        if not self._joined:
+            return None
+        times = [e.decision.timestamp for e in self._joined]
+        return min(times), max(times)
+
+    def delete_logs(self, *, before: float | None, through_seq: int) -> int:
+        doomed = {
+            e.decision.event_id
+            for e in self._joined
+            if e.seq <= through_seq and (before is None or e.decision.timestamp < before)
+        }
+        if before is not None:
+            doomed.update(
+                event_id
+                for event_id, row in self._rows.items()
+                if not row.decision.active and row.decision.timestamp < before
+            )
+        for event_id in doomed:
+            row = self._rows.pop(event_id)
+            self._rewards -= len(row.rewards) + row.late
+            self._late -= row.late
+            self._explored -= row.decision.explored
+        self._joined = [e for e in self._joined if e.decision.event_id not in doomed]
+        return len(doomed)
+
+    def counted_rewards(self, event_ids: list[str]) -> dict[str, list[Reward]]:
+        out: dict[str, list[Reward]] = {}
+        for event_id in event_ids:
+            row = self._rows.get(event_id)
+            if row is not None and row.rewards:
+                out[event_id] = list(row.rewards)
+        return out
+
+    def import_joined(self, events: list[JoinedEvent]) -> list[JoinedEvent]:
+        appended = []
+        for e in events:
+            if e.decision.event_id in self._rows:
+                continue
+            row = _Row(e.decision, joined=True)
+            self._rows[e.decision.event_id] = row
+            self._explored += e.decision.explored
+            self._seq += 1
+            stored = replace(e, seq=self._seq)
+            self._joined.append(stored)
+            self._defaulted += stored.defaulted
+            appended.append(stored)
+        return appended
+
+    def save_job(self, job: JobRecord) -> None:
+        self._jobs[(job.kind, job.id)] = job
+
+    def get_job(self, kind: str, job_id: str) -> JobRecord | None:
+        return self._jobs.get((kind, job_id))
+
+    def list_jobs(self, kind: str) -> list[JobRecord]:
+        return sorted(
+            (j for (k, _), j in self._jobs.items() if k == kind), key=lambda j: j.created_at
+        )
+
+    def delete_job(self, kind: str, job_id: str) -> bool:
+        return self._jobs.pop((kind, job_id), None) is not None

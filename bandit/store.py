@@ -12,6 +12,7 @@ from bandit.config import ServiceConfiguration
 from bandit.events import (
     Checkpoint,
     Decision,
+    JobRecord,
     JoinedEvent,
     ModelRecord,
     PolicySettings,
@@ -125,4 +126,56 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+    # -- logs, retention and jobs (offline evaluation, export, import) ---------------------
+
+    def joined_between(
+        self, start: float, end: float, after_seq: int, limit: int
+    ) -> list[JoinedEvent]:
+        """Joined events decided in ``[start, end)`` with ``seq > after_seq``, in ``seq`` order.
+
+        At most ``limit``; page by passing the last ``seq`` seen as ``after_seq``.
+        """
+        ...
+
+    def log_range(self) -> tuple[float, float] | None:
+        """Decision times of the oldest and the newest joined event, or None when none."""
+        ...
+
+    def delete_logs(self, *, before: float | None, through_seq: int) -> int:
+        """Delete logged events with their decisions and rewards; returns how many decisions.
+
+        Deletes joined events with ``seq <= through_seq`` (so nothing the learner has not learned
+        yet) decided before ``before`` (all of them when None), and, when ``before`` is given,
+        never-activated deferred decisions made before it. ``seq`` values are never reused.
+        """
+        ...
+
+    def counted_rewards(self, event_ids: list[str]) -> dict[str, list[Reward]]:
+        """The non-late rewards of each event, in arrival order (events without any absent)."""
+        ...
+
+    def import_joined(self, events: list[JoinedEvent]) -> list[JoinedEvent]:
+        """Store already-joined events from an external log (decision and outcome together).
+
+        Events whose id is stored already are skipped. Returns the events appended, with the
+        ``seq`` each was given (after every existing one), so the learner learns them next.
+        """
+        ...
+
+    def save_job(self, job: JobRecord) -> None:
+        """Insert or replace a job record."""
+        ...
+
+    def get_job(self, kind: str, job_id: str) -> JobRecord | None:
+        """A job record by kind and id."""
+        ...
+
+    def list_jobs(self, kind: str) -> list[JobRecord]:
+        """Every job record of a kind, oldest first."""
+        ...
+
+    def delete_job(self, kind: str, job_id: str) -> bool:
+        """Delete a job record; returns whether it existed."""
         ...

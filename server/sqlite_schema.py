@@ -15,6 +15,7 @@ Tables:
 * ``models``: published serving models; ``AUTOINCREMENT`` so pruned versions are never reused.
 * ``checkpoint``, ``config``, ``policy``, ``counters``: single rows (``id = 1``).
 * ``meta``: small named values.
+* ``jobs``: offline evaluations and feature-importance jobs, a JSON document each (version 2).
 
 ``counters`` holds the totals of :class:`bandit.events.StoreCounts`, kept by triggers in the
 inserting transaction, so ``/metrics`` never counts a whole table.
@@ -140,5 +141,38 @@ def create_initial_schema(db: Database) -> None:
 Migration = Callable[[Database], None]
 """A schema step; it runs inside the opening transaction and must not commit."""
 
-MIGRATIONS: tuple[Migration, ...] = (create_initial_schema,)
+_LOGS_AND_JOBS = (
+    """
+    CREATE TABLE jobs (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (kind, id)
+    )
+    """,
+    """
+    CREATE TRIGGER decisions_uncounted AFTER DELETE ON decisions BEGIN
+        UPDATE counters SET decisions = decisions - 1, explored = explored - OLD.explored
+        WHERE id = 1;
+    END
+    """,
+    """
+    CREATE TRIGGER rewards_uncounted AFTER DELETE ON rewards BEGIN
+        UPDATE counters SET rewards = rewards - 1, late_rewards = late_rewards - OLD.late
+        WHERE id = 1;
+    END
+    """,
+)
+
+
+def add_jobs_and_log_deletion(db: Database) -> None:
+    """Version 2: the ``jobs`` table (offline evaluations, feature importances) and triggers
+    that keep ``counters`` right when logs are deleted (``joined`` and ``defaulted`` stay
+    totals, as the learner's cursor counts in ``seq``)."""
+    for statement in _LOGS_AND_JOBS:
+        db.execute(statement)
+
+
+MIGRATIONS: tuple[Migration, ...] = (create_initial_schema, add_jobs_and_log_deletion)
 """Applied in order; a file's ``PRAGMA user_version`` counts how many it has."""

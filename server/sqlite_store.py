@@ -29,6 +29,7 @@ from bandit.events import (
     ActivationOutcome,
     Checkpoint,
     Decision,
+    JobRecord,
     JoinedEvent,
     ModelRecord,
     PolicySettings,
@@ -38,6 +39,7 @@ from bandit.events import (
     WriteBatch,
     WriteResult,
 )
+from server import sqlite_logs as logs
 from server import sqlite_rows as rows
 from server.sqlite_schema import MIGRATIONS
 
@@ -348,6 +350,44 @@ class SQLiteStore:
             oldest_pending_close_at=pending["oldest"],
         )
 
+
+    # -- logs, retention and jobs (SQL in server.sqlite_logs) ----------------------------------
+
+    def joined_between(
+        self, start: float, end: float, after_seq: int, limit: int
+    ) -> list[JoinedEvent]:
+        if limit <= 0:
+            return []
+        return logs.joined_between(self._db(), start, end, after_seq, limit)
+
+    def log_range(self) -> tuple[float, float] | None:
+        return logs.log_range(self._db())
+
+    def delete_logs(self, *, before: float | None, through_seq: int) -> int:
+        with self._write() as db:
+            return logs.delete_logs(db, before=before, through_seq=through_seq)
+
+    def counted_rewards(self, event_ids: list[str]) -> dict[str, list[Reward]]:
+        with self._read() as db:
+            return logs.counted_rewards(db, event_ids)
+
+    def import_joined(self, events: list[JoinedEvent]) -> list[JoinedEvent]:
+        with self._write() as db:
+            return logs.import_joined(db, events)
+
+    def save_job(self, job: JobRecord) -> None:
+        with self._write() as db:
+            logs.save_job(db, job)
+
+    def get_job(self, kind: str, job_id: str) -> JobRecord | None:
+        return logs.get_job(self._db(), kind, job_id)
+
+    def list_jobs(self, kind: str) -> list[JobRecord]:
+        return logs.list_jobs(self._db(), kind)
+
+    def delete_job(self, kind: str, job_id: str) -> bool:
+        with self._write() as db:
+            return logs.delete_job(db, kind, job_id)
 
 def _migrate(db: Database) -> None:
     """Bring the file to ``len(MIGRATIONS)`` in one transaction; a no-op when up to date."""

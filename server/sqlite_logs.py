@@ -1,0 +1,139 @@
+"""SQL for the SQLite store's logs, retention, imports and job records.
+
+Each function runs inside a transaction its :class:`server.sqlite_store.SQLiteStore` method
+opened, so a method stays one transaction. Rows become values through :mod:`server.sqlite_rows`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sqlite_utils import Database
+
+from bandit.events import JobRecord, JoinedEvent, Reward
+from server import sqlite_rows as rows
+
+_IN_CHUNK = 500
+"""Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""
+
+_DECISION_SELECT = ", ".join(f"d.{c}" for c in rows.DECISION_COLUMNS)
+_JOINED_SELECT = f"j.seq, j.reward, j.reward_count, j.defaulted, j.joined_at, {_DECISION_SELECT}"
+_DECISION_INSERT = (
+    f"INSERT INTO decisions ({', '.join(rows.DECISION_COLUMNS)}, joined) "
+    f"VALUES ({', '.join(':' + c for c in rows.DECISION_COLUMNS)}, 1) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+def _select(db: Database, sql: str, params: Any = ()) -> list[rows.Row]:
+    return list(db.query(sql, params))
+
+
+def joined_between(
+    db: Database, start: float, end: float, after_seq: int, limit: int
+) -> list[JoinedEvent]:
+    """Joined events decided in ``[start, end)`` after ``after_seq``, in seq order."""
+    found = _select(
+        db,
+        f"SELECT {_JOINED_SELECT} FROM joined j JOIN decisions d ON d.event_id = j.event_id "
+        "WHERE j.seq > ? AND d.timestamp >= ? AND d.timestamp < ? ORDER BY j.seq LIMIT ?",
+        [after_seq, start, end, limit],
+    )
+    return [rows.joined_from_row(row) for row in found]
+
+
+def log_range(db: Database) -> tuple[float, float] | None:
+    """Oldest and newest decision time among joined events."""
+    row = _select(
+        db,
+        "SELECT MIN(d.timestamp) AS first, MAX(d.timestamp) AS last "
+        "FROM joined j JOIN decisions d ON d.event_id = j.event_id",
+    )[0]
+    if row["first"] is None:
+        return None
+    return float(row["first"]), float(row["last"])
+
+
+def delete_logs(db: Database, *, before: float | None, through_seq: int) -> int:
+    """Delete learned joined events (and, with ``before``, never-activated decisions)."""
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (event_id TEXT PRIMARY KEY)")
+    db.execute("DELETE FROM doomed")
+    bound = float("inf") if before is None else before
+    db.execute(
+        "INSERT OR IGNORE INTO doomed SELECT j.event_id FROM joined j "
+        "JOIN decisions d ON d.event_id = j.event_id WHERE j.seq <= ? AND d.timestamp < ?",
+        [through_seq, bound],
+    )
+    if before is not None:
+        db.execute(
+            "INSERT OR IGNORE INTO doomed SELECT event_id FROM decisions "
+            "WHERE active = 0 AND timestamp < ?",
+            [before],
+        )
+    doomed = "event_id IN (SELECT event_id FROM doomed)"
+    db.execute(f"DELETE FROM rewards WHERE {doomed}")
+    db.execute(f"DELETE FROM joined WHERE {doomed}")
+    deleted = db.execute(f"DELETE FROM decisions WHERE {doomed}").rowcount
+    db.execute("DELETE FROM doomed")
+    return int(deleted)
+
+
+def counted_rewards(db: Database, event_ids: list[str]) -> dict[str, list[Reward]]:
+    """The non-late rewards of each event, in arrival order."""
+    out: dict[str, list[Reward]] = {}
+    for start in range(0, len(event_ids), _IN_CHUNK):
+        chunk = event_ids[start : start + _IN_CHUNK]
+        for row in _select(
+            db,
+            "SELECT event_id, value, received_at, request_key FROM rewards "
+            f"WHERE late = 0 AND event_id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
+            chunk,
+        ):
+            out.setdefault(row["event_id"], []).append(rows.reward_from_row(row))
+    return out
+
+
+def import_joined(db: Database, events: list[JoinedEvent]) -> list[JoinedEvent]:
+    """Insert each event's decision (flagged joined) and its joined row; skip known ids."""
+    appended = []
+    for e in events:
+        if db.execute(_DECISION_INSERT, rows.decision_params(e.decision)).rowcount != 1:
+            continue
+        inserted = db.execute(
+            "INSERT INTO joined (event_id, reward, reward_count, defaulted, joined_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [e.decision.event_id, e.reward, e.reward_count, int(e.defaulted), e.joined_at],
+        )
+        assert inserted.lastrowid is not None
+        appended.append(replace(e, seq=inserted.lastrowid))
+    return appended
+
+
+def save_job(db: Database, job: JobRecord) -> None:
+    """Insert or replace a job record."""
+    db.execute(
+        "INSERT OR REPLACE INTO jobs (kind, id, created_at, data) VALUES (?, ?, ?, ?)",
+        [job.kind, job.id, job.created_at, job.data],
+    )
+
+
+def _job(row: rows.Row) -> JobRecord:
+    return JobRecord(kind=row["kind"], id=row["id"], created_at=row["created_at"], data=row["data"])
+
+
+def get_job(db: Database, kind: str, job_id: str) -> JobRecord | None:
+    """A job record, or None."""
+    found = _select(db, "SELECT * FROM jobs WHERE kind = ? AND id = ?", [kind, job_id])
+    return _job(found[0]) if found else None
+
+
+def list_jobs(db: Database, kind: str) -> list[JobRecord]:
+    """Job records of a kind, oldest first."""
+    found = _select(db, "SELECT * FROM jobs WHERE kind = ? ORDER BY created_at, id", [kind])
+    return [_job(row) for row in found]
+
+
+def delete_job(db: Database, kind: str, job_id: str) -> bool:
+    """Delete a job record; whether it existed."""
+    return bool(db.execute("DELETE FROM jobs WHERE kind = ? AND id = ?", [kind, job_id]).rowcount)
