@@ -100,6 +100,9 @@ class MemoryStore:
             decisions=tuple(decisions), rewards=tuple(outcomes), activations=tuple(activations)
         )
 
+    def sync(self) -> None:
+        pass
+
     def get_decision(self, event_id: str) -> Decision | None:
         row = self._rows.get(event_id)
         return row.decision if row else None

@@ -33,7 +33,15 @@ class Store(Protocol):
         its place. Rewards are checked against their decision (unknown, not yet activated, late,
         duplicate ``request_key``) with :mod:`bandit.join`'s rules; activations likewise.
         Items are applied in order: decisions, then activations, then rewards.
+
+        The batch is committed on return, and durable once :meth:`sync` has returned after it
+        (stores whose commits are durable anyway make ``sync`` a no-op). Splitting the two lets
+        the group-commit writer start the next batch while the previous one is synced.
         """
+        ...
+
+    def sync(self) -> None:
+        """Make every write committed so far durable."""
         ...
 
     def get_decision(self, event_id: str) -> Decision | None:

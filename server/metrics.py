@@ -61,6 +61,12 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
             registry=r,
         )
+        self.sync_seconds = Histogram(
+            "banditd_writer_sync_duration_seconds",
+            "Seconds one fsync of committed batches took.",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+            registry=r,
+        )
         self.default_reward_ratio = Gauge(
             "banditd_default_reward_ratio",
             "Share of joined events that got the default reward (no reward in the window).",
@@ -110,6 +116,13 @@ class Metrics:
         self.commit_seconds.observe(seconds)
         if result is None:
             self.store_errors.labels("write").inc()
+
+    def observe_sync(self, batches: int, seconds: float, ok: bool) -> None:
+        """Record one sync of ``batches`` committed batches."""
+        del batches
+        self.sync_seconds.observe(seconds)
+        if not ok:
+            self.store_errors.labels("sync").inc()
 
     def refresh(
         self,

@@ -7,7 +7,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from bandit.config import from_wire, to_wire
-from bandit.errors import InvalidRankRequest, InvalidRewardRequest, InvalidServiceConfiguration
+from bandit.errors import InvalidRewardRequest, InvalidServiceConfiguration
 from server.metrics import CONTENT_TYPE
 from server.schemas import decode_json, dumps, parse_rank, parse_reward_value, rank_response
 from server.service import Service
@@ -41,9 +41,9 @@ def event_id_of(request: web.Request) -> str:
 
 async def rank(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    body = decode_json(await request.read(), InvalidRankRequest)
-    rank_request = parse_rank(body, max_actions=service.settings.max_actions)
-    client_event_id = isinstance(body, dict) and body.get("eventId") is not None
+    rank_request, client_event_id = parse_rank(
+        await request.read(), max_actions=service.settings.max_actions
+    )
     decision = await service.rank(rank_request, client_event_id=client_event_id)
     return json_response(rank_response(decision), status=201)
 

@@ -81,7 +81,9 @@ class Service:
         self.learner = Learner(store, self.factory, now=now)
         latest = store.latest_model() or self.learner.publish(now, settings.keep_models)
         self.serving = Serving(self.factory(latest.data), latest.version, latest.created_at)
-        self.writer = GroupCommitWriter(store, observer=self.metrics.observe_batch)
+        self.writer = GroupCommitWriter(
+            store, observer=self.metrics.observe_batch, sync_observer=self.metrics.observe_sync
+        )
         self.learner_thread: LearnerThread | None = None
 
     async def start(self) -> None:

@@ -1,9 +1,15 @@
-"""Group commit: many requests, one transaction, a 2xx only after the commit.
+"""Group commit: many requests, one transaction, a 2xx only after the write is durable.
 
-Requests enqueue their decision, reward or activation and await a future. One task drains the
-queue: everything that arrived while the previous commit was running goes into the next
-:meth:`Store.write` call, run on a dedicated thread so the event loop keeps serving. Under load
-batches grow by themselves; when idle a request commits alone, with no added delay.
+Requests enqueue their decision, reward or activation and await a future. A commit task drains
+the queue: everything that arrived while the previous commit ran goes into the next
+:meth:`Store.write` call, on a dedicated thread so the event loop keeps serving. A sync task then
+makes committed batches durable with :meth:`Store.sync` (an fsync of SQLite's WAL) on a second
+thread, covering every batch committed before it started, and only then resolves their futures.
+So batch N+1's transaction runs while batch N's fsync is in flight. Under load batches grow by
+themselves; when idle a request commits alone, with no added delay.
+
+One window is not covered: a rank replay (same event id) that reads a decision committed but
+not yet synced answers 201 from it; the original request is still waiting for that sync.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ BatchObserver = Callable[[WriteBatch, WriteResult | None, float], None]
 """Called on the event loop after each commit with the batch, its result (None on failure) and
 the seconds the commit took."""
 
+SyncObserver = Callable[[int, float, bool], None]
+"""Called on the event loop after each sync with the batches it covered, its seconds, success."""
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -45,63 +54,100 @@ class _Pending:
     def __len__(self) -> int:
         return len(self.decisions) + len(self.rewards) + len(self.activations)
 
+    def futures(self) -> list[asyncio.Future[Any]]:
+        return [
+            *(f for _, f in self.decisions),
+            *(f for _, f in self.rewards),
+            *(f for _, f in self.activations),
+        ]
+
+    def resolve(self, result: WriteResult) -> None:
+        for (_, dfut), stored in zip(self.decisions, result.decisions, strict=True):
+            if not dfut.done():
+                dfut.set_result(stored)
+        for (_, rfut), outcome in zip(self.rewards, result.rewards, strict=True):
+            if not rfut.done():
+                rfut.set_result(outcome)
+        for (_, afut), act in zip(self.activations, result.activations, strict=True):
+            if not afut.done():
+                afut.set_result(act)
+
+    def fail(self, error: BaseException) -> None:
+        for fut in self.futures():
+            if not fut.done():
+                fut.set_exception(error)
+
 
 class GroupCommitWriter:
-    """Batches store writes from concurrent requests into shared transactions.
+    """Batches store writes from concurrent requests into shared, durable transactions.
 
     Args:
-        store: the store to write to; only this writer's thread calls ``store.write``.
+        store: the store to write to; only this writer's threads call ``write`` and ``sync``.
         max_batch: most items in one transaction.
-        observer: optional callback for metrics.
+        observer: optional callback for commit metrics.
+        sync_observer: optional callback for sync metrics.
     """
 
     def __init__(
-        self, store: Store, *, max_batch: int = 1024, observer: BatchObserver | None = None
+        self,
+        store: Store,
+        *,
+        max_batch: int = 1024,
+        observer: BatchObserver | None = None,
+        sync_observer: SyncObserver | None = None,
     ) -> None:
         self._store = store
         self._max_batch = max_batch
         self._observer = observer
+        self._sync_observer = sync_observer
         self._pending = _Pending()
+        self._unsynced: list[tuple[_Pending, WriteResult]] = []
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banditd-writer")
-        self._task: asyncio.Task[None] | None = None
+        self._sync_wake = asyncio.Event()
+        self._commit_thread = ThreadPoolExecutor(1, thread_name_prefix="banditd-writer")
+        self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="banditd-sync")
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._committing = True
 
     async def start(self) -> None:
-        """Start the draining task."""
-        self._task = asyncio.create_task(self._run(), name="banditd-writer")
+        """Start the commit and sync tasks."""
+        self._tasks = [
+            asyncio.create_task(self._commit_loop(), name="banditd-writer"),
+            asyncio.create_task(self._sync_loop(), name="banditd-sync"),
+        ]
 
     async def stop(self) -> None:
-        """Commit what is queued, then stop."""
+        """Commit and sync what is queued, then stop."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
-        self._executor.shutdown(wait=True)
+        self._sync_wake.set()
+        for task in self._tasks:
+            await task
+        self._commit_thread.shutdown(wait=True)
+        self._sync_thread.shutdown(wait=True)
 
-    def _submit(self) -> None:
+    def _future(self) -> asyncio.Future[Any]:
         if self._closing:
             raise ServiceUnavailable("the service is shutting down.")
         self._wake.set()
+        return asyncio.get_running_loop().create_future()
 
     async def write_decision(self, decision: Decision) -> Decision:
-        """Commit a decision; returns the stored one (an earlier one if the id existed)."""
-        self._submit()
-        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        """Commit a decision durably; returns the stored one (an earlier one if the id existed)."""
+        future: asyncio.Future[Decision] = self._future()
         self._pending.decisions.append((decision, future))
         return await future
 
     async def write_reward(self, reward: Reward) -> RewardOutcome:
-        """Commit a reward; returns what storing it did."""
-        self._submit()
-        future: asyncio.Future[RewardOutcome] = asyncio.get_running_loop().create_future()
+        """Commit a reward durably; returns what storing it did."""
+        future: asyncio.Future[RewardOutcome] = self._future()
         self._pending.rewards.append((reward, future))
         return await future
 
     async def write_activation(self, activation: Activation) -> ActivationOutcome:
-        """Commit an activation; returns what storing it did."""
-        self._submit()
-        future: asyncio.Future[ActivationOutcome] = asyncio.get_running_loop().create_future()
+        """Commit an activation durably; returns what storing it did."""
+        future: asyncio.Future[ActivationOutcome] = self._future()
         self._pending.activations.append((activation, future))
         return await future
 
@@ -119,46 +165,63 @@ class GroupCommitWriter:
             budget -= len(getattr(taken, name))
         return taken
 
-    async def _run(self) -> None:
+    async def _commit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not len(self._pending):
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                items = self._take()
+                batch = WriteBatch(
+                    decisions=tuple(d for d, _ in items.decisions),
+                    rewards=tuple(r for r, _ in items.rewards),
+                    activations=tuple(a for a, _ in items.activations),
+                )
+                started = loop.time()
+                try:
+                    result = await loop.run_in_executor(
+                        self._commit_thread, self._store.write, batch
+                    )
+                except Exception as exc:
+                    log.exception("store write of %d items failed", len(items))
+                    if self._observer:
+                        self._observer(batch, None, loop.time() - started)
+                    items.fail(ServiceUnavailable(f"the store could not commit the write: {exc}"))
+                    continue
+                if self._observer:
+                    self._observer(batch, result, loop.time() - started)
+                self._unsynced.append((items, result))
+                self._sync_wake.set()
+        finally:
+            self._committing = False
+            self._sync_wake.set()
+
+    async def _sync_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not len(self._pending):
-                if self._closing:
+            if not self._unsynced:
+                if not self._committing:
                     return
-                self._wake.clear()
-                await self._wake.wait()
+                self._sync_wake.clear()
+                await self._sync_wake.wait()
                 continue
-            batch_items = self._take()
-            batch = WriteBatch(
-                decisions=tuple(d for d, _ in batch_items.decisions),
-                rewards=tuple(r for r, _ in batch_items.rewards),
-                activations=tuple(a for a, _ in batch_items.activations),
-            )
+            batches, self._unsynced = self._unsynced, []
             started = loop.time()
             try:
-                result = await loop.run_in_executor(self._executor, self._store.write, batch)
+                await loop.run_in_executor(self._sync_thread, self._store.sync)
             except Exception as exc:
-                log.exception("store write of %d items failed", len(batch_items))
-                if self._observer:
-                    self._observer(batch, None, loop.time() - started)
-                error = ServiceUnavailable(f"the store could not commit the write: {exc}")
-                futures: list[asyncio.Future[Any]] = [
-                    *(f for _, f in batch_items.decisions),
-                    *(f for _, f in batch_items.rewards),
-                    *(f for _, f in batch_items.activations),
-                ]
-                for fut in futures:
-                    if not fut.done():
-                        fut.set_exception(error)
-                continue
-            if self._observer:
-                self._observer(batch, result, loop.time() - started)
-            for (_, dfut), stored in zip(batch_items.decisions, result.decisions, strict=True):
-                if not dfut.done():
-                    dfut.set_result(stored)
-            for (_, rfut), outcome in zip(batch_items.rewards, result.rewards, strict=True):
-                if not rfut.done():
-                    rfut.set_result(outcome)
-            for (_, afut), act in zip(batch_items.activations, result.activations, strict=True):
-                if not afut.done():
-                    afut.set_result(act)
+                log.exception("store sync of %d batches failed", len(batches))
+                error = ServiceUnavailable(f"the store could not make the write durable: {exc}")
+                for items, _ in batches:
+                    items.fail(error)
+                ok = False
+            else:
+                for items, result in batches:
+                    items.resolve(result)
+                ok = True
+            if self._sync_observer:
+                self._sync_observer(len(batches), loop.time() - started, ok)

@@ -206,3 +206,39 @@ def test_joined_line_puts_the_cb_label_on_the_chosen_action(
             assert probability == pytest.approx(event.decision.propensity, abs=ABS)
         else:
             assert label.label is None
+
+
+def test_direct_binding_path_matches_the_public_api() -> None:
+    """The fast path (vowpal_wabbit_next's bindings) must predict and learn like the wrappers."""
+    from bandit.events import Action, Decision, JoinedEvent, RankRequest
+    from policies.vw import DEFAULT_ARGUMENTS, VWPolicy
+
+    fast = VWPolicy(DEFAULT_ARGUMENTS, epsilon=0.2)
+    public = VWPolicy(DEFAULT_ARGUMENTS, epsilon=0.2)
+    assert fast._core is not None, "this vowpal_wabbit_next should expose the bindings"
+    public._core = None
+    request = RankRequest(
+        event_id="e",
+        context_features=({"user": {"kind": "a"}},),
+        actions=tuple(Action(id=f"a{i}", features=({"item": {"id": f"i{i}"}},)) for i in range(4)),
+    )
+    for step in range(30):
+        decision = Decision(
+            event_id=f"e{step}",
+            timestamp=0.0,
+            request=request,
+            pmf=(0.25, 0.25, 0.25, 0.25),
+            chosen_index=step % 4,
+            model_version=1,
+        )
+        event = JoinedEvent(
+            decision=decision,
+            reward=float(step % 4 == 2),
+            reward_count=1,
+            defaulted=False,
+            joined_at=1.0,
+        )
+        fast.learn_one(event)
+        public.learn_one(event)
+        assert fast.predict_one(request) == public.predict_one(request)
+    assert max(fast.predict_one(request)) > 0.5

@@ -327,3 +327,21 @@ async def test_auth_roles(keyed_client: Client) -> None:
     bearer = {"Authorization": "Bearer admin-key"}
     assert (await client.get("/v1/configurations/service", headers=bearer)).status == 200
     assert (await client.get("/healthz")).status == 200
+
+
+async def test_deep_feature_values_vw_rejects_are_400(client: Client) -> None:
+    """Values below the two typed levels go to VW's parser; its errors are 400s, not 500s."""
+    body = rank_body()
+    body["contextFeatures"] = [{"user": {"profile": {"tags": ["a", "b"]}}}]
+    response = await client.post("/v1/rank", json=body)
+    await expect_error(response, 400, "BadRequest", "InvalidRankRequest")
+
+
+async def test_pathological_nesting_is_400_not_a_crash(client: Client) -> None:
+    depth = 20_000
+    raw = '{"actions":[{"id":"a","features":[' + '{"a":' * depth + "1" + "}" * depth + "]}]}"
+    response = await client.post(
+        "/v1/rank", data=io.BytesIO(raw.encode()), headers={"Content-Type": "application/json"}
+    )
+    await expect_error(response, 400, "BadRequest", "InvalidRankRequest")
+    assert (await client.post("/v1/rank", json=rank_body())).status == 201

@@ -5,6 +5,7 @@ The behaviour it shares with every store is checked in ``tests/test_store_contra
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -101,7 +102,9 @@ def test_new_file_is_migrated_in_wal_mode(store: SQLiteStore, path: Path) -> Non
         db.close()
 
 
-@pytest.mark.parametrize(("synchronous", "level"), [("FULL", 2), ("normal", 1)])
+# FULL runs SQLite at NORMAL and fsyncs the WAL itself (SQLiteStore.sync), so the writer can
+# overlap one batch's fsync with the next batch's transaction.
+@pytest.mark.parametrize(("synchronous", "level"), [("FULL", 1), ("normal", 1), ("EXTRA", 3)])
 def test_connection_settings(path: Path, synchronous: str, level: int) -> None:
     store = SQLiteStore(path, synchronous=synchronous)
     try:
@@ -446,3 +449,35 @@ def test_any_decision_round_trips_unchanged(d: Decision) -> None:
             assert store.joined_after(0, 1) == [event]
         finally:
             store.close()
+
+
+def test_full_durability_fsyncs_the_wal(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(sqlite_store.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    store = SQLiteStore(path, synchronous="FULL")
+    try:
+        synced.clear()
+        store.write(WriteBatch(decisions=(decision("e-sync"),)))
+        assert synced == [], "group-commit writes defer their fsync to sync()"
+        store.sync()
+        assert len(synced) == 1
+        wal_inode = os.stat(str(path) + "-wal").st_ino
+        assert os.fstat(synced[0]).st_ino == wal_inode
+        store.set_meta("k", "v")
+        assert len(synced) == 2, "other writes are durable on return"
+    finally:
+        store.close()
+
+
+def test_normal_durability_never_fsyncs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(sqlite_store.os, "fsync", synced.append)
+    store = SQLiteStore(path, synchronous="NORMAL")
+    try:
+        store.write(WriteBatch(decisions=(decision("e-normal"),)))
+        store.sync()
+        store.set_meta("k", "v")
+        assert synced == []
+    finally:
+        store.close()
