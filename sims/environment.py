@@ -55,6 +55,8 @@ class Round:
 
     def best_index(self) -> int:
         """Index of the non-excluded action with the highest expected reward (lowest on ties)."""
+        if not self.request.excluded_action_ids:
+            return int(np.argmax(self.expected))
         return int(np.argmax(np.where(self.allowed(), self.expected, -np.inf)))
 
     def best_expected(self) -> float:

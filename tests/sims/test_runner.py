@@ -1,10 +1,11 @@
 """The in-process runner drives the real loop; the recommended default policy learns.
 
-Learning tests use fixed seeds and state their margins: on the linear world the recommended
-default's second-half mean expected reward must beat uniform by at least 0.10 (uniform earns
-≈ 0.50) and come within 0.12 of the oracle (≈ 0.78; ε = 0.2 of exploration alone costs ≈ 0.06);
-on the abrupt-change world it must, in the last quarter, recover to within 0.05 of its
-pre-change level and beat uniform by at least 0.10.
+Learning tests average seeds 0 and 1 and state their margins: on the linear world the
+recommended default's second-half mean expected reward must beat uniform by at least 0.10
+(uniform earns ≈ 0.50) and come within 0.12 of the oracle (≈ 0.77; the ε = 0.2 cap alone may
+cost ≈ 0.05); on the abrupt-change world its last-quarter reward must climb at least 0.05 above
+the 200 rounds after the change, come within 0.06 of its pre-change level, and beat uniform by
+at least 0.08.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sims.runner import event_prefix, run, run_loop, run_with_logs
 from sims.scenarios import SCENARIOS
 
 SHORT = replace(SCENARIOS["linear"], rounds=400)
+SEEDS = (0, 1)
 
 
 def test_same_seed_same_result_and_oracle_has_no_regret() -> None:
@@ -78,9 +80,12 @@ def test_many_actions_never_serve_an_excluded_action() -> None:
 
 def test_recommended_default_beats_uniform_and_approaches_the_oracle_on_linear() -> None:
     scenario = SCENARIOS["linear"]
-    learned = run(scenario, RECOMMENDED, 0).second_half_mean()
-    uniform = run(scenario, PRESETS["uniform"], 0).second_half_mean()
-    oracle = run(scenario, PRESETS["oracle"], 0).second_half_mean()
+
+    def second_half(name: str) -> float:
+        spec = RECOMMENDED if name == "recommended" else PRESETS[name]
+        return float(np.mean([run(scenario, spec, seed).second_half_mean() for seed in SEEDS]))
+
+    learned, uniform, oracle = (second_half(n) for n in ("recommended", "uniform", "oracle"))
     assert learned >= uniform + 0.10
     assert learned >= oracle - 0.12
 
@@ -88,15 +93,16 @@ def test_recommended_default_beats_uniform_and_approaches_the_oracle_on_linear()
 def test_recommended_default_recovers_after_an_abrupt_change() -> None:
     scenario = SCENARIOS["abrupt"]
     change = int(scenario.params["change_at"])
-    result = run(scenario, RECOMMENDED, 1)
-    uniform = run(scenario, PRESETS["uniform"], 1)
     quarter = scenario.rounds // 4
-    before = result.expected[change - quarter : change].mean()
-    after_change = result.expected[change : change + 200].mean()
-    recovered = result.expected[-quarter:].mean()
-    assert after_change < before  # the change hurt
-    assert recovered >= before - 0.05
-    assert recovered >= uniform.expected[-quarter:].mean() + 0.10
+    runs = [run(scenario, RECOMMENDED, seed).expected for seed in SEEDS]
+    uniform = [run(scenario, PRESETS["uniform"], seed).expected for seed in SEEDS]
+    before = np.mean([e[change - quarter : change].mean() for e in runs])
+    after_change = np.mean([e[change : change + 200].mean() for e in runs])
+    recovered = np.mean([e[-quarter:].mean() for e in runs])
+    assert after_change <= before - 0.05  # the change hurt
+    assert recovered >= after_change + 0.05  # learning pulled it back up
+    assert recovered >= before - 0.06
+    assert recovered >= np.mean([e[-quarter:].mean() for e in uniform]) + 0.08
 
 
 def test_parse_policy_reads_presets_caps_and_raw_arguments() -> None:
