@@ -23,6 +23,7 @@ import argparse
 import json
 import time
 from dataclasses import replace
+from typing import Any
 
 import vowpal_wabbit_next as vw
 
@@ -38,35 +39,48 @@ TIMINGS = {
 }
 
 
-def bare_loop(arguments: str, epsilon: float, pairs: list[tuple[str, str]]) -> float:
-    """Seconds for parse+predict and parse+learn over ``pairs`` on a fresh workspace."""
+def bare_loop(
+    arguments: str, epsilon: float, pairs: list[tuple[str, str]], *, direct: bool
+) -> float:
+    """Seconds for parse+predict and parse+learn over ``pairs`` on a fresh workspace.
+
+    ``direct`` calls the bindings under vowpal_wabbit_next's public wrappers (no per-example
+    label checks), as ``policies.vw.VWPolicy`` does; otherwise the public API.
+    """
     tokens = _with_epsilon(_tokens(arguments), epsilon)
     workspace = vw.Workspace([*tokens, "--quiet"])
     parser = vw.DSJsonFormatParser(workspace)
+    core: Any = workspace._workspace
+    parse: Any = vw._core._parse_line_dsjson
     start = time.perf_counter()
-    for context, labelled in pairs:
-        workspace.predict_one(parser.parse_json(context))
-        workspace.learn_one(parser.parse_json(labelled))
+    if direct:
+        for context, labelled in pairs:
+            core.predict_multi_ex_one(parse(core, context))
+            core.learn_multi_ex_one(parse(core, labelled))
+    else:
+        for context, labelled in pairs:
+            workspace.predict_one(parser.parse_json(context))
+            workspace.learn_one(parser.parse_json(labelled))
     return time.perf_counter() - start
 
 
-def bench(scenario: Scenario, repeats: int) -> tuple[float, float]:
-    """(runner seconds, bare seconds) per interaction, best of ``repeats``."""
+def bench(scenario: Scenario, repeats: int) -> tuple[float, float, float]:
+    """(runner, bare direct, bare public API) seconds per interaction, best of ``repeats``."""
     policy = PRESETS["egreedy"]
     _, lines = run_with_logs(scenario, policy, 0)
     # Rebuild the same requests' unlabelled lines, in the labelled lines' order.
     env = scenario.build(0)
     contexts = {str(t): context_line(env.round(t).request) for t in range(scenario.rounds)}
     pairs = [(contexts[json.loads(line)["EventId"].rsplit("-", 1)[1]], line) for line in lines]
-    runner_best = bare_best = float("inf")
+    runner_best = direct_best = public_best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         run(scenario, policy, 0)
         runner_best = min(runner_best, (time.perf_counter() - start) / scenario.rounds)
-        bare_best = min(
-            bare_best, bare_loop(policy.arguments, policy.exploration, pairs) / len(pairs)
-        )
-    return runner_best, bare_best
+        args = (policy.arguments, policy.exploration, pairs)
+        direct_best = min(direct_best, bare_loop(*args, direct=True) / len(pairs))
+        public_best = min(public_best, bare_loop(*args, direct=False) / len(pairs))
+    return runner_best, direct_best, public_best
 
 
 def main() -> None:
@@ -77,10 +91,12 @@ def main() -> None:
     print(f"ε-greedy ({PRESETS['egreedy'].arguments}), 10 actions, {args.rounds} rounds")
     for name, timing in TIMINGS.items():
         scenario = replace(SCENARIOS["linear"], rounds=args.rounds, **timing)
-        runner, bare = bench(scenario, args.repeats)
+        runner, direct, public = bench(scenario, args.repeats)
         print(
-            f"{name:>16}: runner {1 / runner:8.0f} interactions/s ({runner * 1e6:6.0f} µs)   "
-            f"bare VW {1 / bare:8.0f}/s ({bare * 1e6:6.0f} µs)   ratio {runner / bare:.2f}"
+            f"{name:>16}: runner {1 / runner:6.0f} interactions/s ({runner * 1e6:4.0f} µs) | "
+            f"bare VW direct {1 / direct:6.0f}/s ({direct * 1e6:4.0f} µs), ratio "
+            f"{runner / direct:.2f} | bare VW public API {1 / public:6.0f}/s "
+            f"({public * 1e6:4.0f} µs), ratio {runner / public:.2f}"
         )
 
 
