@@ -31,11 +31,14 @@ def close_at(start: float, wait: float) -> float:
     return start + wait
 
 
-def is_late(decision: Decision, received_at: float, *, joined: bool) -> bool:
-    """Whether a reward arriving at ``received_at`` misses the event's window."""
+def is_late(close_at: float | None, received_at: float, *, joined: bool) -> bool:
+    """Whether a reward arriving at ``received_at`` misses a window closing at ``close_at``.
+
+    ``close_at`` is None while a deferred event waits for activation: not late yet.
+    """
     if joined:
         return True
-    return decision.close_at is not None and received_at > decision.close_at
+    return close_at is not None and received_at > close_at
 
 
 def activate(decision: Decision, activation: Activation) -> tuple[Decision, ActivationOutcome]:
@@ -105,3 +108,30 @@ def join(
 def is_due(decision: Decision, now: float, grace: float = JOIN_GRACE) -> bool:
     """Whether the decision's window closed at least ``grace`` seconds ago."""
     return decision.active and decision.close_at is not None and decision.close_at + grace <= now
+
+
+def rejoin(
+    event: JoinedEvent,
+    rewards: Sequence[Reward],
+    *,
+    aggregation: Aggregation,
+    default_reward: float,
+) -> JoinedEvent:
+    """A joined event's reward recomputed under new reward settings (for a retrain).
+
+    ``rewards`` are the event's counted rewards as stored. An event that got none takes the new
+    default reward; one whose rewards are not stored (imported from a log) keeps its reward.
+
+    >>> from bandit.events import Action, RankRequest
+    >>> req = RankRequest(event_id="e", context_features=(), actions=(Action(id="a"),))
+    >>> d = Decision(event_id="e", timestamp=0.0, request=req, pmf=(1.0,), chosen_index=0,
+    ...              model_version=0)
+    >>> e = JoinedEvent(decision=d, reward=0.0, reward_count=0, defaulted=True, joined_at=1.0)
+    >>> rejoin(e, [], aggregation=Aggregation.SUM, default_reward=-0.5).reward
+    -0.5
+    """
+    if event.defaulted:
+        return replace(event, reward=default_reward)
+    if not rewards:
+        return event
+    return replace(event, reward=aggregate([r.value for r in rewards], aggregation))

@@ -87,7 +87,7 @@ class MemoryStore:
             if r.request_key is not None:
                 row.keys.add(r.request_key)
             self._rewards += 1
-            if rules.is_late(row.decision, r.received_at, joined=row.joined):
+            if rules.is_late(row.decision.close_at, r.received_at, joined=row.joined):
                 row.late += 1
                 self._late += 1
                 outcomes.append(RewardOutcome.LATE)

@@ -467,11 +467,15 @@ def _activate(db: Database, activation: Activation) -> ActivationOutcome:
 
 
 def _put_reward(db: Database, reward: Reward) -> RewardOutcome:
-    loaded = _load(db, reward.event_id)
-    if loaded is None:
+    # Only the window's state is needed: reading (and decoding) the whole decision row would
+    # cost more than the insert.
+    found = db.execute(
+        "SELECT active, close_at, joined FROM decisions WHERE event_id = ?", [reward.event_id]
+    ).fetchone()
+    if found is None:
         return RewardOutcome.UNKNOWN_EVENT
-    decision, joined = loaded
-    late = rules.is_late(decision, reward.received_at, joined=joined)
+    active, close_at, joined = found
+    late = rules.is_late(close_at, reward.received_at, joined=bool(joined))
     inserted = db.execute(
         "INSERT INTO rewards (event_id, value, received_at, request_key, late) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id, request_key) DO NOTHING",
@@ -481,7 +485,7 @@ def _put_reward(db: Database, reward: Reward) -> RewardOutcome:
         return RewardOutcome.DUPLICATE
     if late:
         return RewardOutcome.LATE
-    return RewardOutcome.STORED if decision.active else RewardOutcome.INACTIVE
+    return RewardOutcome.STORED if active else RewardOutcome.INACTIVE
 
 
 def _counted_rewards(db: Database, event_ids: list[str]) -> dict[str, list[Reward]]:
