@@ -8,6 +8,7 @@ epoch); storage as a :class:`bandit.store.Store`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bandit import join as rules
@@ -125,6 +126,10 @@ def join_due(
     return store.append_joined(joined)
 
 
+LearnObserver = Callable[[Policy, JoinedEvent], None]
+"""Called with the learner's policy and each joined event just before the policy learns it."""
+
+
 @dataclass(slots=True)
 class LearnStep:
     """What one learner step did."""
@@ -144,6 +149,7 @@ class Learner:
     def __init__(self, store: Store, factory: PolicyFactory, *, now: float) -> None:
         self._store = store
         self._factory = factory
+        self.observer: LearnObserver | None = None
         checkpoint = store.load_checkpoint()
         if checkpoint is None:
             self.policy = factory(None)
@@ -173,6 +179,8 @@ class Learner:
         learn = config.learning_mode is not LearningMode.LOGGING_ONLY
         for event in batch:
             if learn:
+                if self.observer is not None:
+                    self.observer(self.policy, event)
                 self.policy.learn_one(event)
                 self.learned_count += 1
             self.cursor = event.seq
@@ -189,6 +197,12 @@ class Learner:
             self._factory = factory
         self.policy = self._factory(None)
         self.learned_count = 0
+        self._save(now)
+
+    def adopt(self, policy: Policy, learned_count: int, now: float) -> None:
+        """Continue from ``policy`` (for example one retrained from the logs up to the cursor)."""
+        self.policy = policy
+        self.learned_count = learned_count
         self._save(now)
 
     def publish(self, now: float, keep: int = 20) -> ModelRecord:

@@ -6,8 +6,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from bandit.config import from_wire, to_wire
-from bandit.errors import InvalidRewardRequest, InvalidServiceConfiguration
+from bandit.errors import InvalidRewardRequest
 from server.metrics import CONTENT_TYPE
 from server.schemas import decode_json, dumps, parse_rank, parse_reward_value, rank_response
 from server.service import Service
@@ -62,17 +61,6 @@ async def activate(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def get_service_configuration(request: web.Request) -> web.Response:
-    return json_response(to_wire(request.app[SERVICE].config))
-
-
-async def put_service_configuration(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    body = decode_json(await request.read(), InvalidServiceConfiguration)
-    new = from_wire(body, base=service.config, require_all=True)
-    return json_response(to_wire(service.update_config(new)))
-
-
 async def healthz(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     thread = service.learner_thread
@@ -110,15 +98,8 @@ def add_routes(app: web.Application) -> None:
         router.add_post(
             f"{prefix}/events/{{event_id:[^/]+}}/activate", activate, name=f"activate{suffix}"
         )
-        router.add_get(
-            f"{prefix}/configurations/service",
-            get_service_configuration,
-            name=f"configuration{suffix}",
-        )
-        router.add_put(
-            f"{prefix}/configurations/service",
-            put_service_configuration,
-            name=f"configuration_put{suffix}",
-        )
     router.add_get("/healthz", healthz, name="healthz")
     router.add_get("/metrics", metrics, name="metrics")
+    from server.admin import add_admin_routes  # imports this module: import when called
+
+    add_admin_routes(app)

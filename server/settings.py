@@ -36,6 +36,10 @@ class Settings:
         learn_batch: joined events learned between checkpoints.
         keep_models: published model versions kept for rollback.
         synchronous: SQLite ``synchronous`` pragma: FULL (durable on power loss) or NORMAL.
+        model_signing_key: HMAC key that signs exported models and verifies imported ones;
+            when empty a random key is generated once and kept in the store.
+        retention_interval: seconds between runs of the log-retention job.
+        max_model_bytes: largest model file accepted by a model import.
     """
 
     db: str = "banditd.db"
@@ -49,6 +53,9 @@ class Settings:
     learn_batch: int = 512
     keep_models: int = 20
     synchronous: str = "FULL"
+    model_signing_key: str = ""
+    retention_interval: float = 3600.0
+    max_model_bytes: int = 256 << 20
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -107,7 +114,8 @@ def load(
 ) -> Settings:
     """Build settings from defaults, then a TOML file, then environment, then ``overrides``.
 
-    Environment: ``BANDITD_CLIENT_KEY`` and ``BANDITD_ADMIN_KEY`` (comma-separated for two).
+    Environment: ``BANDITD_CLIENT_KEY`` and ``BANDITD_ADMIN_KEY`` (comma-separated for two),
+    ``BANDITD_MODEL_SIGNING_KEY``.
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -120,6 +128,8 @@ def load(
         values["client_keys"] = env["BANDITD_CLIENT_KEY"]
     if env.get("BANDITD_ADMIN_KEY"):
         values["admin_keys"] = env["BANDITD_ADMIN_KEY"]
+    if env.get("BANDITD_MODEL_SIGNING_KEY"):
+        values["model_signing_key"] = env["BANDITD_MODEL_SIGNING_KEY"]
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     known = {f.name for f in fields(Settings)} - {"extra"}
     unknown = sorted(set(values) - known)

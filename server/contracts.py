@@ -1,0 +1,130 @@
+"""Wire types of the configuration, policy, model, log, evaluation and feature-importance
+operations, as ``msgspec`` structs: handlers decode with them and ``/openapi.json`` is
+generated from them. Field names are Personalizer's (camelCase); limits are its documented ones.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+Id = Annotated[str, Meta(min_length=1, max_length=256)]
+Name = Annotated[str, Meta(max_length=256)]
+Arguments = Annotated[str, Meta(max_length=1024)]
+Duration = Annotated[str, Meta(description="ISO-8601 duration, e.g. PT10M", examples=["PT10M"])]
+DateTime = Annotated[
+    str, Meta(description="ISO-8601 date-time", extra_json_schema={"format": "date-time"})
+]
+
+
+class Contract(msgspec.Struct, rename="camel", omit_defaults=True):
+    """Base of the wire types: camelCase names; absent optional fields are left out."""
+
+
+class ApprenticeCounts(Contract):
+    """Apprentice counts over a set of events."""
+
+    number_of_events: int
+    sum_of_rewards: float
+    sum_of_imitated_rewards: float
+    number_of_imitated_events: int
+
+
+class ApprenticeModeMetrics(ApprenticeCounts):
+    """``latestApprenticeModeMetrics`` (read-only)."""
+
+    start_time: DateTime
+    last_processed_event_time: DateTime
+    last_batch_metrics: ApprenticeCounts | None = None
+
+
+class ServiceConfiguration(Contract):
+    """The loop's settings. Required on PUT: the first six fields."""
+
+    reward_wait_time: Duration
+    default_reward: float
+    reward_aggregation: Name
+    exploration_percentage: Annotated[float, Meta(ge=0.0, le=1.0)]
+    model_export_frequency: Duration
+    log_retention_days: Annotated[int, Meta(ge=-1)]
+    model_retrain_days: Annotated[int, Meta(ge=0)] | None = None
+    learning_mode: Literal["Online", "Apprentice", "LoggingOnly"] | None = None
+    last_configuration_edit_date: DateTime | None = None
+    is_auto_optimization_enabled: bool | None = None
+    auto_optimization_frequency: Duration | None = None
+    auto_optimization_start_date: DateTime | None = None
+    log_mirror_enabled: bool | None = None
+    log_mirror_sas_uri: str | None = None
+    latest_apprentice_mode_metrics: ApprenticeModeMetrics | None = None
+    min_propensity: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+
+
+class PolicyContract(Contract):
+    """Learning settings: a name and a VW ``--cb_explore_adf`` command line."""
+
+    name: Name
+    arguments: Arguments
+
+
+class PolicyReferenceContract(Contract):
+    """A policy of an evaluation, to apply as the online policy."""
+
+    evaluation_id: Id
+    policy_name: Name
+
+
+class ModelProperties(Contract):
+    """Times of the serving model: when its lineage started, when it was last published."""
+
+    creation_time: DateTime | None = None
+    last_modified_time: DateTime | None = None
+
+
+class DateRange(msgspec.Struct, omit_defaults=True):
+    """A range of decision times (``from``/``to`` as on the wire)."""
+
+    from_: DateTime | None = msgspec.field(default=None, name="from")
+    to: DateTime | None = None
+
+
+class LogsProperties(Contract):
+    """The range of logged (joined) events."""
+
+    date_range: DateRange
+
+
+class EvaluationContract(Contract):
+    """An offline evaluation request (v1.x ``enableOfflineExperimentation``, 2022
+    ``enablePolicyOptimization``)."""
+
+    name: Name
+    start_time: DateTime
+    end_time: DateTime
+    policies: list[PolicyContract] = []
+    enable_offline_experimentation: bool | None = None
+    enable_policy_optimization: bool | None = None
+
+
+class FeatureImportanceContract(Contract):
+    """A feature-importance request."""
+
+    name: Name
+    start_time: DateTime
+    end_time: DateTime
+
+
+class ErrorDetail(Contract):
+    """The ``error`` object of every error response."""
+
+    code: str
+    message: str
+    target: str | None = None
+    inner_error: dict[str, Any] | None = msgspec.field(default=None, name="innerError")
+
+
+class ErrorResponse(Contract):
+    """Every error: a high-level code, a message, and the specific code in ``innerError``."""
+
+    error: ErrorDetail

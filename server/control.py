@@ -1,0 +1,333 @@
+"""Loop control: changes to configuration, policy and model that touch the learner, and the
+background work they start (retraining from the logs, log retention, apprentice counters).
+
+Every change runs with the learner thread stopped (:meth:`LoopControl.paused`), so the learner's
+model, cursor and checkpoint change in one piece, and changes are serialised by one lock.
+Replaying logs runs on a thread of its own, never on the event loop.
+
+Retraining (after a change of reward settings, exploration or policy): the model is reset at
+once and serves from a fresh start; meanwhile a fresh policy learns the retained joined events
+of the last ``modelRetrainDays`` (rewards recomputed under the new settings) up to the
+learner's cursor at the reset. It then catches up on what the live learner learned since, takes
+the live learner's place and is published. A newer change abandons an older retrain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from bandit import join as rules
+from bandit.config import DAY, LearningMode, ServiceConfiguration
+from bandit.errors import InvalidModelImportFormat, InvalidPolicyConfiguration
+from bandit.events import ModelRecord, PolicySettings
+from bandit.policy import Policy, PolicyFactory
+from policies import DEFAULT_ARGUMENTS, make_factory, validate_arguments
+from server import model_archive
+from server.apprentice import ApprenticeTracker
+from server.service import LearnerThread, Service
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MODEL_CREATED_KEY = "model_created_at"
+CONFIG_EDITED_KEY = "config_edited_at"
+SIGNING_KEY = "model_signing_key"
+DEFAULT_POLICY = PolicySettings(name="default", arguments=DEFAULT_ARGUMENTS)
+_PAGE = 512
+
+
+class LoopControl:
+    """Configuration, policy and model operations of one service, and their background jobs."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        store = service.store
+        self.apprentice = ApprenticeTracker(store)
+        service.learner.observer = self.apprentice.observe
+        key = service.settings.model_signing_key or store.get_meta(SIGNING_KEY)
+        if not key:
+            key = secrets.token_hex(32)
+            store.set_meta(SIGNING_KEY, key)
+        self.signing_key = key.encode()
+        if store.get_meta(MODEL_CREATED_KEY) is None:
+            store.set_meta(MODEL_CREATED_KEY, repr(service.serving.created_at))
+        if service.config.learning_mode is LearningMode.APPRENTICE and not self.apprentice.metrics:
+            self.apprentice.start(service.clock())
+        self._lock = asyncio.Lock()
+        self._generation = 0
+        self._closing = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banditd-model")
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the periodic jobs (retention, apprentice counters)."""
+        self._spawn(self._every(self.service.settings.retention_interval, self.enforce_retention))
+        self._spawn(self._every(1.0, self._flush_apprentice))
+
+    async def close(self) -> None:
+        """Stop periodic jobs, abandon retrains, wait for running work."""
+        self._closing = True
+        self._generation += 1
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+        await asyncio.to_thread(self.apprentice.flush)
+
+    async def idle(self) -> None:
+        """Wait until no retrain is pending (tests and orderly hand-offs)."""
+        while any(getattr(t, "retrain", False) for t in self._tasks):
+            await asyncio.sleep(0.01)
+
+    def _spawn(self, coro: Any, *, retrain: bool = False) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        task.retrain = retrain  # type: ignore[attr-defined]
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background job failed", exc_info=task.exception())
+
+    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
+        while True:
+            try:
+                await job()
+            except Exception:
+                log.exception("periodic job %s failed", getattr(job, "__name__", job))
+            await asyncio.sleep(seconds)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Stop the learner thread for the duration; start a new one afterwards."""
+        service = self.service
+        thread = service.learner_thread
+        if thread is not None:
+            await asyncio.to_thread(thread.stop)
+        try:
+            yield
+        finally:
+            if thread is not None:
+                service.learner_thread = LearnerThread(service, asyncio.get_running_loop())
+                service.learner_thread.start()
+
+    # -- configuration and policy ------------------------------------------------------------
+
+    async def update_config(self, new: ServiceConfiguration) -> ServiceConfiguration:
+        """Apply a validated configuration; reward or exploration changes retrain the model."""
+        service = self.service
+        async with self._lock:
+            old = service.config
+            service.update_config(new)
+            now = service.clock()
+            service.store.set_meta(CONFIG_EDITED_KEY, repr(now))
+            if new.learning_mode != old.learning_mode and new.learning_mode is (
+                LearningMode.APPRENTICE
+            ):
+                self.apprentice.start(now)
+            changed = new.reward_settings() != old.reward_settings()
+            if changed or new.exploration_percentage != old.exploration_percentage:
+                await self._reset_and_retrain()
+        return new
+
+    async def set_policy(self, policy: PolicySettings) -> PolicySettings:
+        """Make ``policy`` the learning policy: validated by building it, then retrain."""
+        validate_arguments(policy.arguments)
+        service = self.service
+        factory = make_factory(policy.arguments, epsilon=service.config.exploration_percentage)
+        async with self._lock:
+            service.store.save_policy(policy)
+            service.policy_settings = policy
+            service.factory = factory
+            await self._reset_and_retrain()
+        return policy
+
+    async def reset_policy(self) -> PolicySettings:
+        """Back to the default learning policy."""
+        return await self.set_policy(DEFAULT_POLICY)
+
+    # -- model -------------------------------------------------------------------------------
+
+    async def reset_model(self) -> None:
+        """Serve and learn from a fresh model; no retrain."""
+        async with self._lock:
+            self._generation += 1
+            async with self.paused():
+                record, serving, _ = await self._run(self._reset_now)
+                self.service.install(record, serving)
+
+    def export_model(self, signed: bool) -> bytes:
+        """The serving model's VW bytes, or a signed archive of them."""
+        service = self.service
+        record = service.store.get_model(service.serving.version) or service.store.latest_model()
+        if record is None:
+            raise InvalidModelImportFormat("no model has been published yet.")
+        if not signed:
+            return record.data
+        metadata = model_archive.ModelMetadata(
+            name=service.policy_settings.name,
+            arguments=record.arguments,
+            version=record.version,
+            created_at=record.created_at,
+        )
+        return model_archive.sign(record.data, metadata, self.signing_key)
+
+    async def import_model(self, data: bytes) -> None:
+        """Verify a signed archive and serve and learn from its model (and its policy)."""
+        service = self.service
+        limit = service.settings.max_model_bytes
+        model, metadata = model_archive.verify(data, self.signing_key, max_bytes=limit)
+        try:
+            validate_arguments(metadata.arguments)
+            factory = make_factory(
+                metadata.arguments, epsilon=service.config.exploration_percentage
+            )
+            policy = await self._run(factory, model)
+        except (InvalidPolicyConfiguration, RuntimeError, ValueError) as exc:
+            raise InvalidModelImportFormat(f"the archived model cannot be loaded: {exc}") from exc
+        settings = PolicySettings(name=metadata.name, arguments=metadata.arguments)
+        async with self._lock:
+            self._generation += 1
+            async with self.paused():
+                service.store.save_policy(settings)
+                service.policy_settings = settings
+                service.factory = factory
+                record, serving = await self._run(self._adopt_now, policy, 0, True)
+                service.install(record, serving)
+
+    # -- logs --------------------------------------------------------------------------------
+
+    async def delete_logs(self) -> int:
+        """Delete every logged event the learner has learned."""
+        store, cursor = self.service.store, self.service.learner.cursor
+        return await asyncio.to_thread(lambda: store.delete_logs(before=None, through_seq=cursor))
+
+    async def enforce_retention(self) -> int:
+        """Delete learned events older than ``logRetentionDays`` (none when it is -1)."""
+        service = self.service
+        days = service.config.log_retention_days
+        if days < 0:
+            return 0
+        before = service.clock() - days * DAY
+        cursor = service.learner.cursor
+        store = service.store
+        return await asyncio.to_thread(lambda: store.delete_logs(before=before, through_seq=cursor))
+
+    async def _flush_apprentice(self) -> None:
+        await asyncio.to_thread(self.apprentice.flush)
+
+    # -- reset and retrain -------------------------------------------------------------------
+
+    def _reset_now(self) -> tuple[ModelRecord, Policy, int]:
+        """Fresh learner model, published (executor thread, learner paused)."""
+        service = self.service
+        now = service.clock()
+        service.learner.reset(now, service.factory)
+        record = service.learner.publish(now, service.settings.keep_models)
+        service.store.set_meta(MODEL_CREATED_KEY, repr(now))
+        return record, service.factory(record.data), service.learner.cursor
+
+    def _adopt_now(self, policy: Policy, learned: int, fresh: bool) -> tuple[ModelRecord, Policy]:
+        """The learner continues from ``policy``, published (executor thread, learner paused)."""
+        service = self.service
+        now = service.clock()
+        if fresh:
+            service.learner.reset(now, service.factory)
+            service.store.set_meta(MODEL_CREATED_KEY, repr(now))
+        service.learner.adopt(policy, learned, now)
+        record = service.learner.publish(now, service.settings.keep_models)
+        return record, service.factory(record.data)
+
+    async def _reset_and_retrain(self) -> None:
+        """Reset now; retrain from the retained logs in the background (caller holds the lock)."""
+        self._generation += 1
+        generation = self._generation
+        async with self.paused():
+            record, serving, cursor = await self._run(self._reset_now)
+            self.service.install(record, serving)
+        config, factory = self.service.config, self.service.factory
+        if config.model_retrain_days > 0 and cursor > 0:
+            self._spawn(self._retrain(generation, config, factory, cursor), retrain=True)
+
+    def _stale(self, generation: int) -> bool:
+        return self._closing or generation != self._generation
+
+    async def _retrain(
+        self, generation: int, config: ServiceConfiguration, factory: PolicyFactory, cursor: int
+    ) -> None:
+        since = self.service.clock() - config.model_retrain_days * DAY
+        replayed = await self._run(self._replay, generation, config, factory, cursor, since)
+        if replayed is None:
+            return
+        async with self._lock:
+            if self._stale(generation):
+                return
+            async with self.paused():
+                policy, learned = replayed
+                learned = await self._run(self._catch_up, policy, learned, cursor)
+                record, serving = await self._run(self._adopt_now, policy, learned, False)
+                self.service.install(record, serving)
+        log.info("retrained model v%d from %d logged events", record.version, learned)
+
+    def _replay(
+        self,
+        generation: int,
+        config: ServiceConfiguration,
+        factory: PolicyFactory,
+        cursor: int,
+        since: float,
+    ) -> tuple[Policy, int] | None:
+        """A fresh policy that learned the retained events up to ``cursor`` (executor thread)."""
+        store = self.service.store
+        policy = factory(None)
+        learned = after = 0
+        learn = config.learning_mode is not LearningMode.LOGGING_ONLY
+        while learn:
+            if self._stale(generation):
+                return None
+            batch = [e for e in store.joined_between(since, float("inf"), after, _PAGE)]
+            batch = [e for e in batch if e.seq <= cursor]
+            if not batch:
+                break
+            rewards = store.counted_rewards([e.decision.event_id for e in batch if not e.defaulted])
+            for event in batch:
+                policy.learn_one(
+                    rules.rejoin(
+                        event,
+                        rewards.get(event.decision.event_id, ()),
+                        aggregation=config.reward_aggregation,
+                        default_reward=config.default_reward,
+                    )
+                )
+            learned += len(batch)
+            after = batch[-1].seq
+        return policy, learned
+
+    def _catch_up(self, policy: Policy, learned: int, cursor: int) -> int:
+        """Learn what the live learner learned after ``cursor`` (executor thread, paused)."""
+        service = self.service
+        target = service.learner.cursor
+        learn = service.config.learning_mode is not LearningMode.LOGGING_ONLY
+        while cursor < target:
+            batch = [e for e in service.store.joined_after(cursor, _PAGE) if e.seq <= target]
+            if not batch:
+                break
+            for event in batch:
+                if learn:
+                    policy.learn_one(event)
+                    learned += 1
+            cursor = batch[-1].seq
+        return learned

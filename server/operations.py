@@ -1,0 +1,96 @@
+"""Declared operations: each route's method, path, handler, auth role and wire schemas.
+
+Handlers decode bodies with :func:`decode` against the same ``msgspec`` types an
+:class:`Operation` declares, and ``/openapi.json`` is generated from the declarations
+(:mod:`server.openapi`), so the description cannot drift from what is validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from bandit.errors import InvalidRequest
+from server.routes import PREFIXES
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+S = TypeVar("S")
+
+JSON = "application/json"
+OCTETS = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response:
+    """One documented response: its status, description, body type and media type."""
+
+    status: int
+    description: str
+    body: Any = None
+    media: str = JSON
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operation:
+    """A route mounted under every Personalizer URL form.
+
+    Attributes:
+        id: the operation id (unique); also names the aiohttp route.
+        role: the auth role (the route-name part before the dot): ``rank``, ``reward`` and
+            ``activate`` take a client key, the rest an admin key.
+        method, path: HTTP method and path relative to the prefix (``/model``).
+        handler: the aiohttp handler.
+        summary: one line for the description.
+        body: the request body type (a ``msgspec.Struct``, ``bytes`` for octet streams), or None.
+        query: documented query parameters: name → (schema type, required, description).
+        responses: the documented success and error responses.
+        prefixes: the URL prefixes it is mounted under (every form by default).
+    """
+
+    id: str
+    role: str
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: Any = None
+    query: dict[str, tuple[Any, bool, str]] = field(default_factory=dict)
+    responses: tuple[Response, ...] = ()
+    prefixes: tuple[str, ...] = PREFIXES
+
+
+REGISTRY: list[Operation] = []
+"""Every declared operation, in declaration order (read by :mod:`server.openapi`)."""
+
+
+def declare(*operations: Operation) -> tuple[Operation, ...]:
+    """Add operations to :data:`REGISTRY` (once per id) and return them."""
+    known = {op.id for op in REGISTRY}
+    REGISTRY.extend(op for op in operations if op.id not in known)
+    return operations
+
+
+def mount(app: web.Application, operations: tuple[Operation, ...]) -> None:
+    """Add each operation's route under each of its prefixes."""
+    for op in operations:
+        for i, prefix in enumerate(PREFIXES):
+            if prefix in op.prefixes:
+                app.router.add_route(
+                    op.method, prefix + op.path, op.handler, name=f"{op.role}.{op.id}.p{i}"
+                )
+
+
+def decode(body: bytes, kind: type[S], error: type[InvalidRequest]) -> S:
+    """Decode and validate a JSON body as ``kind``; violations raise ``error`` (a 400)."""
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        path = str(exc).rsplit("at `$.", 1)
+        target = path[1].rstrip("`").split("[", 1)[0].split(".", 1)[0] if len(path) == 2 else None
+        raise error(f"{exc}.", target=target) from exc
+    except msgspec.DecodeError as exc:
+        raise error(f"the request body is not valid JSON: {exc}.") from exc

@@ -1,0 +1,353 @@
+"""HTTP tests of configuration, learning modes, policy, model and log operations."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import zipfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from bandit.config import DAY
+from bandit.events import JoinedEvent
+from server.admin import CONTROL
+from server.app import create_app
+from server.routes import SERVICE
+from server.service import Service
+from server.settings import Settings
+from tests.server import world
+from tests.server.test_api import CONFIG, JSON_TYPE, expect_error, rank_body
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+DEFAULT_ARGS = "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::"
+
+
+@pytest.fixture
+async def client(aiohttp_client: MakeClient, tmp_path: Path) -> Client:
+    settings = Settings(db=str(tmp_path / "admin.db"), learn_interval=0.02)
+    return await aiohttp_client(create_app(settings))
+
+
+def service_of(client: Client) -> Service:
+    return client.app[SERVICE]
+
+
+async def learned_all(service: Service, timeout: float = 10.0) -> None:
+    """Wait until the learner's cursor reaches the last joined event."""
+    for _ in range(int(timeout / 0.01)):
+        if service.learner.cursor >= service.store.last_seq():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the learner did not catch up")
+
+
+async def log_world(client: Client, n: int, *, seed: int = 1, start: float | None = None) -> None:
+    service = service_of(client)
+    now = service.clock()
+    logs = world.draw(n, seed=seed, start=start if start is not None else now - n - 100)
+    service.store.import_joined(logs.events)
+    await learned_all(service)
+
+
+# -- service configuration ---------------------------------------------------------------
+
+
+async def test_configuration_put_echoes_and_records_edit_date(client: Client) -> None:
+    body = {**CONFIG, "learningMode": "Online", "modelRetrainDays": 3}
+    response = await client.put("/personalizer/configurations/service?api-version=x", json=body)
+    assert response.status == 200
+    assert response.headers["Content-Type"] == JSON_TYPE
+    echoed = await response.json()
+    assert echoed["modelRetrainDays"] == 3
+    assert echoed["lastConfigurationEditDate"].endswith("Z")
+    assert echoed["isAutoOptimizationEnabled"] is False
+    assert await (await client.get("/v1/configurations/service")).json() == echoed
+
+
+@pytest.mark.parametrize(
+    ("case", "change"),
+    [
+        ("log-mirror", {"logMirrorEnabled": True}),
+        ("auto-optimization", {"isAutoOptimizationEnabled": True}),
+        ("wrong-type", {"explorationPercentage": "0.2"}),
+        ("retrain-days-negative", {"modelRetrainDays": -1}),
+        ("unknown-mode", {"learningMode": "Sometimes"}),
+        ("not-an-object", None),
+    ],
+)
+async def test_configuration_put_rejections(
+    client: Client, case: str, change: dict[str, Any] | None
+) -> None:
+    body: Any = [1] if change is None else {**CONFIG, **change}
+    response = await client.put("/v1/configurations/service", json=body)
+    await expect_error(response, 400, "BadRequest", "InvalidServiceConfiguration")
+
+
+async def test_unchanged_reward_settings_keep_the_model(client: Client) -> None:
+    service = service_of(client)
+    version = service.serving.version
+    body = {**CONFIG, "learningMode": "Apprentice"}
+    assert (await client.put("/v1/configurations/service", json=body)).status == 200
+    assert service.serving.version == version
+
+
+async def test_reward_change_resets_and_retrains_from_retained_logs(client: Client) -> None:
+    service = service_of(client)
+    await log_world(client, 60)
+    old = service.serving.version
+    body = {**CONFIG, "defaultReward": -0.5, "modelRetrainDays": 1}
+    assert (await client.put("/v1/configurations/service", json=body)).status == 200
+    assert service.serving.version > old  # reset at once
+    await client.app[CONTROL].idle()
+    record = service.store.latest_model()
+    assert record is not None and record.learned_count == 60
+    assert service.serving.version == record.version
+
+
+async def test_exploration_change_with_no_retrain_days_only_resets(client: Client) -> None:
+    service = service_of(client)
+    await log_world(client, 20)
+    body = {**CONFIG, "explorationPercentage": 0.05, "modelRetrainDays": 0}
+    assert (await client.put("/v1/configurations/service", json=body)).status == 200
+    await client.app[CONTROL].idle()
+    record = service.store.latest_model()
+    assert record is not None and record.learned_count == 0
+
+
+async def test_retrain_uses_only_the_last_model_retrain_days(client: Client) -> None:
+    service = service_of(client)
+    await log_world(client, 30, seed=1, start=service.clock() - 3 * DAY)
+    await log_world(client, 20, seed=2)
+    body = {**CONFIG, "rewardAggregation": "sum", "modelRetrainDays": 1}
+    assert (await client.put("/v1/configurations/service", json=body)).status == 200
+    await client.app[CONTROL].idle()
+    record = service.store.latest_model()
+    assert record is not None and record.learned_count == 20
+
+
+# -- learning modes ----------------------------------------------------------------------
+
+
+async def test_apprentice_serves_baseline_and_counts_imitation(client: Client) -> None:
+    body = {**CONFIG, "learningMode": "Apprentice"}
+    assert (await client.put("/v1/configurations/service", json=body)).status == 200
+    service = service_of(client)
+    for i in range(20):
+        response = await client.post(
+            "/v1/rank", json=rank_body(f"ap{i}", excludedActions=["a0"] if i % 2 else [])
+        )
+        ranked = await response.json()
+        assert ranked["rewardActionId"] == ("a1" if i % 2 else "a0")
+        assert ranked["ranking"][0]["probability"] == 1.0
+    events = [service.store.get_decision(f"ap{i}") for i in range(20)]
+    joined = [
+        JoinedEvent(decision=d, reward=1.0, reward_count=1, defaulted=False, joined_at=0.0)
+        for d in events
+        if d is not None
+    ]
+    appended = service.store.append_joined(joined)
+    assert len(appended) == 20
+    await learned_all(service)
+    client.app[CONTROL].apprentice.flush()
+    config = await (await client.get("/personalizer/configurations/service")).json()
+    metrics = config["latestApprenticeModeMetrics"]
+    assert metrics["numberOfEvents"] == 20
+    assert metrics["sumOfRewards"] == 20.0
+    assert 0 <= metrics["numberOfImitatedEvents"] <= 20
+    assert metrics["sumOfImitatedRewards"] == float(metrics["numberOfImitatedEvents"])
+    assert metrics["lastBatchMetrics"]["numberOfEvents"] >= 1
+    assert metrics["startTime"].endswith("Z")
+
+
+async def test_logging_only_learns_nothing(client: Client) -> None:
+    body = {**CONFIG, "learningMode": "LoggingOnly"}
+    assert (await client.put("/v1/configurations/service", json=body)).status == 200
+    service = service_of(client)
+    before = service.learner.learned_count
+    response = await client.post("/v1/rank", json=rank_body("lo1"))
+    assert (await response.json())["rewardActionId"] == "a0"
+    await log_world(client, 10)
+    assert service.learner.learned_count == before
+    assert (
+        "latestApprenticeModeMetrics"
+        not in await (await client.get("/v1/configurations/service")).json()
+    )
+
+
+# -- policy ------------------------------------------------------------------------------
+
+
+async def test_policy_get_put_delete(client: Client) -> None:
+    response = await client.get("/v1/configurations/policy")
+    assert response.status == 200
+    assert await response.json() == {"name": "default", "arguments": DEFAULT_ARGS}
+    custom = {"name": "custom", "arguments": "--cb_explore_adf --epsilon 0.1 -l 0.01 -q ::"}
+    service = service_of(client)
+    version = service.serving.version
+    response = await client.put("/v1/configurations/policy", json=custom)
+    assert response.status == 200
+    assert await response.json() == custom
+    assert service.serving.version > version
+    assert service.store.latest_model().arguments == custom["arguments"]  # type: ignore[union-attr]
+    assert await (await client.get("/v1/configurations/policy")).json() == custom
+    response = await client.delete("/v1/configurations/policy")
+    assert response.status == 200
+    assert (await response.json())["arguments"] == DEFAULT_ARGS
+
+
+BAD_POLICIES: list[tuple[str, Any]] = [
+    ("not-cb-explore-adf", {"name": "p", "arguments": "--cb_adf"}),
+    ("data-file", {"name": "p", "arguments": "--cb_explore_adf -d /etc/passwd"}),
+    ("final-regressor", {"name": "p", "arguments": "--cb_explore_adf -f /tmp/m.vw"}),
+    ("attached-short-flag", {"name": "p", "arguments": "--cb_explore_adf -f/tmp/m.vw"}),
+    ("cache-file", {"name": "p", "arguments": "--cb_explore_adf --cache_file x"}),
+    ("readable-model", {"name": "p", "arguments": "--cb_explore_adf --readable_model x"}),
+    ("invert-hash", {"name": "p", "arguments": "--cb_explore_adf --invert_hash x"}),
+    ("daemon", {"name": "p", "arguments": "--cb_explore_adf --daemon --port 26542"}),
+    ("unknown-flag", {"name": "p", "arguments": "--cb_explore_adf --no_such_flag"}),
+    ("too-long", {"name": "p", "arguments": "--cb_explore_adf " + "-l 0.1 " * 200}),
+    ("name-too-long", {"name": "n" * 257, "arguments": "--cb_explore_adf"}),
+    ("missing-name", {"arguments": "--cb_explore_adf"}),
+    ("not-json", "{"),
+]
+
+
+@pytest.mark.parametrize(("case", "body"), BAD_POLICIES, ids=[c for c, _ in BAD_POLICIES])
+async def test_bad_policies_are_400(client: Client, case: str, body: Any) -> None:
+    before = await (await client.get("/v1/configurations/policy")).json()
+    if isinstance(body, str):
+        response = await client.put("/v1/configurations/policy", data=body)
+    else:
+        response = await client.put("/v1/configurations/policy", json=body)
+    await expect_error(response, 400, "BadRequest", "InvalidPolicyConfiguration")
+    assert await (await client.get("/v1/configurations/policy")).json() == before
+
+
+# -- model -------------------------------------------------------------------------------
+
+
+async def test_model_export_import_reset_and_properties(client: Client) -> None:
+    service = service_of(client)
+    await log_world(client, 30)
+    service.learner_thread.publish(service.clock())  # type: ignore[union-attr]
+    await asyncio.sleep(0.05)
+    raw = await client.get("/v1/model")
+    assert raw.status == 200
+    assert raw.headers["Content-Type"] == "application/octet-stream"
+    raw_bytes = await raw.read()
+    assert raw_bytes == service.store.get_model(service.serving.version).data  # type: ignore[union-attr]
+    signed = await (await client.get("/personalizer/model?signed=true&api-version=x")).read()
+    assert zipfile.ZipFile(io.BytesIO(signed)).namelist() == [
+        "model.vw",
+        "metadata.json",
+        "signature",
+    ]
+    response = await client.delete("/v1/model")
+    assert response.status == 204
+    assert service.store.latest_model().learned_count == 0  # type: ignore[union-attr]
+    properties = await (await client.get("/v1/model/properties")).json()
+    assert properties["creationTime"] == properties["lastModifiedTime"]
+    response = await client.put(
+        "/v1/model", data=signed, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert response.status == 204
+    exported = service.factory(raw_bytes)
+    probe = world.request("probe", 1)
+    assert service.serving.policy.predict_one(probe) == exported.predict_one(probe)
+    assert service.serving.policy.predict_one(probe) != service.factory(None).predict_one(probe)
+    properties = await (await client.get("/v1/model/properties")).json()
+    assert properties["creationTime"].endswith("Z")
+
+
+def tampered(archive: bytes) -> bytes:
+    source = zipfile.ZipFile(io.BytesIO(archive))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            target.writestr(name, data + b"\0" if name == "model.vw" else data)
+    return out.getvalue()
+
+
+async def test_model_import_errors(client: Client) -> None:
+    signed = await (await client.get("/v1/model?signed=true")).read()
+    raw = await (await client.get("/v1/model")).read()
+    response = await client.put("/v1/model", data=tampered(signed))
+    await expect_error(response, 400, "BadRequest", "InvalidModelImportSignature")
+    response = await client.put("/v1/model", data=raw)
+    await expect_error(response, 400, "BadRequest", "InvalidModelImportFormat")
+    empty = io.BytesIO()
+    zipfile.ZipFile(empty, "w").close()
+    response = await client.put("/v1/model", data=empty.getvalue())
+    await expect_error(response, 400, "BadRequest", "InvalidModelImportFormat")
+    response = await client.get("/v1/model?signed=maybe")
+    await expect_error(response, 400, "BadRequest", "InvalidRequest")
+
+
+async def test_model_signed_by_another_key_is_rejected(
+    aiohttp_client: MakeClient, tmp_path: Path
+) -> None:
+    other = await aiohttp_client(
+        create_app(Settings(db=str(tmp_path / "other.db"), model_signing_key="other"))
+    )
+    signed = await (await other.get("/v1/model?signed=true")).read()
+    mine = await aiohttp_client(
+        create_app(Settings(db=str(tmp_path / "mine.db"), model_signing_key="mine"))
+    )
+    response = await mine.put("/v1/model", data=signed)
+    await expect_error(response, 400, "BadRequest", "InvalidModelImportSignature")
+
+
+# -- logs --------------------------------------------------------------------------------
+
+
+async def test_logs_properties_delete_and_retention(client: Client) -> None:
+    service = service_of(client)
+    empty = await (await client.get("/v1/logs/properties")).json()
+    assert empty == {"dateRange": {"from": None, "to": None}}
+    now = service.clock()
+    await log_world(client, 10, seed=1, start=now - 100 * DAY)
+    await log_world(client, 10, seed=2, start=now - 1000)
+    properties = await (await client.get("/personalizer/logs/properties")).json()
+    assert properties["dateRange"]["from"] < properties["dateRange"]["to"]
+    deleted = await client.app[CONTROL].enforce_retention()  # 90 days by default
+    assert deleted == 10
+    response = await client.delete("/v1/logs")
+    assert response.status == 204
+    assert await (await client.get("/v1/logs/properties")).json() == empty
+    assert service.store.get_decision("w2-0") is None
+
+
+async def test_retention_minus_one_keeps_everything(client: Client) -> None:
+    body = {**CONFIG, "logRetentionDays": -1}
+    assert (await client.put("/v1/configurations/service", json=body)).status == 200
+    await log_world(client, 5, start=service_of(client).clock() - 1000 * DAY)
+    assert await client.app[CONTROL].enforce_retention() == 0
+
+
+async def test_admin_operations_need_the_admin_key(
+    aiohttp_client: MakeClient, tmp_path: Path
+) -> None:
+    settings = Settings(
+        db=str(tmp_path / "k.db"), client_keys=("client",), admin_keys=("admin", "admin2")
+    )
+    client = await aiohttp_client(create_app(settings))
+    for method, path in [
+        ("GET", "/v1/configurations/policy"),
+        ("DELETE", "/v1/model"),
+        ("GET", "/v1/model/properties"),
+        ("DELETE", "/v1/logs"),
+    ]:
+        for headers in ({}, {"Ocp-Apim-Subscription-Key": "client"}):
+            response = await client.request(method, path, headers=headers)
+            await expect_error(response, 401, "Unauthorized")
+        response = await client.request(
+            method, path, headers={"Ocp-Apim-Subscription-Key": "admin2"}
+        )
+        assert response.status in (200, 204)
