@@ -1,0 +1,288 @@
+"""Both official Personalizer SDKs against a real ``banditd serve`` on a loopback port.
+
+``azure-cognitiveservices-personalizer`` (legacy, msrest, ``/personalizer/v1.0``) covers rank,
+reward and activate; ``azure-ai-personalizer`` (azure-core, ``/personalizer?api-version=
+2022-09-01-preview``) covers those and every ``PersonalizerAdministrationClient`` operation.
+Errors must surface as each SDK's own exception types with Personalizer's codes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.ai.personalizer import PersonalizerAdministrationClient, PersonalizerClient
+from azure.cognitiveservices.personalizer import PersonalizerClient as LegacyClient
+from azure.cognitiveservices.personalizer.models import (
+    ErrorResponseException,
+    RankableAction,
+    RankRequest,
+)
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
+from msrest.authentication import CognitiveServicesCredentials
+from msrest.exceptions import HttpOperationError
+
+CLIENT_KEY = "client-key-for-tests"
+ADMIN_KEY = "admin-key-for-tests"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Server:
+    endpoint: str
+    db: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(endpoint: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"banditd exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{endpoint}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("banditd did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    db = tmp_path_factory.mktemp("sdk") / "banditd.db"
+    port = _free_port()
+    env = {**os.environ, "BANDITD_CLIENT_KEY": CLIENT_KEY, "BANDITD_ADMIN_KEY": ADMIN_KEY}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--db", str(db), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(endpoint, process)
+        yield Server(endpoint=endpoint, db=db)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[PersonalizerClient]:
+    with PersonalizerClient(server.endpoint, AzureKeyCredential(CLIENT_KEY)) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def admin(server: Server) -> Iterator[PersonalizerAdministrationClient]:
+    with PersonalizerAdministrationClient(server.endpoint, AzureKeyCredential(ADMIN_KEY)) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def legacy(server: Server) -> LegacyClient:
+    return LegacyClient(server.endpoint, CognitiveServicesCredentials(CLIENT_KEY))
+
+
+def rank_dict(event_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "contextFeatures": [{"user": {"tier": "gold"}}, {"time": "morning"}],
+        "actions": [
+            {"id": "news", "features": [{"topic": "politics", "length": 3}]},
+            {"id": "sports", "features": [{"topic": "football"}]},
+            {"id": "music", "features": [{"topic": "jazz", "tags": [1, 2.5]}]},
+        ],
+        "eventId": event_id,
+        **extra,
+    }
+
+
+def assert_code(error: HttpResponseError, status: int, code: str) -> None:
+    assert error.status_code == status
+    assert error.error is not None
+    assert error.error.code == code
+
+
+# -- new SDK: rank, reward, activate ---------------------------------------------------------
+
+
+def test_new_sdk_rank_with_context_excluded_actions_and_reward(client: PersonalizerClient) -> None:
+    response = client.rank(rank_dict("new-1", excludedActions=["sports"]))
+    assert response["eventId"] == "new-1"
+    ranking = {r["id"]: r["probability"] for r in response["ranking"]}
+    assert set(ranking) == {"news", "sports", "music"}
+    assert ranking["sports"] == 0.0
+    assert response["rewardActionId"] in {"news", "music"}
+    assert response["ranking"][0]["id"] == response["rewardActionId"]
+    assert client.reward("new-1", {"value": 0.5}) is None
+
+
+def test_new_sdk_deferred_activation(client: PersonalizerClient) -> None:
+    response = client.rank(rank_dict("new-deferred 1/x", deferActivation=True))
+    assert response["eventId"] == "new-deferred 1/x"
+    assert client.activate("new-deferred 1/x") is None
+    assert client.activate("new-deferred 1/x") is None  # idempotent
+    assert client.reward("new-deferred 1/x", {"value": 1.0}) is None
+
+
+def test_new_sdk_generates_event_id(client: PersonalizerClient) -> None:
+    response = client.rank({"actions": [{"id": "a", "features": [{"x": 1}]}]})
+    assert response["eventId"]
+    assert response["rewardActionId"] == "a"
+
+
+def test_new_sdk_errors(client: PersonalizerClient, server: Server) -> None:
+    with pytest.raises(ResourceNotFoundError) as not_found:
+        client.reward("no-such-event", {"value": 1.0})
+    assert_code(not_found.value, 404, "ResourceNotFound")
+    with pytest.raises(ResourceNotFoundError):
+        client.activate("no-such-event")
+    client.rank(rank_dict("new-errors"))
+    with pytest.raises(HttpResponseError) as bad_reward:
+        client.reward("new-errors", {"value": 2.0})
+    assert_code(bad_reward.value, 400, "BadRequest")
+    assert "InvalidRewardRequest" in str(bad_reward.value.response.headers["x-ms-error-code"])
+    with pytest.raises(HttpResponseError) as bad_rank:
+        client.rank({"actions": []})
+    assert_code(bad_rank.value, 400, "BadRequest")
+    with (
+        PersonalizerClient(server.endpoint, AzureKeyCredential("wrong")) as wrong,
+        pytest.raises(ClientAuthenticationError) as denied,
+    ):
+        wrong.rank(rank_dict("denied"))
+    assert_code(denied.value, 401, "Unauthorized")
+
+
+# -- legacy SDK: rank, reward, activate ------------------------------------------------------
+
+
+def legacy_request(event_id: str, **extra: Any) -> RankRequest:
+    return RankRequest(
+        context_features=[{"user": {"tier": "gold"}}, {"time": "morning"}],
+        actions=[
+            RankableAction(id="news", features=[{"topic": "politics"}]),
+            RankableAction(id="sports", features=[{"topic": "football"}]),
+        ],
+        event_id=event_id,
+        **extra,
+    )
+
+
+def test_legacy_sdk_rank_reward_activate(legacy: LegacyClient) -> None:
+    response = legacy.rank(legacy_request("old-1", excluded_actions=["news"]))
+    assert response.event_id == "old-1"
+    assert response.reward_action_id == "sports"
+    assert {r.id: r.probability for r in response.ranking} == {"sports": 1.0, "news": 0.0}
+    assert legacy.events.reward("old-1", 0.25) is None
+    deferred = legacy.rank(legacy_request("old-deferred", defer_activation=True))
+    assert deferred.event_id == "old-deferred"
+    assert legacy.events.activate("old-deferred") is None
+
+
+def test_legacy_sdk_errors(legacy: LegacyClient, server: Server) -> None:
+    with pytest.raises(ErrorResponseException) as bad_rank:
+        legacy.rank(RankRequest(actions=[]))
+    assert bad_rank.value.response.status_code == 400
+    assert bad_rank.value.error.error.code == "BadRequest"
+    assert bad_rank.value.error.error.message
+    with pytest.raises(HttpOperationError) as not_found:
+        legacy.events.reward("no-such-event", 1.0)
+    assert not_found.value.response.status_code == 404
+    with pytest.raises(HttpOperationError) as not_found:
+        legacy.events.activate("no-such-event")
+    assert not_found.value.response.status_code == 404
+    wrong = LegacyClient(server.endpoint, CognitiveServicesCredentials("wrong"))
+    with pytest.raises(ErrorResponseException) as denied:
+        wrong.rank(legacy_request("old-denied"))
+    assert denied.value.response.status_code == 401
+    assert denied.value.error.error.code == "Unauthorized"
+
+
+# -- new SDK: administration -----------------------------------------------------------------
+
+
+def test_admin_service_configuration(admin: PersonalizerAdministrationClient) -> None:
+    config = admin.get_service_configuration()
+    assert config["rewardWaitTime"] == "PT10M"
+    config["explorationPercentage"] = 0.3
+    config["modelRetrainDays"] = 1
+    updated = admin.update_service_configuration(config)
+    assert updated["explorationPercentage"] == 0.3
+    assert admin.get_service_configuration()["explorationPercentage"] == 0.3
+    updated["learningMode"] = "Apprentice"
+    assert admin.update_service_configuration(updated)["learningMode"] == "Apprentice"
+    updated["learningMode"] = "Online"
+    assert admin.update_service_configuration(updated)["learningMode"] == "Online"
+    bad = {**updated, "learningMode": "Apprentice", "defaultReward": 0.5}
+    with pytest.raises(HttpResponseError) as error:
+        admin.update_service_configuration(bad)
+    assert_code(error.value, 400, "BadRequest")
+    assert error.value.response.headers["x-ms-error-code"] == (
+        "InvalidLearningModeServiceConfiguration"
+    )
+
+
+def test_admin_policy(admin: PersonalizerAdministrationClient) -> None:
+    default = admin.get_policy()
+    assert "--cb_explore_adf" in default["arguments"]
+    custom = {"name": "sdk", "arguments": "--cb_explore_adf --epsilon 0.1 -l 0.01 -q ::"}
+    assert admin.update_policy(custom) == custom
+    assert admin.get_policy() == custom
+    with pytest.raises(HttpResponseError) as error:
+        admin.update_policy({"name": "bad", "arguments": "--cb_explore_adf -d /etc/passwd"})
+    assert_code(error.value, 400, "BadRequest")
+    assert error.value.response.headers["x-ms-error-code"] == "InvalidPolicyConfiguration"
+    assert admin.reset_policy() == default
+
+
+def test_admin_model(admin: PersonalizerAdministrationClient) -> None:
+    raw = b"".join(admin.export_model())
+    assert len(raw) > 0
+    signed = b"".join(admin.export_model(signed=True))
+    assert "signature" in zipfile.ZipFile(io.BytesIO(signed)).namelist()
+    assert admin.import_model(io.BytesIO(signed)) is None
+    assert admin.reset_model() is None
+    properties = admin.get_model_properties()
+    assert properties["creationTime"] and properties["lastModifiedTime"]
+    with pytest.raises(HttpResponseError) as error:
+        admin.import_model(io.BytesIO(raw))
+    assert_code(error.value, 400, "BadRequest")
+    assert error.value.response.headers["x-ms-error-code"] == "InvalidModelImportFormat"
+
+
+def test_admin_logs(admin: PersonalizerAdministrationClient) -> None:
+    properties = admin.get_log_properties()
+    assert "dateRange" in properties
+    assert admin.delete_logs() is None
+
+
+def test_admin_needs_admin_key(server: Server) -> None:
+    with (
+        PersonalizerAdministrationClient(server.endpoint, AzureKeyCredential(CLIENT_KEY)) as a,
+        pytest.raises(ClientAuthenticationError) as denied,
+    ):
+        a.get_policy()
+    assert_code(denied.value, 401, "Unauthorized")
