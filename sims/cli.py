@@ -81,10 +81,13 @@ def simulate_main(argv: list[str]) -> int:
     results = sweep(jobs, workers=args.workers, progress=not args.no_progress)
     paths = {k: str(v) for k, v in write_results(results, args.out).items()}
     if not args.no_plots:
-        from sims.plots import plot_regret, plot_rewards
+        from sims.plots import plot_comparison, plot_regret, plot_rewards
 
         paths["reward_png"] = str(plot_rewards(results, args.out / "reward.png", args.window))
         paths["regret_png"] = str(plot_regret(results, args.out / "regret.png"))
+        if {"uniform", "oracle"} <= {r.policy for r in results}:
+            comparison = plot_comparison(summarize(results), args.out / "comparison.png")
+            paths["comparison_png"] = str(comparison)
     if args.logs:
         _write_run_logs(jobs, args.out / "logs")
         paths["logs"] = str(args.out / "logs")

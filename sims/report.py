@@ -126,6 +126,47 @@ def text_table(summaries: Sequence[Summary]) -> str:
     return "\n".join(lines)
 
 
+def pivot(summaries: Sequence[Summary]) -> tuple[list[str], list[str], FloatArray]:
+    """Mean reward as a (policies, scenarios) matrix, NaN where a cell was not run.
+
+    Returns:
+        (policy names, scenario names, matrix of shape (len(policies), len(scenarios))).
+    """
+    policies = list(dict.fromkeys(s.policy for s in summaries))
+    scenarios = list(dict.fromkeys(s.scenario for s in summaries))
+    matrix = np.full((len(policies), len(scenarios)), np.nan)
+    for s in summaries:
+        matrix[policies.index(s.policy), scenarios.index(s.scenario)] = s.mean_reward
+    return policies, scenarios, matrix
+
+
+def markdown_table(summaries: Sequence[Summary]) -> str:
+    """Mean reward per policy (rows) and scenario (columns), with the mean over scenarios.
+
+    Policies are sorted by that mean, best first; each scenario's best learning policy (not the
+    oracle) is in bold.
+    """
+    policies, scenarios, matrix = pivot(summaries)
+    means = np.nanmean(matrix, axis=1)
+    order = sorted(range(len(policies)), key=lambda i: -means[i])
+    learners = [i for i in range(len(policies)) if policies[i] != "oracle"]
+    best = {
+        j: max(learners, key=lambda i: matrix[i, j]) if learners else -1
+        for j in range(len(scenarios))
+    }
+    lines = [
+        "| policy | " + " | ".join(scenarios) + " | mean |",
+        "|---|" + "---:|" * (len(scenarios) + 1),
+    ]
+    for i in order:
+        cells = [
+            f"**{matrix[i, j]:.3f}**" if best[j] == i else f"{matrix[i, j]:.3f}"
+            for j in range(len(scenarios))
+        ]
+        lines.append(f"| {policies[i]} | " + " | ".join(cells) + f" | {means[i]:.3f} |")
+    return "\n".join(lines)
+
+
 def summary_dicts(summaries: Sequence[Summary]) -> list[dict[str, Any]]:
     """Summaries as JSON-ready dicts."""
     return [{f: getattr(s, f) for f in Summary.__dataclass_fields__} for s in summaries]
@@ -140,6 +181,7 @@ def write_results(results: Sequence[RunResult], out: Path) -> dict[str, Path]:
         "json": out / "results.json",
         "csv": out / "results.csv",
         "table": out / "table.txt",
+        "markdown": out / "comparison.md",
     }
     payload = {"summary": summary_dicts(summaries), "runs": [r.to_dict() for r in results]}
     paths["json"].write_text(json.dumps(payload), encoding="utf-8")
@@ -149,4 +191,5 @@ def write_results(results: Sequence[RunResult], out: Path) -> dict[str, Path]:
         writer.writeheader()
         writer.writerows(rows)
     paths["table"].write_text(text_table(summaries) + "\n", encoding="utf-8")
+    paths["markdown"].write_text(markdown_table(summaries) + "\n", encoding="utf-8")
     return paths
