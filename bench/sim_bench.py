@@ -33,7 +33,7 @@ from sims.presets import PRESETS
 from sims.runner import run, run_with_logs
 from sims.scenarios import SCENARIOS, Scenario
 
-TIMINGS = {
+TIMINGS: dict[str, dict[str, Any]] = {
     "sweep": {"interval": 0.2, "tick": 5.0, "model_export_frequency": 10.0},
     "production-like": {"interval": 0.01, "tick": 1.0, "model_export_frequency": 60.0},
 }
