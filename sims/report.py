@@ -193,3 +193,42 @@ def write_results(results: Sequence[RunResult], out: Path) -> dict[str, Path]:
     paths["table"].write_text(text_table(summaries) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown_table(summaries) + "\n", encoding="utf-8")
     return paths
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Comparison:
+    """Difference in mean expected reward between two sets of runs (``a − b``).
+
+    The interval is a normal (Welch) interval over per-run means when both sides have at least
+    two runs, else over per-round expected rewards (which treats rounds as independent).
+    """
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    runs_a: int
+    runs_b: int
+
+    @property
+    def indistinguishable(self) -> bool:
+        """Whether the interval contains 0."""
+        return self.ci_low <= 0.0 <= self.ci_high
+
+
+def compare(a: Sequence[RunResult], b: Sequence[RunResult], z: float = Z95) -> Comparison:
+    """Compare the mean expected reward of runs ``a`` and ``b`` (e.g. in-process vs HTTP)."""
+    if len(a) >= 2 and len(b) >= 2:
+        xa = np.asarray([r.mean_reward() for r in a])
+        xb = np.asarray([r.mean_reward() for r in b])
+    else:
+        xa = np.concatenate([r.expected for r in a])
+        xb = np.concatenate([r.expected for r in b])
+    difference = float(xa.mean() - xb.mean())
+    se = math.sqrt(xa.var(ddof=1) / xa.size + xb.var(ddof=1) / xb.size)
+    return Comparison(
+        difference=difference,
+        ci_low=difference - z * se,
+        ci_high=difference + z * se,
+        runs_a=len(a),
+        runs_b=len(b),
+    )

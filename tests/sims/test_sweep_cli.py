@@ -14,7 +14,7 @@ from sims.cli import evaluate_main, simulate_main
 from sims.evaluation import estimate, read_logs, replay, write_logs
 from sims.plots import plot_regret, plot_rewards
 from sims.presets import PRESETS
-from sims.report import summarize, text_table, write_results
+from sims.report import compare, summarize, text_table, write_results
 from sims.runner import run_with_logs
 from sims.scenarios import SCENARIOS, load_toml
 from sims.sweep import plan, sweep
@@ -157,3 +157,14 @@ def test_evaluate_reports_bad_logs(tmp_path: Path, capsys: pytest.CaptureFixture
     bad.write_text('{"c": {}}\n')
     assert evaluate_main(["--logs", str(bad), "--policy", "uniform"]) == 2
     assert "bad.dsjson:1" in capsys.readouterr().err
+
+
+def test_compare_finds_same_policy_indistinguishable_and_oracle_better() -> None:
+    scenario = replace(SCENARIOS["linear"], rounds=300)
+    a = [run_with_logs(scenario, PRESETS["uniform"], s)[0] for s in (0, 1, 2)]
+    b = [run_with_logs(scenario, PRESETS["uniform"], s)[0] for s in (3, 4, 5)]
+    oracle = [run_with_logs(scenario, PRESETS["oracle"], s)[0] for s in (3, 4, 5)]
+    assert compare(a, b).indistinguishable
+    better = compare(oracle, a)
+    assert not better.indistinguishable and better.difference > 0.2
+    assert compare(a[:1], b[:1]).runs_a == 1
