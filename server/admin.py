@@ -23,10 +23,12 @@ from bandit.errors import (
 from bandit.events import PolicySettings
 from server import contracts as c
 from server.control import CONFIG_EDITED_KEY, MODEL_CREATED_KEY, LoopControl
+from server.jobs import JobRunner
 from server.operations import JSON, OCTETS, Operation, Response, declare, decode, mount
 from server.routes import SERVICE, json_response
 
 CONTROL: web.AppKey[LoopControl] = web.AppKey("control", LoopControl)
+JOBS: web.AppKey[JobRunner] = web.AppKey("jobs", JobRunner)
 
 _ERROR = c.ErrorResponse
 
@@ -278,18 +280,24 @@ OPERATIONS = declare(
 
 def add_admin_routes(app: web.Application) -> None:
     """Mount the administration surface and run its background jobs with the app."""
+    from server.evaluation_routes import add_evaluation_routes
+
     control = LoopControl(app[SERVICE])
+    jobs = JobRunner(control.service.store)
     app[CONTROL] = control
+    app[JOBS] = jobs
     mount(app, OPERATIONS)
+    add_evaluation_routes(app, control, jobs)
 
     async def start(_: web.Application) -> None:
         control.start()
 
     async def stop(_: web.Application) -> None:
+        await jobs.close()
         await control.close()
 
     app.on_startup.append(start)
     app.on_shutdown.append(stop)
 
 
-__all__ = ["CONTROL", "JSON", "OPERATIONS", "add_admin_routes"]
+__all__ = ["CONTROL", "JOBS", "JSON", "OPERATIONS", "add_admin_routes"]

@@ -18,6 +18,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ from azure.core.exceptions import (
 from msrest.authentication import CognitiveServicesCredentials
 from msrest.exceptions import HttpOperationError
 
+from server.sqlite_store import SQLiteStore
+from tests.server import world
+
+LOGGED = 400
 CLIENT_KEY = "client-key-for-tests"
 ADMIN_KEY = "admin-key-for-tests"
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +77,9 @@ def _wait_healthy(endpoint: str, process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     db = tmp_path_factory.mktemp("sdk") / "banditd.db"
+    store = SQLiteStore(db)  # an hour of logs, so evaluations have events to replay
+    store.import_joined(world.draw(LOGGED, seed=5, start=time.time() - 3600, step=3).events)
+    store.close()
     port = _free_port()
     env = {**os.environ, "BANDITD_CLIENT_KEY": CLIENT_KEY, "BANDITD_ADMIN_KEY": ADMIN_KEY}
     process = subprocess.Popen(
@@ -273,10 +281,58 @@ def test_admin_model(admin: PersonalizerAdministrationClient) -> None:
     assert error.value.response.headers["x-ms-error-code"] == "InvalidModelImportFormat"
 
 
+def wait_for(admin: PersonalizerAdministrationClient, evaluation_id: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    for _ in range(600):
+        body = admin.get_evaluation(
+            evaluation_id, start_time=now - timedelta(hours=2), end_time=now
+        )
+        if body["status"] != "Running":
+            return dict(body)
+        time.sleep(0.05)
+    raise AssertionError("the evaluation did not finish")
+
+
+def test_admin_evaluations(admin: PersonalizerAdministrationClient) -> None:
+    now = datetime.now(UTC)
+    definition = {
+        "name": "sdk evaluation",
+        "startTime": (now - timedelta(hours=2)).isoformat(),
+        "endTime": now.isoformat(),
+        "policies": [{"name": "fast", "arguments": "--cb_explore_adf -l 0.05 -q ::"}],
+    }
+    assert admin.create_evaluation("sdk-eval", definition) is None
+    assert admin.create_evaluation("sdk-eval", definition) is None  # a retried PUT
+    body = wait_for(admin, "sdk-eval")
+    assert body["status"] == "Succeeded"
+    values = {v["name"]: v for v in body["content"]["value"]}
+    assert set(values) == {"Online", "Baseline", "Random", "fast"}
+    low, high = values["Random"]["summary"]["confidenceInterval"]
+    assert low <= values["Random"]["summary"]["expectedReward"] <= high
+    assert values["Random"]["summary"]["snips"]["numberOfEvents"] == LOGGED
+    listed = list(admin.list_evaluations(top=5))
+    assert [e["id"] for e in listed] == ["sdk-eval"]
+    assert admin.apply_from_evaluation({"evaluationId": "sdk-eval", "policyName": "fast"}) is None
+    assert admin.get_policy()["name"] == "fast"
+    assert admin.reset_policy()["name"] == "default"
+    assert admin.delete_evaluation("sdk-eval") is None
+    with pytest.raises(ResourceNotFoundError) as missing:
+        admin.get_evaluation("sdk-eval", start_time=now, end_time=now + timedelta(hours=1))
+    assert_code(missing.value, 404, "ResourceNotFound")
+    assert missing.value.response.headers["x-ms-error-code"] == "EvaluationNotFound"
+    with pytest.raises(HttpResponseError) as no_logs:
+        admin.create_evaluation(
+            "empty", {**definition, "startTime": "2001-01-01T00:00:00Z", "endTime": "2001-01-02"}
+        )
+    assert_code(no_logs.value, 400, "BadRequest")
+    assert no_logs.value.response.headers["x-ms-error-code"] == "NoLogsExistInDateRange"
+
+
 def test_admin_logs(admin: PersonalizerAdministrationClient) -> None:
     properties = admin.get_log_properties()
-    assert "dateRange" in properties
+    assert properties["dateRange"]["from"] < properties["dateRange"]["to"]
     assert admin.delete_logs() is None
+    assert admin.get_log_properties()["dateRange"] == {"from": None, "to": None}
 
 
 def test_admin_needs_admin_key(server: Server) -> None:

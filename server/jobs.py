@@ -1,0 +1,99 @@
+"""Long-running jobs (offline evaluations, feature importances) on a worker thread.
+
+A job's record lives in the store (:class:`bandit.events.JobRecord`); the job itself runs on one
+worker thread, never on the event loop, and saves its record as it finishes. A job can be
+stopped (deleted, or the server shutting down): its ``should_stop`` callable turns true and the
+replay raises :class:`InterruptedError` at its next check. On startup, records a previous
+process left running are marked failed by :meth:`JobRunner.recover`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from bandit.events import JobRecord, JoinedEvent
+from bandit.store import Store
+
+log = logging.getLogger(__name__)
+
+StopCheck = Callable[[], bool]
+Work = Callable[[StopCheck], None]
+
+_PAGE = 512
+
+
+def logged_events(store: Store, start: float, end: float) -> Iterator[JoinedEvent]:
+    """Every joined event decided in ``[start, end)``, in log order, paged from the store."""
+    after = 0
+    while True:
+        page = store.joined_between(start, end, after, _PAGE)
+        yield from page
+        if len(page) < _PAGE:
+            return
+        after = page[-1].seq
+
+
+class JobRunner:
+    """Runs jobs one at a time on a worker thread; each can be stopped by key."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banditd-jobs")
+        self._lock = threading.Lock()
+        self._stopped: set[tuple[str, str]] = set()
+        self._running: dict[tuple[str, str], Future[None]] = {}
+        self._closing = False
+
+    def recover(self, kind: str, fail: Callable[[JobRecord], JobRecord | None]) -> None:
+        """Pass every stored record of ``kind`` through ``fail``; save what it returns."""
+        for record in self.store.list_jobs(kind):
+            failed = fail(record)
+            if failed is not None:
+                self.store.save_job(failed)
+
+    def submit(self, kind: str, job_id: str, work: Work) -> None:
+        """Queue ``work``; it gets a callable telling it whether to stop."""
+        key = (kind, job_id)
+        with self._lock:
+            self._stopped.discard(key)
+
+        def should_stop() -> bool:
+            return self._closing or key in self._stopped
+
+        def run() -> None:
+            try:
+                work(should_stop)
+            except InterruptedError:
+                log.info("%s %s stopped", kind, job_id)
+            except Exception:
+                log.exception("%s %s failed", kind, job_id)
+            finally:
+                with self._lock:
+                    self._running.pop(key, None)
+
+        with self._lock:
+            self._running[key] = self._executor.submit(run)
+
+    def stop(self, kind: str, job_id: str) -> None:
+        """Ask a queued or running job to stop."""
+        with self._lock:
+            self._stopped.add((kind, job_id))
+
+    def busy(self) -> bool:
+        """Whether any job is queued or running."""
+        with self._lock:
+            return bool(self._running)
+
+    async def idle(self) -> None:
+        """Wait until no job is queued or running."""
+        while self.busy():
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        """Stop every job and wait for the worker thread."""
+        self._closing = True
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
