@@ -281,6 +281,7 @@ OPERATIONS = declare(
 def add_admin_routes(app: web.Application) -> None:
     """Mount the administration surface and run its background jobs with the app."""
     from server.evaluation_routes import add_evaluation_routes
+    from server.importance import add_importance_routes
 
     control = LoopControl(app[SERVICE])
     jobs = JobRunner(control.service.store)
@@ -288,6 +289,7 @@ def add_admin_routes(app: web.Application) -> None:
     app[JOBS] = jobs
     mount(app, OPERATIONS)
     add_evaluation_routes(app, control, jobs)
+    add_importance_routes(app, control, jobs)
 
     async def start(_: web.Application) -> None:
         control.start()

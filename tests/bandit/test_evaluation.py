@@ -20,6 +20,7 @@ from bandit.evaluation import (
     replay,
 )
 from bandit.events import JoinedEvent
+from bandit.importance import importance, namespaces
 from policies import BaselinePolicy, UniformPolicy, make_factory
 from tests.server import world
 
@@ -131,3 +132,15 @@ def test_optimization_grid_builds_valid_policies(logs: world.Logs) -> None:
 def test_stopping_interrupts_a_replay(logs: world.Logs) -> None:
     with pytest.raises(InterruptedError):
         replay(logs.events, candidates()[1], should_stop=lambda: True)
+
+
+def test_feature_importance_ranks_the_informative_namespaces(logs: world.Logs) -> None:
+    events = logs.events[:1500]
+    names = namespaces(events)
+    assert names == ["device", "item", "user"]
+    scores = importance(lambda: events, candidates()[3], names)
+    by_name = {s.namespace: s for s in scores}
+    assert scores[0].score == 100.0
+    assert {scores[0].namespace, scores[1].namespace} == {"item", "user"}
+    assert by_name["device"].score < by_name["user"].score
+    assert all(0.0 <= s.score <= 100.0 for s in scores)

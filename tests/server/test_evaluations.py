@@ -242,3 +242,50 @@ async def test_restart_marks_running_evaluations_failed(
     body = await (await client.get("/personalizer/evaluations/r?api-version=x")).json()
     assert body["status"] == "Failed"
     assert "restart" in body["description"]
+
+
+# -- feature importances ---------------------------------------------------------------------
+
+
+async def test_feature_importance_lifecycle(client: Client) -> None:
+    query = "?api-version=2022-09-01-preview"
+    body = {"name": "fi", "startTime": iso_time(T0), "endTime": iso_time(T0 + 600)}
+    response = await client.put(f"/personalizer/featureImportances/fi1{query}", json=body)
+    assert response.status == 200
+    assert (
+        await client.put(f"/personalizer/featureImportances/fi1{query}", json=body)
+    ).status == 200
+    clash = await client.put(
+        f"/personalizer/featureImportances/fi1{query}", json={**body, "name": "other"}
+    )
+    await expect_error(clash, 409, "Conflict")
+    result = await finished(client, f"/personalizer/featureImportances/fi1{query}")
+    assert result["status"] == "Succeeded"
+    scores = result["featureScores"]
+    assert {s["namespace"] for s in scores} == {"device", "item", "user"}
+    assert scores[0]["score"] == 100.0
+    assert [s["score"] for s in scores] == sorted((s["score"] for s in scores), reverse=True)
+    listed = await (await client.get(f"/personalizer/featureImportances{query}&top=1")).json()
+    assert [i["id"] for i in listed["value"]] == ["fi1"]
+    response = await client.delete(f"/personalizer/featureImportances/fi1{query}")
+    assert response.status == 204
+    for method in ("GET", "DELETE"):
+        response = await client.request(method, f"/personalizer/featureImportances/fi1{query}")
+        await expect_error(response, 404, "ResourceNotFound")
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "inner"),
+    [
+        ("reversed", {"name": "x", "startTime": iso_time(T0 + 5), "endTime": iso_time(T0)},
+         "InvalidEvaluationContract"),
+        ("missing-end", {"name": "x", "startTime": iso_time(T0)}, "InvalidEvaluationContract"),
+        ("no-logs", {"name": "x", "startTime": iso_time(T0 - 99), "endTime": iso_time(T0 - 9)},
+         "NoLogsExistInDateRange"),
+    ],
+)  # fmt: skip
+async def test_bad_feature_importances_are_400(
+    client: Client, case: str, body: dict[str, Any], inner: str
+) -> None:
+    response = await client.put("/personalizer/featureImportances/x?api-version=x", json=body)
+    await expect_error(response, 400, "BadRequest", inner)

@@ -328,6 +328,28 @@ def test_admin_evaluations(admin: PersonalizerAdministrationClient) -> None:
     assert no_logs.value.response.headers["x-ms-error-code"] == "NoLogsExistInDateRange"
 
 
+def test_admin_feature_importances(admin: PersonalizerAdministrationClient) -> None:
+    now = datetime.now(UTC)
+    definition = {
+        "name": "sdk importance",
+        "startTime": (now - timedelta(hours=2)).isoformat(),
+        "endTime": now.isoformat(),
+    }
+    assert admin.create_feature_importance("sdk-fi", definition) is None
+    for _ in range(600):
+        body = admin.get_feature_importance("sdk-fi")
+        if body["status"] != "Running":
+            break
+        time.sleep(0.05)
+    assert body["status"] == "Succeeded"
+    assert {s["namespace"] for s in body["featureScores"]} == {"device", "item", "user"}
+    assert max(s["score"] for s in body["featureScores"]) == 100.0
+    assert [f["id"] for f in admin.list_feature_importances(top=10)] == ["sdk-fi"]
+    assert admin.delete_feature_importance("sdk-fi") is None
+    with pytest.raises(ResourceNotFoundError):
+        admin.get_feature_importance("sdk-fi")
+
+
 def test_admin_logs(admin: PersonalizerAdministrationClient) -> None:
     properties = admin.get_log_properties()
     assert properties["dateRange"]["from"] < properties["dateRange"]["to"]
