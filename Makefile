@@ -31,8 +31,9 @@ pytest: $(STAMP)
 
 test: lint types layers pytest
 
+# make bench BENCH_ARGS=--quick (see docs/bench.md for the flags)
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""The ceiling: a minimal aiohttp service that parses the same bodies and answers fixed responses.
+
+It does what any aiohttp JSON service must do for these endpoints — read the body, decode it with
+the standard library's ``json`` (as an unoptimised service would), check it has the expected
+shape, encode a response — and nothing a decision service adds: no validation beyond that, no
+model, no logging, no store. banditd's requests/s are reported as a ratio to this server's, on the
+same core, driven by the same load generator in the same run.
+
+Run: ``python -m bench.minimal_server --port 8081``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from aiohttp import web
+
+_RANKING = [{"id": f"article-{i}", "probability": 0.82 if i == 0 else 0.02} for i in range(10)]
+
+
+async def rank(request: web.Request) -> web.Response:
+    body = json.loads(await request.read())
+    if not isinstance(body, dict) or not isinstance(body.get("actions"), list):
+        raise web.HTTPBadRequest()
+    payload = {
+        "ranking": _RANKING,
+        "eventId": body.get("eventId") or "generated",
+        "rewardActionId": "article-0",
+    }
+    return web.Response(
+        status=201,
+        text=json.dumps(payload, separators=(",", ":")),
+        content_type="application/json",
+    )
+
+
+async def reward(request: web.Request) -> web.Response:
+    body = json.loads(await request.read())
+    if not isinstance(body, dict) or "value" not in body:
+        raise web.HTTPBadRequest()
+    return web.Response(status=204)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app() -> web.Application:
+    """The minimal app, on banditd's paths so the same load scripts drive both."""
+    app = web.Application()
+    app.router.add_post("/v1/rank", rank)
+    app.router.add_post("/v1/events/{event_id:[^/]+}/reward", reward)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve on 127.0.0.1 until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m bench.minimal_server")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    web.run_app(create_app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

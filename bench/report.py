@@ -1,0 +1,595 @@
+"""Results of a bench run, the targets of issue 5 judged on them, and the JSON and Markdown files.
+
+Every figure sits beside its baseline from the same run: banditd's requests/s beside the minimal
+aiohttp handler's on the same core and load generator, the learner's events/s beside the bare VW
+parse + learn loop's, rank under a learner backlog beside rank without one on the same server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.load import LoadResult
+from bench.vw_loop import VWLoopResult
+
+TARGET_CONNECTIONS = 32
+NOISY = 0.10
+"""A run is noisy when processes outside the bench took more than this share of the server's
+core; a ratio between noisy runs is judged per CPU-second (see :meth:`BenchResult.cpu_ratio`)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRun:
+    """One load run against one server at one concurrency.
+
+    ``server_cpu`` and ``generator_cpu`` are the share of one core each process used over the
+    run; ``foreign_cpu`` is the share of the server's core used by processes other than the
+    server (other users of a shared machine).
+    """
+
+    server: str
+    endpoint: str
+    connections: int
+    load: LoadResult
+    server_cpu: float
+    generator_cpu: float
+    foreign_cpu: float
+    note: str = ""
+    repeat: int = 0
+
+    @property
+    def per_cpu_second(self) -> float | None:
+        """Successful requests per CPU-second of the server: requests/s with the CPU other
+        processes took from the server's core given back. None when the server barely ran."""
+        if self.server_cpu < 0.05:
+            return None
+        return self.load.ok_per_second / self.server_cpu
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LearnerResult:
+    """The learner working through a backlog of ``backlog`` due events, nothing else running.
+
+    ``server_cpu`` is the share of its core the server used (below 1: it waited, on the disk or
+    for a core other processes held); ``foreign_cpu`` the share other processes used. ``series``
+    holds (seconds since the server answered, learnedCount) samples.
+    """
+
+    backlog: int
+    learned: int
+    seconds: float
+    per_second: float
+    server_cpu: float
+    foreign_cpu: float = 0.0
+    series: tuple[tuple[float, int], ...] = ()
+
+    @property
+    def per_cpu_second(self) -> float | None:
+        """Events learned per CPU-second of the server, or None when it barely ran."""
+        return self.per_second / self.server_cpu if self.server_cpu >= 0.05 else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BacklogRankResult:
+    """Rank at 32 connections while the learner works through ``backlog`` events, then without.
+
+    ``learned_during`` is what the learner got through during the loaded run, and
+    ``backlog_left`` what it had still to do when that run ended (0 means the backlog ran out
+    before the run did, and the comparison is flattering).
+    """
+
+    backlog: int
+    with_backlog: HttpRun
+    without_backlog: HttpRun
+    learned_during: int
+    backlog_left: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryResult:
+    """Resident size of the banditd process over a long run at about half of peak throughput.
+
+    ``samples`` holds (seconds since the load started, VmRSS KiB). Flatness is judged after
+    ``warmup_seconds``: every later sample within ±10 % of the first later one.
+    """
+
+    seconds: float
+    target_rate: float
+    load: LoadResult
+    warmup_seconds: float
+    samples: tuple[tuple[float, int], ...]
+    learned: int
+
+    def _steady(self) -> list[int]:
+        steady = [kib for t, kib in self.samples if t >= self.warmup_seconds]
+        return steady or [kib for _, kib in self.samples]
+
+    @property
+    def first_kib(self) -> int:
+        """The first sample after warm-up."""
+        return self._steady()[0]
+
+    @property
+    def min_kib(self) -> int:
+        """The smallest sample after warm-up."""
+        return min(self._steady())
+
+    @property
+    def max_kib(self) -> int:
+        """The largest sample after warm-up."""
+        return max(self._steady())
+
+    @property
+    def last_kib(self) -> int:
+        """The last sample."""
+        return self._steady()[-1]
+
+    @property
+    def drift(self) -> float:
+        """(last − first) / first after warm-up."""
+        return (self.last_kib - self.first_kib) / self.first_kib
+
+    @property
+    def spread(self) -> float:
+        """Largest deviation of any sample after warm-up from the first, relative to it."""
+        first = self.first_kib
+        return max(abs(kib - first) for kib in self._steady()) / first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileSummary:
+    """Where the server spent its samples during one run (py-spy).
+
+    ``idle_share`` is the share of all samples in which a thread waited; the other shares are of
+    the busy samples: by thread, by innermost function (self), by project function (inclusive).
+    """
+
+    run: str
+    samples: int
+    idle_share: float
+    threads: tuple[tuple[str, float], ...]
+    top_self: tuple[tuple[str, float], ...]
+    top_inclusive: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Meta:
+    """How and where the run happened."""
+
+    started_at: str
+    quick: bool
+    duration: float
+    repeat: int
+    connections: tuple[int, ...]
+    cores: int
+    cpu_model: str
+    load_generator: str
+    server_core: int | None
+    generator_core: int | None
+    load_average_start: tuple[float, float, float]
+    load_average_end: tuple[float, float, float]
+    git_commit: str
+    git_dirty: bool
+    python: str
+    synchronous: str = "FULL"
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchResult:
+    """Everything one run measured; a phase that failed or was skipped is None."""
+
+    meta: Meta
+    workload: dict[str, Any]
+    http: tuple[HttpRun, ...] = ()
+    vw: VWLoopResult | None = None
+    learner: LearnerResult | None = None
+    backlog: BacklogRankResult | None = None
+    memory: MemoryResult | None = None
+    profiles: tuple[ProfileSummary, ...] = ()
+    errors: tuple[str, ...] = field(default_factory=tuple)
+
+    def run(self, server: str, endpoint: str, connections: int) -> HttpRun | None:
+        """The best (most requests/s) run of ``server``'s ``endpoint`` at ``connections``."""
+        runs = [
+            run
+            for run in self.http
+            if (run.server, run.endpoint, run.connections) == (server, endpoint, connections)
+        ]
+        return max(runs, key=lambda run: run.load.ok_per_second, default=None)
+
+    def cpu_ratio(self, endpoint: str, connections: int) -> float | None:
+        """banditd's requests per CPU-second over the minimal handler's, or None.
+
+        On a quiet machine both servers saturate their core at 8+ connections and this equals
+        :meth:`ratio`; on a shared one it discounts the CPU other processes took from each run.
+        """
+        ours = self.run("banditd", endpoint, connections)
+        ceiling = self.run("minimal", endpoint, connections)
+        if ours is None or ceiling is None:
+            return None
+        mine, theirs = ours.per_cpu_second, ceiling.per_cpu_second
+        return mine / theirs if mine is not None and theirs else None
+
+    def ratio(self, endpoint: str, connections: int) -> float | None:
+        """banditd's successful requests/s over the minimal handler's, or None."""
+        ours = self.run("banditd", endpoint, connections)
+        ceiling = self.run("minimal", endpoint, connections)
+        if ours is None or ceiling is None or ceiling.load.ok_per_second <= 0:
+            return None
+        return ours.load.ok_per_second / ceiling.load.ok_per_second
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """One target of issue 5: what was measured, what was asked, and whether it was met.
+
+    ``passed`` is None when the run did not measure it.
+    """
+
+    name: str
+    measured: str
+    target: str
+    passed: bool | None
+
+
+def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:{spec}}{suffix}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Ratio:
+    raw: float | None
+    per_cpu: float | None
+    noisy: bool
+
+    @property
+    def judged(self) -> float | None:
+        return self.per_cpu if self.noisy and self.per_cpu is not None else self.raw
+
+    def describe(self, spec: str = ".3f") -> str:
+        text = _fmt(self.raw, spec, "×") + _per_cpu(self.per_cpu)
+        return text + (" — noisy, judged per CPU-s" if self.noisy and self.per_cpu else "")
+
+
+def _ratio_of(ours: HttpRun | None, base: HttpRun | None) -> _Ratio:
+    if ours is None or base is None:
+        return _Ratio(raw=None, per_cpu=None, noisy=False)
+    raw = ours.load.ok_per_second / base.load.ok_per_second if base.load.ok_per_second else None
+    mine, theirs = ours.per_cpu_second, base.per_cpu_second
+    return _Ratio(
+        raw=raw,
+        per_cpu=mine / theirs if mine is not None and theirs else None,
+        noisy=max(ours.foreign_cpu, base.foreign_cpu) > NOISY,
+    )
+
+
+def targets(result: BenchResult) -> list[Target]:
+    """The targets of issue 5, judged on ``result``.
+
+    Throughput ratios are judged as the issue states them (requests/s over requests/s) unless
+    either run was noisy (other processes took more than :data:`NOISY` of the server's core):
+    then per CPU-second, which estimates the ratio the two would have on a quiet core.
+    """
+    c = TARGET_CONNECTIONS
+    out: list[Target] = []
+    rank = _ratio_of(result.run("banditd", "rank", c), result.run("minimal", "rank", c))
+    out.append(
+        Target(
+            name=f"rank req/s ≥ 0.6× minimal handler at {c} connections (durable logging)",
+            measured=rank.describe(),
+            target="≥ 0.60×",
+            passed=None if rank.judged is None else rank.judged >= 0.6,
+        )
+    )
+    ours = result.run("banditd", "rank", c)
+    tail = ours.load.p99_ms / ours.load.p50_ms if ours and ours.load.p50_ms > 0 else None
+    out.append(
+        Target(
+            name=f"rank p99 ≤ 3× p50 at {c} connections",
+            measured=_fmt(tail, ".2f", "×"),
+            target="≤ 3.00×",
+            passed=None if tail is None else tail <= 3.0,
+        )
+    )
+    reward = _ratio_of(result.run("banditd", "reward", c), result.run("minimal", "reward", c))
+    out.append(
+        Target(
+            name=f"reward req/s ≥ 0.8× minimal handler at {c} connections",
+            measured=reward.describe(),
+            target="≥ 0.80×",
+            passed=None if reward.judged is None else reward.judged >= 0.8,
+        )
+    )
+    learner, vw = result.learner, result.vw
+    learn = _Ratio(raw=None, per_cpu=None, noisy=False)
+    if learner is not None and vw is not None:
+        per_cpu = learner.per_cpu_second
+        learn = _Ratio(
+            raw=learner.per_second / vw.learn_per_second,
+            per_cpu=per_cpu / vw.learn_per_cpu_second
+            if per_cpu is not None and vw.learn_per_cpu_second
+            else None,
+            noisy=max(learner.foreign_cpu, vw.foreign_cpu) > NOISY,
+        )
+    out.append(
+        Target(
+            name="learner events/s ≥ 0.7× bare VW parse+learn",
+            measured=learn.describe(),
+            target="≥ 0.70×",
+            passed=None if learn.judged is None else learn.judged >= 0.7,
+        )
+    )
+    events = learner.per_second if learner else None
+    noisy_events = learner is not None and learner.foreign_cpu > NOISY
+    if learner is not None and noisy_events and learner.per_cpu_second is not None:
+        events = learner.per_cpu_second
+    out.append(
+        Target(
+            name="learner ≥ 2,000 joined events/s",
+            measured=_fmt(learner.per_second if learner else None, ",.0f", "/s")
+            + (
+                f" ({learner.per_cpu_second:,.0f} per CPU-s — noisy, judged per CPU-s)"
+                if noisy_events and learner and learner.per_cpu_second
+                else ""
+            ),
+            target="≥ 2,000/s",
+            passed=None if events is None else events >= 2000,
+        )
+    )
+    backlog = result.backlog
+    kept = _Ratio(raw=None, per_cpu=None, noisy=False)
+    p99_ratio = None
+    if backlog is not None:
+        kept = _ratio_of(backlog.with_backlog, backlog.without_backlog)
+        base = backlog.without_backlog.load
+        if base.p99_ms > 0:
+            p99_ratio = backlog.with_backlog.load.p99_ms / base.p99_ms
+    drop = None if kept.judged is None else 1 - kept.judged
+    raw_drop = None if kept.raw is None else 100 * (1 - kept.raw)
+    per_cpu_drop = None if kept.per_cpu is None else 100 * (1 - kept.per_cpu)
+    out.append(
+        Target(
+            name="rank req/s drop under learner backlog ≤ 15%",
+            measured=_fmt(raw_drop, ".1f", "%")
+            + ("" if per_cpu_drop is None else f" (per CPU-s {per_cpu_drop:.1f}%)")
+            + (" — noisy, judged per CPU-s" if kept.noisy and kept.per_cpu else ""),
+            target="≤ 15%",
+            passed=None if drop is None else drop <= 0.15,
+        )
+    )
+    out.append(
+        Target(
+            name="rank p99 under learner backlog ≤ 2× without",
+            measured=_fmt(p99_ratio, ".2f", "×"),
+            target="≤ 2.00×",
+            passed=None if p99_ratio is None else p99_ratio <= 2.0,
+        )
+    )
+    memory = result.memory
+    minutes = f"{memory.seconds / 60:.1f}-minute" if memory else "5-minute"
+    out.append(
+        Target(
+            name=f"resident size flat (±10%) over a {minutes} run at half of peak",
+            measured=_fmt(None if memory is None else 100 * memory.spread, ".1f", "%"),
+            target="≤ 10% (5-minute run)",
+            passed=None if memory is None else memory.spread <= 0.10,
+        )
+    )
+    return out
+
+
+def _per_cpu(ratio: float | None) -> str:
+    return "" if ratio is None else f" (per CPU-s {ratio:.2f}×)"
+
+
+def _verdict(passed: bool | None) -> str:
+    return {True: "pass", False: "**miss**", None: "not measured"}[passed]
+
+
+def render_markdown(result: BenchResult) -> str:
+    """A short Markdown report: HTTP table, learner, backlog, memory, targets."""
+    meta = result.meta
+    lines = [
+        f"# banditd benchmark ({'quick' if meta.quick else 'full'} run, {meta.started_at})",
+        "",
+        f"- Machine: {meta.cores} cores ({meta.cpu_model}); servers pinned to core "
+        f"{meta.server_core}, load generator to core {meta.generator_core}. Shared machine: "
+        f"load average {meta.load_average_start[0]:.2f} at start, "
+        f"{meta.load_average_end[0]:.2f} at end.",
+        f"- Load generator: {meta.load_generator}.",
+        f"- {meta.duration:g} s per load run, best of {meta.repeat} per server, endpoint and "
+        "concurrency (the two servers' runs alternate); banditd with SQLite "
+        f"`synchronous={meta.synchronous}` (durable group commit), learner running; "
+        f"commit {meta.git_commit}{' + uncommitted changes' if meta.git_dirty else ''}.",
+        *(f"- {note}" for note in meta.notes),
+        "",
+        "## HTTP: requests/s and latency (ms)",
+        "",
+        "| endpoint | conns | minimal req/s | banditd req/s | ratio | ratio per CPU-s "
+        "| banditd p50 / p90 / p99 | minimal p50 / p90 / p99 | CPU used (minimal / banditd) "
+        "| other load on server core (minimal / banditd) | errors |",
+        "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
+    ]
+    for endpoint in ("rank", "reward"):
+        for c in meta.connections:
+            ours = result.run("banditd", endpoint, c)
+            ceiling = result.run("minimal", endpoint, c)
+            if ours is None and ceiling is None:
+                continue
+            lines.append(
+                f"| {endpoint} | {c} | {_rps(ceiling)} | {_rps(ours)} "
+                f"| {_fmt(result.ratio(endpoint, c), '.2f', '×')} "
+                f"| {_fmt(result.cpu_ratio(endpoint, c), '.2f', '×')} | {_lat(ours)} "
+                f"| {_lat(ceiling)} | {_cpu(ceiling)} / {_cpu(ours)} "
+                f"| {_other(ceiling)} / {_other(ours)} | {_errors(ours)} |"
+            )
+    lines += ["", "## Learner and bare VW (events/s)", ""]
+    lines += [
+        "| figure | events/s | per CPU-s | µs/event | baseline | ratio | ratio per CPU-s "
+        "| CPU used | other load on core |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    vw = result.vw
+    if vw is not None:
+        lines.append(
+            f"| bare VW parse + predict | {vw.predict_per_second:,.0f} "
+            f"| {vw.predict_per_cpu_second:,.0f} | {vw.predict_us:.0f} | — | — | — | 100% "
+            f"| {100 * vw.foreign_cpu:.0f}% |"
+        )
+        lines.append(
+            f"| bare VW parse + learn | {vw.learn_per_second:,.0f} "
+            f"| {vw.learn_per_cpu_second:,.0f} | {vw.learn_us:.0f} | — | — | — | 100% "
+            f"| {100 * vw.foreign_cpu:.0f}% |"
+        )
+    learner = result.learner
+    if learner is not None:
+        ratio = learner.per_second / vw.learn_per_second if vw else None
+        per_cpu = learner.per_cpu_second
+        cpu_ratio = (
+            per_cpu / vw.learn_per_cpu_second
+            if vw and per_cpu is not None and vw.learn_per_cpu_second
+            else None
+        )
+        per_event = 1e6 / learner.per_second if learner.per_second else None
+        lines.append(
+            f"| banditd learner (join + learn + checkpoint, backlog {learner.backlog:,}) "
+            f"| {learner.per_second:,.0f} | {_fmt(per_cpu, ',.0f')} | {_fmt(per_event, '.0f')} "
+            f"| bare parse + learn | {_fmt(ratio, '.2f', '×')} | {_fmt(cpu_ratio, '.2f', '×')} "
+            f"| {100 * learner.server_cpu:.0f}% | {100 * learner.foreign_cpu:.0f}% |"
+        )
+    backlog = result.backlog
+    if backlog is not None:
+        base, loaded = backlog.without_backlog.load, backlog.with_backlog.load
+        lines += [
+            "",
+            f"## Rank at {TARGET_CONNECTIONS} connections under a learner backlog",
+            "",
+            "| | req/s | per CPU-s | p50 | p90 | p99 | CPU used | other load on core "
+            "| learner during run |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            f"| without backlog | {base.ok_per_second:,.0f} "
+            f"| {_fmt(backlog.without_backlog.per_cpu_second, ',.0f')} | {base.p50_ms:.2f} | "
+            f"{base.p90_ms:.2f} | {base.p99_ms:.2f} | {_cpu(backlog.without_backlog)} "
+            f"| {_other(backlog.without_backlog)} | keeping pace with new events |",
+            f"| with backlog of {backlog.backlog:,} | {loaded.ok_per_second:,.0f} "
+            f"| {_fmt(backlog.with_backlog.per_cpu_second, ',.0f')} | "
+            f"{loaded.p50_ms:.2f} | {loaded.p90_ms:.2f} | {loaded.p99_ms:.2f} "
+            f"| {_cpu(backlog.with_backlog)} | {_other(backlog.with_backlog)} | "
+            f"learned {backlog.learned_during:,} "
+            f"({backlog.learned_during / loaded.seconds if loaded.seconds else 0:,.0f}/s), "
+            f"{backlog.backlog_left:,} left |",
+        ]
+    memory = result.memory
+    if memory is not None:
+        lines += [
+            "",
+            "## Memory (VmRSS of the banditd process)",
+            "",
+            "| run | target req/s | achieved req/s | first | min | max | last | drift | spread |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {memory.seconds:.0f} s rank + reward, learner on | {memory.target_rate:,.0f} "
+            f"| {memory.load.ok_per_second:,.0f} | {_mib(memory.first_kib)} "
+            f"| {_mib(memory.min_kib)} | {_mib(memory.max_kib)} | {_mib(memory.last_kib)} "
+            f"| {100 * memory.drift:+.1f}% | {100 * memory.spread:.1f}% |",
+        ]
+    lines += ["", "## Targets (issue 5)", "", "| target | measured | asked | result |"]
+    lines.append("|---|---:|---:|---|")
+    for target in targets(result):
+        lines.append(
+            f"| {target.name} | {target.measured} | {target.target} | {_verdict(target.passed)} |"
+        )
+    for profile in result.profiles:
+        lines += ["", f"## Profile: {profile.run} ({profile.samples:,} py-spy samples)", ""]
+        threads = ", ".join(f"{name} {100 * share:.0f}%" for name, share in profile.threads)
+        lines.append(
+            f"- busy samples by thread: {threads} (waiting: {100 * profile.idle_share:.0f}% "
+            "of all samples)"
+        )
+        self_time = ", ".join(f"`{name}` {100 * share:.0f}%" for name, share in profile.top_self)
+        inclusive = ", ".join(
+            f"`{name}` {100 * share:.0f}%" for name, share in profile.top_inclusive
+        )
+        lines += [f"- self time: {self_time}", f"- inclusive: {inclusive}"]
+    if result.errors:
+        lines += ["", "## Phases that failed", ""]
+        lines += [f"- {error}" for error in result.errors]
+    return "\n".join(lines) + "\n"
+
+
+def _rps(run: HttpRun | None) -> str:
+    return "—" if run is None else f"{run.load.ok_per_second:,.0f}"
+
+
+def _lat(run: HttpRun | None) -> str:
+    if run is None:
+        return "—"
+    load = run.load
+    return f"{load.p50_ms:.2f} / {load.p90_ms:.2f} / {load.p99_ms:.2f}"
+
+
+def _cpu(run: HttpRun | None) -> str:
+    return "—" if run is None else f"{100 * run.server_cpu:.0f}%"
+
+
+def _other(run: HttpRun | None) -> str:
+    return "—" if run is None else f"{100 * run.foreign_cpu:.0f}%"
+
+
+def _errors(run: HttpRun | None) -> str:
+    if run is None:
+        return "—"
+    load = run.load
+    return str(load.non_2xx + load.socket_errors + load.timeouts)
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:.1f} MiB"
+
+
+def to_json(result: BenchResult) -> dict[str, Any]:
+    """The result as JSON-ready data, with derived figures (ratios, targets) spelled out."""
+    data = asdict(result)
+    for run, raw in zip(result.http, data["http"], strict=True):
+        raw["ok_per_second"] = run.load.ok_per_second
+        raw["per_cpu_second"] = run.per_cpu_second
+        mine = run.server == "banditd"
+        raw["ratio_to_minimal"] = result.ratio(run.endpoint, run.connections) if mine else None
+        raw["cpu_ratio_to_minimal"] = (
+            result.cpu_ratio(run.endpoint, run.connections) if mine else None
+        )
+    if result.vw is not None:
+        data["vw"]["predict_us"] = result.vw.predict_us
+        data["vw"]["learn_us"] = result.vw.learn_us
+    if result.learner is not None and result.vw is not None:
+        data["learner"]["ratio_to_bare_learn"] = (
+            result.learner.per_second / result.vw.learn_per_second
+        )
+    if result.memory is not None:
+        memory = result.memory
+        data["memory"].update(
+            first_kib=memory.first_kib,
+            min_kib=memory.min_kib,
+            max_kib=memory.max_kib,
+            last_kib=memory.last_kib,
+            drift=memory.drift,
+            spread=memory.spread,
+        )
+    data["targets"] = [asdict(t) for t in targets(result)]
+    return data
+
+
+def write(result: BenchResult, directory: Path) -> tuple[Path, Path]:
+    """Write ``latest.json`` and ``latest.md`` into ``directory``; returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / "latest.json"
+    md_path = directory / "latest.md"
+    json_path.write_text(json.dumps(to_json(result), indent=2) + "\n")
+    md_path.write_text(render_markdown(result))
+    return json_path, md_path
