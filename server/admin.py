@@ -282,6 +282,7 @@ def add_admin_routes(app: web.Application) -> None:
     """Mount the administration surface and run its background jobs with the app."""
     from server.evaluation_routes import add_evaluation_routes
     from server.importance import add_importance_routes
+    from server.logs import add_log_routes
 
     control = LoopControl(app[SERVICE])
     jobs = JobRunner(control.service.store)
@@ -290,6 +291,7 @@ def add_admin_routes(app: web.Application) -> None:
     mount(app, OPERATIONS)
     add_evaluation_routes(app, control, jobs)
     add_importance_routes(app, control, jobs)
+    add_log_routes(app)
 
     async def start(_: web.Application) -> None:
         control.start()

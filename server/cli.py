@@ -44,10 +44,22 @@ def _serve(argv: list[str]) -> int:
     return 0
 
 
+def _export(argv: list[str]) -> int:
+    from server.logs import export_main
+
+    return export_main(argv)
+
+
+def _import(argv: list[str]) -> int:
+    from server.logs import import_main
+
+    return import_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``banditd COMMAND ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"serve": _serve}
+    commands = {"serve": _serve, "export": _export, "import": _import}
     for ep in entry_points(group="banditd.commands"):
         commands.setdefault(ep.name, ep.load())
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in commands:
