@@ -1,0 +1,234 @@
+"""``/openapi.json``: an OpenAPI 3.1 description generated from the declared operations.
+
+Request and response bodies are the same ``msgspec`` types the handlers decode with
+(:mod:`server.contracts`, and the rank body of :mod:`server.schemas`), turned into JSON Schema
+2020-12 by msgspec, so the description cannot drift from what is validated. Paths are written
+once, relative to a server variable holding each Personalizer URL prefix.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+from msgspec import Meta
+
+from server import contracts as c
+from server import routes
+from server.operations import JSON, REGISTRY, Operation, Response, declare
+from server.routes import PREFIXES, json_response
+from server.schemas import _RankBody
+
+
+class RankRequest(_RankBody):
+    """Actions to rank for a context. Banditd also checks: 1-50 actions with unique ids of
+    1-256 characters, at least one action not excluded, maxExploration in [0, 1]."""
+
+
+class RankResponseItem(c.Contract):
+    """One ranked action."""
+
+    id: str
+    probability: Annotated[float, Meta(ge=0.0, le=1.0)]
+
+
+class RankResponse(c.Contract):
+    """The decision: the action to show, and every action's probability (chosen first)."""
+
+    ranking: list[RankResponseItem]
+    event_id: str
+    reward_action_id: str
+
+
+class RewardRequest(c.Contract):
+    """A reward for an event, within the configured range (default [-1, 1])."""
+
+    value: float
+
+
+_ERRORS = (
+    Response(status=400, description="The request is invalid.", body=c.ErrorResponse),
+    Response(status=401, description="No valid key.", body=c.ErrorResponse),
+)
+_NOT_FOUND = Response(status=404, description="No such event.", body=c.ErrorResponse)
+
+CORE = declare(
+    Operation(
+        id="rank",
+        role="rank",
+        method="POST",
+        path="/rank",
+        handler=routes.rank,
+        summary="Rank actions for a context; logs the decision before answering.",
+        body=RankRequest,
+        responses=(
+            Response(status=201, description="The decision.", body=RankResponse),
+            *_ERRORS,
+            Response(status=409, description="eventId reused differently.", body=c.ErrorResponse),
+        ),
+        prefixes=(),
+    ),
+    Operation(
+        id="reward",
+        role="reward",
+        method="POST",
+        path="/events/{event_id}/reward",
+        handler=routes.reward,
+        summary="Report the reward of an event.",
+        body=RewardRequest,
+        responses=(Response(status=204, description="Stored."), *_ERRORS, _NOT_FOUND),
+        prefixes=(),
+    ),
+    Operation(
+        id="activate",
+        role="activate",
+        method="POST",
+        path="/events/{event_id}/activate",
+        handler=routes.activate,
+        summary="Open a deferred event's reward window.",
+        responses=(Response(status=204, description="Activated."), _ERRORS[1], _NOT_FOUND),
+        prefixes=(),
+    ),
+)
+
+
+def _path(template: str) -> str:
+    """``/evaluations/{evaluation_id:[^/]+}`` → ``/evaluations/{evaluation_id}``.
+
+    >>> _path("/evaluations/{evaluation_id:[^/]+}")
+    '/evaluations/{evaluation_id}'
+    """
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", template)
+
+
+def _schema(kind: Any, refs: dict[Any, Any]) -> dict[str, Any]:
+    if kind is bytes:
+        return {"type": "string", "contentMediaType": "application/octet-stream"}
+    if kind is str:
+        return {"type": "string"}
+    if kind is dict:
+        return {"type": "object"}
+    if kind is list:
+        return {"type": "array", "items": {"type": "object"}}
+    return dict(refs[kind])
+
+
+def _content(kind: Any, media: str, refs: dict[Any, Any]) -> dict[str, Any]:
+    media = "application/octet-stream" if kind is bytes else media
+    return {"content": {media: {"schema": _schema(kind, refs)}}}
+
+
+def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"\{(\w+)\}", _path(op.path))
+    ]
+    for name, (kind, required, text) in op.query.items():
+        schema = msgspec.json.schema(kind)
+        params.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": required,
+                "description": text,
+                "schema": schema,
+            }
+        )
+    params.append(
+        {
+            "name": "api-version",
+            "in": "query",
+            "required": False,
+            "description": "Accepted and ignored (the 2022-09-01-preview SDK sends it).",
+            "schema": {"type": "string"},
+        }
+    )
+    body: dict[str, Any] = {
+        "operationId": op.id,
+        "summary": op.summary,
+        "tags": [op.role],
+        "parameters": params,
+        "responses": {
+            str(r.status): {"description": r.description}
+            | (_content(r.body, r.media, refs) if r.body is not None else {})
+            for r in op.responses
+        },
+    }
+    if op.body is not None:
+        body["requestBody"] = {"required": True} | _content(op.body, JSON, refs)
+    body["security"] = [{"apim_key": []}, {"bearer": []}]
+    return body
+
+
+_ROOT = {
+    "/healthz": "Liveness and learner state (no key needed).",
+    "/metrics": "Prometheus metrics.",
+    "/openapi.json": "This description (no key needed).",
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every declared operation."""
+    operations = [*CORE, *(op for op in REGISTRY if op not in CORE)]
+    kinds = sorted(
+        {k for op in operations for k in [op.body, *(r.body for r in op.responses)]
+         if isinstance(k, type) and issubclass(k, msgspec.Struct)},
+        key=lambda k: k.__name__,
+    )  # fmt: skip
+    schemas, components = msgspec.json.schema_components(
+        kinds, ref_template="#/components/schemas/{name}"
+    )
+    refs = dict(zip(kinds, schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(_path(op.path), {})[op.method.lower()] = _operation(op, refs)
+    for path, summary in _ROOT.items():
+        paths[path] = {
+            "servers": [{"url": "/"}],
+            "get": {
+                "operationId": path.strip("/").replace(".", "_"),
+                "summary": summary,
+                "responses": {"200": {"description": "OK."}},
+            },
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "banditd",
+            "version": "1.0",
+            "description": "A contextual-bandit decision service speaking the Azure AI "
+            "Personalizer REST API (v1.0, v1.1-preview.1-3 and 2022-09-01-preview).",
+        },
+        "servers": [
+            {
+                "url": "{prefix}",
+                "variables": {"prefix": {"default": "/v1", "enum": list(PREFIXES)}},
+            }
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apim_key": {"type": "apiKey", "in": "header", "name": "Ocp-Apim-Subscription-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return json_response(request.app[DOCUMENT])
+
+
+DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
+
+
+def add_openapi_route(app: web.Application) -> None:
+    """Serve the document (built once, after every operation is declared) at /openapi.json."""
+    app[DOCUMENT] = document()
+    app.router.add_get("/openapi.json", get_openapi, name="openapi")
+
+
+__all__ = ["CORE", "add_openapi_route"]
