@@ -59,14 +59,15 @@ def _import(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``banditd COMMAND ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"serve": _serve, "export": _export, "import": _import}
-    for ep in entry_points(group="banditd.commands"):
-        commands.setdefault(ep.name, ep.load())
-    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in commands:
-        names = ", ".join(sorted(commands))
-        print(f"usage: banditd COMMAND [ARGS]\ncommands: {names}", file=sys.stderr)
+    builtin = {"serve": _serve, "export": _export, "import": _import}
+    # Plugins are loaded only when named, so a broken optional package cannot stop `serve`.
+    plugins = {ep.name: ep for ep in entry_points(group="banditd.commands")}
+    names = sorted(builtin.keys() | plugins.keys())
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in names:
+        print(f"usage: banditd COMMAND [ARGS]\ncommands: {', '.join(names)}", file=sys.stderr)
         return 0 if argv and argv[0] in {"-h", "--help"} else 2
-    result: int = commands[argv[0]](argv[1:])
+    command = builtin.get(argv[0]) or plugins[argv[0]].load()
+    result: int = command(argv[1:])
     return result
 
 
