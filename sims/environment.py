@@ -141,8 +141,9 @@ def actions_of(actions: Sequence[tuple[str, Sequence[JSONObject]]]) -> tuple[Act
 
 
 def dense(namespace: str, values: Sequence[float] | FloatArray, prefix: str = "x") -> JSONObject:
-    """A feature object with one namespace of numeric features ``{prefix}{i}``."""
-    return {namespace: {f"{prefix}{i}": round(float(v), 6) for i, v in enumerate(values)}}
+    """A feature object with one namespace of numeric features ``{prefix}{i}`` (6 decimals)."""
+    rounded: list[float] = np.round(np.asarray(values, dtype=np.float64), 6).tolist()
+    return {namespace: {f"{prefix}{i}": v for i, v in enumerate(rounded)}}
 
 
 def make_request(
