@@ -178,3 +178,9 @@ class OperationNotAllowed(InvalidRequest):
     """The operation is valid but not allowed in the loop's current state."""
 
     code = "OperationNotAllowed"
+
+
+class InvalidMultiSlotApiAccess(InvalidRequest):
+    """A multi-slot operation was called on a loop that is not multi-slot."""
+
+    code = "InvalidMultiSlotApiAccess"

@@ -283,6 +283,7 @@ def add_admin_routes(app: web.Application) -> None:
     from server.evaluation_routes import add_evaluation_routes
     from server.importance import add_importance_routes
     from server.logs import add_log_routes
+    from server.multislot import add_multislot_routes
     from server.openapi import add_openapi_route
 
     control = LoopControl(app[SERVICE])
@@ -293,6 +294,7 @@ def add_admin_routes(app: web.Application) -> None:
     add_evaluation_routes(app, control, jobs)
     add_importance_routes(app, control, jobs)
     add_log_routes(app)
+    add_multislot_routes(app)
     add_openapi_route(app)
 
     async def start(_: web.Application) -> None:

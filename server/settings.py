@@ -40,6 +40,8 @@ class Settings:
             when empty a random key is generated once and kept in the store.
         retention_interval: seconds between runs of the log-retention job.
         max_model_bytes: largest model file accepted by a model import.
+        watch: the loop watcher's settings (the ``[watch]`` table; see
+            :mod:`server.watch_settings`), validated when the app is built.
     """
 
     db: str = "banditd.db"
@@ -56,6 +58,7 @@ class Settings:
     model_signing_key: str = ""
     retention_interval: float = 3600.0
     max_model_bytes: int = 256 << 20
+    watch: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -79,6 +82,8 @@ class Settings:
             )
         if not 1 <= self.max_actions <= 1000:
             raise SettingsError("max_actions must be within 1..1000.")
+        if self.retention_interval <= 0 or self.max_model_bytes <= 0:
+            raise SettingsError("retention_interval and max_model_bytes must be positive.")
         return self
 
 

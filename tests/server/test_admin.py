@@ -351,3 +351,11 @@ async def test_admin_operations_need_the_admin_key(
             method, path, headers={"Ocp-Apim-Subscription-Key": "admin2"}
         )
         assert response.status in (200, 204)
+
+
+@pytest.mark.parametrize(
+    "path", ["/multislot/rank", "/multislot/events/e1/reward", "/multislot/events/e1/activate"]
+)
+async def test_multislot_is_refused_as_on_a_single_slot_loop(client: Client, path: str) -> None:
+    response = await client.post(f"/personalizer{path}?api-version=x", json={})
+    await expect_error(response, 400, "BadRequest", "InvalidMultiSlotApiAccess")

@@ -184,6 +184,25 @@ def test_new_sdk_errors(client: PersonalizerClient, server: Server) -> None:
     assert_code(denied.value, 401, "Unauthorized")
 
 
+def test_new_sdk_multi_slot_is_refused_as_on_a_single_slot_loop(
+    client: PersonalizerClient,
+) -> None:
+    body = {
+        "actions": [{"id": "a", "features": [{"x": 1}]}],
+        "slots": [{"id": "s1", "baselineAction": "a"}],
+    }
+    calls = (
+        lambda: client.rank_multi_slot(body),
+        lambda: client.reward_multi_slot("e", {"reward": [{"slotId": "s1", "value": 1.0}]}),
+        lambda: client.activate_multi_slot("e"),
+    )
+    for call in calls:
+        with pytest.raises(HttpResponseError) as refused:
+            call()
+        assert_code(refused.value, 400, "BadRequest")
+        assert refused.value.response.headers["x-ms-error-code"] == "InvalidMultiSlotApiAccess"
+
+
 # -- legacy SDK: rank, reward, activate ------------------------------------------------------
 
 
