@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import zipfile
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from bandit.config import DAY
 from bandit.events import JoinedEvent
+from server import model_archive
 from server.admin import CONTROL
 from server.app import create_app
 from server.routes import SERVICE
@@ -359,3 +361,22 @@ async def test_admin_operations_need_the_admin_key(
 async def test_multislot_is_refused_as_on_a_single_slot_loop(client: Client, path: str) -> None:
     response = await client.post(f"/personalizer{path}?api-version=x", json={})
     await expect_error(response, 400, "BadRequest", "InvalidMultiSlotApiAccess")
+
+
+async def test_signed_archives_that_cannot_be_loaded_are_rejected(client: Client) -> None:
+    key = client.app[CONTROL].signing_key
+    meta = model_archive.ModelMetadata(name="x", arguments=DEFAULT_ARGS, version=1, created_at=0)
+    garbage = model_archive.sign(b"not a vw model", meta, key)
+    response = await client.put("/v1/model", data=garbage)
+    await expect_error(response, 400, "BadRequest", "InvalidModelImportFormat")
+    unsafe = dataclasses.replace(meta, arguments="--cb_explore_adf -f /tmp/out.vw")
+    good = await (await client.get("/v1/model")).read()
+    response = await client.put("/v1/model", data=model_archive.sign(good, unsafe, key))
+    await expect_error(response, 400, "BadRequest", "InvalidModelImportFormat")
+
+
+async def test_model_import_too_large_is_413(aiohttp_client: MakeClient, tmp_path: Path) -> None:
+    settings = Settings(db=str(tmp_path / "small.db"), max_model_bytes=64)
+    client = await aiohttp_client(create_app(settings))
+    response = await client.put("/v1/model", data=b"x" * 65)
+    await expect_error(response, 413, "BadRequest", "PayloadSizeExceeded")

@@ -289,3 +289,15 @@ async def test_bad_feature_importances_are_400(
 ) -> None:
     response = await client.put("/personalizer/featureImportances/x?api-version=x", json=body)
     await expect_error(response, 400, "BadRequest", inner)
+
+
+async def test_bad_ids_and_paging_parameters_are_400(client: Client) -> None:
+    response = await client.put(
+        f"/personalizer/evaluations/{'x' * 257}?api-version=x", json=contract()
+    )
+    await expect_error(response, 400, "BadRequest", "InvalidEvaluationContract")
+    for query in ("skip=-1", "top=many", "maxpagesize=1.5"):
+        response = await client.get(f"/personalizer/evaluations?api-version=x&{query}")
+        await expect_error(response, 400, "BadRequest", "InvalidRequest")
+        response = await client.get(f"/personalizer/featureImportances?api-version=x&{query}")
+        await expect_error(response, 400, "BadRequest", "InvalidRequest")
