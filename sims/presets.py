@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from bandit.config import ServiceConfiguration
 from bandit.policy import PolicyFactory
 from policies import DEFAULT_ARGUMENTS, make_factory
+from policies.vw import PERSONALIZER_ARGUMENTS
 from sims.environment import Round
 from sims.oracle import OraclePolicy
 
@@ -47,6 +48,7 @@ PRESETS: dict[str, PolicySpec] = {
     spec.name: spec
     for spec in (
         PolicySpec(name="default", arguments=DEFAULT_ARGUMENTS),
+        PolicySpec(name="personalizer", arguments=PERSONALIZER_ARGUMENTS),
         PolicySpec(
             name="greedy", arguments=f"--cb_explore_adf --epsilon 0 {LEARNING}", exploration=0.0
         ),
@@ -66,8 +68,8 @@ PRESETS: dict[str, PolicySpec] = {
 }
 
 
-RECOMMENDED = PRESETS["squarecb"]
-"""The default the sweep evidence supports (docs/policy-comparison.md)."""
+RECOMMENDED = PRESETS["default"]
+"""banditd's default, chosen with the sweep evidence in docs/policy-comparison.md."""
 
 
 def parse_policy(text: str) -> PolicySpec:
