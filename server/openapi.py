@@ -169,8 +169,42 @@ _ROOT = {
 }
 
 
-def document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every declared operation."""
+def _undeclared(app: web.Application, paths: dict[str, dict[str, Any]]) -> None:
+    """Describe routes mounted without a declaration (summary from the handler's docstring)."""
+    taken = {
+        op["operationId"] for item in paths.values() for op in item.values() if "operationId" in op
+    }
+    for route in app.router.routes():
+        resource = route.resource
+        if route.method in ("HEAD", "*") or resource is None:
+            continue
+        path, prefixed = resource.canonical, False
+        for prefix in sorted(PREFIXES, key=len, reverse=True):
+            if path.startswith(prefix + "/"):
+                path, prefixed = path[len(prefix) :], True
+                break
+        item = paths.setdefault(path, {} if prefixed else {"servers": [{"url": "/"}]})
+        if route.method.lower() in item:
+            continue
+        name = re.sub(r"\W+", "_", f"{route.method}_{route.name or path}").strip("_")
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        doc = (getattr(route.handler, "__doc__", None) or "").strip().split("\n")[0]
+        item[route.method.lower()] = {
+            "operationId": name,
+            "summary": doc or f"{route.method} {path}",
+            "parameters": [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in re.findall(r"\{(\w+)\}", path)
+            ],
+            "responses": {"200": {"description": "OK."}},
+        }
+
+
+def document(app: web.Application | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every declared operation (and, given the app, of every
+    other route it mounts)."""
     operations = [*CORE, *(op for op in REGISTRY if op not in CORE)]
     kinds = sorted(
         {k for op in operations for k in [op.body, *(r.body for r in op.responses)]
@@ -193,6 +227,8 @@ def document() -> dict[str, Any]:
                 "responses": {"200": {"description": "OK."}},
             },
         }
+    if app is not None:
+        _undeclared(app, paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -226,9 +262,14 @@ DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
 
 
 def add_openapi_route(app: web.Application) -> None:
-    """Serve the document (built once, after every operation is declared) at /openapi.json."""
-    app[DOCUMENT] = document()
+    """Serve the document at /openapi.json, built once at startup when every route is added."""
+    app[DOCUMENT] = {}
     app.router.add_get("/openapi.json", get_openapi, name="openapi")
+
+    async def build(app: web.Application) -> None:
+        app[DOCUMENT].update(document(app))
+
+    app.on_startup.append(build)
 
 
 __all__ = ["CORE", "add_openapi_route"]

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from bandit.config import DAY
 from bandit.events import JoinedEvent
+from policies import DEFAULT_ARGUMENTS
 from server import model_archive
 from server.admin import CONTROL
 from server.app import create_app
@@ -27,7 +28,7 @@ from tests.server.test_api import CONFIG, JSON_TYPE, expect_error, rank_body
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
-DEFAULT_ARGS = "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::"
+DEFAULT_ARGS = DEFAULT_ARGUMENTS
 
 
 @pytest.fixture
