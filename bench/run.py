@@ -342,16 +342,23 @@ class Bench:
         log(f"seeded {events:,} {shape} events in {time.monotonic() - started:.1f} s")
 
     def profile_run(self, server: ServerProcess, spec: LoadSpec, name: str) -> None:
-        """Run ``spec`` unmeasured while py-spy samples the server; keep the summary."""
-        out = self.options.out / f"profile-{name}.txt"
+        """Run ``spec`` unmeasured while py-spy samples the server; keep the summary.
+
+        A profile that cannot be taken (no py-spy, no ptrace permission) is noted, not fatal.
+        """
+        out = self.options.out / f"profile-{name.replace(' ', '-')}.txt"
         self.options.out.mkdir(parents=True, exist_ok=True)
         thread = threading.Thread(target=self.generator.run, args=(spec,), daemon=True)
         thread.start()
         time.sleep(0.5)
-        raw = pyspy.record(server.pid, spec.duration - 1.0, out, core=self.options.load_core)
-        thread.join(spec.duration + 60)
-        self.profiles.append(pyspy.summarize(raw, name))
-        log(f"profile {name}: {out}")
+        try:
+            raw = pyspy.record(server.pid, spec.duration - 1.0, out, core=self.options.load_core)
+            self.profiles.append(pyspy.summarize(raw, name))
+            log(f"profile {name}: {out}")
+        except RuntimeError as exc:
+            self.notes.append(f"profile {name} not taken: {exc}")
+        finally:
+            thread.join(spec.duration + 60)
 
     # -- phases ----------------------------------------------------------------------------
 
@@ -492,9 +499,13 @@ class Bench:
                 options.out.mkdir(parents=True, exist_ok=True)
 
                 def sample() -> None:
-                    raw = pyspy.record(
-                        server.pid, options.learner_seconds / 2, out, core=options.load_core
-                    )
+                    try:
+                        raw = pyspy.record(
+                            server.pid, options.learner_seconds / 2, out, core=options.load_core
+                        )
+                    except RuntimeError as exc:
+                        self.notes.append(f"learner profile not taken: {exc}")
+                        return
                     self.profiles.append(pyspy.summarize(raw, "banditd learner backlog"))
 
                 profiler = threading.Thread(target=sample, daemon=True)
