@@ -24,6 +24,11 @@ def merge_features(objects: tuple[JSONObject, ...]) -> JSONObject:
     >>> merge_features(({"user": {"a": 1}}, {"_hidden": 1, "time": "am"}))
     {'user': {'a': 1}, 'time': 'am'}
     """
+    if len(objects) == 1:
+        only = objects[0]
+        # The common case, one object without reserved keys, needs no copy (nothing mutates it).
+        if not any(key.startswith("_") for key in only):
+            return only
     merged: JSONObject = {}
     for obj in objects:
         for key, value in obj.items():
@@ -34,7 +39,7 @@ def merge_features(objects: tuple[JSONObject, ...]) -> JSONObject:
 
 def context_object(request: RankRequest) -> JSONObject:
     """The DSJSON ``c`` object: shared context plus one ``_multi`` entry per action."""
-    c = merge_features(request.context_features)
+    c = dict(merge_features(request.context_features))
     c["_multi"] = [merge_features(a.features) for a in request.actions]
     return c
 
@@ -71,6 +76,26 @@ def joined_object(event: JoinedEvent) -> dict[str, Any]:
         "p": [d.pmf[i] for i in order],
         "VWState": {"m": str(d.model_version)},
         "_skipLearn": False,
+    }
+
+
+def learn_object(event: JoinedEvent) -> dict[str, Any]:
+    """What VW needs to learn a joined event: the label fields, ``a``/``p`` and ``c``.
+
+    The same label as :func:`joined_object` without the log-only fields (timestamp, ids,
+    outcomes), which VW ignores and which cost time on every learned event.
+    """
+    d = event.decision
+    chosen = d.chosen_index
+    others = [i for i in range(len(d.pmf)) if i != chosen]
+    return {
+        "_label_cost": -event.reward,
+        "_label_probability": d.pmf[chosen],
+        "_label_Action": chosen + 1,
+        "_labelIndex": chosen,
+        "a": [chosen + 1] + [i + 1 for i in others],
+        "c": context_object(d.request),
+        "p": [d.pmf[chosen]] + [d.pmf[i] for i in others],
     }
 
 

@@ -74,10 +74,19 @@ def apply_caps(
     k = len(pmf)
     if len(excluded) != k:
         raise ValueError("pmf and excluded differ in length")
+    epsilon = min(max(epsilon, 0.0), 1.0)
+    if k > 1 and not any(excluded):
+        # Fast path: a pmf that already honours every invariant (an ε-greedy policy's with the
+        # service's ε always does) is served as it is.
+        total = sum(pmf)
+        if math.isfinite(total) and abs(total - 1.0) <= 1e-6:
+            greedy = max(range(k), key=pmf.__getitem__)  # the first maximum: lowest index
+            floor = propensity_floor(epsilon, k, min_propensity)
+            if min(pmf) >= floor and total - pmf[greedy] <= min(epsilon, 1.0 - floor):
+                return Capped(pmf=tuple(pmf), greedy_index=greedy, floor=floor)
     allowed = [i for i in range(k) if not excluded[i]]
     if not allowed:
         raise ValueError("every action is excluded")
-    epsilon = min(max(epsilon, 0.0), 1.0)
     q = [0.0] * k
     for i in allowed:
         v = pmf[i]

@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 import msgspec
 import vowpal_wabbit_next as vw
 
-from bandit.dsjson import context_object, joined_object
+from bandit.dsjson import context_object, learn_object
 from bandit.errors import InvalidPolicyConfiguration, InvalidRankRequest
 from bandit.events import JoinedEvent, RankRequest
 
@@ -204,7 +204,7 @@ class VWPolicy:
         return pmf
 
     def learn_one(self, event: JoinedEvent) -> None:
-        line = _encode(joined_object(event)).decode()
+        line = _encode(learn_object(event)).decode()
         if self._core is not None:
             self._core.learn_multi_ex_one(self._parse_core(self._core, line))
         else:

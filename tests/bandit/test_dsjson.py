@@ -145,3 +145,29 @@ def test_module_doctests_pass() -> None:
     result = doctest.testmod(dsjson)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_learn_object_carries_the_same_label_as_the_log_line() -> None:
+    """VW learns from learn_object; it must agree with the exported DSJSON on every label field."""
+    from bandit.dsjson import joined_object, learn_object
+    from bandit.events import Action, Decision, JoinedEvent, RankRequest
+
+    request = RankRequest(
+        event_id="e",
+        context_features=({"u": {"a": 1}},),
+        actions=tuple(Action(id=f"a{i}", features=({"x": {"i": str(i)}},)) for i in range(4)),
+    )
+    decision = Decision(
+        event_id="e",
+        timestamp=5.0,
+        request=request,
+        pmf=(0.1, 0.2, 0.6, 0.1),
+        chosen_index=2,
+        model_version=3,
+    )
+    event = JoinedEvent(
+        decision=decision, reward=0.5, reward_count=1, defaulted=False, joined_at=9.0
+    )
+    full, lean = joined_object(event), learn_object(event)
+    for key in ("_label_cost", "_label_probability", "_label_Action", "_labelIndex", "a", "c", "p"):
+        assert lean[key] == full[key], key
