@@ -140,16 +140,29 @@ class LearnStep:
 
 
 class Learner:
-    """Learns joined events in ``seq`` order, exactly once, and checkpoints after each batch.
+    """Learns joined events in ``seq`` order, exactly once, and checkpoints model and cursor.
 
     The model and the cursor are saved in one store transaction, so after a crash the learner
     restarts from the last checkpoint and re-learns only what that checkpoint had not covered.
+    That holds however often it checkpoints: ``checkpoint_interval`` (seconds; 0 = after every
+    batch) trades the cost of serialising the model against the work redone after a crash.
     """
 
-    def __init__(self, store: Store, factory: PolicyFactory, *, now: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        factory: PolicyFactory,
+        *,
+        now: float,
+        checkpoint_interval: float = 0.0,
+    ) -> None:
         self._store = store
         self._factory = factory
         self.observer: LearnObserver | None = None
+        self.checkpoint_interval = checkpoint_interval
+        self._saved_at = now
+        self._saved_bytes: tuple[int, int, bytes] | None = None  # (learned, cursor, model)
+        self._unsaved = False
         checkpoint = store.load_checkpoint()
         if checkpoint is None:
             self.policy = factory(None)
@@ -161,10 +174,24 @@ class Learner:
             self.cursor = checkpoint.cursor
             self.learned_count = checkpoint.learned_count
 
+    def _model_bytes(self) -> bytes:
+        saved = self._saved_bytes
+        if saved is not None and saved[:2] == (self.learned_count, self.cursor):
+            return saved[2]
+        data = self.policy.to_bytes()
+        self._saved_bytes = (self.learned_count, self.cursor, data)
+        return data
+
+    def checkpoint(self, now: float) -> None:
+        """Save model and cursor now (also on shutdown, so a clean stop redoes nothing)."""
+        self._save(now)
+
     def _save(self, now: float) -> None:
+        self._saved_at = now
+        self._unsaved = False
         self._store.save_checkpoint(
             Checkpoint(
-                model=self.policy.to_bytes(),
+                model=self._model_bytes(),
                 arguments=self.policy.arguments,
                 cursor=self.cursor,
                 learned_count=self.learned_count,
@@ -185,6 +212,8 @@ class Learner:
                 self.learned_count += 1
             self.cursor = event.seq
         if batch:
+            self._unsaved = True
+        if self._unsaved and now - self._saved_at >= self.checkpoint_interval:
             self._save(now)
         return LearnStep(joined=len(joined), learned=len(batch) if learn else 0, cursor=self.cursor)
 
@@ -197,19 +226,21 @@ class Learner:
             self._factory = factory
         self.policy = self._factory(None)
         self.learned_count = 0
+        self._saved_bytes = None
         self._save(now)
 
     def adopt(self, policy: Policy, learned_count: int, now: float) -> None:
         """Continue from ``policy`` (for example one retrained from the logs up to the cursor)."""
         self.policy = policy
         self.learned_count = learned_count
+        self._saved_bytes = None
         self._save(now)
 
     def publish(self, now: float, keep: int = 20) -> ModelRecord:
         """Make the learner's current model a new serving version."""
         return self._store.publish_model(
             created_at=now,
-            data=self.policy.to_bytes(),
+            data=self._model_bytes(),
             arguments=self.policy.arguments,
             learned_count=self.learned_count,
             cursor=self.cursor,
@@ -233,12 +264,13 @@ class Loop:
         seed: int,
         now: float,
         keep_models: int = 20,
+        checkpoint_interval: float = 0.0,
     ) -> None:
         self.store = store
         self.config = config
         self.seed = seed
         self.keep_models = keep_models
-        self.learner = Learner(store, factory, now=now)
+        self.learner = Learner(store, factory, now=now, checkpoint_interval=checkpoint_interval)
         latest = store.latest_model()
         if latest is None:
             latest = self.learner.publish(now, keep_models)

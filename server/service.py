@@ -78,13 +78,18 @@ class Service:
         self.factory: PolicyFactory = make_factory(
             policy.arguments, epsilon=config.exploration_percentage
         )
-        self.learner = Learner(store, self.factory, now=now)
+        self.learner = Learner(
+            store, self.factory, now=now, checkpoint_interval=settings.checkpoint_interval
+        )
         latest = store.latest_model() or self.learner.publish(now, settings.keep_models)
         self.serving = Serving(self.factory(latest.data), latest.version, latest.created_at)
         self.writer = GroupCommitWriter(
             store, observer=self.metrics.observe_batch, sync_observer=self.metrics.observe_sync
         )
         self.learner_thread: LearnerThread | None = None
+        # While set, ranks are decided by this policy in place of the model: the guardrail's
+        # baseline fallback (server.observer). Decisions still log the serving model's version.
+        self.fallback: Policy | None = None
 
     async def start(self) -> None:
         """Start the writer and the learner thread."""
@@ -113,7 +118,7 @@ class Service:
         serving = self.serving
         decision = decide(
             request,
-            serving.policy,
+            serving.policy if self.fallback is None else self.fallback,
             config=self.config,
             seed=self.seed,
             model_version=serving.version,
@@ -217,6 +222,10 @@ class LearnerThread(threading.Thread):
                 busy = False
             if not busy:
                 self._stopping.wait(settings.learn_interval)
+        try:
+            service.learner.checkpoint(service.clock())
+        except Exception:
+            log.exception("final learner checkpoint failed; the next start re-learns from the last")
 
     def tick(self) -> bool:
         """One join/learn/publish round; returns whether there may be more work."""

@@ -33,7 +33,9 @@ class Settings:
         max_actions: most actions one rank request may offer.
         max_body_bytes: largest request body accepted.
         learn_interval: seconds the learner sleeps when it has nothing to do.
-        learn_batch: joined events learned between checkpoints.
+        learn_batch: joined events the learner takes at a time.
+        checkpoint_interval: seconds between learner checkpoints (model + cursor); a crash
+            redoes at most this much learning, never more or less than once per event.
         keep_models: published model versions kept for rollback.
         synchronous: SQLite ``synchronous`` pragma: FULL (durable on power loss) or NORMAL.
         model_signing_key: HMAC key that signs exported models and verifies imported ones;
@@ -53,6 +55,7 @@ class Settings:
     max_body_bytes: int = 1 << 20
     learn_interval: float = 0.2
     learn_batch: int = 512
+    checkpoint_interval: float = 1.0
     keep_models: int = 20
     synchronous: str = "FULL"
     model_signing_key: str = ""

@@ -83,9 +83,24 @@ def request_to_json(request: RankRequest) -> str:
     )
 
 
+_decode = msgspec.json.Decoder().decode
+
+
+def loads(text: str | bytes) -> Any:
+    """Decode a JSON column (msgspec: several times faster than ``json`` on the learner's path).
+
+    Text that msgspec refuses (lone surrogates escaped by the ``json`` fallback of
+    :func:`dumps`) is read with ``json``.
+    """
+    try:
+        return _decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
 def request_from_json(text: str) -> RankRequest:
     """The rank request stored as ``text`` by :func:`request_to_json`."""
-    data = json.loads(text)
+    data = loads(text)
     return RankRequest(
         event_id=data["event_id"],
         context_features=tuple(data["context_features"]),
@@ -120,7 +135,7 @@ def decision_from_row(row: Row) -> Decision:
         event_id=row["event_id"],
         timestamp=row["timestamp"],
         request=request_from_json(row["request"]),
-        pmf=tuple(float(p) for p in json.loads(row["pmf"])),
+        pmf=tuple(float(p) for p in loads(row["pmf"])),
         chosen_index=row["chosen_index"],
         greedy_index=row["greedy_index"],
         model_version=row["model_version"],

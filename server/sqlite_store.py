@@ -12,6 +12,7 @@ one writes.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -42,6 +43,8 @@ from bandit.events import (
 from server import sqlite_logs as logs
 from server import sqlite_rows as rows
 from server.sqlite_schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 """How long a connection waits for another writer's lock before failing."""
@@ -103,6 +106,8 @@ class SQLiteStore:
         self._wal_fd: int | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._busy = 0
         self._connections: dict[threading.Thread, Database] = {}
         self._closed = False
         try:
@@ -141,17 +146,32 @@ class SQLiteStore:
             return db
 
     @contextmanager
-    def _transaction(self, begin: str, *, sync: bool = False) -> Iterator[Database]:
-        db = self._db()
-        db.execute(begin)
+    def _use(self) -> Iterator[Database]:
+        """This thread's connection, counted as in use so close() waits for it to finish."""
+        with self._idle:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the SQLite store is closed")
+            self._busy += 1
         try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            db.rollback()
-            raise
-        if sync:
-            self.sync()
+            yield self._db()
+        finally:
+            with self._idle:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.notify_all()
+
+    @contextmanager
+    def _transaction(self, begin: str, *, sync: bool = False) -> Iterator[Database]:
+        with self._use() as db:
+            db.execute(begin)
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.rollback()
+                raise
+            if sync:
+                self.sync()
 
     def _write(self, *, deferred_sync: bool = False) -> AbstractContextManager[Database]:
         """A write transaction; durable on return unless ``deferred_sync`` (then call sync())."""
@@ -179,16 +199,25 @@ class SQLiteStore:
         return self._transaction("BEGIN")
 
     def _all(self, sql: str, params: _Params = ()) -> list[rows.Row]:
-        return _select(self._db(), sql, params)
+        with self._use() as db:
+            return _select(db, sql, params)
 
     def _first(self, sql: str, params: _Params = ()) -> rows.Row | None:
-        found = _select(self._db(), sql, params)
+        found = self._all(sql, params)
         return found[0] if found else None
 
-    def close(self) -> None:
-        """Close every thread's connection; the store cannot be used afterwards."""
-        with self._lock:
+    def close(self, timeout: float = 30.0) -> None:
+        """Close every thread's connection; the store cannot be used afterwards.
+
+        New operations are refused at once; operations already running on other threads
+        (a background job, say) finish first — closing a connection under them would crash
+        SQLite — waiting at most ``timeout`` seconds.
+        """
+        with self._idle:
             self._closed = True
+            if not self._idle.wait_for(lambda: self._busy == 0, timeout):
+                log.warning("closing the SQLite store with %d operations still running", self._busy)
+        with self._lock:
             for db in self._connections.values():
                 db.close()
             self._connections.clear()
@@ -386,10 +415,12 @@ class SQLiteStore:
     ) -> list[JoinedEvent]:
         if limit <= 0:
             return []
-        return logs.joined_between(self._db(), start, end, after_seq, limit)
+        with self._use() as db:
+            return logs.joined_between(db, start, end, after_seq, limit)
 
     def log_range(self) -> tuple[float, float] | None:
-        return logs.log_range(self._db())
+        with self._use() as db:
+            return logs.log_range(db)
 
     def delete_logs(self, *, before: float | None, through_seq: int) -> int:
         with self._write() as db:
@@ -408,10 +439,12 @@ class SQLiteStore:
             logs.save_job(db, job)
 
     def get_job(self, kind: str, job_id: str) -> JobRecord | None:
-        return logs.get_job(self._db(), kind, job_id)
+        with self._use() as db:
+            return logs.get_job(db, kind, job_id)
 
     def list_jobs(self, kind: str) -> list[JobRecord]:
-        return logs.list_jobs(self._db(), kind)
+        with self._use() as db:
+            return logs.list_jobs(db, kind)
 
     def delete_job(self, kind: str, job_id: str) -> bool:
         with self._write() as db:

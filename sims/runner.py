@@ -61,6 +61,8 @@ def run_loop(scenario: Scenario, policy: PolicySpec, seed: int) -> tuple[RunResu
         config=scenario.config(policy.exploration),
         seed=seed,
         now=START,
+        # Nothing crashes in a simulation: checkpoint as often as models are published.
+        checkpoint_interval=scenario.model_export_frequency,
     )
     prefix = event_prefix(scenario, seed)
     n = scenario.rounds
