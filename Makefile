@@ -9,6 +9,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	sh scripts/install-chromium.sh
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -41,7 +41,7 @@ _STATUS: list[tuple[type[BanditError], int, str]] = [
     (ServiceUnavailable, 503, "ServiceUnavailable"),
 ]
 
-PUBLIC_ROUTES = frozenset({"healthz", "openapi"})
+PUBLIC_ROUTES = frozenset({"healthz", "openapi", "dashboard"})
 CLIENT_ROUTES = frozenset({"rank", "reward", "activate"})
 """Route roles a client key may call; every other role but the public ones needs an admin key."""
 

@@ -101,5 +101,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/healthz", healthz, name="healthz")
     router.add_get("/metrics", metrics, name="metrics")
     from server.admin import add_admin_routes  # imports this module: import when called
+    from server.observe import add_observe_routes
 
     add_admin_routes(app)
+    add_observe_routes(app)

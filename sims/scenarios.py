@@ -22,6 +22,7 @@ from sims.nonlinear import NonLinearEnvironment
 from sims.nonstationary import DriftingEnvironment
 from sims.presets import PolicySpec, parse_policy
 from sims.supervised import DigitsEnvironment
+from sims.switching import SwitchingEnvironment
 
 FAMILIES: dict[str, Callable[..., Environment]] = {
     "linear": LinearEnvironment,
@@ -29,6 +30,7 @@ FAMILIES: dict[str, Callable[..., Environment]] = {
     "nonstationary": DriftingEnvironment,
     "many-actions": ManyActionsEnvironment,
     "digits": DigitsEnvironment,
+    "switching": SwitchingEnvironment,
 }
 """Environment families by name; ``delayed`` wraps one of these (param ``inner``)."""
 

@@ -1,5 +1,5 @@
-"""The counterfactual watch: running SNIPS equals the batch estimator, the window rolls, and the
-confidence sequence keeps its level under continuous monitoring."""
+"""The counterfactual watch and sequential SNIPS: running SNIPS equals the batch estimator, the
+window rolls, and the confidence sequence keeps its level under continuous monitoring."""
 
 from __future__ import annotations
 
@@ -12,17 +12,8 @@ from hypothesis import strategies as st
 
 from bandit.estimators import snips
 from bandit.events import Action, Decision, JoinedEvent, RankRequest
-from bandit.watch import (
-    BASELINE,
-    POLICY,
-    UNIFORM,
-    Moments,
-    Observation,
-    Watch,
-    WatchSettings,
-    cs_radius,
-    observe,
-)
+from bandit.sequential import Moments, cs_radius
+from bandit.watch import BASELINE, POLICY, UNIFORM, Observation, Watch, WatchSettings, observe
 
 ALPHA = 0.05
 

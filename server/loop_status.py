@@ -1,0 +1,181 @@
+"""The ``/v1/loop/status`` document and the JSON forms of what the watcher reports.
+
+Numbers that are undefined (no estimate yet) or unbounded (too little evidence for an interval)
+are ``null``; times are ISO-8601 UTC strings, except the chart history's, which are seconds
+since the epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+from bandit.drift import DriftAlarm
+from bandit.dsjson import iso_time
+from bandit.estimators import Estimate
+from bandit.guardrail import Transition
+from bandit.watch import WatchSnapshot
+from server.observer import LoopObserver
+from server.watcher import Point, Report
+
+METHOD = (
+    "SNIPS over a rolling window of joined events, with the normal-mixture confidence sequence "
+    "(valid under continuous monitoring) plus a Bernstein term for large importance weights"
+)
+
+
+def _num(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def estimate_body(e: Estimate) -> dict[str, Any]:
+    """An estimate with its interval; unbounded or undefined numbers are null."""
+    return {
+        "value": _num(e.estimate),
+        "lower": _num(e.ci_low),
+        "upper": _num(e.ci_high),
+        "stdError": _num(e.std_error),
+        "ess": _num(e.ess),
+        "events": e.n,
+    }
+
+
+def snapshot_body(s: WatchSnapshot) -> dict[str, Any]:
+    """The window's estimates and plain summaries."""
+    return {
+        "events": s.n,
+        "firstSeq": s.first_seq,
+        "lastSeq": s.last_seq,
+        "since": iso_time(s.since) if math.isfinite(s.since) else None,
+        "until": iso_time(s.until) if math.isfinite(s.until) else None,
+        "rewardMean": _num(s.reward_mean),
+        "explorationRatio": _num(s.exploration_ratio),
+        "defaultRewardRatio": _num(s.default_ratio),
+        "propensityMean": _num(s.propensity_mean),
+        "propensityMin": _num(s.propensity_min),
+        "policy": estimate_body(s.policy),
+        "baseline": estimate_body(s.baseline),
+        "uniform": estimate_body(s.uniform),
+        "improvement": estimate_body(s.improvement),
+    }
+
+
+def transition_body(t: Transition) -> dict[str, Any]:
+    return {
+        "state": t.state.value,
+        "at": iso_time(t.at),
+        "seq": t.seq,
+        "reason": t.reason,
+        "improvement": estimate_body(t.improvement) if t.improvement is not None else None,
+    }
+
+
+def alarm_body(a: DriftAlarm) -> dict[str, Any]:
+    return {
+        "direction": a.direction.value,
+        "at": iso_time(a.at),
+        "seq": a.seq,
+        "detectedAfter": a.detected_after,
+        "meanBefore": _num(a.mean_before),
+        "meanAfter": _num(a.mean_after),
+    }
+
+
+def history_body(points: tuple[Point, ...]) -> dict[str, list[Any]]:
+    """Chart series, one list per column (times in seconds since the epoch)."""
+    cols: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "at", "seen", "modelVersion", "tripped", "events", "rewardMean", "explorationRatio",
+            "policy", "policyLower", "policyUpper", "baseline", "baselineLower", "baselineUpper",
+            "uniform", "improvement", "improvementLower", "improvementUpper",
+        )
+    }  # fmt: skip
+    for p in points:
+        s = p.snapshot
+        row: dict[str, Any] = {
+            "at": round(p.at, 3),
+            "seen": p.seen,
+            "modelVersion": p.model_version,
+            "tripped": p.tripped,
+            "events": s.n,
+            "rewardMean": _num(s.reward_mean),
+            "explorationRatio": _num(s.exploration_ratio),
+        }
+        for name, e in (
+            ("policy", s.policy),
+            ("baseline", s.baseline),
+            ("improvement", s.improvement),
+        ):
+            row[name], row[name + "Lower"], row[name + "Upper"] = (
+                _num(e.estimate),
+                _num(e.ci_low),
+                _num(e.ci_high),
+            )
+        row["uniform"] = _num(s.uniform.estimate)
+        for key, value in row.items():
+            cols[key].append(value)
+    return cols
+
+
+async def status_body(observer: LoopObserver, history: bool = True) -> dict[str, Any]:
+    """The whole ``/v1/loop/status`` document."""
+    service = observer.service
+    report: Report = observer.report
+    settings = observer.settings
+    now = service.clock()
+    counts = await asyncio.to_thread(service.store.counts, now)
+    registry = service.metrics.registry
+    fallbacks = registry.get_sample_value("banditd_guardrail_fallback_decisions_total") or 0.0
+    oldest = counts.oldest_pending_close_at
+    body: dict[str, Any] = {
+        "time": iso_time(now),
+        "learningMode": service.config.learning_mode.value,
+        "explorationCap": service.config.exploration_percentage,
+        "modelVersion": service.serving.version,
+        "modelCreatedAt": iso_time(service.serving.created_at),
+        "serving": "baseline" if service.fallback is not None else "policy",
+        "window": {
+            "size": settings.watch.window,
+            "alpha": settings.watch.alpha,
+            "method": METHOD,
+            **snapshot_body(report.snapshot),
+        },
+        "guardrail": {
+            "enabled": settings.guardrail.enabled,
+            "state": report.state.value,
+            "since": iso_time(report.since) if report.since > 0 else None,
+            "reason": report.reason or None,
+            "margin": settings.guardrail.margin,
+            "minEvents": settings.guardrail.min_events,
+            "trips": report.trips,
+            "recoveries": report.recoveries,
+            "fallbackDecisions": int(fallbacks),
+            "history": [transition_body(t) for t in reversed(report.transitions)],
+        },
+        "drift": {
+            "statisticUp": report.drift_up,
+            "statisticDown": report.drift_down,
+            "mean": _num(report.drift_mean),
+            "delta": settings.drift.delta,
+            "threshold": settings.drift.threshold,
+            "alarms": [alarm_body(a) for a in reversed(report.alarms)],
+        },
+        "learner": {
+            "cursor": service.learner.cursor,
+            "learnedCount": service.learner.learned_count,
+            "lagEvents": counts.pending_join + max(counts.joined - service.learner.cursor, 0),
+            "lagSeconds": max(now - oldest, 0.0) if oldest is not None else 0.0,
+        },
+        "watcher": {"cursor": report.cursor, "lagEvents": report.lag, "scored": report.seen},
+        "counts": {
+            "decisions": counts.decisions,
+            "rewards": counts.rewards,
+            "joined": counts.joined,
+            "explored": counts.explored,
+        },
+    }
+    if history:
+        body["history"] = history_body(report.history)
+    return body

@@ -1,0 +1,258 @@
+"""Runs the loop watcher beside the service and applies what it finds.
+
+A background task hands each round of :class:`server.watcher.Watcher` to one worker thread
+(``run_in_executor``), then, on the event loop: updates the metrics, logs and persists guardrail
+changes, and switches serving between the learned policy and the baseline fallback
+(``Service.fallback``). Learning is never touched: the learner keeps learning while the
+fallback serves, which is how the policy earns its way back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from prometheus_client import Counter
+
+from bandit.events import JoinedEvent, ModelRecord, RankRequest
+from bandit.guardrail import Guardrail, GuardrailSettings, GuardrailState, Transition
+from bandit.policy import Policy
+from bandit.watch import WatchSnapshot
+from policies.fallback import ExploringBaselinePolicy
+from server.service import Service
+from server.watch_metrics import WatchMetrics
+from server.watch_settings import WatcherSettings, from_mapping, to_wire
+from server.watcher import Report, Round, Watcher
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+GUARDRAIL_KEY = "guardrail_state"
+SETTINGS_KEY = "watch_settings"
+RESTORED_KEY = "model_restored_from"
+_REPLAY_TTL = 5.0
+
+
+class CountingFallback:
+    """The fallback policy, counting each decision it makes."""
+
+    def __init__(self, inner: Policy, counter: Counter) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    @property
+    def arguments(self) -> str:
+        return self._inner.arguments
+
+    def predict_one(self, request: RankRequest) -> list[float]:
+        self._counter.inc()
+        return self._inner.predict_one(request)
+
+    def learn_one(self, event: JoinedEvent) -> None:
+        self._inner.learn_one(event)
+
+    def to_bytes(self) -> bytes:
+        return self._inner.to_bytes()
+
+
+def restore_guardrail(text: str | None, settings: GuardrailSettings) -> Guardrail:
+    """The guardrail as persisted (a tripped guardrail stays tripped across restarts)."""
+    guardrail = Guardrail(settings)
+    if not text:
+        return guardrail
+    try:
+        saved = json.loads(text)
+        guardrail.state = GuardrailState(saved["state"])
+        guardrail.since = float(saved["since"])
+        guardrail.reason = str(saved["reason"])
+        guardrail.trips = int(saved.get("trips", 0))
+        guardrail.recoveries = int(saved.get("recoveries", 0))
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignoring an unreadable stored guardrail state: %r", text[:200])
+        return Guardrail(settings)
+    return guardrail
+
+
+class LoopObserver:
+    """The watcher's runtime: its thread, its task, and what it changes in the service."""
+
+    def __init__(self, service: Service, file_settings: dict[str, Any]) -> None:
+        self.service = service
+        store = service.store
+        settings = from_mapping(file_settings, wire=False)
+        stored = store.get_meta(SETTINGS_KEY)
+        if stored:
+            try:
+                settings = from_mapping(json.loads(stored), wire=True, base=settings)
+            except ValueError:
+                log.warning("ignoring unreadable stored watch settings: %r", stored[:200])
+        self.metrics = WatchMetrics(service.metrics.registry)
+        guardrail = restore_guardrail(store.get_meta(GUARDRAIL_KEY), settings.guardrail)
+        self.watcher = Watcher(service, settings, guardrail)
+        self.fallback = CountingFallback(
+            ExploringBaselinePolicy(lambda: service.config.exploration_percentage),
+            self.metrics.fallback_decisions,
+        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banditd-watch")
+        self._task: asyncio.Task[None] | None = None
+        self._replay: tuple[float, int, dict[int, WatchSnapshot]] = (0.0, -1, {})
+        self._serve(guardrail.tripped)
+
+    @property
+    def settings(self) -> WatcherSettings:
+        """The settings in force."""
+        return self.watcher.settings
+
+    @property
+    def report(self) -> Report:
+        """The latest round's report (immutable; safe to read on the event loop)."""
+        return self.watcher.report
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the watcher's thread (every use of the watcher goes through here)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background rounds."""
+        self._task = asyncio.get_running_loop().create_task(self._rounds())
+
+    async def close(self) -> None:
+        """Stop the rounds and the thread (before the store closes)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+
+    async def _rounds(self) -> None:
+        while True:
+            busy = False
+            try:
+                result = await self.run(self.watcher.step, self.service.clock())
+                await self._apply(result)
+                busy = result.scored >= self.settings.batch
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.metrics.errors.inc()
+                log.exception("watcher round failed; retrying")
+            await asyncio.sleep(0 if busy else self.settings.interval)
+
+    # -- applying a round --------------------------------------------------------------------
+
+    async def _apply(self, result: Round) -> None:
+        report = self.report
+        m = self.metrics
+        m.watched.inc(result.scored)
+        m.lag.set(report.lag)
+        m.observe_snapshot(report.snapshot)
+        m.drift_statistic.labels("up").set(report.drift_up)
+        m.drift_statistic.labels("down").set(report.drift_down)
+        for alarm in result.alarms:
+            m.drift_alarms.labels(alarm.direction.value).inc()
+            m.drift_last_alarm.set(alarm.at)
+            log.warning(
+                "drift: reward mean moved %s from %.3f to %.3f (range-scaled), detected after "
+                "%d events, at joined event %d",
+                alarm.direction.value,
+                alarm.mean_before,
+                alarm.mean_after,
+                alarm.detected_after,
+                alarm.seq,
+            )
+        if result.transitions:
+            await self._changed(result.transitions)
+
+    async def _changed(self, transitions: tuple[Transition, ...]) -> None:
+        for transition in transitions:
+            if transition.state is GuardrailState.TRIPPED:
+                self.metrics.trips.inc()
+                log.warning("guardrail tripped, serving the baseline: %s", transition.reason)
+            else:
+                if transition.improvement is not None:
+                    self.metrics.recoveries.inc()
+                log.warning("guardrail released, serving the policy: %s", transition.reason)
+        self._serve(self.watcher.guardrail.tripped)
+        await self.run(self._persist_guardrail)
+
+    def _serve(self, tripped: bool) -> None:
+        """Switch what ``Service.rank`` serves (event-loop thread)."""
+        self.service.fallback = self.fallback if tripped else None
+        self.metrics.tripped.set(1.0 if tripped else 0.0)
+
+    def _persist_guardrail(self) -> None:
+        g = self.watcher.guardrail
+        state = {
+            "state": g.state.value,
+            "since": g.since,
+            "reason": g.reason,
+            "trips": g.trips,
+            "recoveries": g.recoveries,
+        }
+        self.service.store.set_meta(GUARDRAIL_KEY, json.dumps(state))
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def configure(self, changes: dict[str, Any]) -> WatcherSettings:
+        """Apply and store settings changed through the API (camelCase names).
+
+        Raises:
+            ValueError: a name is unknown or a value invalid (the message names it).
+        """
+        new = from_mapping(changes, wire=True, base=self.settings)
+        transition = await self.run(self.watcher.configure, new, self.service.clock())
+        stored = json.dumps(to_wire(new))
+        await self.run(self.service.store.set_meta, SETTINGS_KEY, stored)
+        if transition is not None:
+            await self._changed((transition,))
+        return new
+
+    async def replay(self, records: list[ModelRecord]) -> dict[int, WatchSnapshot]:
+        """Counterfactual scores of ``records`` on the recent events, cached a few seconds."""
+        now = self.service.clock()
+        at, cursor, scores = self._replay
+        wanted = {r.version for r in records}
+        fresh = cursor == self.watcher.cursor or now - at < _REPLAY_TTL
+        if fresh and wanted <= set(scores):
+            return scores
+        scores = await self.run(self.watcher.replay, records)
+        self._replay = (now, self.watcher.cursor, scores)
+        return scores
+
+    def restored_from(self) -> dict[int, int]:
+        """For each version made by a manual activation, the version it restored."""
+        text = self.service.store.get_meta(RESTORED_KEY)
+        try:
+            return {int(k): int(v) for k, v in json.loads(text).items()} if text else {}
+        except (ValueError, AttributeError):
+            return {}
+
+    def restore(self, record: ModelRecord) -> tuple[ModelRecord, Policy]:
+        """Continue learning from ``record`` and publish it as a new version (learner paused,
+        worker thread). Returns the new record and a serving instance of it."""
+        service = self.service
+        now = service.clock()
+        service.learner.adopt(service.factory(record.data), record.learned_count, now)
+        new = service.learner.publish(now, service.settings.keep_models)
+        restored = self.restored_from()
+        restored[new.version] = record.version
+        kept = {m.version for m in service.store.list_models()}
+        service.store.set_meta(
+            RESTORED_KEY, json.dumps({str(k): v for k, v in restored.items() if k in kept})
+        )
+        return new, service.factory(new.data)
+
+    async def activated(self, record: ModelRecord, new: ModelRecord) -> None:
+        """After a manual activation: count it, and give the restored model a fresh hearing."""
+        self.metrics.activations.inc()
+        reason = f"model v{record.version} was activated by hand (serving as v{new.version})"
+        log.warning("%s", reason)
+        transition = await self.run(self.watcher.release, self.service.clock(), reason)
+        if transition is not None:
+            await self._changed((transition,))

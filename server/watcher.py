@@ -1,0 +1,273 @@
+"""The loop watcher: scores newly joined events and keeps the watch, guardrail and drift state.
+
+It reads ``store.joined_after(cursor, batch)`` with a cursor of its own (the learner's is not
+touched), reduces each event with the learned model that served its decision (by
+``model_version``, loaded from the store into a workspace of the watcher's own), and updates
+:class:`bandit.watch.Watch`, :class:`bandit.guardrail.Guardrail` and
+:class:`bandit.drift.PageHinkley`. Every method here runs on the watcher's single worker thread;
+the event loop reads only the immutable :class:`Report` published at the end of each round.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from bandit.drift import DriftAlarm, PageHinkley
+from bandit.estimators import Estimate
+from bandit.events import JoinedEvent, ModelRecord, RankRequest
+from bandit.exploration import apply_caps
+from bandit.guardrail import Guardrail, GuardrailState, Transition
+from bandit.policy import Policy
+from bandit.sequential import Moments
+from bandit.watch import BASELINE, POLICY, Segment, Watch, WatchSnapshot, observe, summarize
+from policies import make_factory
+from server.service import Service
+from server.watch_settings import WatcherSettings
+
+log = logging.getLogger(__name__)
+
+_POLICY_CACHE = 8
+_VERSION_SCORES = 64
+_REPLAY_EVENTS = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Point:
+    """One point of the watch's history, for charts."""
+
+    at: float
+    seen: int
+    model_version: int
+    snapshot: WatchSnapshot
+    tripped: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionScore:
+    """Progressive scores of one model version: the events decided while it was current."""
+
+    version: int
+    policy: Estimate
+    baseline: Estimate
+    improvement: Estimate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """Everything the status endpoint and the metrics show, as of the end of one round."""
+
+    at: float
+    cursor: int
+    seen: int
+    lag: int
+    snapshot: WatchSnapshot
+    state: GuardrailState
+    since: float
+    reason: str
+    trips: int
+    recoveries: int
+    transitions: tuple[Transition, ...]
+    drift_up: float
+    drift_down: float
+    drift_mean: float
+    alarms: tuple[DriftAlarm, ...]
+    history: tuple[Point, ...]
+    versions: dict[int, VersionScore]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Round:
+    """What one round did: events scored, guardrail changes and drift alarms."""
+
+    scored: int
+    transitions: tuple[Transition, ...]
+    alarms: tuple[DriftAlarm, ...]
+
+
+class Watcher:
+    """Watch, guardrail and drift state over the joined-event stream (worker thread only)."""
+
+    def __init__(self, service: Service, settings: WatcherSettings, guardrail: Guardrail) -> None:
+        self.service = service
+        self.store = service.store
+        self.settings = settings
+        self.watch = Watch(settings.watch)
+        self.guardrail = guardrail
+        self.drift = PageHinkley(settings.drift)
+        self.cursor = max(0, self.store.last_seq() - settings.watch.window)
+        self.seen = 0
+        self.alarms: deque[DriftAlarm] = deque(maxlen=20)
+        self.history: deque[Point] = deque(maxlen=settings.history)
+        self.recent: deque[JoinedEvent] = deque(maxlen=min(settings.watch.window, _REPLAY_EVENTS))
+        self._versions: OrderedDict[int, Moments] = OrderedDict()
+        self._policies: OrderedDict[tuple[int, str, float], Policy] = OrderedDict()
+        self.report = self._report(0.0)
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def policy_for(self, version: int) -> Policy | None:
+        """The stored model ``version`` in a workspace of the watcher's own, or None if gone."""
+        epsilon = self.service.config.exploration_percentage
+        for key in list(self._policies):
+            if key[0] == version and key[2] == epsilon:
+                self._policies.move_to_end(key)
+                return self._policies[key]
+        record = self.store.get_model(version)
+        if record is None:
+            return None
+        return self._load(record, epsilon)
+
+    def _load(self, record: ModelRecord, epsilon: float) -> Policy | None:
+        key = (record.version, record.arguments, epsilon)
+        try:
+            policy = make_factory(record.arguments, epsilon=epsilon)(record.data)
+        except Exception:
+            log.warning("watcher cannot load model v%d", record.version, exc_info=True)
+            return None
+        self._policies[key] = policy
+        while len(self._policies) > _POLICY_CACHE:
+            self._policies.popitem(last=False)
+        return policy
+
+    def served_pmf(self, policy: Policy, request: RankRequest) -> list[float]:
+        """What ``policy`` serves for ``request`` under the current caps (Online budget)."""
+        config = self.service.config
+        epsilon = config.exploration_percentage
+        if request.max_exploration is not None:
+            epsilon = min(epsilon, request.max_exploration)
+        capped = apply_caps(
+            policy.predict_one(request), request.excluded_mask(), epsilon, config.min_propensity
+        )
+        return list(capped.pmf)
+
+    def _policy_of(self, event: JoinedEvent) -> Policy | None:
+        policy = self.policy_for(event.decision.model_version)
+        if policy is None:  # pruned (or unloadable): the serving model stands in
+            policy = self.policy_for(self.service.serving.version)
+        return policy
+
+    def step(self, now: float) -> Round:
+        """Score up to ``settings.batch`` new joined events; check guardrail and drift."""
+        events = self.store.joined_after(self.cursor, self.settings.batch)
+        config = self.service.config
+        low, span = config.reward_min, config.reward_max - config.reward_min
+        transitions: list[Transition] = []
+        alarms: list[DriftAlarm] = []
+        for event in events:
+            policy = self._policy_of(event)
+            decision = event.decision
+            pmf = self.served_pmf(policy, decision.request) if policy else list(decision.pmf)
+            obs = observe(event, pmf)
+            self.watch.add(obs)
+            self._version_moments(obs.model_version).add(obs.weights, obs.reward)
+            self.recent.append(event)
+            alarm = self.drift.update(
+                min(max((event.reward - low) / span, 0.0), 1.0), seq=event.seq, at=now
+            )
+            if alarm is not None:
+                self.alarms.append(alarm)
+                alarms.append(alarm)
+            transition = self.guardrail.check(self.watch.improvement(), now, event.seq)
+            if transition is not None:
+                transitions.append(transition)
+            self.cursor = event.seq
+            self.seen += 1
+        if events or not self.history:
+            self.history.append(
+                Point(
+                    at=now,
+                    seen=self.seen,
+                    model_version=self.service.serving.version,
+                    snapshot=self.watch.snapshot(),
+                    tripped=self.guardrail.tripped,
+                )
+            )
+        self.report = self._report(now)
+        return Round(scored=len(events), transitions=tuple(transitions), alarms=tuple(alarms))
+
+    def _version_moments(self, version: int) -> Moments:
+        moments = self._versions.get(version)
+        if moments is None:
+            moments = self._versions[version] = Moments()
+            while len(self._versions) > _VERSION_SCORES:
+                self._versions.popitem(last=False)
+        return moments
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def configure(self, settings: WatcherSettings, now: float) -> Transition | None:
+        """Adopt new settings; a new window size or α restarts the window, drift settings
+        restart the drift test."""
+        old, self.settings = self.settings, settings
+        if settings.watch != old.watch:
+            self.watch = Watch(settings.watch)
+            self.recent = deque(self.recent, maxlen=min(settings.watch.window, _REPLAY_EVENTS))
+        if settings.drift != old.drift:
+            self.drift = PageHinkley(settings.drift)
+        if settings.history != old.history:
+            self.history = deque(self.history, maxlen=settings.history)
+        transition = self.guardrail.configure(settings.guardrail, now)
+        self.report = self._report(now)
+        return transition
+
+    def release(self, now: float, reason: str) -> Transition | None:
+        """Serve the policy again by hand, and start a fresh window for its evidence."""
+        transition = self.guardrail.release(now, reason)
+        self.watch.reset()
+        self.report = self._report(now)
+        return transition
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def _report(self, now: float) -> Report:
+        alpha, horizon = self.settings.watch.alpha, float(self.settings.watch.window)
+        versions = {
+            v: VersionScore(
+                version=v,
+                policy=m.estimate(POLICY, alpha, horizon),
+                baseline=m.estimate(BASELINE, alpha, horizon),
+                improvement=m.difference(POLICY, BASELINE, alpha, horizon),
+            )
+            for v, m in self._versions.items()
+        }
+        threshold = self.drift.settings.threshold
+        return Report(
+            at=now,
+            cursor=self.cursor,
+            seen=self.seen,
+            lag=max(self.store.last_seq() - self.cursor, 0),
+            snapshot=self.watch.snapshot(),
+            state=self.guardrail.state,
+            since=self.guardrail.since,
+            reason=self.guardrail.reason,
+            trips=self.guardrail.trips,
+            recoveries=self.guardrail.recoveries,
+            transitions=tuple(self.guardrail.history),
+            drift_up=self.drift.statistic_up / threshold,
+            drift_down=self.drift.statistic_down / threshold,
+            drift_mean=self.drift.mean,
+            alarms=tuple(self.alarms),
+            history=tuple(self.history),
+            versions=versions,
+        )
+
+    def replay(self, records: list[ModelRecord]) -> dict[int, WatchSnapshot]:
+        """Each stored model scored counterfactually on the same recent events.
+
+        Unlike the progressive scores (each version on the traffic it served), this compares
+        versions on equal terms: how each would do on what the loop saw lately.
+        """
+        events = list(self.recent)
+        out: dict[int, WatchSnapshot] = {}
+        alpha, horizon = self.settings.watch.alpha, float(self.settings.watch.window)
+        for record in records:
+            policy = self.policy_for(record.version)
+            if policy is None:
+                continue
+            segment = Segment()
+            for event in events:
+                segment.add(observe(event, self.served_pmf(policy, event.decision.request)))
+            out[record.version] = summarize(segment, alpha, horizon)
+        return out

@@ -1,0 +1,248 @@
+"""HTTP tests of the observation surface: loop status, watch settings, model versions and manual
+rollback, the guardrail's fallback in ``rank``, and the dashboard's files behind auth."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from bandit.events import Action, Decision, JoinedEvent, RankRequest, WriteBatch
+from server.app import create_app
+from server.observe import OBSERVER
+from server.observer import GUARDRAIL_KEY
+from server.routes import SERVICE
+from server.settings import Settings, SettingsError
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+
+JSON_TYPE = "application/json; charset=utf-8"
+ADMIN = {"Ocp-Apim-Subscription-Key": "admin-key"}
+CLIENT = {"Ocp-Apim-Subscription-Key": "client-key"}
+WATCH = {"window": 60, "min_events": 40, "margin": 0.05, "interval": 0.05}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(db=str(tmp_path / "banditd.db"), learn_interval=0.05, watch=dict(WATCH))
+
+
+@pytest.fixture
+async def client(aiohttp_client: MakeClient, settings: Settings) -> Client:
+    return await aiohttp_client(create_app(settings))
+
+
+async def expect_error(response: Any, status: int, code: str) -> None:
+    assert response.status == status, await response.text()
+    assert response.headers["Content-Type"] == JSON_TYPE
+    body = await response.json()
+    assert body["error"]["code"] == code and body["error"]["message"]
+
+
+async def until(client: Client, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """Poll the status until ``predicate`` holds (at most 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        body: dict[str, Any] = await (await client.get("/v1/loop/status")).json()
+        if predicate(body):
+            return body
+        assert time.monotonic() < deadline, {k: body[k] for k in ("window", "guardrail", "watcher")}
+        await asyncio.sleep(0.05)
+
+
+def request(event_id: str) -> RankRequest:
+    return RankRequest(
+        event_id=event_id,
+        context_features=({"user": {"type": "u"}},),
+        actions=tuple(Action(id=f"a{i}", features=({"item": {"id": f"a{i}"}},)) for i in range(4)),
+    )
+
+
+def decisions(version: int, count: int, start: int = 0) -> list[Decision]:
+    """Uniform-random decisions over four actions, by model ``version``."""
+    now = time.time()
+    return [
+        Decision(
+            event_id=f"ev{start + i}",
+            timestamp=now,
+            request=request(f"ev{start + i}"),
+            pmf=(0.25,) * 4,
+            chosen_index=i % 4,
+            model_version=version,
+            close_at=now,
+            activated_at=now,
+        )
+        for i in range(count)
+    ]
+
+
+def log_joined(client: Client, version: int, count: int) -> None:
+    """Log ``count`` decisions by model ``version`` and join them: the baseline ``a0`` paid 1,
+    every other action 0."""
+    store = client.app[SERVICE].store
+    logged = decisions(version, count)
+    store.write(WriteBatch(decisions=tuple(logged)))
+    store.append_joined(
+        [
+            JoinedEvent(
+                decision=d,
+                reward=float(d.chosen_index == 0),
+                reward_count=1,
+                defaulted=False,
+                joined_at=time.time(),
+            )
+            for d in logged
+        ]
+    )
+
+
+async def test_status_reports_the_watch_guardrail_drift_and_learner(client: Client) -> None:
+    response = await client.get("/v1/loop/status")
+    assert response.status == 200 and response.headers["Content-Type"] == JSON_TYPE
+    body = await until(client, lambda b: bool(b["history"]["at"]))  # after a watcher round
+    assert body["serving"] == "policy" and body["guardrail"]["state"] == "serving"
+    assert body["window"]["size"] == WATCH["window"] and body["window"]["alpha"] == 0.05
+    assert "confidence sequence" in body["window"]["method"]
+    assert set(body["window"]) >= {"policy", "baseline", "uniform", "improvement", "events"}
+    assert body["guardrail"]["minEvents"] == WATCH["min_events"]
+    assert body["drift"]["alarms"] == [] and body["learner"]["lagEvents"] == 0
+    assert len(body["history"]["at"]) == len(body["history"]["policy"]) >= 1
+    brief = await (await client.get("/v1/loop/status?history=false")).json()
+    assert "history" not in brief
+
+
+async def test_loop_configuration_is_validated_applied_and_stored(
+    client: Client, aiohttp_client: MakeClient, settings: Settings
+) -> None:
+    got = await (await client.get("/v1/loop/configuration")).json()
+    assert (got["window"], got["minEvents"], got["margin"]) == (60, 40, 0.05)
+    response = await client.put("/v1/loop/configuration", json={"margin": 0.1, "window": 80})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["margin"] == 0.1
+    status = await (await client.get("/v1/loop/status")).json()
+    assert status["guardrail"]["margin"] == 0.1 and status["window"]["size"] == 80
+    for bad in ({"bogus": 1}, {"window": 1}, {"alpha": 2}, {"guardrailEnabled": "yes"}, [1]):
+        await expect_error(await client.put("/v1/loop/configuration", json=bad), 400, "BadRequest")
+    await client.close()
+    again = await aiohttp_client(create_app(settings))  # stored: survives a restart
+    assert (await (await again.get("/v1/loop/configuration")).json())["margin"] == 0.1
+
+
+def test_bad_watch_settings_in_the_file_fail_loudly(tmp_path: Path) -> None:
+    settings = Settings(db=str(tmp_path / "b.db"), watch={"windw": 10})
+    with pytest.raises(SettingsError, match="windw"):
+        create_app(settings)
+
+
+async def test_models_are_listed_with_scores_and_rolled_back_by_hand(client: Client) -> None:
+    service = client.app[SERVICE]
+    for _ in range(2):
+        record = service.learner.publish(time.time(), service.settings.keep_models)
+        service.install(record, service.factory(record.data))
+    body = await (await client.get("/v1/models")).json()
+    assert [m["version"] for m in body["models"]] == [3, 2, 1]
+    assert body["servingVersion"] == 3 and body["models"][0]["serving"]
+    assert all("counterfactual" in m and "served" in m for m in body["models"])
+
+    response = await client.post("/v1/models/2/activate")
+    assert response.status == 200, await response.text()
+    assert (await response.json())["restoredFrom"] == 2
+    health = await (await client.get("/healthz")).json()
+    assert health["modelVersion"] == 4 and health["learner"]["running"]
+    models = (await (await client.get("/v1/models?counterfactual=false")).json())["models"]
+    assert models[0]["version"] == 4 and models[0]["restoredFrom"] == 2 and models[0]["serving"]
+    assert models[0]["counterfactual"] is None
+    metrics = await (await client.get("/metrics")).text()
+    assert "banditd_model_activations_total 1.0" in metrics
+
+    await expect_error(await client.post("/v1/models/999/activate"), 404, "ResourceNotFound")
+    await expect_error(await client.post("/v1/models/two/activate"), 400, "BadRequest")
+
+
+async def test_a_tripped_guardrail_serves_the_baseline_within_the_cap_and_says_why(
+    client: Client, aiohttp_client: MakeClient, settings: Settings
+) -> None:
+    service = client.app[SERVICE]
+    # A served model that learned to prefer a1, in a world where the baseline a0 pays 1.
+    policy = service.factory(None)
+    trained = [
+        JoinedEvent(
+            decision=d,
+            reward=float(d.chosen_index == 1),
+            reward_count=1,
+            defaulted=False,
+            joined_at=0.0,
+        )
+        for d in decisions(0, 40, 1000)
+    ]
+    for event in trained:
+        policy.learn_one(event)
+    bad = service.store.publish_model(
+        created_at=time.time(),
+        data=policy.to_bytes(),
+        arguments=service.policy_settings.arguments,
+        learned_count=len(trained),
+        cursor=0,
+        keep=20,
+    )
+    log_joined(client, bad.version, 60)
+    status = await until(client, lambda b: b["guardrail"]["state"] == "tripped")
+    assert status["serving"] == "baseline"
+    trip = status["guardrail"]["history"][0]
+    assert trip["improvement"]["upper"] < -WATCH["margin"]
+    assert trip["improvement"]["events"] >= WATCH["min_events"]
+    assert "upper bound" in trip["reason"] and trip["reason"] == status["guardrail"]["reason"]
+    assert status["window"]["policy"]["value"] < status["window"]["baseline"]["value"]
+
+    epsilon = service.config.exploration_percentage
+    response = await client.post(
+        "/v1/rank",
+        json={"contextFeatures": [{"u": 1}], "actions": [{"id": f"a{i}"} for i in "0123"]},
+    )
+    assert response.status == 201
+    ranking = {r["id"]: r["probability"] for r in (await response.json())["ranking"]}
+    assert math.isclose(ranking["a0"], 1 - epsilon, abs_tol=1e-6)
+    assert all(math.isclose(ranking[f"a{i}"], epsilon / 3, abs_tol=1e-6) for i in "123")
+    metrics = await (await client.get("/metrics")).text()
+    assert "banditd_guardrail_fallback_decisions_total 1.0" in metrics
+    assert "banditd_guardrail_tripped 1.0" in metrics
+    assert "banditd_guardrail_trips_total 1.0" in metrics
+    assert service.store.get_meta(GUARDRAIL_KEY) is not None
+
+    await client.close()
+    again = await aiohttp_client(create_app(settings))  # a restart keeps the fallback
+    assert again.app[SERVICE].fallback is not None
+    assert again.app[OBSERVER].report.state.value == "tripped"
+
+
+async def test_the_dashboard_loads_without_a_key_and_its_data_needs_the_admin_key(
+    aiohttp_client: MakeClient, tmp_path: Path
+) -> None:
+    settings = Settings(
+        db=str(tmp_path / "b.db"), admin_keys=("admin-key",), client_keys=("client-key",)
+    )
+    client = await aiohttp_client(create_app(settings))
+    page = await client.get("/dashboard")
+    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    html = await page.text()
+    assert '<canvas id="chart-value"' in html and "/dashboard/dashboard.js" in html
+    for name, kind in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+        asset = await client.get(f"/dashboard/{name}")
+        assert asset.status == 200 and asset.headers["Content-Type"].startswith(kind)
+    await expect_error(await client.get("/dashboard/secrets.txt"), 404, "ResourceNotFound")
+    for path in ("/v1/loop/status", "/v1/models", "/v1/loop/configuration"):
+        await expect_error(await client.get(path), 401, "Unauthorized")
+        await expect_error(await client.get(path, headers=CLIENT), 401, "Unauthorized")
+        assert (await client.get(path, headers=ADMIN)).status == 200
+    await expect_error(
+        await client.post("/v1/models/1/activate", headers=CLIENT), 401, "Unauthorized"
+    )
