@@ -202,7 +202,14 @@ class Learner:
     def step(self, config: ServiceConfiguration, now: float, limit: int = 512) -> LearnStep:
         """Join what is due, then learn up to ``limit`` joined events and checkpoint."""
         joined = join_due(self._store, config, now, limit)
-        batch = self._store.joined_after(self.cursor, limit)
+        if joined and joined[0].seq == self.cursor + 1 and joined[-1].seq - joined[0].seq == len(
+            joined
+        ) - 1:
+            # Caught up: what was just joined is exactly what comes next, so learn it as it is
+            # rather than reading (and decoding) the same events back from the store.
+            batch = joined
+        else:
+            batch = self._store.joined_after(self.cursor, limit)
         learn = config.learning_mode is not LearningMode.LOGGING_ONLY
         for event in batch:
             if learn:

@@ -87,6 +87,8 @@ class Service:
             store, observer=self.metrics.observe_batch, sync_observer=self.metrics.observe_sync
         )
         self.learner_thread: LearnerThread | None = None
+        self.requests = 0
+        """Rank, reward and activate calls served; the learner reads it to yield under load."""
         # While set, ranks are decided by this policy in place of the model: the guardrail's
         # baseline fallback (server.observer). Decisions still log the serving model's version.
         self.fallback: Policy | None = None
@@ -110,6 +112,7 @@ class Service:
         ``client_event_id`` is false when the server generated the event id, which then cannot
         have been used before, so the replay lookup is skipped.
         """
+        self.requests += 1
         if client_event_id:
             stored = self.store.get_decision(request.event_id)
             if stored is not None:
@@ -133,6 +136,7 @@ class Service:
 
     async def reward(self, event_id: str, value: object, request_key: str | None) -> RewardOutcome:
         """Validate and commit a reward; raises :class:`EventNotFound` for unknown events."""
+        self.requests += 1
         reward = Reward(
             event_id=event_id,
             value=check_reward(value, self.config),
@@ -147,6 +151,7 @@ class Service:
 
     async def activate(self, event_id: str) -> ActivationOutcome:
         """Commit an activation; raises :class:`EventNotFound` for unknown events."""
+        self.requests += 1
         activation = Activation(
             event_id=event_id, at=self.clock(), wait=self.config.reward_wait_time
         )
@@ -212,9 +217,18 @@ class LearnerThread(threading.Thread):
     def run(self) -> None:
         service = self._service
         settings = service.settings
+        seen, seen_at = service.requests, time.monotonic()
+        loaded = False
         while not self._stopping.is_set():
+            started = time.monotonic()
+            if started - seen_at >= 0.5:
+                # Requests a second over the last half second or so: is anyone waiting on us?
+                rate = (service.requests - seen) / (started - seen_at)
+                loaded = rate >= settings.busy_requests_per_second
+                seen, seen_at = service.requests, started
+            limit = min(settings.learn_batch, 64) if loaded else settings.learn_batch
             try:
-                busy = self.tick()
+                busy = self.tick(limit)
             except Exception:
                 self.failures += 1
                 service.metrics.store_errors.labels("learn").inc()
@@ -222,24 +236,31 @@ class LearnerThread(threading.Thread):
                 busy = False
             if not busy:
                 self._stopping.wait(settings.learn_interval)
+            elif loaded:
+                # Under request load, hold the learner to its share of the (GIL-bound) process
+                # so ranking keeps its throughput; it catches up at full speed when load drops.
+                share = settings.learn_share_under_load
+                worked = time.monotonic() - started
+                self._stopping.wait(worked * (1.0 - share) / share)
         try:
             service.learner.checkpoint(service.clock())
         except Exception:
             log.exception("final learner checkpoint failed; the next start re-learns from the last")
 
-    def tick(self) -> bool:
-        """One join/learn/publish round; returns whether there may be more work."""
+    def tick(self, limit: int | None = None) -> bool:
+        """One join/learn/publish round of up to ``limit`` events; whether more may be due."""
         service = self._service
         learner = service.learner
         config = service.config
         now = service.clock()
-        step = learner.step(config, now, service.settings.learn_batch)
+        limit = limit or service.settings.learn_batch
+        step = learner.step(config, now, limit)
         service.metrics.joined.inc(step.joined)
         service.metrics.learned.inc(step.learned)
         due = now - self._last_publish >= config.model_export_frequency
         if due and learner.learned_count != self._published_count:
             self.publish(now)
-        return step.joined >= service.settings.learn_batch or step.learned > 0
+        return step.joined >= limit or step.learned > 0
 
     def publish(self, now: float) -> ModelRecord:
         """Publish the learner's model and hand it to the event loop."""

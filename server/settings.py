@@ -36,6 +36,10 @@ class Settings:
         learn_batch: joined events the learner takes at a time.
         checkpoint_interval: seconds between learner checkpoints (model + cursor); a crash
             redoes at most this much learning, never more or less than once per event.
+        learn_share_under_load: while requests arrive at ``busy_requests_per_second`` or more,
+            the learner works at most this share of the time (it shares the interpreter with
+            ranking); idle, it learns at full speed.
+        busy_requests_per_second: the request rate above which the learner yields.
         keep_models: published model versions kept for rollback.
         synchronous: SQLite ``synchronous`` pragma: FULL (durable on power loss) or NORMAL.
         model_signing_key: HMAC key that signs exported models and verifies imported ones;
@@ -56,6 +60,8 @@ class Settings:
     learn_interval: float = 0.2
     learn_batch: int = 512
     checkpoint_interval: float = 1.0
+    learn_share_under_load: float = 0.15
+    busy_requests_per_second: float = 200.0
     keep_models: int = 20
     synchronous: str = "FULL"
     model_signing_key: str = ""
@@ -83,6 +89,8 @@ class Settings:
                 "could rank, reward and reconfigure. Set BANDITD_ADMIN_KEY (and optionally "
                 "BANDITD_CLIENT_KEY) or admin_keys in the config file, or bind 127.0.0.1."
             )
+        if not 0.01 <= self.learn_share_under_load <= 1.0:
+            raise SettingsError("learn_share_under_load must be within [0.01, 1].")
         if not 1 <= self.max_actions <= 1000:
             raise SettingsError("max_actions must be within 1..1000.")
         if self.retention_interval <= 0 or self.max_model_bytes <= 0:
