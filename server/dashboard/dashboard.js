@@ -279,7 +279,10 @@ function renderModels(body) {
   for (const m of body.models) {
     const tr = document.createElement("tr");
     if (m.serving) tr.className = "serving";
-    const served = m.served ? `${signed(m.served.improvement.value)} [${signed(m.served.improvement.lower)}, ${signed(m.served.improvement.upper)}] · ${m.served.events} ev` : "–";
+    const gain = m.served && m.served.improvement;
+    const served = !m.served ? "–"
+      : isNum(gain.value) ? `${signed(gain.value)} [${signed(gain.lower)}, ${signed(gain.upper)}] · ${m.served.events} ev`
+      : `– · ${m.served.events} ev`;
     const cf = m.counterfactual ? `${fmt(m.counterfactual.policy.value)} (${signed(m.counterfactual.improvement.value)})` : "–";
     const cells = [
       "v" + m.version + (m.serving ? " ◀ serving" : "") + (m.restoredFrom ? ` (restored v${m.restoredFrom})` : ""),
