@@ -1,8 +1,10 @@
 """The loop watcher: scores newly joined events and keeps the watch, guardrail and drift state.
 
 It reads ``store.joined_after(cursor, batch)`` with a cursor of its own (the learner's is not
-touched), reduces each event with the learned model that served its decision (by
-``model_version``, loaded from the store into a workspace of the watcher's own), and updates
+touched) and reduces each event with the learned model current at its decision: when that model
+served it, its logged pmf says what the model served; when the guardrail's baseline served it
+(or this process cannot tell), the model's version is loaded from the store into a workspace of
+the watcher's own and asked. It then updates
 :class:`bandit.watch.Watch`, :class:`bandit.guardrail.Guardrail` and
 :class:`bandit.drift.PageHinkley`. Every method here runs on the watcher's single worker thread;
 the event loop reads only the immutable :class:`Report` published at the end of each round.
@@ -11,9 +13,11 @@ the event loop reads only the immutable :class:`Report` published at the end of 
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
+from bandit.config import LearningMode
 from bandit.drift import DriftAlarm, PageHinkley
 from bandit.estimators import Estimate
 from bandit.events import JoinedEvent, ModelRecord, RankRequest
@@ -31,6 +35,8 @@ log = logging.getLogger(__name__)
 _POLICY_CACHE = 8
 _VERSION_SCORES = 64
 _REPLAY_EVENTS = 500
+_SPAN_MARGIN = 2.0
+"""Seconds around a guardrail change in which a decision may have been served either way."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +109,7 @@ class Watcher:
         self.recent: deque[JoinedEvent] = deque(maxlen=min(settings.watch.window, _REPLAY_EVENTS))
         self._versions: OrderedDict[int, Moments] = OrderedDict()
         self._policies: OrderedDict[tuple[int, str, float], Policy] = OrderedDict()
+        self._started = service.clock()
         self.report = self._report(0.0)
 
     # -- scoring -----------------------------------------------------------------------------
@@ -148,6 +155,33 @@ class Watcher:
             policy = self.policy_for(self.service.serving.version)
         return policy
 
+    def _fallback_spans(self) -> list[tuple[float, float]]:
+        """When the baseline served in this process (widened by a margin for in-flight ranks);
+        everything before this process started counts as unknown."""
+        spans = [(-math.inf, self._started)]
+        start: float | None = None
+        for t in self.guardrail.history:
+            if t.state is GuardrailState.TRIPPED:
+                start = t.at
+            elif start is not None:
+                spans.append((start - _SPAN_MARGIN, t.at + _SPAN_MARGIN))
+                start = None
+        if self.guardrail.tripped:
+            spans.append((self.guardrail.since - _SPAN_MARGIN, math.inf))
+        return spans
+
+    def _pmf_of(self, event: JoinedEvent, fallback: list[tuple[float, float]]) -> list[float]:
+        """The learned policy's served pmf for ``event``: the logged one when the model itself
+        served it (most events: no prediction needed), else the model's prediction."""
+        decision = event.decision
+        t = decision.timestamp
+        if decision.learning_mode is LearningMode.ONLINE and not any(
+            a <= t <= b for a, b in fallback
+        ):
+            return list(decision.pmf)
+        policy = self._policy_of(event)
+        return self.served_pmf(policy, decision.request) if policy else list(decision.pmf)
+
     def step(self, now: float) -> Round:
         """Score up to ``settings.batch`` new joined events; check guardrail and drift."""
         events = self.store.joined_after(self.cursor, self.settings.batch)
@@ -155,11 +189,9 @@ class Watcher:
         low, span = config.reward_min, config.reward_max - config.reward_min
         transitions: list[Transition] = []
         alarms: list[DriftAlarm] = []
+        fallback = self._fallback_spans()
         for event in events:
-            policy = self._policy_of(event)
-            decision = event.decision
-            pmf = self.served_pmf(policy, decision.request) if policy else list(decision.pmf)
-            obs = observe(event, pmf)
+            obs = observe(event, self._pmf_of(event, fallback))
             self.watch.add(obs)
             self._version_moments(obs.model_version).add(obs.weights, obs.reward)
             self.recent.append(event)
@@ -172,6 +204,7 @@ class Watcher:
             transition = self.guardrail.check(self.watch.improvement(), now, event.seq)
             if transition is not None:
                 transitions.append(transition)
+                fallback = self._fallback_spans()
             self.cursor = event.seq
             self.seen += 1
         if events or not self.history:
