@@ -108,9 +108,11 @@ def apply_caps(
         off = sum(q[i] for i in others)
         if off > budget:
             # Shrink only what lies above the floor, proportionally; (K'−1)·floor ≤ budget.
-            excess = off - budget
+            # Scale as (room above the floor) / (mass above it): 1 − excess/spare would cancel
+            # catastrophically for tiny budgets and could dip below the floor.
             spare = sum(q[i] - floor for i in others)
-            scale = 1.0 - excess / spare if spare > 0 else 0.0
+            room = max(budget - len(others) * floor, 0.0)
+            scale = room / spare if spare > 0 else 0.0
             for i in others:
                 q[i] = floor + (q[i] - floor) * scale
         q[greedy] = 1.0 - sum(q[i] for i in others)
