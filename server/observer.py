@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -133,6 +134,7 @@ class LoopObserver:
     async def _rounds(self) -> None:
         while True:
             busy = False
+            started = time.monotonic()
             try:
                 result = await self.run(self.watcher.step, self.service.clock())
                 await self._apply(result)
@@ -142,7 +144,13 @@ class LoopObserver:
             except Exception:
                 self.metrics.errors.inc()
                 log.exception("watcher round failed; retrying")
-            await asyncio.sleep(0 if busy else self.settings.interval)
+            if not busy:
+                await asyncio.sleep(self.settings.interval)
+            elif self.service.under_load():
+                # Scoring shares the interpreter with ranking: keep to the background share.
+                await asyncio.sleep(self.service.yield_time(time.monotonic() - started))
+            else:
+                await asyncio.sleep(0)
 
     # -- applying a round --------------------------------------------------------------------
 

@@ -88,7 +88,8 @@ class Service:
         )
         self.learner_thread: LearnerThread | None = None
         self.requests = 0
-        """Rank, reward and activate calls served; the learner reads it to yield under load."""
+        """Rank, reward and activate calls served; background work reads it to yield under load."""
+        self._load = (0, time.monotonic(), False)  # (requests seen, when, under load)
         # While set, ranks are decided by this policy in place of the model: the guardrail's
         # baseline fallback (server.observer). Decisions still log the serving model's version.
         self.fallback: Policy | None = None
@@ -161,6 +162,24 @@ class Service:
         self.metrics.activations.labels(outcome.value).inc()
         return outcome
 
+    def under_load(self) -> bool:
+        """Whether requests arrive at ``busy_requests_per_second`` or more (over ~0.5 s).
+
+        Read by the learner and the watcher threads; a stale answer only shifts when they yield.
+        """
+        seen, at, loaded = self._load
+        now = time.monotonic()
+        if now - at >= 0.5:
+            count = self.requests
+            loaded = (count - seen) / (now - at) >= self.settings.busy_requests_per_second
+            self._load = (count, now, loaded)
+        return loaded
+
+    def yield_time(self, worked: float) -> float:
+        """Seconds background work should pause after ``worked`` seconds, under load."""
+        share = self.settings.learn_share_under_load
+        return worked * (1.0 - share) / share
+
     def update_config(self, new: ServiceConfiguration) -> ServiceConfiguration:
         """Validate a change against the current configuration, store and apply it."""
         old = self.config
@@ -217,15 +236,9 @@ class LearnerThread(threading.Thread):
     def run(self) -> None:
         service = self._service
         settings = service.settings
-        seen, seen_at = service.requests, time.monotonic()
-        loaded = False
         while not self._stopping.is_set():
             started = time.monotonic()
-            if started - seen_at >= 0.5:
-                # Requests a second over the last half second or so: is anyone waiting on us?
-                rate = (service.requests - seen) / (started - seen_at)
-                loaded = rate >= settings.busy_requests_per_second
-                seen, seen_at = service.requests, started
+            loaded = service.under_load()
             limit = min(settings.learn_batch, 64) if loaded else settings.learn_batch
             try:
                 busy = self.tick(limit)
@@ -239,9 +252,7 @@ class LearnerThread(threading.Thread):
             elif loaded:
                 # Under request load, hold the learner to its share of the (GIL-bound) process
                 # so ranking keeps its throughput; it catches up at full speed when load drops.
-                share = settings.learn_share_under_load
-                worked = time.monotonic() - started
-                self._stopping.wait(worked * (1.0 - share) / share)
+                self._stopping.wait(service.yield_time(time.monotonic() - started))
         try:
             service.learner.checkpoint(service.clock())
         except Exception:
