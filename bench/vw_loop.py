@@ -20,9 +20,10 @@ from typing import Any
 import vowpal_wabbit_next as vw
 
 from bench.workload import Workload, context_line, joined_line, label_for, rank_bodies
+from policies import DEFAULT_ARGUMENTS
 
-ARGUMENTS = "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q :: --quiet"
-"""banditd's default policy arguments (``policies.DEFAULT_ARGUMENTS``) plus ``--quiet``."""
+ARGUMENTS = DEFAULT_ARGUMENTS + " --quiet"
+"""banditd's default policy arguments plus ``--quiet``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
