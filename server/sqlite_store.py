@@ -1,13 +1,8 @@
 """The SQLite :class:`bandit.store.Store`: one file, WAL mode, versioned schema.
 
 Semantics are those of :class:`bandit.memory.MemoryStore`; the join, lateness and activation
-rules come from :mod:`bandit.join`. Every method is one transaction: writes take the write lock
-up front (``BEGIN IMMEDIATE``) so two writers queue on the busy timeout instead of failing on a
-lock upgrade, and multi-statement reads run in one read transaction so they see one snapshot.
-
-Each thread gets its own connection (the event loop reads, the group-commit writer writes, the
-learner joins and checkpoints); WAL lets them, and other processes on the same file, read while
-one writes.
+rules come from :mod:`bandit.join`. Every method is one transaction (connections, transactions
+and durability: :mod:`server.sqlite_connection`).
 """
 
 from __future__ import annotations
@@ -15,11 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
-from typing import Any
 
 from sqlite_utils import Database
 
@@ -42,14 +33,13 @@ from bandit.events import (
 )
 from server import sqlite_logs as logs
 from server import sqlite_rows as rows
+from server.sqlite_connection import (
+    SQLiteConnections,
+    select,
+)
 from server.sqlite_schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
-
-BUSY_TIMEOUT_MS = 5000
-"""How long a connection waits for another writer's lock before failing."""
-
-SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 _IN_CHUNK = 500
 """Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""
@@ -58,8 +48,6 @@ _DUE_SLACK = 1.0
 """Seconds added to the indexed ``close_at`` bound of a due scan. The exact test
 ``close_at + grace <= now`` is repeated beside it, so rounding in ``now - grace`` never drops or
 adds an event; the slack only lets the index range include every candidate."""
-
-_Params = Sequence[Any] | dict[str, Any]
 
 _PENDING = "active = 1 AND joined = 0 AND close_at IS NOT NULL"
 """The WHERE clause of the partial index ``decisions_pending``; queries repeat it verbatim so
@@ -79,8 +67,8 @@ class SchemaTooNew(RuntimeError):
     """The database file was written by a newer banditd than this one."""
 
 
-class SQLiteStore:
-    """A :class:`bandit.store.Store` on one SQLite file.
+class SQLiteStore(SQLiteConnections):
+    """A :class:`bandit.store.Store` on one SQLite file (see :class:`SQLiteConnections`).
 
     Args:
         path: the database file; created, and migrated to the current schema, when opened.
@@ -94,136 +82,7 @@ class SQLiteStore:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
-        level = synchronous.upper()
-        if level not in SYNCHRONOUS_LEVELS:
-            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
-        self.path = os.fspath(path)
-        # FULL durability is kept by fsyncing the WAL ourselves (see sync()), so the group-commit
-        # writer can overlap one batch's fsync with the next batch's transaction; SQLite itself
-        # runs at NORMAL, which is crash-safe in WAL mode.
-        self._explicit_sync = level == "FULL"
-        self._synchronous = "NORMAL" if self._explicit_sync else level
-        self._wal_fd: int | None = None
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._idle = threading.Condition()
-        self._busy = 0
-        self._connections: dict[threading.Thread, Database] = {}
-        self._closed = False
-        try:
-            db = self._db()
-            db.enable_wal()
-            _migrate(db)
-        except BaseException:
-            self.close()
-            raise
-
-    # -- connections and transactions ------------------------------------------------------
-
-    def _db(self) -> Database:
-        db: Database | None = getattr(self._local, "db", None)
-        if db is None or self._closed:
-            db = self._connect()
-            self._local.db = db
-        return db
-
-    def _connect(self) -> Database:
-        with self._lock:
-            if self._closed:
-                raise sqlite3.ProgrammingError("the SQLite store is closed")
-            # Threads that ended leave their connection behind; close those here.
-            for thread in [t for t in self._connections if not t.is_alive()]:
-                self._connections.pop(thread).close()
-            # isolation_level=None: transactions are only the ones this module begins.
-            # check_same_thread=False only so close() can close every thread's connection;
-            # each connection is otherwise used by the thread that opened it.
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            db = Database(conn, execute_plugins=False)
-            self._connections[threading.current_thread()] = db
-            return db
-
-    @contextmanager
-    def _use(self) -> Iterator[Database]:
-        """This thread's connection, counted as in use so close() waits for it to finish."""
-        with self._idle:
-            if self._closed:
-                raise sqlite3.ProgrammingError("the SQLite store is closed")
-            self._busy += 1
-        try:
-            yield self._db()
-        finally:
-            with self._idle:
-                self._busy -= 1
-                if not self._busy:
-                    self._idle.notify_all()
-
-    @contextmanager
-    def _transaction(self, begin: str, *, sync: bool = False) -> Iterator[Database]:
-        with self._use() as db:
-            db.execute(begin)
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                db.rollback()
-                raise
-            if sync:
-                self.sync()
-
-    def _write(self, *, deferred_sync: bool = False) -> AbstractContextManager[Database]:
-        """A write transaction; durable on return unless ``deferred_sync`` (then call sync())."""
-        return self._transaction("BEGIN IMMEDIATE", sync=not deferred_sync)
-
-    def sync(self) -> None:
-        """Make every committed transaction durable: fsync the WAL (with ``synchronous=FULL``).
-
-        Linux flushes a file's dirty pages whichever descriptor fsync is called on, so one
-        fsync covers every connection's commits before it. A no-op at other levels.
-        """
-        if not self._explicit_sync:
-            return
-        with self._lock:
-            wal = self.path + "-wal"
-            fd = self._wal_fd
-            if fd is not None and os.fstat(fd).st_ino != os.stat(wal).st_ino:
-                os.close(fd)  # the WAL was deleted and made anew; follow the new file
-                fd = None
-            if fd is None:
-                fd = self._wal_fd = os.open(wal, os.O_RDONLY)
-        os.fsync(fd)
-
-    def _read(self) -> AbstractContextManager[Database]:
-        return self._transaction("BEGIN")
-
-    def _all(self, sql: str, params: _Params = ()) -> list[rows.Row]:
-        with self._use() as db:
-            return _select(db, sql, params)
-
-    def _first(self, sql: str, params: _Params = ()) -> rows.Row | None:
-        found = self._all(sql, params)
-        return found[0] if found else None
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Close every thread's connection; the store cannot be used afterwards.
-
-        New operations are refused at once; operations already running on other threads
-        (a background job, say) finish first — closing a connection under them would crash
-        SQLite — waiting at most ``timeout`` seconds.
-        """
-        with self._idle:
-            self._closed = True
-            if not self._idle.wait_for(lambda: self._busy == 0, timeout):
-                log.warning("closing the SQLite store with %d operations still running", self._busy)
-        with self._lock:
-            for db in self._connections.values():
-                db.close()
-            self._connections.clear()
-            if self._wal_fd is not None:
-                os.close(self._wal_fd)
-                self._wal_fd = None
+        super().__init__(path, migrate=_migrate, synchronous=synchronous)
 
     # -- decisions, rewards, activations ---------------------------------------------------
 
@@ -244,7 +103,7 @@ class SQLiteStore:
         if limit <= 0:
             return []
         with self._read() as db:
-            found = _select(
+            found = select(
                 db,
                 f"SELECT {_DECISION_SELECT} FROM decisions d WHERE {_DUE} "
                 "ORDER BY close_at, event_id LIMIT :limit",
@@ -391,8 +250,8 @@ class SQLiteStore:
 
     def counts(self, now: float) -> StoreCounts:
         with self._read() as db:
-            totals = _select(db, "SELECT * FROM counters WHERE id = 1")[0]
-            pending = _select(
+            totals = select(db, "SELECT * FROM counters WHERE id = 1")[0]
+            pending = select(
                 db,
                 f"SELECT COUNT(*) AS n, MIN(close_at) AS oldest FROM decisions WHERE {_DUE}",
                 _due_params(now),
@@ -472,7 +331,7 @@ def _migrate(db: Database) -> None:
 
 def _load(db: Database, event_id: str) -> tuple[Decision, bool] | None:
     """A decision and its joined flag, read inside the caller's transaction."""
-    found = _select(
+    found = select(
         db, f"SELECT {_DECISION_SELECT}, d.joined FROM decisions d WHERE event_id = ?", [event_id]
     )
     return (rows.decision_from_row(found[0]), bool(found[0]["joined"])) if found else None
@@ -526,7 +385,7 @@ def _counted_rewards(db: Database, event_ids: list[str]) -> dict[str, list[Rewar
     out: dict[str, list[Reward]] = {}
     for start in range(0, len(event_ids), _IN_CHUNK):
         chunk = event_ids[start : start + _IN_CHUNK]
-        for row in _select(
+        for row in select(
             db,
             "SELECT event_id, value, received_at, request_key FROM rewards "
             f"WHERE late = 0 AND event_id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
@@ -534,11 +393,6 @@ def _counted_rewards(db: Database, event_ids: list[str]) -> dict[str, list[Rewar
         ):
             out.setdefault(row["event_id"], []).append(rows.reward_from_row(row))
     return out
-
-
-def _select(db: Database, sql: str, params: _Params = ()) -> list[rows.Row]:
-    """Every row of a read, fully fetched so no statement (and its snapshot) stays open."""
-    return list(db.query(sql, params))
 
 
 def _due_params(now: float) -> dict[str, float]:

@@ -32,7 +32,7 @@ from bandit.events import (
     RewardOutcome,
     WriteBatch,
 )
-from server import sqlite_store
+from server import sqlite_connection, sqlite_store
 from server.sqlite_schema import MIGRATIONS
 from server.sqlite_store import SchemaTooNew, SQLiteStore
 
@@ -111,7 +111,7 @@ def test_connection_settings(path: Path, synchronous: str, level: int) -> None:
         own = store._db().conn  # pragmas are per connection: ask the store's own
         assert own.execute("PRAGMA synchronous").fetchone() == (level,)
         assert own.execute("PRAGMA foreign_keys").fetchone() == (1,)
-        assert own.execute("PRAGMA busy_timeout").fetchone() == (sqlite_store.BUSY_TIMEOUT_MS,)
+        assert own.execute("PRAGMA busy_timeout").fetchone() == (sqlite_connection.BUSY_TIMEOUT_MS,)
     finally:
         store.close()
 
@@ -454,7 +454,9 @@ def test_any_decision_round_trips_unchanged(d: Decision) -> None:
 def test_full_durability_fsyncs_the_wal(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(sqlite_store.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(
+        sqlite_connection.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1]
+    )
     store = SQLiteStore(path, synchronous="FULL")
     try:
         synced.clear()
@@ -472,7 +474,7 @@ def test_full_durability_fsyncs_the_wal(path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_normal_durability_never_fsyncs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
-    monkeypatch.setattr(sqlite_store.os, "fsync", synced.append)
+    monkeypatch.setattr(sqlite_connection.os, "fsync", synced.append)
     store = SQLiteStore(path, synchronous="NORMAL")
     try:
         store.write(WriteBatch(decisions=(decision("e-normal"),)))

@@ -1,0 +1,189 @@
+"""SQLite connections for the store: one per thread, transactions, durability, closing.
+
+Each thread gets its own connection (the event loop reads, the group-commit writer writes, the
+learner joins and checkpoints); WAL lets them, and other processes on the same file, read while
+one writes. Writes take the write lock up front (``BEGIN IMMEDIATE``) so two writers queue on the
+busy timeout instead of failing on a lock upgrade; multi-statement reads run in one read
+transaction so they see one snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from sqlite_utils import Database
+
+from server import sqlite_rows as rows
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+"""How long a connection waits for another's write lock before failing."""
+
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+Params = Sequence[Any] | dict[str, Any]
+
+
+def select(db: Database, sql: str, params: Params = ()) -> list[rows.Row]:
+    """Every row of a read, fully fetched so no statement (and its snapshot) stays open."""
+    return list(db.query(sql, params))
+
+
+class SQLiteConnections:
+    """Per-thread connections to one SQLite file in WAL mode, and the transactions over them.
+
+    Args:
+        path: the database file; created, and brought up to date by ``migrate``, when opened.
+        migrate: applies the schema migrations on the first connection (one transaction).
+        synchronous: SQLite's ``PRAGMA synchronous`` level. ``FULL`` makes every commit durable
+            across power loss; ``NORMAL`` may lose the last commits on power loss (not on a
+            process crash) and is faster.
+
+    Raises:
+        ValueError: ``synchronous`` is not one of :data:`SYNCHRONOUS_LEVELS`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        migrate: Callable[[Database], None],
+        synchronous: str = "FULL",
+    ) -> None:
+        level = synchronous.upper()
+        if level not in SYNCHRONOUS_LEVELS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
+        self.path = os.fspath(path)
+        # FULL durability is kept by fsyncing the WAL ourselves (see sync()), so the group-commit
+        # writer can overlap one batch's fsync with the next batch's transaction; SQLite itself
+        # runs at NORMAL, which is crash-safe in WAL mode.
+        self._explicit_sync = level == "FULL"
+        self._synchronous = "NORMAL" if self._explicit_sync else level
+        self._wal_fd: int | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._busy = 0
+        self._connections: dict[threading.Thread, Database] = {}
+        self._closed = False
+        try:
+            db = self._db()
+            db.enable_wal()
+            migrate(db)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connections and transactions ------------------------------------------------------
+
+    def _db(self) -> Database:
+        db: Database | None = getattr(self._local, "db", None)
+        if db is None or self._closed:
+            db = self._connect()
+            self._local.db = db
+        return db
+
+    def _connect(self) -> Database:
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the SQLite store is closed")
+            # Threads that ended leave their connection behind; close those here.
+            for thread in [t for t in self._connections if not t.is_alive()]:
+                self._connections.pop(thread).close()
+            # isolation_level=None: transactions are only the ones this module begins.
+            # check_same_thread=False only so close() can close every thread's connection;
+            # each connection is otherwise used by the thread that opened it.
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            db = Database(conn, execute_plugins=False)
+            self._connections[threading.current_thread()] = db
+            return db
+
+    @contextmanager
+    def _use(self) -> Iterator[Database]:
+        """This thread's connection, counted as in use so close() waits for it to finish."""
+        with self._idle:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the SQLite store is closed")
+            self._busy += 1
+        try:
+            yield self._db()
+        finally:
+            with self._idle:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.notify_all()
+
+    @contextmanager
+    def _transaction(self, begin: str, *, sync: bool = False) -> Iterator[Database]:
+        with self._use() as db:
+            db.execute(begin)
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.rollback()
+                raise
+            if sync:
+                self.sync()
+
+    def _write(self, *, deferred_sync: bool = False) -> AbstractContextManager[Database]:
+        """A write transaction; durable on return unless ``deferred_sync`` (then call sync())."""
+        return self._transaction("BEGIN IMMEDIATE", sync=not deferred_sync)
+
+    def sync(self) -> None:
+        """Make every committed transaction durable: fsync the WAL (with ``synchronous=FULL``).
+
+        Linux flushes a file's dirty pages whichever descriptor fsync is called on, so one
+        fsync covers every connection's commits before it. A no-op at other levels.
+        """
+        if not self._explicit_sync:
+            return
+        with self._lock:
+            wal = self.path + "-wal"
+            fd = self._wal_fd
+            if fd is not None and os.fstat(fd).st_ino != os.stat(wal).st_ino:
+                os.close(fd)  # the WAL was deleted and made anew; follow the new file
+                fd = None
+            if fd is None:
+                fd = self._wal_fd = os.open(wal, os.O_RDONLY)
+        os.fsync(fd)
+
+    def _read(self) -> AbstractContextManager[Database]:
+        return self._transaction("BEGIN")
+
+    def _all(self, sql: str, params: Params = ()) -> list[rows.Row]:
+        with self._use() as db:
+            return select(db, sql, params)
+
+    def _first(self, sql: str, params: Params = ()) -> rows.Row | None:
+        found = self._all(sql, params)
+        return found[0] if found else None
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Close every thread's connection; the store cannot be used afterwards.
+
+        New operations are refused at once; operations already running on other threads
+        (a background job, say) finish first — closing a connection under them would crash
+        SQLite — waiting at most ``timeout`` seconds.
+        """
+        with self._idle:
+            self._closed = True
+            if not self._idle.wait_for(lambda: self._busy == 0, timeout):
+                log.warning("closing the SQLite store with %d operations still running", self._busy)
+        with self._lock:
+            for db in self._connections.values():
+                db.close()
+            self._connections.clear()
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
