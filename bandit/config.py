@@ -114,6 +114,14 @@ class ServiceConfiguration:
         model_retrain_days: days of logs replayed when a settings change retrains the model.
         reward_min: smallest accepted reward value.
         reward_max: largest accepted reward value.
+        apprentice_exploration: banditd extension, in [0, 1]: in Apprentice mode the baseline is
+            served with probability 1 − this and the rest is spread over the other actions, so
+            the logs can value the learned policy against the baseline (0: Personalizer's
+            behaviour, the baseline always).
+        apprentice_auto_graduate: banditd extension: switch from Apprentice to Online by itself
+            once the learned policy is confidently better than the baseline (DESIGN §3).
+        apprentice_graduation_min_events: banditd extension, ≥ 1: apprentice events that must be
+            evaluated before a graduation; the confidence sequence is tightest there.
     """
 
     reward_wait_time: float = 600.0
@@ -127,6 +135,9 @@ class ServiceConfiguration:
     model_retrain_days: int = 2
     reward_min: float = -1.0
     reward_max: float = 1.0
+    apprentice_exploration: float = 0.0
+    apprentice_auto_graduate: bool = False
+    apprentice_graduation_min_events: int = 1000
 
     def __post_init__(self) -> None:
         if not MIN_REWARD_WAIT <= self.reward_wait_time <= MAX_REWARD_WAIT:
@@ -138,6 +149,7 @@ class ServiceConfiguration:
         _check_finite("defaultReward", self.default_reward)
         _check_finite("explorationPercentage", self.exploration_percentage)
         _check_finite("minPropensity", self.min_propensity)
+        _check_finite("apprenticeExplorationPercentage", self.apprentice_exploration)
         if not self.reward_min <= self.default_reward <= self.reward_max:
             raise InvalidServiceConfiguration(
                 f"defaultReward must be within [{self.reward_min:g}, {self.reward_max:g}].",
@@ -150,6 +162,24 @@ class ServiceConfiguration:
         if not 0.0 <= self.min_propensity <= 1.0:
             raise InvalidServiceConfiguration(
                 "minPropensity must be within [0, 1].", target="minPropensity"
+            )
+        if not 0.0 <= self.apprentice_exploration <= 1.0:
+            raise InvalidServiceConfiguration(
+                "apprenticeExplorationPercentage must be within [0, 1].",
+                target="apprenticeExplorationPercentage",
+            )
+        if not isinstance(self.apprentice_auto_graduate, bool):
+            raise InvalidServiceConfiguration(
+                "apprenticeAutoGraduate must be true or false.", target="apprenticeAutoGraduate"
+            )
+        if (
+            isinstance(self.apprentice_graduation_min_events, bool)
+            or not isinstance(self.apprentice_graduation_min_events, int)
+            or self.apprentice_graduation_min_events < 1
+        ):
+            raise InvalidServiceConfiguration(
+                "apprenticeGraduationMinEvents must be an integer of at least 1.",
+                target="apprenticeGraduationMinEvents",
             )
         if not MIN_EXPORT_FREQUENCY <= self.model_export_frequency <= MAX_EXPORT_FREQUENCY:
             raise InvalidServiceConfiguration(
@@ -211,6 +241,9 @@ def to_wire(config: ServiceConfiguration) -> dict[str, Any]:
         "learningMode": config.learning_mode.value,
         "modelRetrainDays": config.model_retrain_days,
         "minPropensity": config.min_propensity,
+        "apprenticeExplorationPercentage": config.apprentice_exploration,
+        "apprenticeAutoGraduate": config.apprentice_auto_graduate,
+        "apprenticeGraduationMinEvents": config.apprentice_graduation_min_events,
     }
 
 
@@ -266,6 +299,14 @@ def from_wire(
             changes["log_retention_days"] = _integer(body, "logRetentionDays")
         if body.get("modelRetrainDays") is not None:
             changes["model_retrain_days"] = _integer(body, "modelRetrainDays")
+        if body.get("apprenticeExplorationPercentage") is not None:
+            changes["apprentice_exploration"] = _number(body, "apprenticeExplorationPercentage")
+        if body.get("apprenticeAutoGraduate") is not None:
+            changes["apprentice_auto_graduate"] = _boolean(body, "apprenticeAutoGraduate")
+        if body.get("apprenticeGraduationMinEvents") is not None:
+            changes["apprentice_graduation_min_events"] = _integer(
+                body, "apprenticeGraduationMinEvents"
+            )
     except ValueError as exc:
         raise InvalidServiceConfiguration(str(exc)) from exc
     return base.replace(**changes)
@@ -291,6 +332,13 @@ def _integer(body: dict[str, Any], name: str) -> int:
     value = body[name]
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidServiceConfiguration(f"{name} must be an integer.", target=name)
+    return value
+
+
+def _boolean(body: dict[str, Any], name: str) -> bool:
+    value = body[name]
+    if not isinstance(value, bool):
+        raise InvalidServiceConfiguration(f"{name} must be true or false.", target=name)
     return value
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bandit import join as rules
+from bandit.apprentice import apprentice_pmf
 from bandit.config import LearningMode, ServiceConfiguration
 from bandit.errors import EventConflict, EventNotFound, InvalidRewardRequest
 from bandit.events import (
@@ -33,10 +34,17 @@ from bandit.store import Store
 
 
 def exploration_budget(config: ServiceConfiguration, request: RankRequest) -> float:
-    """The ε for one request: the service's, lowered by the request's ``maxExploration``."""
-    if config.learning_mode is not LearningMode.ONLINE:
+    """The ε for one request, lowered by the request's ``maxExploration``.
+
+    Online: ``explorationPercentage``; Apprentice: ``apprenticeExplorationPercentage``;
+    LoggingOnly: 0.
+    """
+    if config.learning_mode is LearningMode.ONLINE:
+        epsilon = config.exploration_percentage
+    elif config.learning_mode is LearningMode.APPRENTICE:
+        epsilon = config.apprentice_exploration
+    else:
         return 0.0
-    epsilon = config.exploration_percentage
     if request.max_exploration is not None:
         epsilon = min(epsilon, request.max_exploration)
     return epsilon
@@ -53,15 +61,17 @@ def decide(
 ) -> Decision:
     """Compute the served distribution and the seeded draw for one request.
 
-    Online: the policy's pmf, capped (DESIGN §2.4). Apprentice and LoggingOnly: the baseline
-    (first non-excluded action) with probability 1.
+    Online: the policy's pmf, capped (DESIGN §2.4). Apprentice: the baseline (first
+    non-excluded action) with probability 1 − ε_a and ε_a spread evenly over the other
+    non-excluded actions (:func:`bandit.apprentice.apprentice_pmf`), capped with budget ε_a, so
+    every invariant of §2.4 holds; ε_a = 0 (the default) is the baseline with probability 1.
+    LoggingOnly: the baseline with probability 1.
     """
     excluded = request.excluded_mask()
     if config.learning_mode is LearningMode.ONLINE:
         pmf = policy.predict_one(request)
     else:
-        pmf = [0.0] * len(request.actions)
-        pmf[request.baseline_index()] = 1.0
+        pmf = apprentice_pmf(excluded, exploration_budget(config, request))
     capped = apply_caps(pmf, excluded, exploration_budget(config, request), config.min_propensity)
     chosen = sample(capped.pmf, seed, request.event_id)
     active = not request.defer_activation

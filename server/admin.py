@@ -52,7 +52,7 @@ def configuration_body(control: LoopControl) -> dict[str, Any]:
         body["lastConfigurationEditDate"] = edited
     body["isAutoOptimizationEnabled"] = False
     body["logMirrorEnabled"] = False
-    metrics = control.apprentice.to_wire()
+    metrics = control.apprentice.to_wire(control.service.config.apprentice_graduation_min_events)
     if metrics is not None:
         body["latestApprenticeModeMetrics"] = metrics
     return body

@@ -33,11 +33,23 @@ class ApprenticeCounts(Contract):
 
 
 class ApprenticeModeMetrics(ApprenticeCounts):
-    """``latestApprenticeModeMetrics`` (read-only)."""
+    """``latestApprenticeModeMetrics`` (read-only).
+
+    The last six fields are banditd's, present once apprentice events have been evaluated (with
+    apprentice exploration): SNIPS estimates of the learned policy's greedy choice and of the
+    baseline, and their difference with an anytime-valid 95% interval (null while not
+    estimable).
+    """
 
     start_time: DateTime
     last_processed_event_time: DateTime
     last_batch_metrics: ApprenticeCounts | None = None
+    evaluated_events: int | None = None
+    estimated_policy_value: float | None = None
+    estimated_baseline_value: float | None = None
+    estimated_improvement: float | None = None
+    improvement_lower_bound: float | None = None
+    improvement_upper_bound: float | None = None
 
 
 class ServiceConfiguration(Contract):
@@ -59,6 +71,9 @@ class ServiceConfiguration(Contract):
     log_mirror_sas_uri: str | None = None
     latest_apprentice_mode_metrics: ApprenticeModeMetrics | None = None
     min_propensity: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    apprentice_exploration_percentage: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    apprentice_auto_graduate: bool | None = None
+    apprentice_graduation_min_events: Annotated[int, Meta(ge=1)] | None = None
 
 
 class PolicyContract(Contract):

@@ -1,6 +1,11 @@
 """Loop control: changes to configuration, policy and model that touch the learner, and the
 background work they start (retraining from the logs, log retention, apprentice counters).
 
+Graduation: with ``apprenticeAutoGraduate`` on, a periodic job switches Apprentice to Online,
+through the same path as a client's PUT, once the learned policy is confidently better than the
+baseline (:mod:`bandit.graduation`). Replacing the learner's model with a fresh one (reset,
+policy or settings change, import) restarts that valuation: the evidence was about another model.
+
 Every change runs with the learner thread stopped (:meth:`LoopControl.paused`), so the learner's
 model, cursor and checkpoint change in one piece, and changes are serialised by one lock.
 Replaying logs runs on a thread of its own, never on the event loop.
@@ -26,6 +31,7 @@ from bandit import join as rules
 from bandit.config import DAY, LearningMode, ServiceConfiguration
 from bandit.errors import InvalidModelImportFormat, InvalidPolicyConfiguration
 from bandit.events import ModelRecord, PolicySettings
+from bandit.graduation import ApprenticeValue
 from bandit.policy import Policy, PolicyFactory
 from policies import DEFAULT_ARGUMENTS, make_factory, validate_arguments
 from server import model_archive
@@ -69,9 +75,10 @@ class LoopControl:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the periodic jobs (retention, apprentice counters)."""
+        """Start the periodic jobs (retention, apprentice counters, graduation)."""
         self._spawn(self._every(self.service.settings.retention_interval, self.enforce_retention))
         self._spawn(self._every(1.0, self._flush_apprentice))
+        self._spawn(self._every(1.0, self.graduate_if_ready))
 
     async def close(self) -> None:
         """Stop periodic jobs, abandon retrains, wait for running work."""
@@ -128,20 +135,56 @@ class LoopControl:
 
     async def update_config(self, new: ServiceConfiguration) -> ServiceConfiguration:
         """Apply a validated configuration; reward or exploration changes retrain the model."""
-        service = self.service
         async with self._lock:
-            old = service.config
-            service.update_config(new)
-            now = service.clock()
-            service.store.set_meta(CONFIG_EDITED_KEY, repr(now))
-            if new.learning_mode != old.learning_mode and new.learning_mode is (
-                LearningMode.APPRENTICE
-            ):
-                self.apprentice.start(now)
-            changed = new.reward_settings() != old.reward_settings()
-            if changed or new.exploration_percentage != old.exploration_percentage:
-                await self._reset_and_retrain()
+            await self._apply_config(new)
         return new
+
+    async def _apply_config(self, new: ServiceConfiguration) -> None:
+        """:meth:`update_config` with the lock held."""
+        service = self.service
+        old = service.config
+        service.update_config(new)
+        now = service.clock()
+        service.store.set_meta(CONFIG_EDITED_KEY, repr(now))
+        if new.learning_mode != old.learning_mode and new.learning_mode is LearningMode.APPRENTICE:
+            self.apprentice.start(now)
+        changed = new.reward_settings() != old.reward_settings()
+        if changed or new.exploration_percentage != old.exploration_percentage:
+            await self._reset_and_retrain()
+
+    async def graduate_if_ready(self) -> bool:
+        """Switch Apprentice to Online if ``apprenticeAutoGraduate`` is on and the learned
+        policy's improvement over the baseline has a lower confidence bound above zero over at
+        least ``apprenticeGraduationMinEvents`` evaluated events; returns whether it switched.
+
+        The switch is the configuration a client would PUT (learning mode Online, all else
+        kept): stored, edit date recorded, the model kept.
+        """
+        if self._graduation(self.service.config) is None:
+            return False
+        async with self._lock:
+            config = self.service.config  # again: a PUT may have changed it meanwhile
+            value = self._graduation(config)
+            if value is None:
+                return False
+            await self._apply_config(config.replace(learning_mode=LearningMode.ONLINE))
+        self.service.metrics.apprentice_graduations.inc()
+        log.info(
+            "graduated from Apprentice to Online: learned policy %.4f vs baseline %.4f, "
+            "improvement lower bound %.4f > 0 over %d events",
+            value.policy.estimate,
+            value.baseline.estimate,
+            value.improvement.ci_low,
+            value.evaluated_events,
+        )
+        return True
+
+    def _graduation(self, config: ServiceConfiguration) -> ApprenticeValue | None:
+        if config.learning_mode is not LearningMode.APPRENTICE or not (
+            config.apprentice_auto_graduate
+        ):
+            return None
+        return self.apprentice.graduation(config.apprentice_graduation_min_events)
 
     async def set_policy(self, policy: PolicySettings) -> PolicySettings:
         """Make ``policy`` the learning policy: validated by building it, then retrain."""
@@ -236,6 +279,7 @@ class LoopControl:
         service = self.service
         now = service.clock()
         service.learner.reset(now, service.factory)
+        self.apprentice.restart_evaluation()
         record = service.learner.publish(now, service.settings.keep_models)
         service.store.set_meta(MODEL_CREATED_KEY, repr(now))
         return record, service.factory(record.data), service.learner.cursor
@@ -246,6 +290,7 @@ class LoopControl:
         now = service.clock()
         if fresh:
             service.learner.reset(now, service.factory)
+            self.apprentice.restart_evaluation()
             service.store.set_meta(MODEL_CREATED_KEY, repr(now))
         service.learner.adopt(policy, learned, now)
         record = service.learner.publish(now, service.settings.keep_models)

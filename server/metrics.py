@@ -39,6 +39,11 @@ class Metrics:
         self.published = Counter(
             "banditd_models_published", "Model versions published.", registry=r
         )
+        self.apprentice_graduations = Counter(
+            "banditd_apprentice_graduations",
+            "Automatic switches from Apprentice to Online (apprenticeAutoGraduate).",
+            registry=r,
+        )
         self.store_errors = Counter(
             "banditd_store_errors", "Store operations that failed.", ["operation"], registry=r
         )

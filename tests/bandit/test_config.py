@@ -180,6 +180,9 @@ def test_log_retention_days_accepted(wait: str, days: int) -> None:
         ("learningMode", "Offline"),
         ("rewardWaitTime", "ten minutes"),
         ("rewardWaitTime", 600),
+        ("apprenticeExplorationPercentage", 1.5),
+        ("apprenticeExplorationPercentage", -0.01),
+        ("apprenticeGraduationMinEvents", 0),
     ],
 )
 def test_out_of_range_fields_raise_invalid_service_configuration(field: str, value: Any) -> None:
@@ -221,6 +224,12 @@ def test_body_must_be_an_object(body: Any) -> None:
         ("modelRetrainDays", True),
         ("logRetentionDays", 90.0),
         ("explorationPercentage", "0.2"),
+        ("apprenticeExplorationPercentage", True),
+        ("apprenticeExplorationPercentage", "0.1"),
+        ("apprenticeGraduationMinEvents", 10.0),
+        ("apprenticeGraduationMinEvents", True),
+        ("apprenticeAutoGraduate", 1),
+        ("apprenticeAutoGraduate", "true"),
     ],
 )
 def test_booleans_and_strings_are_not_numbers(field: str, value: Any) -> None:
@@ -297,6 +306,9 @@ def configurations(draw: st.DrawFn) -> ServiceConfiguration:
         learning_mode=draw(st.sampled_from(LearningMode)),
         min_propensity=draw(st.floats(0.0, 1.0)),
         model_retrain_days=draw(st.integers(0, 30)),
+        apprentice_exploration=draw(st.floats(0.0, 1.0)),
+        apprentice_auto_graduate=draw(st.booleans()),
+        apprentice_graduation_min_events=draw(st.integers(1, 1_000_000)),
     )
 
 
@@ -306,6 +318,33 @@ def test_wire_form_round_trips(config: ServiceConfiguration) -> None:
     assert set(REQUIRED) <= set(body)
     assert isinstance(body["rewardWaitTime"], str)
     assert from_wire(body) == config
+
+
+def test_apprentice_extensions_default_to_personalizer_behaviour() -> None:
+    """A Personalizer body without banditd's apprentice fields: no exploration, no graduation."""
+    config = from_wire(wire())
+    assert config.apprentice_exploration == 0.0
+    assert config.apprentice_auto_graduate is False
+    assert config.apprentice_graduation_min_events == 1000
+    base = ServiceConfiguration(apprentice_exploration=0.1, apprentice_auto_graduate=True)
+    kept = from_wire({"learningMode": "Apprentice"}, base=base, require_all=False)
+    assert kept.apprentice_exploration == 0.1 and kept.apprentice_auto_graduate
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"apprentice_exploration": math.nan},
+        {"apprentice_exploration": 2.0},
+        {"apprentice_graduation_min_events": 0},
+        {"apprentice_graduation_min_events": True},
+        {"apprentice_auto_graduate": 1},
+    ],
+)
+def test_constructor_validates_the_apprentice_extensions(change: dict[str, Any]) -> None:
+    with pytest.raises(InvalidServiceConfiguration) as info:
+        ServiceConfiguration(**change)
+    assert info.value.target is not None and info.value.target.startswith("apprentice")
 
 
 def test_module_doctests_pass() -> None:
