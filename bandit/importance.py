@@ -107,7 +107,8 @@ def importance(
     scores = [
         NamespaceScore(
             namespace=name,
-            score=100.0 * max(drops[name], 0.0) / largest if largest > 0 else 0.0,
+            # min(): the largest drop divided by itself can round to 100.00000000000001.
+            score=min(100.0 * max(drops[name], 0.0) / largest, 100.0) if largest > 0 else 0.0,
             drop=drops[name],
             value=values[name],
         )

@@ -212,9 +212,11 @@ class Learner:
     def step(self, config: ServiceConfiguration, now: float, limit: int = 512) -> LearnStep:
         """Join what is due, then learn up to ``limit`` joined events and checkpoint."""
         joined = join_due(self._store, config, now, limit)
-        if joined and joined[0].seq == self.cursor + 1 and joined[-1].seq - joined[0].seq == len(
+        if (
             joined
-        ) - 1:
+            and joined[0].seq == self.cursor + 1
+            and joined[-1].seq - joined[0].seq == len(joined) - 1
+        ):
             # Caught up: what was just joined is exactly what comes next, so learn it as it is
             # rather than reading (and decoding) the same events back from the store.
             batch = joined
