@@ -20,7 +20,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     ``store`` defaults to the SQLite file ``settings.db``.
     """
     if store is None:
-        store = SQLiteStore(settings.db, synchronous=settings.synchronous)
+        store = SQLiteStore(
+            settings.db, synchronous=settings.synchronous, background_checkpoint=1.0
+        )
     service = Service(settings, store)
     app = web.Application(
         middlewares=[make_timing(service.metrics), errors, make_auth(settings)],

@@ -45,6 +45,8 @@ class SQLiteConnections:
         synchronous: SQLite's ``PRAGMA synchronous`` level. ``FULL`` makes every commit durable
             across power loss; ``NORMAL`` may lose the last commits on power loss (not on a
             process crash) and is faster.
+        background_checkpoint: seconds between WAL checkpoints on a thread of the store's own,
+            or None to let SQLite checkpoint inside commits (its default).
 
     Raises:
         ValueError: ``synchronous`` is not one of :data:`SYNCHRONOUS_LEVELS`.
@@ -56,6 +58,7 @@ class SQLiteConnections:
         *,
         migrate: Callable[[Database], None],
         synchronous: str = "FULL",
+        background_checkpoint: float | None = None,
     ) -> None:
         level = synchronous.upper()
         if level not in SYNCHRONOUS_LEVELS:
@@ -73,6 +76,12 @@ class SQLiteConnections:
         self._busy = 0
         self._connections: dict[threading.Thread, Database] = {}
         self._closed = False
+        # SQLite checkpoints the WAL inside whichever commit crosses 1,000 pages: with group
+        # commit that is a batch of requests stalled behind copying pages into the database
+        # file and fsyncing it. A server moves checkpoints to a thread of their own instead.
+        self._autocheckpoint = 0 if background_checkpoint else 1000
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
         try:
             db = self._db()
             db.enable_wal()
@@ -80,6 +89,26 @@ class SQLiteConnections:
         except BaseException:
             self.close()
             raise
+        if background_checkpoint:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop,
+                args=(background_checkpoint,),
+                name="banditd-checkpoint",
+                daemon=True,
+            )
+            self._checkpointer.start()
+
+    def _checkpoint_loop(self, interval: float) -> None:
+        while not self._stop_checkpoints.wait(interval):
+            try:
+                with self._use() as db:
+                    # PASSIVE never waits for readers or writers; what it cannot copy now it
+                    # copies next time.
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.ProgrammingError:
+                return  # closed
+            except sqlite3.Error:
+                log.exception("WAL checkpoint failed; retrying in %.1f s", interval)
 
     # -- connections and transactions ------------------------------------------------------
 
@@ -104,6 +133,7 @@ class SQLiteConnections:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
             db = Database(conn, execute_plugins=False)
             self._connections[threading.current_thread()] = db
             return db
@@ -176,6 +206,10 @@ class SQLiteConnections:
         (a background job, say) finish first — closing a connection under them would crash
         SQLite — waiting at most ``timeout`` seconds.
         """
+        self._stop_checkpoints.set()
+        checkpointer = self._checkpointer
+        if checkpointer is not None and checkpointer is not threading.current_thread():
+            checkpointer.join(timeout)
         with self._idle:
             self._closed = True
             if not self._idle.wait_for(lambda: self._busy == 0, timeout):

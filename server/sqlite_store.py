@@ -81,8 +81,19 @@ class SQLiteStore(SQLiteConnections):
         SchemaTooNew: the file's schema version is newer than :data:`MIGRATIONS` knows.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
-        super().__init__(path, migrate=_migrate, synchronous=synchronous)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        background_checkpoint: float | None = None,
+    ) -> None:
+        super().__init__(
+            path,
+            migrate=_migrate,
+            synchronous=synchronous,
+            background_checkpoint=background_checkpoint,
+        )
 
     # -- decisions, rewards, activations ---------------------------------------------------
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -481,5 +482,34 @@ def test_normal_durability_never_fsyncs(path: Path, monkeypatch: pytest.MonkeyPa
         store.sync()
         store.set_meta("k", "v")
         assert synced == []
+    finally:
+        store.close()
+
+
+def test_background_checkpoints_move_wal_copying_out_of_commits(path: Path) -> None:
+    store = SQLiteStore(path, synchronous="NORMAL", background_checkpoint=0.5)
+    try:
+        own = store._db().conn
+        assert own.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        size_before = path.stat().st_size
+        batch = tuple(decision(f"e-ckpt-{i}") for i in range(200))
+        store.write(WriteBatch(decisions=batch))
+        # With autocheckpoint off, only the checkpointer thread copies pages into the file.
+        thread = store._checkpointer
+        assert thread is not None and thread.is_alive()
+        deadline = time.monotonic() + 10.0
+        while path.stat().st_size <= size_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size > size_before, "the WAL was never checkpointed"
+    finally:
+        store.close()
+    assert not thread.is_alive()
+
+
+def test_without_background_checkpoints_sqlite_checkpoints_in_commits(path: Path) -> None:
+    store = SQLiteStore(path, synchronous="NORMAL")
+    try:
+        assert store._checkpointer is None
+        assert store._db().conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
     finally:
         store.close()
