@@ -136,9 +136,11 @@ class LoopObserver:
             busy = False
             started = time.monotonic()
             try:
-                result = await self.run(self.watcher.step, self.service.clock())
+                # Under load, short rounds: a round holds the interpreter while it scores.
+                limit = min(self.settings.batch, 64) if self.service.under_load() else None
+                result = await self.run(self.watcher.step, self.service.clock(), limit)
                 await self._apply(result)
-                busy = result.scored >= self.settings.batch
+                busy = result.scored >= (limit or self.settings.batch)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -148,7 +150,7 @@ class LoopObserver:
                 await asyncio.sleep(self.settings.interval)
             elif self.service.under_load():
                 # Scoring shares the interpreter with ranking: keep to the background share.
-                await asyncio.sleep(self.service.yield_time(time.monotonic() - started))
+                await asyncio.sleep(self.service.yield_time(time.monotonic() - started, 1 / 3))
             else:
                 await asyncio.sleep(0)
 

@@ -163,21 +163,25 @@ class Service:
         return outcome
 
     def under_load(self) -> bool:
-        """Whether requests arrive at ``busy_requests_per_second`` or more (over ~0.5 s).
+        """Whether requests arrive at ``busy_requests_per_second`` or more (over ~0.2 s).
 
         Read by the learner and the watcher threads; a stale answer only shifts when they yield.
         """
         seen, at, loaded = self._load
         now = time.monotonic()
-        if now - at >= 0.5:
+        if now - at >= 0.2:
             count = self.requests
             loaded = (count - seen) / (now - at) >= self.settings.busy_requests_per_second
             self._load = (count, now, loaded)
         return loaded
 
-    def yield_time(self, worked: float) -> float:
-        """Seconds background work should pause after ``worked`` seconds, under load."""
-        share = self.settings.learn_share_under_load
+    def yield_time(self, worked: float, part: float = 1.0) -> float:
+        """Seconds background work should pause after ``worked`` seconds, under load.
+
+        ``part`` is the fraction of ``learn_share_under_load`` this worker may use; the learner
+        and the watcher split it (2/3 and 1/3), so together they stay within the share.
+        """
+        share = self.settings.learn_share_under_load * part
         return worked * (1.0 - share) / share
 
     def update_config(self, new: ServiceConfiguration) -> ServiceConfiguration:
@@ -252,7 +256,7 @@ class LearnerThread(threading.Thread):
             elif loaded:
                 # Under request load, hold the learner to its share of the (GIL-bound) process
                 # so ranking keeps its throughput; it catches up at full speed when load drops.
-                self._stopping.wait(service.yield_time(time.monotonic() - started))
+                self._stopping.wait(service.yield_time(time.monotonic() - started, 2 / 3))
         try:
             service.learner.checkpoint(service.clock())
         except Exception:

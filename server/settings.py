@@ -37,8 +37,8 @@ class Settings:
         checkpoint_interval: seconds between learner checkpoints (model + cursor); a crash
             redoes at most this much learning, never more or less than once per event.
         learn_share_under_load: while requests arrive at ``busy_requests_per_second`` or more,
-            the learner works at most this share of the time (it shares the interpreter with
-            ranking); idle, it learns at full speed.
+            the learner and the watcher together work at most this share of the time (they
+            share the interpreter with ranking); idle, they run at full speed.
         busy_requests_per_second: the request rate above which the learner yields.
         keep_models: published model versions kept for rollback.
         synchronous: SQLite ``synchronous`` pragma: FULL (durable on power loss) or NORMAL.
@@ -58,7 +58,7 @@ class Settings:
     max_actions: int = 50
     max_body_bytes: int = 1 << 20
     learn_interval: float = 0.2
-    learn_batch: int = 512
+    learn_batch: int = 128
     checkpoint_interval: float = 1.0
     learn_share_under_load: float = 0.15
     busy_requests_per_second: float = 200.0

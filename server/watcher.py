@@ -182,9 +182,10 @@ class Watcher:
         policy = self._policy_of(event)
         return self.served_pmf(policy, decision.request) if policy else list(decision.pmf)
 
-    def step(self, now: float) -> Round:
-        """Score up to ``settings.batch`` new joined events; check guardrail and drift."""
-        events = self.store.joined_after(self.cursor, self.settings.batch)
+    def step(self, now: float, limit: int | None = None) -> Round:
+        """Score up to ``limit`` (default ``settings.batch``) new joined events; check guardrail
+        and drift."""
+        events = self.store.joined_after(self.cursor, limit or self.settings.batch)
         config = self.service.config
         low, span = config.reward_min, config.reward_max - config.reward_min
         transitions: list[Transition] = []
