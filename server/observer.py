@@ -148,11 +148,16 @@ class LoopObserver:
                 log.exception("watcher round failed; retrying")
             if not busy:
                 await asyncio.sleep(self.settings.interval)
-            elif self.service.under_load():
-                # Scoring shares the interpreter with ranking: keep to the background share.
+            elif self.service.under_load() or self._learner_backlogged():
+                # Scoring shares the interpreter with ranking and with a learner catching up on
+                # a backlog (learning matters more than watching): keep to a small share.
                 await asyncio.sleep(self.service.yield_time(time.monotonic() - started, 1 / 3))
             else:
                 await asyncio.sleep(0)
+
+    def _learner_backlogged(self) -> bool:
+        thread = self.service.learner_thread
+        return thread is not None and thread.backlogged
 
     # -- applying a round --------------------------------------------------------------------
 

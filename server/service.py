@@ -231,6 +231,8 @@ class LearnerThread(threading.Thread):
         self._last_publish = service.serving.created_at
         self._published_count = service.learner.learned_count
         self.failures = 0
+        self.backlogged = False
+        """Whether the last round found more work waiting (the watcher defers to a backlog)."""
 
     def stop(self) -> None:
         """Ask the thread to finish its batch and exit; waits for it."""
@@ -251,6 +253,7 @@ class LearnerThread(threading.Thread):
                 service.metrics.store_errors.labels("learn").inc()
                 log.exception("learner step failed; retrying")
                 busy = False
+            self.backlogged = busy
             if not busy:
                 self._stopping.wait(settings.learn_interval)
             elif loaded:
