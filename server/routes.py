@@ -40,10 +40,8 @@ def event_id_of(request: web.Request) -> str:
 
 async def rank(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    rank_request, client_event_id = parse_rank(
-        await request.read(), max_actions=service.settings.max_actions
-    )
-    decision = await service.rank(rank_request, client_event_id=client_event_id)
+    rank_request = parse_rank(await request.read(), max_actions=service.settings.max_actions)
+    decision = await service.rank(rank_request)
     return json_response(rank_response(decision), status=201)
 
 

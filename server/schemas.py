@@ -70,12 +70,8 @@ def _check_id(value: str, what: str) -> str:
     return value
 
 
-def parse_rank(raw: bytes, *, max_actions: int) -> tuple[RankRequest, bool]:
-    """Decode and validate a Personalizer RankRequest body.
-
-    Returns:
-        The request, and whether the client chose the event id (a generated one cannot be a
-        replay).
+def parse_rank(raw: bytes, *, max_actions: int) -> RankRequest:
+    """Decode and validate a Personalizer RankRequest body (an event id is made if none is given).
 
     Raises:
         InvalidRankRequest: the body is not JSON or not a RankRequest; a feature value is not
@@ -106,7 +102,6 @@ def parse_rank(raw: bytes, *, max_actions: int) -> tuple[RankRequest, bool]:
     excluded = tuple(dict.fromkeys(x for x in body.excludedActions or () if x in seen))
     if len(excluded) == len(actions):
         raise InvalidRankRequest("every action is excluded.", target="excludedActions")
-    client_event_id = body.eventId is not None
     event_id = _check_id(body.eventId, "eventId") if body.eventId is not None else None
     max_exploration = body.maxExploration
     if max_exploration is not None and not 0.0 <= max_exploration <= 1.0:
@@ -119,7 +114,7 @@ def parse_rank(raw: bytes, *, max_actions: int) -> tuple[RankRequest, bool]:
         defer_activation=bool(body.deferActivation),
         max_exploration=max_exploration,
     )
-    return request, client_event_id
+    return request
 
 
 def rank_response(decision: Decision) -> dict[str, Any]:

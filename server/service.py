@@ -107,18 +107,13 @@ class Service:
         await self.writer.stop()
         self.store.close()
 
-    async def rank(self, request: RankRequest, *, client_event_id: bool = True) -> Decision:
+    async def rank(self, request: RankRequest) -> Decision:
         """Decide, commit, and return the decision (or the stored one on a replay).
 
-        ``client_event_id`` is false when the server generated the event id, which then cannot
-        have been used before, so the replay lookup is skipped.
+        A replayed event id is found by the store's insert, which keeps the first decision and
+        hands it back: looking it up first would cost every fresh rank a read on the event loop.
         """
         self.requests += 1
-        if client_event_id:
-            stored = self.store.get_decision(request.event_id)
-            if stored is not None:
-                self.metrics.rank_replays.inc()
-                return resolve_replay(request, stored)
         serving = self.serving
         decision = decide(
             request,

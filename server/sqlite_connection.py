@@ -27,14 +27,33 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000
 """How long a connection waits for another's write lock before failing."""
 
+RESTART_FRAMES = 8192
+"""WAL frames (pages; 32 MiB at SQLite's default 4 KiB) past which the background checkpointer
+makes the next commit start the WAL over. Passive checkpoints copy pages into the database file
+but cannot restart a WAL that commits keep appending to: under steady traffic it grew without
+bound (gigabytes within minutes, and its shared-memory index with it)."""
+
+RESTART_BUSY_MS = 100
+"""How long a restarting checkpoint waits for readers of the WAL; it holds this process's write
+lock meanwhile, so it gives up early and retries at the next interval instead."""
+
+JOURNAL_SIZE_LIMIT = 2 * RESTART_FRAMES * 4096
+"""Bytes the WAL file is cut back to when it starts over (``PRAGMA journal_size_limit``)."""
+
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 Params = Sequence[Any] | dict[str, Any]
 
 
 def select(db: Database, sql: str, params: Params = ()) -> list[rows.Row]:
-    """Every row of a read, fully fetched so no statement (and its snapshot) stays open."""
-    return list(db.query(sql, params))
+    """Every row of a read, fully fetched so no statement (and its snapshot) stays open.
+
+    On the connection itself: ``Database.query`` wraps each read in a savepoint of its own
+    (three statements for one), which cost more than the reads of ranking and learning.
+    """
+    cursor = db.conn.execute(sql, params)
+    keys = [column[0] for column in cursor.description]
+    return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
 
 
 class SQLiteConnections:
@@ -101,16 +120,36 @@ class SQLiteConnections:
             self._checkpointer.start()
 
     def _checkpoint_loop(self, interval: float) -> None:
+        first = True
         while not self._stop_checkpoints.wait(interval):
             try:
                 with self._use() as db:
-                    # PASSIVE never waits for readers or writers; what it cannot copy now it
-                    # copies next time.
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if first:  # this thread's own connection
+                        db.conn.execute(f"PRAGMA busy_timeout = {RESTART_BUSY_MS}")
+                        first = False
+                    self.checkpoint(db)
             except sqlite3.ProgrammingError:
                 return  # closed
             except sqlite3.Error:
                 log.exception("WAL checkpoint failed; retrying in %.1f s", interval)
+
+    def checkpoint(self, db: Database) -> tuple[int, bool]:
+        """Copy the WAL into the database file; restart it once it has grown long.
+
+        PASSIVE never waits for readers or writers: what it cannot copy now it copies next
+        time, so it costs commits nothing. Once the WAL holds :data:`RESTART_FRAMES` frames,
+        a RESTART checkpoint under this process's write lock copies the few frames committed
+        since and waits (briefly) for readers, so the next commit starts the WAL over.
+
+        Returns:
+            The WAL's length in frames before, and whether it was restarted.
+        """
+        _, frames, _ = db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames < RESTART_FRAMES:
+            return frames, False
+        with self._write_lock:
+            busy, _, _ = db.conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        return frames, not busy
 
     # -- connections and transactions ------------------------------------------------------
 
@@ -136,6 +175,7 @@ class SQLiteConnections:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
+            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             db = Database(conn, execute_plugins=False)
             self._connections[threading.current_thread()] = db
             return db

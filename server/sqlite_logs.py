@@ -7,12 +7,12 @@ opened, so a method stays one transaction. Rows become values through :mod:`serv
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from sqlite_utils import Database
 
 from bandit.events import JobRecord, JoinedEvent, Reward
 from server import sqlite_rows as rows
+from server.sqlite_connection import select
 
 _IN_CHUNK = 500
 """Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""
@@ -26,15 +26,11 @@ _DECISION_INSERT = (
 )
 
 
-def _select(db: Database, sql: str, params: Any = ()) -> list[rows.Row]:
-    return list(db.query(sql, params))
-
-
 def joined_between(
     db: Database, start: float, end: float, after_seq: int, limit: int
 ) -> list[JoinedEvent]:
     """Joined events decided in ``[start, end)`` after ``after_seq``, in seq order."""
-    found = _select(
+    found = select(
         db,
         f"SELECT {_JOINED_SELECT} FROM joined j JOIN decisions d ON d.event_id = j.event_id "
         "WHERE j.seq > ? AND d.timestamp >= ? AND d.timestamp < ? ORDER BY j.seq LIMIT ?",
@@ -45,7 +41,7 @@ def joined_between(
 
 def log_range(db: Database) -> tuple[float, float] | None:
     """Oldest and newest decision time among joined events."""
-    row = _select(
+    row = select(
         db,
         "SELECT MIN(d.timestamp) AS first, MAX(d.timestamp) AS last "
         "FROM joined j JOIN decisions d ON d.event_id = j.event_id",
@@ -84,7 +80,7 @@ def counted_rewards(db: Database, event_ids: list[str]) -> dict[str, list[Reward
     out: dict[str, list[Reward]] = {}
     for start in range(0, len(event_ids), _IN_CHUNK):
         chunk = event_ids[start : start + _IN_CHUNK]
-        for row in _select(
+        for row in select(
             db,
             "SELECT event_id, value, received_at, request_key FROM rewards "
             f"WHERE late = 0 AND event_id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
@@ -124,13 +120,13 @@ def _job(row: rows.Row) -> JobRecord:
 
 def get_job(db: Database, kind: str, job_id: str) -> JobRecord | None:
     """A job record, or None."""
-    found = _select(db, "SELECT * FROM jobs WHERE kind = ? AND id = ?", [kind, job_id])
+    found = select(db, "SELECT * FROM jobs WHERE kind = ? AND id = ?", [kind, job_id])
     return _job(found[0]) if found else None
 
 
 def list_jobs(db: Database, kind: str) -> list[JobRecord]:
     """Job records of a kind, oldest first."""
-    found = _select(db, "SELECT * FROM jobs WHERE kind = ? ORDER BY created_at, id", [kind])
+    found = select(db, "SELECT * FROM jobs WHERE kind = ? ORDER BY created_at, id", [kind])
     return [_job(row) for row in found]
 
 

@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -513,3 +514,51 @@ def test_without_background_checkpoints_sqlite_checkpoints_in_commits(path: Path
         assert store._db().conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
     finally:
         store.close()
+
+
+def test_wal_starts_over_under_steady_writes_and_reads(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Commits that never pause leave a passive checkpoint no moment at which the whole WAL is
+    # copied, so without restarts the WAL (and its shared-memory index) grows for ever.
+    monkeypatch.setattr(sqlite_connection, "RESTART_FRAMES", 64)
+    store = SQLiteStore(path, synchronous="NORMAL", background_checkpoint=0.02)
+    wal = Path(f"{path}-wal")
+    stop = threading.Event()
+    reads = 0
+
+    def reader() -> None:
+        nonlocal reads
+        while not stop.is_set() and reads < 1_000_000:
+            store.get_decision("w-0-0")
+            reads += 1
+
+    padding = "x" * 2000  # rows of about the size of a real rank request
+    thread = threading.Thread(target=reader)
+    thread.start()
+    largest = 0
+    try:
+        deadline = time.monotonic() + 30.0
+        for i in range(600):
+            batch = tuple(
+                replace(
+                    decision(f"w-{i}-{j}"),
+                    request=replace(
+                        decision(f"w-{i}-{j}").request, context_features=({"p": padding},)
+                    ),
+                )
+                for j in range(4)
+            )
+            store.write(WriteBatch(decisions=batch))
+            largest = max(largest, wal.stat().st_size)
+            if time.monotonic() > deadline:
+                break
+    finally:
+        stop.set()
+        thread.join()
+        store.close()
+    assert reads > 0
+    # Every page of the database file went through the WAL; the WAL stayed a small fraction
+    # (without restarts it grew to 2.5 times the file).
+    assert path.stat().st_size > 8 * 2**20, "too little was written to tell"
+    assert largest < 4 * 2**20, f"the WAL reached {largest:,} bytes"
