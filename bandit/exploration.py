@@ -83,7 +83,12 @@ def apply_caps(
             greedy = max(range(k), key=pmf.__getitem__)  # the first maximum: lowest index
             floor = propensity_floor(epsilon, k, min_propensity)
             if min(pmf) >= floor and total - pmf[greedy] <= min(epsilon, 1.0 - floor):
-                return Capped(pmf=tuple(pmf), greedy_index=greedy, floor=floor)
+                # The greedy action takes exactly what the others leave, as on the full path
+                # (a pmf summing to 1 − 1e-16 would otherwise be served as it is).
+                served = list(pmf)
+                served[greedy] = 0.0
+                served[greedy] = 1.0 - sum(served)
+                return Capped(pmf=tuple(served), greedy_index=greedy, floor=floor)
     allowed = [i for i in range(k) if not excluded[i]]
     if not allowed:
         raise ValueError("every action is excluded")
@@ -91,6 +96,9 @@ def apply_caps(
     for i in allowed:
         v = pmf[i]
         q[i] = v if math.isfinite(v) and v > 0.0 else 0.0
+    # The greedy action is the input's argmax (lowest index on ties), chosen before normalising:
+    # dividing can round two nearly equal probabilities to one value.
+    greedy = max(allowed, key=lambda i: (q[i], -i))
     total = sum(q[i] for i in allowed)
     if total <= 0.0:
         for i in allowed:
@@ -98,7 +106,6 @@ def apply_caps(
     else:
         for i in allowed:
             q[i] /= total
-    greedy = max(allowed, key=lambda i: (q[i], -i))
     others = [i for i in allowed if i != greedy]
     floor = propensity_floor(epsilon, len(allowed), min_propensity)
     if others:
