@@ -42,6 +42,9 @@ JOURNAL_SIZE_LIMIT = 2 * RESTART_FRAMES * 4096
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
+MIN_SQLITE = (3, 35, 0)
+"""The oldest SQLite the store runs on (``RETURNING``)."""
+
 Params = Sequence[Any] | dict[str, Any]
 
 
@@ -80,6 +83,11 @@ class SQLiteConnections:
         synchronous: str = "FULL",
         background_checkpoint: float | None = None,
     ) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise RuntimeError(
+                f"banditd needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; this Python "
+                f"uses {sqlite3.sqlite_version}"
+            )
         level = synchronous.upper()
         if level not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
@@ -102,6 +110,8 @@ class SQLiteConnections:
         # file and fsyncing it. A server moves checkpoints to a thread of their own instead.
         self._autocheckpoint = 0 if background_checkpoint else 1000
         self._stop_checkpoints = threading.Event()
+        self.wal_restarts = 0
+        """How many times the background checkpointer has made the WAL start over."""
         self._checkpointer: threading.Thread | None = None
         try:
             db = self._db()
@@ -127,7 +137,8 @@ class SQLiteConnections:
                     if first:  # this thread's own connection
                         db.conn.execute(f"PRAGMA busy_timeout = {RESTART_BUSY_MS}")
                         first = False
-                    self.checkpoint(db)
+                    _, restarted = self.checkpoint(db)
+                    self.wal_restarts += restarted
             except sqlite3.ProgrammingError:
                 return  # closed
             except sqlite3.Error:

@@ -324,6 +324,16 @@ def test_append_joined_numbers_events_and_is_idempotent(store: Store) -> None:
     assert [d.event_id for d, _ in store.due(T0 + 100, 10)] == ["e3"]
 
 
+def test_append_joined_keeps_order_over_many_events(store: Store) -> None:
+    # More events than one statement of the SQLite store appends.
+    ds = [decision(f"m{i}", at=T0 + i / 1000) for i in range(450)]
+    write(store, *ds)
+    appended = store.append_joined([joined(d) for d in ds])
+    assert [e.seq for e in appended] == list(range(1, 451))
+    assert [e.decision.event_id for e in appended] == [d.event_id for d in ds]
+    assert store.joined_after(0, 1000) == appended
+
+
 def test_joined_after_pages_by_cursor(store: Store) -> None:
     ds = [decision(f"e{i}", at=T0 + i) for i in range(5)]
     write(store, *ds)

@@ -558,7 +558,9 @@ def test_wal_starts_over_under_steady_writes_and_reads(
         thread.join()
         store.close()
     assert reads > 0
-    # Every page of the database file went through the WAL; the WAL stayed a small fraction
-    # (without restarts it grew to 2.5 times the file).
-    assert path.stat().st_size > 8 * 2**20, "too little was written to tell"
-    assert largest < 4 * 2**20, f"the WAL reached {largest:,} bytes"
+    assert store.wal_restarts >= 3
+    # Every page of the database file went through the WAL; the WAL stayed smaller than the file
+    # (without restarts it grew to 2.5 times the file; with them, alone, to a fifth of it).
+    size = path.stat().st_size
+    assert size > 8 * 2**20, "too little was written to tell"
+    assert largest < size, f"the WAL reached {largest:,} bytes, the file {size:,}"
