@@ -27,7 +27,11 @@ def merge_features(objects: tuple[JSONObject, ...]) -> JSONObject:
     if len(objects) == 1:
         only = objects[0]
         # The common case, one object without reserved keys, needs no copy (nothing mutates it).
-        if not any(key.startswith("_") for key in only):
+        # A loop, not any(<generator>): this runs for every action of every rank and learn.
+        for key in only:
+            if key.startswith("_"):
+                break
+        else:
             return only
     merged: JSONObject = {}
     for obj in objects:

@@ -89,40 +89,60 @@ def apply_caps(
                 served[greedy] = 0.0
                 served[greedy] = 1.0 - sum(served)
                 return Capped(pmf=tuple(served), greedy_index=greedy, floor=floor)
+    # Plain loops below: this runs for every rank the fast path turns away (a fresh model's
+    # uniform pmf, say), and generator or lambda calls per action cost more than the arithmetic.
     allowed = [i for i in range(k) if not excluded[i]]
     if not allowed:
         raise ValueError("every action is excluded")
     q = [0.0] * k
-    for i in allowed:
-        v = pmf[i]
-        q[i] = v if math.isfinite(v) and v > 0.0 else 0.0
+    total = 0.0
     # The greedy action is the input's argmax (lowest index on ties), chosen before normalising:
     # dividing can round two nearly equal probabilities to one value.
-    greedy = max(allowed, key=lambda i: (q[i], -i))
-    total = sum(q[i] for i in allowed)
-    if total <= 0.0:
-        for i in allowed:
-            q[i] = 1.0 / len(allowed)
-    else:
+    greedy = allowed[0]
+    best = -1.0
+    for i in allowed:
+        v = pmf[i]
+        if v > 0.0 and v != math.inf:  # NaN, negatives and infinities count as 0
+            q[i] = v
+            total += v
+            if v > best:
+                greedy, best = i, v
+    if total <= 0.0 or total == math.inf:
+        if total > 0.0:  # finite values summing past the float range
+            scale = max(q)
+            total = 0.0
+            for i in allowed:
+                q[i] /= scale
+                total += q[i]
+        else:
+            greedy = allowed[0]
+            for i in allowed:
+                q[i] = 1.0 / len(allowed)
+            total = 1.0
+    if total != 1.0:
         for i in allowed:
             q[i] /= total
-    others = [i for i in allowed if i != greedy]
     floor = propensity_floor(epsilon, len(allowed), min_propensity)
-    if others:
+    if len(allowed) > 1:
         budget = min(epsilon, 1.0 - floor)
-        for i in others:
-            q[i] = max(q[i], floor)
-        off = sum(q[i] for i in others)
+        off = 0.0
+        for i in allowed:
+            if i != greedy:
+                if q[i] < floor:
+                    q[i] = floor
+                off += q[i]
         if off > budget:
             # Shrink only what lies above the floor, proportionally; (K'−1)·floor ≤ budget.
             # Scale as (room above the floor) / (mass above it): 1 − excess/spare would cancel
             # catastrophically for tiny budgets and could dip below the floor.
+            others = [i for i in allowed if i != greedy]
             spare = sum(q[i] - floor for i in others)
             room = max(budget - len(others) * floor, 0.0)
             scale = room / spare if spare > 0 else 0.0
             for i in others:
                 q[i] = floor + (q[i] - floor) * scale
-        q[greedy] = 1.0 - sum(q[i] for i in others)
+        q[greedy] = 0.0
+        q[greedy] = 1.0 - sum(q)
     else:
         q[greedy] = 1.0
     return Capped(pmf=tuple(q), greedy_index=greedy, floor=floor)
