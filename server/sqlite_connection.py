@@ -131,21 +131,18 @@ class SQLiteConnections:
             self._checkpointer.start()
 
     def _checkpoint_loop(self, interval: float) -> None:
-        first = True
         while not self._stop_checkpoints.wait(interval):
             try:
-                with self._use() as db:
-                    if first:  # this thread's own connection
-                        db.conn.execute(f"PRAGMA busy_timeout = {RESTART_BUSY_MS}")
-                        first = False
-                    _, restarted = self.checkpoint(db)
+                with self._use() as db:  # this thread's own connection
+                    db.conn.execute(f"PRAGMA busy_timeout = {RESTART_BUSY_MS}")
+                    _, restarted = self._checkpoint(db)
                     self.wal_restarts += restarted
             except sqlite3.ProgrammingError:
                 return  # closed
             except sqlite3.Error:
                 log.exception("WAL checkpoint failed; retrying in %.1f s", interval)
 
-    def checkpoint(self, db: Database) -> tuple[int, bool]:
+    def _checkpoint(self, db: Database) -> tuple[int, bool]:
         """Copy the WAL into the database file; restart it once it has grown long.
 
         PASSIVE never waits for readers or writers: what it cannot copy now it copies next

@@ -41,10 +41,11 @@ from server.sqlite_schema import MIGRATIONS
 log = logging.getLogger(__name__)
 
 _IN_CHUNK = 500
+"""Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""
+
 _JOIN_CHUNK = 200
 """Events per statement when appending joined events (5 parameters each: 1,000 of SQLite's
 at least 32,766)."""
-"""Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""
 
 _DUE_SLACK = 1.0
 """Seconds added to the indexed ``close_at`` bound of a due scan. The exact test
