@@ -17,8 +17,6 @@ from server.sqlite_connection import select
 _IN_CHUNK = 500
 """Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""
 
-_DECISION_SELECT = ", ".join(f"d.{c}" for c in rows.DECISION_COLUMNS)
-_JOINED_SELECT = f"j.seq, j.reward, j.reward_count, j.defaulted, j.joined_at, {_DECISION_SELECT}"
 _DECISION_INSERT = (
     f"INSERT INTO decisions ({', '.join(rows.DECISION_COLUMNS)}, joined) "
     f"VALUES ({', '.join(':' + c for c in rows.DECISION_COLUMNS)}, 1) "
@@ -32,7 +30,7 @@ def joined_between(
     """Joined events decided in ``[start, end)`` after ``after_seq``, in seq order."""
     found = select(
         db,
-        f"SELECT {_JOINED_SELECT} FROM joined j JOIN decisions d ON d.event_id = j.event_id "
+        f"SELECT {rows.JOINED_SELECT} FROM joined j JOIN decisions d ON d.event_id = j.event_id "
         "WHERE j.seq > ? AND d.timestamp >= ? AND d.timestamp < ? ORDER BY j.seq LIMIT ?",
         [after_seq, start, end, limit],
     )

@@ -47,6 +47,12 @@ DECISION_COLUMNS = (
 """Columns of ``decisions`` that :func:`decision_params` writes and :func:`decision_from_row`
 reads (the ``joined`` flag is the store's own bookkeeping)."""
 
+DECISION_SELECT = ", ".join(f"d.{c}" for c in DECISION_COLUMNS)
+"""The decision columns of a ``decisions d`` query, in :data:`DECISION_COLUMNS` order."""
+
+JOINED_SELECT = f"j.seq, j.reward, j.reward_count, j.defaulted, j.joined_at, {DECISION_SELECT}"
+"""The columns :func:`joined_from_row` reads, of ``joined j JOIN decisions d``."""
+
 
 _encode = msgspec.json.Encoder().encode
 

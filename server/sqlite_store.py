@@ -40,9 +40,6 @@ from server.sqlite_schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
-_IN_CHUNK = 500
-"""Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""
-
 _JOIN_CHUNK = 200
 """Events per statement when appending joined events (5 parameters each: 1,000 of SQLite's
 at least 32,766)."""
@@ -58,7 +55,6 @@ SQLite uses that index."""
 
 _DUE = f"{_PENDING} AND close_at <= :bound AND close_at + :grace <= :now"
 
-_DECISION_SELECT = ", ".join(f"d.{c}" for c in rows.DECISION_COLUMNS)
 _DECISION_INSERT = (
     f"INSERT INTO decisions ({', '.join(rows.DECISION_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in rows.DECISION_COLUMNS)}) "
@@ -109,7 +105,7 @@ class SQLiteStore(SQLiteConnections):
 
     def get_decision(self, event_id: str) -> Decision | None:
         row = self._first(
-            f"SELECT {_DECISION_SELECT} FROM decisions d WHERE event_id = ?", [event_id]
+            f"SELECT {rows.DECISION_SELECT} FROM decisions d WHERE event_id = ?", [event_id]
         )
         return rows.decision_from_row(row) if row is not None else None
 
@@ -119,12 +115,12 @@ class SQLiteStore(SQLiteConnections):
         with self._read() as db:
             found = select(
                 db,
-                f"SELECT {_DECISION_SELECT} FROM decisions d WHERE {_DUE} "
+                f"SELECT {rows.DECISION_SELECT} FROM decisions d WHERE {_DUE} "
                 "ORDER BY close_at, event_id LIMIT :limit",
                 _due_params(now) | {"limit": limit},
             )
             decisions = [rows.decision_from_row(row) for row in found]
-            rewards = _counted_rewards(db, [d.event_id for d in decisions])
+            rewards = logs.counted_rewards(db, [d.event_id for d in decisions])
         return [(d, rewards.get(d.event_id, [])) for d in decisions]
 
     # -- joined events ---------------------------------------------------------------------
@@ -141,7 +137,7 @@ class SQLiteStore(SQLiteConnections):
         if limit <= 0:
             return []
         found = self._all(
-            f"SELECT j.seq, j.reward, j.reward_count, j.defaulted, j.joined_at, {_DECISION_SELECT} "
+            f"SELECT {rows.JOINED_SELECT} "
             "FROM joined j JOIN decisions d ON d.event_id = j.event_id "
             "WHERE j.seq > ? ORDER BY j.seq LIMIT ?",
             [cursor, limit],
@@ -336,7 +332,9 @@ def _migrate(db: Database) -> None:
 def _load(db: Database, event_id: str) -> tuple[Decision, bool] | None:
     """A decision and its joined flag, read inside the caller's transaction."""
     found = select(
-        db, f"SELECT {_DECISION_SELECT}, d.joined FROM decisions d WHERE event_id = ?", [event_id]
+        db,
+        f"SELECT {rows.DECISION_SELECT}, d.joined FROM decisions d WHERE event_id = ?",
+        [event_id],
     )
     return (rows.decision_from_row(found[0]), bool(found[0]["joined"])) if found else None
 
@@ -430,21 +428,6 @@ def _append_joined(db: Database, events: list[JoinedEvent]) -> list[JoinedEvent]
 
 def _seq(event: JoinedEvent) -> int:
     return event.seq
-
-
-def _counted_rewards(db: Database, event_ids: list[str]) -> dict[str, list[Reward]]:
-    """The non-late rewards of each event, in arrival order."""
-    out: dict[str, list[Reward]] = {}
-    for start in range(0, len(event_ids), _IN_CHUNK):
-        chunk = event_ids[start : start + _IN_CHUNK]
-        for row in select(
-            db,
-            "SELECT event_id, value, received_at, request_key FROM rewards "
-            f"WHERE late = 0 AND event_id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
-            chunk,
-        ):
-            out.setdefault(row["event_id"], []).append(rows.reward_from_row(row))
-    return out
 
 
 def _due_params(now: float) -> dict[str, float]:
