@@ -3,6 +3,16 @@
 Semantics are those of :class:`bandit.memory.MemoryStore`; the join, lateness and activation
 rules come from :mod:`bandit.join`. Every method is one transaction (connections, transactions
 and durability: :mod:`server.sqlite_connection`).
+
+Durability: decisions, rewards and activations are durable before their request is answered
+(the group commit's sync). The learner's joined events and checkpoints commit without an fsync
+of their own. They are derived state: after a power loss that drops them, the learner joins and
+learns the same events again from the decisions and rewards, exactly once, from the last
+checkpoint that survived. SQLite in WAL mode loses only a suffix of commits (each WAL frame's
+checksum chains over the frames before it), so a checkpoint never survives without the appends
+before it, and any request's sync makes every earlier commit durable too. Their own fsyncs
+only queued against the request path's: one file is synced by one caller at a time, and a
+learner fsync behind a busy WAL took up to 130 ms.
 """
 
 from __future__ import annotations
@@ -127,8 +137,9 @@ class SQLiteStore(SQLiteConnections):
 
     def append_joined(self, events: list[JoinedEvent]) -> list[JoinedEvent]:
         # Two statements per chunk rather than two per event: the learner appends every event.
+        # No fsync of its own (module docstring, durability).
         appended: list[JoinedEvent] = []
-        with self._write() as db:
+        with self._write(deferred_sync=True) as db:
             for start in range(0, len(events), _JOIN_CHUNK):
                 appended += _append_joined(db, events[start : start + _JOIN_CHUNK])
         return appended
@@ -155,7 +166,8 @@ class SQLiteStore(SQLiteConnections):
         return rows.checkpoint_from_row(row) if row is not None else None
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        with self._write() as db:
+        # No fsync of its own (module docstring, durability).
+        with self._write(deferred_sync=True) as db:
             db.execute(
                 "INSERT OR REPLACE INTO checkpoint "
                 "(id, model, arguments, cursor, learned_count, updated_at) "
