@@ -11,8 +11,8 @@ decisions made by the real loop (:func:`bandit.loop.decide`):
 
 Decisions are drawn from the baseline policy with the service's caps (a greedy action and an ε
 spread), which is cheaper than VW's predict and learns at the same cost. The file is written with
-``synchronous=OFF`` — seeding is set-up, not a measurement — and the server reopens it with its
-own (durable) setting.
+``synchronous=OFF`` — seeding is set-up, not a measurement — then fsynced once, and the server
+reopens it with its own (durable) setting.
 
 Run: ``python -m bench.backlog --db PATH --shape due --events 50000`` prints one JSON object.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -113,6 +114,13 @@ def seed(
             rewarded += len(rewards)
     finally:
         store.close()
+    # Written without fsyncs, the file's pages would still be on their way to disk when the
+    # server's first commits fsync, and those would wait for them: flush the set-up first.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return SeedResult(events=events, rewarded=rewarded, seconds=time.monotonic() - started)
 
 
