@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bandit.events import StoreCounts, WriteBatch, WriteResult
@@ -10,7 +12,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    """The service's metrics. Counters count since process start; gauges read the store."""
+    """The service's metrics. Counters count since process start; gauges read the store.
+
+    ``*_by`` are the labelled counters' ``labels`` memoized per label value, for the request
+    path: prometheus-client checks and locks on every ``labels`` call, and the values are few.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -30,6 +36,9 @@ class Metrics:
         self.activations = Counter(
             "banditd_activations", "Activate calls by outcome.", ["outcome"], registry=r
         )
+        self.ranks_by = functools.cache(self.ranks.labels)
+        self.rewards_by = functools.cache(self.rewards.labels)
+        self.activations_by = functools.cache(self.activations.labels)
         self.joined = Counter(
             "banditd_joined_events", "Decisions joined with their reward.", registry=r
         )

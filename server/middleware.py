@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from prometheus_client import Histogram
 
 from bandit.errors import (
     BanditError,
@@ -147,15 +148,19 @@ def make_auth(settings: Settings) -> Middleware:
 
 def make_timing(metrics: Metrics) -> Middleware:
     """Record request latency by route name and status."""
+    # The labelled series per (route, status), kept here: prometheus-client's labels() checks
+    # and locks on every call, a cost paid on every request (route names and statuses are few).
+    series: dict[tuple[str, int], Histogram] = {}
 
     @web.middleware
     async def timing(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         response = await handler(request)
-        route = route_role(request)
-        metrics.request_seconds.labels(route, str(response.status)).observe(
-            time.perf_counter() - started
-        )
+        key = (route_role(request), response.status)
+        histogram = series.get(key)
+        if histogram is None:
+            histogram = series[key] = metrics.request_seconds.labels(key[0], str(key[1]))
+        histogram.observe(time.perf_counter() - started)
         return response
 
     return timing

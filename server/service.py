@@ -127,7 +127,7 @@ class Service:
         if stored is not decision:
             self.metrics.rank_replays.inc()
             return resolve_replay(request, stored)
-        self.metrics.ranks.labels(decision.learning_mode.value).inc()
+        self.metrics.ranks_by(decision.learning_mode.value).inc()
         return decision
 
     async def reward(self, event_id: str, value: object, request_key: str | None) -> RewardOutcome:
@@ -142,7 +142,7 @@ class Service:
         outcome = await self.writer.write_reward(reward)
         if outcome is RewardOutcome.UNKNOWN_EVENT:
             raise EventNotFound(event_id)
-        self.metrics.rewards.labels(outcome.value).inc()
+        self.metrics.rewards_by(outcome.value).inc()
         return outcome
 
     async def activate(self, event_id: str) -> ActivationOutcome:
@@ -154,7 +154,7 @@ class Service:
         outcome = await self.writer.write_activation(activation)
         if outcome is ActivationOutcome.UNKNOWN_EVENT:
             raise EventNotFound(event_id)
-        self.metrics.activations.labels(outcome.value).inc()
+        self.metrics.activations_by(outcome.value).inc()
         return outcome
 
     def under_load(self) -> bool:
