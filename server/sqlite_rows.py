@@ -145,6 +145,10 @@ def decision_params(decision: Decision) -> dict[str, Any]:
     }
 
 
+_MODES = {mode.value: mode for mode in LearningMode}
+"""Learning modes by stored value (a lookup costs a fraction of ``LearningMode(value)``)."""
+
+
 def decision_from_row(row: Row) -> Decision:
     """The decision stored in a row holding :data:`DECISION_COLUMNS`."""
     return Decision(
@@ -155,7 +159,7 @@ def decision_from_row(row: Row) -> Decision:
         chosen_index=row["chosen_index"],
         greedy_index=row["greedy_index"],
         model_version=row["model_version"],
-        learning_mode=LearningMode(row["learning_mode"]),
+        learning_mode=_MODES[row["learning_mode"]],
         active=bool(row["active"]),
         activated_at=row["activated_at"],
         close_at=row["close_at"],
