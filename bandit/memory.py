@@ -100,6 +100,9 @@ class MemoryStore:
             decisions=tuple(decisions), rewards=tuple(outcomes), activations=tuple(activations)
         )
 
+    def try_write(self, batch: WriteBatch) -> WriteResult | None:
+        return self.write(batch)
+
     def sync(self) -> None:
         pass
 

@@ -40,6 +40,15 @@ class Store(Protocol):
         """
         ...
 
+    def try_write(self, batch: WriteBatch) -> WriteResult | None:
+        """:meth:`write` if it can start without waiting for another writer, else None at once
+        (nothing written).
+
+        The group-commit writer commits on its event loop when this succeeds (handing a batch to
+        a thread and back costs more than a batch's transaction) and on a thread otherwise.
+        """
+        ...
+
     def sync(self) -> None:
         """Make every write committed so far durable."""
         ...

@@ -60,6 +60,20 @@ def select(db: Database, sql: str, params: Params = ()) -> list[rows.Row]:
     return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
 
 
+def _begin_now(conn: sqlite3.Connection) -> bool:
+    """``BEGIN IMMEDIATE`` without waiting: False if another connection holds the write lock."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+            raise
+        return False
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return True
+
+
 class SQLiteConnections:
     """Per-thread connections to one SQLite file in WAL mode, and the transactions over them.
 
@@ -221,6 +235,27 @@ class SQLiteConnections:
                 raise
         if sync:
             self.sync()
+
+    @contextmanager
+    def _try_write(self) -> Iterator[Database | None]:
+        """A write transaction begun only if no writer of this or another process holds the
+        write lock: else it yields None at once and begins nothing. Not durable until sync()."""
+        if not self._write_lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            with self._use() as db:
+                if not _begin_now(db.conn):
+                    yield None
+                    return
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.rollback()
+                    raise
+        finally:
+            self._write_lock.release()
 
     def _write(self, *, deferred_sync: bool = False) -> AbstractContextManager[Database]:
         """A write transaction; durable on return unless ``deferred_sync`` (then call sync())."""

@@ -108,10 +108,11 @@ class SQLiteStore(SQLiteConnections):
 
     def write(self, batch: WriteBatch) -> WriteResult:
         with self._write(deferred_sync=True) as db:
-            decisions = tuple(_put_decision(db, d) for d in batch.decisions)
-            activations = tuple(_activate(db, a) for a in batch.activations)
-            rewards = tuple(_put_reward(db, r) for r in batch.rewards)
-        return WriteResult(decisions=decisions, rewards=rewards, activations=activations)
+            return _write_batch(db, batch)
+
+    def try_write(self, batch: WriteBatch) -> WriteResult | None:
+        with self._try_write() as db:
+            return _write_batch(db, batch) if db is not None else None
 
     def get_decision(self, event_id: str) -> Decision | None:
         row = self._first(
@@ -339,6 +340,13 @@ def _migrate(db: Database) -> None:
     except BaseException:
         db.rollback()
         raise
+
+
+def _write_batch(db: Database, batch: WriteBatch) -> WriteResult:
+    decisions = tuple(_put_decision(db, d) for d in batch.decisions)
+    activations = tuple(_activate(db, a) for a in batch.activations)
+    rewards = tuple(_put_reward(db, r) for r in batch.rewards)
+    return WriteResult(decisions=decisions, rewards=rewards, activations=activations)
 
 
 def _load(db: Database, event_id: str) -> tuple[Decision, bool] | None:

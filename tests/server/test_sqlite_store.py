@@ -27,6 +27,7 @@ from bandit.config import LearningMode, ServiceConfiguration
 from bandit.events import (
     Action,
     Activation,
+    Checkpoint,
     Decision,
     JoinedEvent,
     RankRequest,
@@ -472,6 +473,72 @@ def test_full_durability_fsyncs_the_wal(path: Path, monkeypatch: pytest.MonkeyPa
         assert len(synced) == 2, "other writes are durable on return"
     finally:
         store.close()
+
+
+def test_learner_writes_leave_their_fsync_to_the_requests(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(sqlite_connection.os, "fsync", synced.append)
+    store = SQLiteStore(path, synchronous="FULL")
+    try:
+        d = decision("e-learn")
+        store.write(WriteBatch(decisions=(d,)))
+        store.sync()
+        synced.clear()
+        appended = store.append_joined(
+            [JoinedEvent(decision=d, reward=1.0, reward_count=1, defaulted=False, joined_at=T0)]
+        )
+        assert [e.seq for e in appended] == [1]
+        store.save_checkpoint(
+            Checkpoint(model=b"m", arguments="a", cursor=1, learned_count=1, updated_at=T0)
+        )
+        assert synced == [], "the learner's commits are made durable by the next request's sync"
+        store.sync()
+        assert len(synced) == 1
+    finally:
+        store.close()
+
+
+def test_try_write_gives_way_to_a_writer_of_this_process(store: SQLiteStore) -> None:
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._write():
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        assert store.try_write(WriteBatch(decisions=(decision("e-wait"),))) is None
+    finally:
+        release.set()
+        holder.join(10)
+    assert store.get_decision("e-wait") is None
+    assert store.try_write(WriteBatch(decisions=(decision("e-wait"),))) is not None
+    assert store.get_decision("e-wait") is not None
+
+
+def test_try_write_gives_way_to_another_process_without_waiting(
+    store: SQLiteStore, path: Path
+) -> None:
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # the write lock, as another process would hold it
+        started = time.monotonic()
+        assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is None
+        # It did not sit out the busy timeout (5 s) that write() would wait.
+        assert time.monotonic() - started < sqlite_connection.BUSY_TIMEOUT_MS / 2000
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert store.counts(T0).decisions == 0
+    timeout = store._db().conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    assert timeout == sqlite_connection.BUSY_TIMEOUT_MS, "write() still waits for other writers"
+    assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is not None
+    assert store.counts(T0).decisions == 1
 
 
 def test_normal_durability_never_fsyncs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
