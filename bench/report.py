@@ -188,6 +188,8 @@ class BenchResult:
     http: tuple[HttpRun, ...] = ()
     vw: VWLoopResult | None = None
     learner: LearnerResult | None = None
+    learner_runs: tuple[LearnerResult, ...] = ()
+    """Every learner run (``learner`` is the fastest)."""
     backlog: BacklogRankResult | None = None
     memory: MemoryResult | None = None
     profiles: tuple[ProfileSummary, ...] = ()
