@@ -60,6 +60,17 @@ def select(db: Database, sql: str, params: Params = ()) -> list[rows.Row]:
     return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
 
 
+@contextmanager
+def _committing(db: Database) -> Iterator[None]:
+    """Commit the open transaction after the block, or roll it back if the block raised."""
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+
+
 def _begin_now(conn: sqlite3.Connection) -> bool:
     """``BEGIN IMMEDIATE`` without waiting: False if another connection holds the write lock."""
     conn.execute("PRAGMA busy_timeout = 0")
@@ -227,12 +238,8 @@ class SQLiteConnections:
         writing = begin != "BEGIN"
         with self._use() as db, self._write_lock if writing else contextlib.nullcontext():
             db.execute(begin)
-            try:
+            with _committing(db):
                 yield db
-                db.execute("COMMIT")
-            except BaseException:
-                db.rollback()
-                raise
         if sync:
             self.sync()
 
@@ -248,12 +255,8 @@ class SQLiteConnections:
                 if not _begin_now(db.conn):
                     yield None
                     return
-                try:
+                with _committing(db):
                     yield db
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.rollback()
-                    raise
         finally:
             self._write_lock.release()
 
