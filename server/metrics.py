@@ -14,7 +14,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     """The service's metrics. Counters count since process start; gauges read the store.
 
-    ``*_by`` are the labelled counters' ``labels`` memoized per label value, for the request
+    ``*_by`` are the labelled metrics' ``labels`` memoized per label value, for the request
     path: prometheus-client checks and locks on every ``labels`` call, and the values are few.
     """
 
@@ -63,6 +63,7 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
             registry=r,
         )
+        self.request_seconds_by = functools.cache(self.request_seconds.labels)
         self.batch_size = Histogram(
             "banditd_writer_batch_size",
             "Items committed per group-commit transaction.",

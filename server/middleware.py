@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import Histogram
 
 from bandit.errors import (
     BanditError,
@@ -148,19 +147,14 @@ def make_auth(settings: Settings) -> Middleware:
 
 def make_timing(metrics: Metrics) -> Middleware:
     """Record request latency by route name and status."""
-    # The labelled series per (route, status), kept here: prometheus-client's labels() checks
-    # and locks on every call, a cost paid on every request (route names and statuses are few).
-    series: dict[tuple[str, int], Histogram] = {}
 
     @web.middleware
     async def timing(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         response = await handler(request)
-        key = (route_role(request), response.status)
-        histogram = series.get(key)
-        if histogram is None:
-            histogram = series[key] = metrics.request_seconds.labels(key[0], str(key[1]))
-        histogram.observe(time.perf_counter() - started)
+        metrics.request_seconds_by(route_role(request), str(response.status)).observe(
+            time.perf_counter() - started
+        )
         return response
 
     return timing
