@@ -61,11 +61,12 @@ class CountingFallback:
         return self._inner.to_bytes()
 
 
-def restore_guardrail(text: str | None, settings: GuardrailSettings) -> Guardrail:
-    """The guardrail as persisted (a tripped guardrail stays tripped across restarts)."""
+def restore_guardrail(text: str | None, settings: GuardrailSettings) -> tuple[Guardrail, bool]:
+    """The guardrail as persisted (a tripped guardrail stays tripped across restarts), and
+    whether the stored state could be read (none stored counts as read: it never tripped)."""
     guardrail = Guardrail(settings)
     if not text:
-        return guardrail
+        return guardrail, True
     try:
         saved = json.loads(text)
         guardrail.state = GuardrailState(saved["state"])
@@ -75,8 +76,8 @@ def restore_guardrail(text: str | None, settings: GuardrailSettings) -> Guardrai
         guardrail.recoveries = int(saved.get("recoveries", 0))
     except (ValueError, KeyError, TypeError):
         log.warning("ignoring an unreadable stored guardrail state: %r", text[:200])
-        return Guardrail(settings)
-    return guardrail
+        return Guardrail(settings), False
+    return guardrail, True
 
 
 class LoopObserver:
@@ -93,8 +94,8 @@ class LoopObserver:
             except ValueError:
                 log.warning("ignoring unreadable stored watch settings: %r", stored[:200])
         self.metrics = WatchMetrics(service.metrics.registry)
-        guardrail = restore_guardrail(store.get_meta(GUARDRAIL_KEY), settings.guardrail)
-        self.watcher = Watcher(service, settings, guardrail)
+        guardrail, known = restore_guardrail(store.get_meta(GUARDRAIL_KEY), settings.guardrail)
+        self.watcher = Watcher(service, settings, guardrail, history_known=known)
         self.fallback = CountingFallback(
             ExploringBaselinePolicy(lambda: service.config.exploration_percentage),
             self.metrics.fallback_decisions,
@@ -193,8 +194,12 @@ class LoopObserver:
                 if transition.improvement is not None:
                     self.metrics.recoveries.inc()
                 log.warning("guardrail released, serving the policy: %s", transition.reason)
-        self._serve(self.watcher.guardrail.tripped)
-        await self.run(self._persist_guardrail)
+        try:
+            # Stored before serving changes: after a crash, a restart must not take decisions
+            # the baseline served for the policy's (Watcher reads the stored trips).
+            await self.run(self._persist_guardrail)
+        finally:
+            self._serve(self.watcher.guardrail.tripped)
 
     def _serve(self, tripped: bool) -> None:
         """Switch what ``Service.rank`` serves (event-loop thread)."""

@@ -92,10 +92,34 @@ class Round:
     alarms: tuple[DriftAlarm, ...]
 
 
+def unknown_before(guardrail: Guardrail, started: float, *, known: bool = True) -> float:
+    """Until when, before this process started at ``started``, it cannot tell whether the policy
+    or the guardrail's baseline served a decision.
+
+    The stored guardrail (restored into ``guardrail``) tells: if it never tripped, the policy
+    served everything before (nothing is unknown, and the watcher scores those events from
+    their logged pmf instead of loading each model version and asking it); if it tripped and
+    recovered, the policy served since the last change (widened by the margin). While tripped,
+    or when the stored state could not be read (``known`` false), everything before is unknown.
+    """
+    if not known or guardrail.tripped:
+        return started
+    if guardrail.trips == 0:
+        return -math.inf
+    return min(guardrail.since + _SPAN_MARGIN, started)
+
+
 class Watcher:
     """Watch, guardrail and drift state over the joined-event stream (worker thread only)."""
 
-    def __init__(self, service: Service, settings: WatcherSettings, guardrail: Guardrail) -> None:
+    def __init__(
+        self,
+        service: Service,
+        settings: WatcherSettings,
+        guardrail: Guardrail,
+        *,
+        history_known: bool = True,
+    ) -> None:
         self.service = service
         self.store = service.store
         self.settings = settings
@@ -109,7 +133,7 @@ class Watcher:
         self.recent: deque[JoinedEvent] = deque(maxlen=min(settings.watch.window, _REPLAY_EVENTS))
         self._versions: OrderedDict[int, Moments] = OrderedDict()
         self._policies: OrderedDict[tuple[int, str, float], Policy] = OrderedDict()
-        self._started = service.clock()
+        self._unknown_before = unknown_before(guardrail, service.clock(), known=history_known)
         self.report = self._report(0.0)
 
     # -- scoring -----------------------------------------------------------------------------
@@ -156,9 +180,9 @@ class Watcher:
         return policy
 
     def _fallback_spans(self) -> list[tuple[float, float]]:
-        """When the baseline served in this process (widened by a margin for in-flight ranks);
-        everything before this process started counts as unknown."""
-        spans = [(-math.inf, self._started)]
+        """When the baseline served in this process (widened by a margin for in-flight ranks),
+        and what the stored guardrail leaves unknown from before (:func:`unknown_before`)."""
+        spans = [(-math.inf, self._unknown_before)]
         start: float | None = None
         for t in self.guardrail.history:
             if t.state is GuardrailState.TRIPPED:

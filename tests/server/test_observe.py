@@ -4,6 +4,7 @@ rollback, the guardrail's fallback in ``rank``, and the dashboard's files behind
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from server.observe import OBSERVER
 from server.observer import GUARDRAIL_KEY
 from server.routes import SERVICE
 from server.settings import Settings, SettingsError
+from server.sqlite_store import SQLiteStore
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -68,7 +70,7 @@ def request(event_id: str) -> RankRequest:
 
 def decisions(version: int, count: int, start: int = 0) -> list[Decision]:
     """Uniform-random decisions over four actions, by model ``version``, an hour old (from
-    before the server started, so the watcher asks the model rather than trusting the log)."""
+    before the server started)."""
     now = time.time() - 3600
     return [
         Decision(
@@ -168,9 +170,23 @@ async def test_models_are_listed_with_scores_and_rolled_back_by_hand(client: Cli
     await expect_error(await client.post("/v1/models/two/activate"), 400, "BadRequest")
 
 
+def store_tripped_once(settings: Settings, recovered_at: float) -> None:
+    """Store a guardrail that tripped and recovered at ``recovered_at``, as a past run left it."""
+    store = SQLiteStore(settings.db)
+    try:
+        state = {"state": "serving", "since": recovered_at, "reason": "", "trips": 1}
+        store.set_meta(GUARDRAIL_KEY, json.dumps(state | {"recoveries": 1}))
+    finally:
+        store.close()
+
+
 async def test_a_tripped_guardrail_serves_the_baseline_within_the_cap_and_says_why(
-    client: Client, aiohttp_client: MakeClient, settings: Settings
+    aiohttp_client: MakeClient, settings: Settings
 ) -> None:
+    # The guardrail tripped in an earlier run, after the logged decisions: what served them is
+    # unknown, so the watcher asks the model version that was current rather than the log.
+    store_tripped_once(settings, recovered_at=time.time() - 60)
+    client = await aiohttp_client(create_app(settings))
     service = client.app[SERVICE]
     # A served model that learned to prefer a1, in a world where the baseline a0 pays 1.
     policy = service.factory(None)
@@ -247,3 +263,37 @@ async def test_the_dashboard_loads_without_a_key_and_its_data_needs_the_admin_ke
     await expect_error(
         await client.post("/v1/models/1/activate", headers=CLIENT), 401, "Unauthorized"
     )
+
+
+async def test_events_from_before_a_start_are_scored_from_their_log_if_it_never_tripped(
+    aiohttp_client: MakeClient, settings: Settings
+) -> None:
+    # A model that prefers a1 where the logged decisions were uniform: asked, it would score the
+    # window's policy far from the log's own value.
+    client = await aiohttp_client(create_app(settings))
+    service = client.app[SERVICE]
+    policy = service.factory(None)
+    for d in decisions(0, 40, 1000):
+        policy.learn_one(
+            JoinedEvent(
+                decision=d,
+                reward=float(d.chosen_index == 1),
+                reward_count=1,
+                defaulted=False,
+                joined_at=0.0,
+            )
+        )
+    model = service.store.publish_model(
+        created_at=time.time(),
+        data=policy.to_bytes(),
+        arguments=service.policy_settings.arguments,
+        learned_count=40,
+        cursor=0,
+        keep=20,
+    )
+    log_joined(client, model.version, 60)
+    status = await until(client, lambda b: b["window"]["events"] >= 60)
+    # Nothing stored says the guardrail ever tripped, so the policy served these decisions and
+    # their logged (uniform) pmf is what it served: the policy's value is the logged mean, 1/4.
+    assert status["window"]["policy"]["value"] == pytest.approx(0.25)
+    assert client.app[OBSERVER].watcher._policies == {}  # no model version was loaded to ask
