@@ -185,12 +185,12 @@ class VWPolicy:
         return self._arguments
 
     def predict_one(self, request: RankRequest) -> list[float]:
-        line = _encode({"c": context_object(request)}).decode()
+        line = _encode({"c": context_object(request)})
         try:
-            if self._core is not None:
+            if self._core is not None:  # the binding reads the UTF-8 bytes as they are
                 raw = self._core.predict_multi_ex_one(self._parse_core(self._core, line))
             else:
-                raw = self._workspace.predict_one(self._parser.parse_json(line))
+                raw = self._workspace.predict_one(self._parser.parse_json(line.decode()))
         except RuntimeError as exc:  # VW's parser rejects a feature value the schema let by
             raise InvalidRankRequest(f"the features could not be read: {exc}") from exc
         scores = cast(list[tuple[int, float]], raw)
@@ -204,11 +204,11 @@ class VWPolicy:
         return pmf
 
     def learn_one(self, event: JoinedEvent) -> None:
-        line = _encode(learn_object(event)).decode()
+        line = _encode(learn_object(event))
         if self._core is not None:
             self._core.learn_multi_ex_one(self._parse_core(self._core, line))
         else:
-            self._workspace.learn_one(self._parser.parse_json(line))
+            self._workspace.learn_one(self._parser.parse_json(line.decode()))
 
     def to_bytes(self) -> bytes:
         return bytes(self._workspace.serialize())
