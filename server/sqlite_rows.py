@@ -145,6 +145,9 @@ def decision_params(decision: Decision) -> dict[str, Any]:
     }
 
 
+_decode_pmf = msgspec.json.Decoder(tuple[float, ...]).decode
+"""A stored pmf straight into a tuple of floats (integers such as ``1`` read as ``1.0``)."""
+
 _MODES = {mode.value: mode for mode in LearningMode}
 """Learning modes by stored value (a lookup costs a fraction of ``LearningMode(value)``)."""
 
@@ -155,7 +158,7 @@ def decision_from_row(row: Row) -> Decision:
         event_id=row["event_id"],
         timestamp=row["timestamp"],
         request=request_from_json(row["request"]),
-        pmf=tuple(float(p) for p in loads(row["pmf"])),
+        pmf=_decode_pmf(row["pmf"]),
         chosen_index=row["chosen_index"],
         greedy_index=row["greedy_index"],
         model_version=row["model_version"],
