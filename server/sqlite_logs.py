@@ -18,8 +18,8 @@ _IN_CHUNK = 500
 """Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""
 
 _DECISION_INSERT = (
-    f"INSERT INTO decisions ({', '.join(rows.DECISION_COLUMNS)}, joined) "
-    f"VALUES ({', '.join(':' + c for c in rows.DECISION_COLUMNS)}, 1) "
+    f"INSERT INTO decisions ({', '.join(rows.DECISION_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in rows.DECISION_COLUMNS)}) "
     "ON CONFLICT (event_id) DO NOTHING"
 )
 
@@ -89,7 +89,8 @@ def counted_rewards(db: Database, event_ids: list[str]) -> dict[str, list[Reward
 
 
 def import_joined(db: Database, events: list[JoinedEvent]) -> list[JoinedEvent]:
-    """Insert each event's decision (flagged joined) and its joined row; skip known ids."""
+    """Insert each event's decision and its joined row (which keeps it out of ``pending``);
+    skip known ids."""
     appended = []
     for e in events:
         if db.execute(_DECISION_INSERT, rows.decision_params(e.decision)).rowcount != 1:

@@ -44,8 +44,8 @@ DECISION_COLUMNS = (
     "close_at",
     "explored",
 )
-"""Columns of ``decisions`` that :func:`decision_params` writes and :func:`decision_from_row`
-reads (the ``joined`` flag is the store's own bookkeeping)."""
+"""Columns of ``decisions``: what :func:`decision_params` writes and :func:`decision_from_row`
+reads."""
 
 DECISION_SELECT = ", ".join(f"d.{c}" for c in DECISION_COLUMNS)
 """The decision columns of a ``decisions d`` query, in :data:`DECISION_COLUMNS` order."""

@@ -6,9 +6,12 @@ new migrations; never edit or reorder released ones.
 
 Tables:
 
-* ``decisions``: one row per event, the request and pmf as JSON; ``joined`` is set when its
-  joined event is appended. The partial index ``decisions_pending`` holds only active, unjoined
-  events with a window, ordered by window close, so finding due events is an index range scan.
+* ``decisions``: one row per event, the request and pmf as JSON. Written once (activation sets
+  the window of a deferred one); joining never rewrites it (version 3).
+* ``pending``: ``(close_at, event_id)`` of every active, unjoined event with a window, ordered
+  by window close, so finding due events is a range scan of a small table (version 3). Triggers
+  keep it: a decision enters when inserted or activated with a window, leaves when its joined
+  row is inserted (or it is deleted).
 * ``rewards``: every stored reward (``late`` ones included) in arrival order (``id``);
   ``UNIQUE (event_id, request_key)`` makes retried requests idempotent.
 * ``joined``: joined events; ``seq`` (1, 2, …) is the learner's cursor.
@@ -174,5 +177,64 @@ def add_jobs_and_log_deletion(db: Database) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: tuple[Migration, ...] = (create_initial_schema, add_jobs_and_log_deletion)
+_PENDING_TABLE = (
+    """
+    CREATE TABLE pending (
+        close_at REAL NOT NULL,
+        event_id TEXT NOT NULL,
+        PRIMARY KEY (close_at, event_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    INSERT INTO pending (close_at, event_id)
+    SELECT close_at, event_id FROM decisions
+    WHERE active = 1 AND joined = 0 AND close_at IS NOT NULL
+    """,
+    "DROP INDEX decisions_pending",
+    "ALTER TABLE decisions DROP COLUMN joined",
+    """
+    CREATE TRIGGER pending_on_insert AFTER INSERT ON decisions
+    WHEN NEW.active = 1 AND NEW.close_at IS NOT NULL BEGIN
+        INSERT INTO pending (close_at, event_id) VALUES (NEW.close_at, NEW.event_id);
+    END
+    """,
+    """
+    CREATE TRIGGER pending_on_activate AFTER UPDATE OF active, close_at ON decisions
+    WHEN NEW.active = 1 AND NEW.close_at IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM joined WHERE event_id = NEW.event_id) BEGIN
+        DELETE FROM pending WHERE close_at = OLD.close_at AND event_id = OLD.event_id;
+        INSERT INTO pending (close_at, event_id) VALUES (NEW.close_at, NEW.event_id);
+    END
+    """,
+    """
+    CREATE TRIGGER pending_on_join AFTER INSERT ON joined BEGIN
+        DELETE FROM pending WHERE event_id = NEW.event_id
+            AND close_at = (SELECT close_at FROM decisions WHERE event_id = NEW.event_id);
+    END
+    """,
+    """
+    CREATE TRIGGER pending_on_delete AFTER DELETE ON decisions BEGIN
+        DELETE FROM pending WHERE close_at = OLD.close_at AND event_id = OLD.event_id;
+    END
+    """,
+)
+
+
+def add_pending_table(db: Database) -> None:
+    """Version 3: unjoined events with a window move from a partial index over ``decisions``
+    (whose ``joined`` flag each join rewrote, row and all) to the small ``pending`` table.
+
+    Joining a 1.4 KB decision used to write its whole row to the WAL and, at the checkpoint,
+    to the database: 7 KB of writes per learned event in all. Now a join writes its ``joined``
+    row and deletes a ``pending`` entry. Dropping ``joined`` rewrites ``decisions`` once.
+    """
+    for statement in _PENDING_TABLE:
+        db.execute(statement)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    create_initial_schema,
+    add_jobs_and_log_deletion,
+    add_pending_table,
+)
 """Applied in order; a file's ``PRAGMA user_version`` counts how many it has."""

@@ -59,11 +59,8 @@ _DUE_SLACK = 1.0
 ``close_at + grace <= now`` is repeated beside it, so rounding in ``now - grace`` never drops or
 adds an event; the slack only lets the index range include every candidate."""
 
-_PENDING = "active = 1 AND joined = 0 AND close_at IS NOT NULL"
-"""The WHERE clause of the partial index ``decisions_pending``; queries repeat it verbatim so
-SQLite uses that index."""
-
-_DUE = f"{_PENDING} AND close_at <= :bound AND close_at + :grace <= :now"
+_DUE = "p.close_at <= :bound AND p.close_at + :grace <= :now"
+"""Due entries of ``pending p`` (a range scan of its primary key)."""
 
 _DECISION_INSERT = (
     f"INSERT INTO decisions ({', '.join(rows.DECISION_COLUMNS)}) "
@@ -126,8 +123,9 @@ class SQLiteStore(SQLiteConnections):
         with self._read() as db:
             found = select(
                 db,
-                f"SELECT {rows.DECISION_SELECT} FROM decisions d WHERE {_DUE} "
-                "ORDER BY close_at, event_id LIMIT :limit",
+                f"SELECT {rows.DECISION_SELECT} FROM pending p "
+                f"JOIN decisions d ON d.event_id = p.event_id WHERE {_DUE} "
+                "ORDER BY p.close_at, p.event_id LIMIT :limit",
                 _due_params(now) | {"limit": limit},
             )
             decisions = [rows.decision_from_row(row) for row in found]
@@ -266,7 +264,7 @@ class SQLiteStore(SQLiteConnections):
             totals = select(db, "SELECT * FROM counters WHERE id = 1")[0]
             pending = select(
                 db,
-                f"SELECT COUNT(*) AS n, MIN(close_at) AS oldest FROM decisions WHERE {_DUE}",
+                f"SELECT COUNT(*) AS n, MIN(p.close_at) AS oldest FROM pending p WHERE {_DUE}",
                 _due_params(now),
             )[0]
         return StoreCounts(
@@ -349,14 +347,12 @@ def _write_batch(db: Database, batch: WriteBatch) -> WriteResult:
     return WriteResult(decisions=decisions, rewards=rewards, activations=activations)
 
 
-def _load(db: Database, event_id: str) -> tuple[Decision, bool] | None:
-    """A decision and its joined flag, read inside the caller's transaction."""
+def _load(db: Database, event_id: str) -> Decision | None:
+    """A decision, read inside the caller's transaction."""
     found = select(
-        db,
-        f"SELECT {rows.DECISION_SELECT}, d.joined FROM decisions d WHERE event_id = ?",
-        [event_id],
+        db, f"SELECT {rows.DECISION_SELECT} FROM decisions d WHERE event_id = ?", [event_id]
     )
-    return (rows.decision_from_row(found[0]), bool(found[0]["joined"])) if found else None
+    return rows.decision_from_row(found[0]) if found else None
 
 
 def _put_decision(db: Database, decision: Decision) -> Decision:
@@ -364,14 +360,14 @@ def _put_decision(db: Database, decision: Decision) -> Decision:
         return decision
     stored = _load(db, decision.event_id)
     assert stored is not None  # the insert conflicted with it
-    return stored[0]
+    return stored
 
 
 def _activate(db: Database, activation: Activation) -> ActivationOutcome:
     loaded = _load(db, activation.event_id)
     if loaded is None:
         return ActivationOutcome.UNKNOWN_EVENT
-    updated, outcome = rules.activate(loaded[0], activation)
+    updated, outcome = rules.activate(loaded, activation)
     if outcome is ActivationOutcome.ACTIVATED and updated.close_at is not None:
         db.execute(
             "UPDATE decisions SET active = ?, activated_at = ?, close_at = ? WHERE event_id = ?",
@@ -384,7 +380,10 @@ def _put_reward(db: Database, reward: Reward) -> RewardOutcome:
     # Only the window's state is needed: reading (and decoding) the whole decision row would
     # cost more than the insert.
     found = db.execute(
-        "SELECT active, close_at, joined FROM decisions WHERE event_id = ?", [reward.event_id]
+        "SELECT d.active, d.close_at, "
+        "EXISTS (SELECT 1 FROM joined j WHERE j.event_id = d.event_id) "
+        "FROM decisions d WHERE d.event_id = ?",
+        [reward.event_id],
     ).fetchone()
     if found is None:
         return RewardOutcome.UNKNOWN_EVENT
@@ -403,20 +402,21 @@ def _put_reward(db: Database, reward: Reward) -> RewardOutcome:
 
 
 def _append_joined(db: Database, events: list[JoinedEvent]) -> list[JoinedEvent]:
-    """Flag each event's decision joined and insert it; skips unknown or already joined ones."""
+    """Insert each event's joined row (a trigger takes it out of ``pending``); skips unknown
+    or already joined events, and repeats after the first (``seq`` stays gapless)."""
     ids = list(dict.fromkeys(e.decision.event_id for e in events))
-    flagged = {
+    unjoined = {
         row[0]
         for row in db.conn.execute(
-            "UPDATE decisions SET joined = 1 "
-            f"WHERE joined = 0 AND event_id IN ({', '.join('?' * len(ids))}) RETURNING event_id",
+            f"SELECT event_id FROM decisions d WHERE event_id IN ({', '.join('?' * len(ids))}) "
+            "AND NOT EXISTS (SELECT 1 FROM joined j WHERE j.event_id = d.event_id)",
             ids,
         )
     }
     fresh = []
     for e in events:
-        if e.decision.event_id in flagged:
-            flagged.discard(e.decision.event_id)  # the first of any repeats
+        if e.decision.event_id in unjoined:
+            unjoined.discard(e.decision.event_id)  # the first of any repeats
             fresh.append(e)
     if not fresh:
         return []

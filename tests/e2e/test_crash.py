@@ -214,7 +214,10 @@ def progress(db: Path) -> StoreProgress:
         ).fetchone()
         return StoreProgress(
             decisions=one("SELECT COUNT(*) FROM decisions"),
-            unjoined=one("SELECT COUNT(*) FROM decisions WHERE joined = 0"),
+            unjoined=one(
+                "SELECT COUNT(*) FROM decisions d "
+                "WHERE NOT EXISTS (SELECT 1 FROM joined j WHERE j.event_id = d.event_id)"
+            ),
             joined=one("SELECT COUNT(*) FROM joined"),
             last_seq=one("SELECT COALESCE(MAX(seq), 0) FROM joined"),
             checkpoint_cursor=int(cursor),

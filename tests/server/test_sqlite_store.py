@@ -36,6 +36,7 @@ from bandit.events import (
     WriteBatch,
 )
 from server import sqlite_connection, sqlite_store
+from server import sqlite_rows as rows
 from server.sqlite_schema import MIGRATIONS
 from server.sqlite_store import SchemaTooNew, SQLiteStore
 
@@ -100,7 +101,8 @@ def test_new_file_is_migrated_in_wal_mode(store: SQLiteStore, path: Path) -> Non
         assert {"decisions", "rewards", "joined", "models", "checkpoint", "config"} <= set(
             db.table_names()
         )
-        assert "decisions_pending" in {i.name for i in db.table("decisions").indexes}
+        assert "pending" in db.table_names()
+        assert "joined" not in db.table("decisions").columns_dict  # joins never rewrite it
     finally:
         db.close()
 
@@ -181,6 +183,53 @@ def test_opening_applies_only_the_migrations_a_file_lacks(
     assert inspect(path, "SELECT COUNT(*) FROM decisions") == [(2,)]
 
 
+def test_a_version_2_file_moves_its_unjoined_decisions_to_pending(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS[:2])
+        SQLiteStore(path).close()
+    # Rows as version 2 wrote them: the joined flag in the decision, a partial index over it.
+    conn = sqlite3.connect(path)
+    with conn:
+        columns = "event_id, timestamp, request, pmf, chosen_index, greedy_index, model_version"
+        for event_id, active, close_at, joined in [
+            ("open", 1, T0 + WAIT, 0),
+            ("joined", 1, T0 + WAIT, 1),
+            ("deferred", 0, None, 0),
+        ]:
+            conn.execute(
+                f"INSERT INTO decisions ({columns}, learning_mode, active, activated_at, "
+                "close_at, joined, explored) VALUES (?, ?, ?, '[0.75,0.25]', 0, 0, 1, "
+                "'Online', ?, ?, ?, ?, 0)",
+                [
+                    event_id,
+                    T0,
+                    rows.request_to_json(decision(event_id, defer=not active).request),
+                    active,
+                    T0 if active else None,
+                    close_at,
+                    joined,
+                ],
+            )
+        conn.execute(
+            "INSERT INTO joined (event_id, reward, reward_count, defaulted, joined_at) "
+            "VALUES ('joined', 1.0, 1, 0, ?)",
+            [T0 + 20],
+        )
+    conn.close()
+
+    store = SQLiteStore(path)
+    try:
+        assert inspect(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+        assert inspect(path, "SELECT close_at, event_id FROM pending") == [(T0 + WAIT, "open")]
+        assert [d.event_id for d, _ in store.due(T0 + 100, 10)] == ["open"]
+        assert store.get_decision("deferred") == decision("deferred", defer=True)
+        assert store.counts(T0 + 100).pending_join == 1
+    finally:
+        store.close()
+
+
 def test_failed_migration_leaves_the_file_at_its_old_version(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -237,7 +286,7 @@ def test_failing_write_batch_leaves_nothing(store: SQLiteStore) -> None:
     assert store.counts(T0).rewards == 1
 
 
-def test_due_and_counts_scan_the_pending_index(store: SQLiteStore) -> None:
+def test_due_and_counts_scan_the_pending_table(store: SQLiteStore) -> None:
     store.write(WriteBatch(decisions=tuple(decision(f"e{i}", at=T0 + i) for i in range(20))))
     statements: list[str] = []
     store._db().conn.set_trace_callback(statements.append)
@@ -246,11 +295,62 @@ def test_due_and_counts_scan_the_pending_index(store: SQLiteStore) -> None:
         store.counts(T0 + 15)
     finally:
         store._db().conn.set_trace_callback(None)
-    scans = [s for s in statements if "FROM decisions d WHERE active" in s or "COUNT(*)" in s]
+    scans = [s for s in statements if "FROM pending p" in s]
     assert len(scans) == 2
     for sql in scans:
         plan = " ".join(row[3] for row in store._db().execute(f"EXPLAIN QUERY PLAN {sql}"))
-        assert "USING INDEX decisions_pending" in plan, plan
+        assert "SEARCH p USING PRIMARY KEY (close_at<?)" in plan, plan
+        assert "SCAN d" not in plan, plan
+
+
+def test_pending_holds_exactly_the_active_unjoined_decisions(store: SQLiteStore) -> None:
+    store.write(
+        WriteBatch(
+            decisions=(decision("open"), decision("joined"), decision("deferred", defer=True))
+        )
+    )
+    store.append_joined(
+        [
+            JoinedEvent(
+                decision=decision("joined"),
+                reward=1.0,
+                reward_count=1,
+                defaulted=False,
+                joined_at=T0 + 20,
+            )
+        ]
+    )
+    pending = "SELECT event_id FROM pending ORDER BY event_id"
+    assert inspect(store.path, pending) == [("open",)]
+    store.write(WriteBatch(activations=(Activation(event_id="deferred", at=T0 + 1, wait=WAIT),)))
+    assert inspect(store.path, pending) == [("deferred",), ("open",)]
+    assert [d.event_id for d, _ in store.due(T0 + 100, 10)] == ["open", "deferred"]
+    assert store.delete_logs(before=None, through_seq=1) == 1  # the learned "joined"
+    assert inspect(store.path, pending) == [("deferred",), ("open",)]
+
+
+def test_joining_writes_little_beside_the_decisions_it_joins(store: SQLiteStore) -> None:
+    # Decisions the size of a typical request (~1.4 KB): joining them used to rewrite every row
+    # (a flag in it), so the WAL took a page for every two or three joined events.
+    features = tuple({f"ns{i}": {f"f{j}": "x" * 8 for j in range(12)}} for i in range(6))
+    big = [
+        replace(d, request=replace(d.request, context_features=features))
+        for d in (decision(f"e{i:03}") for i in range(300))
+    ]
+    store.write(WriteBatch(decisions=tuple(big)))
+    stored_pages = inspect(store.path, "SELECT COUNT(*) FROM dbstat WHERE name = 'decisions'")
+    store._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    due = store.due(T0 + WAIT + rules.JOIN_GRACE + 1, 300)
+    assert len(due) == 300
+    store.append_joined(
+        [
+            JoinedEvent(decision=d, reward=0.0, reward_count=0, defaulted=True, joined_at=T0 + 20)
+            for d, _ in due
+        ]
+    )
+    wal_pages = (Path(f"{store.path}-wal").stat().st_size - 32) // (4096 + 24)
+    assert stored_pages[0][0] >= 100
+    assert wal_pages <= 20, (wal_pages, stored_pages)
 
 
 # -- threads and processes ---------------------------------------------------------------
