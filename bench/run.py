@@ -193,6 +193,30 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+LEARNED_POLL = 0.1
+"""Seconds between samples of ``learnedCount`` in the learner phase."""
+
+
+def backlog_rate(series: list[tuple[float, int]], backlog: int) -> tuple[float, float]:
+    """Events/s a learner took through a backlog, and the seconds it was measured over.
+
+    ``series`` holds (seconds, learned) samples. The rate is the slope between the first and the
+    last sample taken while the backlog was being worked through (0 < learned < backlog): the
+    start-up before the first learned event and the idle tail after the last one (up to a poll
+    interval) are not the learner's speed. With fewer than two such samples, the slope from the
+    start to the first sample that saw the backlog done.
+
+    >>> backlog_rate([(0.1, 0), (0.2, 100), (0.3, 300), (0.4, 500), (0.5, 600)], 600)
+    (2000.0, 0.2)
+    """
+    moving = [(t, n) for t, n in series if 0 < n < backlog]
+    if len(moving) >= 2 and moving[-1][0] > moving[0][0]:
+        (start_t, start_n), (end_t, end_n) = moving[0], moving[-1]
+        return (end_n - start_n) / (end_t - start_t), end_t - start_t
+    end_t, end_n = next(((t, n) for t, n in series if n >= backlog), series[-1])
+    return (end_n / end_t if end_t > 0 else 0.0), end_t
+
+
 def _banditd_command(db: Path, port: int) -> list[str]:
     script = Path(sys.executable).with_name("banditd")
     serve = ["serve", "--db", str(db), "--port", str(port)]
@@ -526,7 +550,7 @@ class Bench:
                 series.append((time.monotonic() - ready, count))
                 if count >= backlog:
                     break
-                time.sleep(0.25)
+                time.sleep(LEARNED_POLL)
             cpu = server.cpu_seconds() - cpu_before
             wall = time.monotonic() - ready
             core = options.server_core
@@ -535,18 +559,12 @@ class Bench:
                 profiler.join(options.learner_seconds + 60)
         finally:
             server.stop()
-        moving = [(t, n) for t, n in series if 0 < n < backlog] or series
-        start_t, start_n = moving[0]
-        end = next(((t, n) for t, n in series if n >= backlog), series[-1])
-        if end[0] > start_t and end[1] > start_n:
-            rate = (end[1] - start_n) / (end[0] - start_t)
-        else:
-            rate = end[1] / end[0] if end[0] > 0 else 0.0
+        rate, seconds = backlog_rate(series, backlog)
         log(f"learner: {rate:,.0f} events/s over a backlog of {backlog:,}")
         return LearnerResult(
             backlog=backlog,
             learned=series[-1][1],
-            seconds=end[0] - start_t,
+            seconds=seconds,
             per_second=rate,
             server_cpu=cpu / wall if wall > 0 else 0.0,
             foreign_cpu=max(0.0, core_busy - cpu) / wall if wall > 0 else 0.0,
