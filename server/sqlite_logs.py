@@ -49,22 +49,37 @@ def log_range(db: Database) -> tuple[float, float] | None:
     return float(row["first"]), float(row["last"])
 
 
-def delete_logs(db: Database, *, before: float | None, through_seq: int) -> int:
-    """Delete learned joined events (and, with ``before``, never-activated decisions)."""
+def doomed_ids(db: Database, *, before: float | None, through_seq: int) -> list[str]:
+    """Ids of the events :meth:`Store.delete_logs` deletes: learned joined events decided before
+    ``before`` (all learned ones when None) and, with ``before``, never-activated decisions made
+    before it. Read only: the caller deletes them with :func:`delete_events`."""
+    bound = float("inf") if before is None else before
+    found = db.conn.execute(
+        "SELECT j.event_id FROM joined j JOIN decisions d ON d.event_id = j.event_id "
+        "WHERE j.seq <= ? AND d.timestamp < ?",
+        [through_seq, bound],
+    ).fetchall()
+    if before is not None:
+        found += db.conn.execute(
+            "SELECT event_id FROM decisions WHERE active = 0 AND timestamp < ?", [before]
+        ).fetchall()
+    return [row[0] for row in found]
+
+
+def delete_events(
+    db: Database, event_ids: list[str], *, before: float | None, through_seq: int
+) -> int:
+    """Delete those of ``event_ids`` that still qualify (an activation may have come since they
+    were found), with their rewards and joined rows; returns how many decisions."""
     db.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (event_id TEXT PRIMARY KEY)")
     db.execute("DELETE FROM doomed")
-    bound = float("inf") if before is None else before
     db.execute(
-        "INSERT OR IGNORE INTO doomed SELECT j.event_id FROM joined j "
-        "JOIN decisions d ON d.event_id = j.event_id WHERE j.seq <= ? AND d.timestamp < ?",
-        [through_seq, bound],
+        "INSERT OR IGNORE INTO doomed SELECT d.event_id FROM decisions d "
+        f"WHERE d.event_id IN ({', '.join('?' * len(event_ids))}) AND d.timestamp < ? "
+        "AND (EXISTS (SELECT 1 FROM joined j WHERE j.event_id = d.event_id AND j.seq <= ?) "
+        "OR (? AND d.active = 0))",
+        [*event_ids, float("inf") if before is None else before, through_seq, before is not None],
     )
-    if before is not None:
-        db.execute(
-            "INSERT OR IGNORE INTO doomed SELECT event_id FROM decisions "
-            "WHERE active = 0 AND timestamp < ?",
-            [before],
-        )
     doomed = "event_id IN (SELECT event_id FROM doomed)"
     db.execute(f"DELETE FROM rewards WHERE {doomed}")
     db.execute(f"DELETE FROM joined WHERE {doomed}")

@@ -11,7 +11,8 @@ Tables:
 * ``pending``: ``(close_at, event_id)`` of every active, unjoined event with a window, ordered
   by window close, so finding due events is a range scan of a small table (version 3). Triggers
   keep it: a decision enters when inserted or activated with a window, leaves when its joined
-  row is inserted (or it is deleted).
+  row is inserted (or it is deleted). The partial index ``decisions_inactive`` holds the
+  never-activated decisions, for the retention job.
 * ``rewards``: every stored reward (``late`` ones included) in arrival order (``id``);
   ``UNIQUE (event_id, request_key)`` makes retried requests idempotent.
 * ``joined``: joined events; ``seq`` (1, 2, …) is the learner's cursor.
@@ -217,6 +218,7 @@ _PENDING_TABLE = (
         DELETE FROM pending WHERE close_at = OLD.close_at AND event_id = OLD.event_id;
     END
     """,
+    "CREATE INDEX decisions_inactive ON decisions (timestamp) WHERE active = 0",
 )
 
 
@@ -227,6 +229,8 @@ def add_pending_table(db: Database) -> None:
     Joining a 1.4 KB decision used to write its whole row to the WAL and, at the checkpoint,
     to the database: 7 KB of writes per learned event in all. Now a join writes its ``joined``
     row and deletes a ``pending`` entry. Dropping ``joined`` rewrites ``decisions`` once.
+    The partial index ``decisions_inactive`` finds never-activated decisions for the retention
+    job, which scanned the whole table for them.
     """
     for statement in _PENDING_TABLE:
         db.execute(statement)

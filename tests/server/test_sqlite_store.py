@@ -329,6 +329,44 @@ def test_pending_holds_exactly_the_active_unjoined_decisions(store: SQLiteStore)
     assert inspect(store.path, pending) == [("deferred",), ("open",)]
 
 
+def test_log_deletion_holds_the_write_lock_a_chunk_at_a_time(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = [decision(f"e{i}", at=T0 + i) for i in range(7)]
+    store.write(WriteBatch(decisions=(*ds, decision("deferred", defer=True))))
+    appended = store.append_joined(
+        [
+            JoinedEvent(decision=d, reward=1.0, reward_count=1, defaulted=False, joined_at=T0)
+            for d in ds
+        ]
+    )
+    monkeypatch.setattr(sqlite_store, "_DELETE_CHUNK", 2)
+    found = sqlite_store.logs.doomed_ids
+
+    def found_then_activated(db: Any, **bounds: Any) -> list[str]:
+        ids = found(db, **bounds)
+        assert "deferred" in ids
+        # Activated between the read that found it and the deletion: it must stay.
+        store._db().execute(
+            "UPDATE decisions SET active = 1, activated_at = ?, close_at = ? "
+            "WHERE event_id = 'deferred'",
+            [T0 + 1, T0 + 1 + WAIT],
+        )
+        return ids
+
+    monkeypatch.setattr(sqlite_store.logs, "doomed_ids", found_then_activated)
+    statements: list[str] = []
+    store._db().conn.set_trace_callback(statements.append)
+    try:
+        deleted = store.delete_logs(before=T0 + 100, through_seq=appended[-1].seq)
+    finally:
+        store._db().conn.set_trace_callback(None)
+    assert deleted == 7
+    assert statements.count("BEGIN IMMEDIATE") == 4  # 8 found, 2 a transaction
+    assert [d.event_id for d in [store.get_decision("deferred")] if d] == ["deferred"]
+    assert store.counts(T0).decisions == 1 and store.joined_after(0, 10) == []
+
+
 def test_joining_writes_little_beside_the_decisions_it_joins(store: SQLiteStore) -> None:
     # Decisions the size of a typical request (~1.4 KB): joining them used to rewrite every row
     # (a flag in it), so the WAL took a page for every two or three joined events.
