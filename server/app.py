@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bandit.store import Store
-from server.middleware import errors, make_auth, make_timing
+from server.middleware import make_edge
 from server.routes import SERVICE, add_routes
 from server.service import Service
 from server.settings import Settings
@@ -25,7 +25,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         )
     service = Service(settings, store)
     app = web.Application(
-        middlewares=[make_timing(service.metrics), errors, make_auth(settings)],
+        middlewares=[make_edge(settings, service.metrics)],
         client_max_size=settings.max_body_bytes,
     )
     app[SERVICE] = service
