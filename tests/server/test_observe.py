@@ -15,11 +15,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bandit.events import Action, Decision, JoinedEvent, RankRequest, WriteBatch
+from bandit.events import Action, Decision, JoinedEvent, ModelRecord, RankRequest, WriteBatch
 from server.app import create_app
 from server.observe import OBSERVER
 from server.observer import GUARDRAIL_KEY
 from server.routes import SERVICE
+from server.service import Service
 from server.settings import Settings, SettingsError
 from server.sqlite_store import SQLiteStore
 
@@ -170,6 +171,29 @@ async def test_models_are_listed_with_scores_and_rolled_back_by_hand(client: Cli
     await expect_error(await client.post("/v1/models/two/activate"), 400, "BadRequest")
 
 
+def publish_model_preferring_a1(service: Service) -> ModelRecord:
+    """Publish a model that learned, from 40 uniform decisions, that only a1 pays."""
+    policy = service.factory(None)
+    for d in decisions(0, 40, 1000):
+        policy.learn_one(
+            JoinedEvent(
+                decision=d,
+                reward=float(d.chosen_index == 1),
+                reward_count=1,
+                defaulted=False,
+                joined_at=0.0,
+            )
+        )
+    return service.store.publish_model(
+        created_at=time.time(),
+        data=policy.to_bytes(),
+        arguments=service.policy_settings.arguments,
+        learned_count=40,
+        cursor=0,
+        keep=20,
+    )
+
+
 def store_tripped_once(settings: Settings, recovered_at: float) -> None:
     """Store a guardrail that tripped and recovered at ``recovered_at``, as a past run left it."""
     store = SQLiteStore(settings.db)
@@ -189,27 +213,7 @@ async def test_a_tripped_guardrail_serves_the_baseline_within_the_cap_and_says_w
     client = await aiohttp_client(create_app(settings))
     service = client.app[SERVICE]
     # A served model that learned to prefer a1, in a world where the baseline a0 pays 1.
-    policy = service.factory(None)
-    trained = [
-        JoinedEvent(
-            decision=d,
-            reward=float(d.chosen_index == 1),
-            reward_count=1,
-            defaulted=False,
-            joined_at=0.0,
-        )
-        for d in decisions(0, 40, 1000)
-    ]
-    for event in trained:
-        policy.learn_one(event)
-    bad = service.store.publish_model(
-        created_at=time.time(),
-        data=policy.to_bytes(),
-        arguments=service.policy_settings.arguments,
-        learned_count=len(trained),
-        cursor=0,
-        keep=20,
-    )
+    bad = publish_model_preferring_a1(service)
     log_joined(client, bad.version, 60)
     status = await until(client, lambda b: b["guardrail"]["state"] == "tripped")
     assert status["serving"] == "baseline"
@@ -271,26 +275,7 @@ async def test_events_from_before_a_start_are_scored_from_their_log_if_it_never_
     # A model that prefers a1 where the logged decisions were uniform: asked, it would score the
     # window's policy far from the log's own value.
     client = await aiohttp_client(create_app(settings))
-    service = client.app[SERVICE]
-    policy = service.factory(None)
-    for d in decisions(0, 40, 1000):
-        policy.learn_one(
-            JoinedEvent(
-                decision=d,
-                reward=float(d.chosen_index == 1),
-                reward_count=1,
-                defaulted=False,
-                joined_at=0.0,
-            )
-        )
-    model = service.store.publish_model(
-        created_at=time.time(),
-        data=policy.to_bytes(),
-        arguments=service.policy_settings.arguments,
-        learned_count=40,
-        cursor=0,
-        keep=20,
-    )
+    model = publish_model_preferring_a1(client.app[SERVICE])
     log_joined(client, model.version, 60)
     status = await until(client, lambda b: b["window"]["events"] >= 60)
     # Nothing stored says the guardrail ever tripped, so the policy served these decisions and
