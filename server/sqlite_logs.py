@@ -1,4 +1,4 @@
-"""SQL for the SQLite store's logs, retention, imports and job records.
+"""SQL for the SQLite store's logs (joined events), retention, imports and job records.
 
 Each function runs inside a transaction its :class:`server.sqlite_store.SQLiteStore` method
 opened, so a method stays one transaction. Rows become values through :mod:`server.sqlite_rows`.
@@ -101,6 +101,55 @@ def counted_rewards(db: Database, event_ids: list[str]) -> dict[str, list[Reward
         ):
             out.setdefault(row["event_id"], []).append(rows.reward_from_row(row))
     return out
+
+
+def append_joined(db: Database, events: list[JoinedEvent]) -> list[JoinedEvent]:
+    """Insert each event's joined row (a trigger takes it out of ``pending``); skips unknown
+    or already joined events, and repeats after the first (``seq`` stays gapless)."""
+    ids = list(dict.fromkeys(e.decision.event_id for e in events))
+    unjoined = {
+        row[0]
+        for row in db.conn.execute(
+            f"SELECT event_id FROM decisions d WHERE event_id IN ({', '.join('?' * len(ids))}) "
+            "AND NOT EXISTS (SELECT 1 FROM joined j WHERE j.event_id = d.event_id)",
+            ids,
+        )
+    }
+    fresh = []
+    for e in events:
+        if e.decision.event_id in unjoined:
+            unjoined.discard(e.decision.event_id)  # the first of any repeats
+            fresh.append(e)
+    if not fresh:
+        return []
+    params: list[object] = []
+    for e in fresh:
+        params += [e.decision.event_id, e.reward, e.reward_count, int(e.defaulted), e.joined_at]
+    seqs = dict(
+        db.conn.execute(
+            "INSERT INTO joined (event_id, reward, reward_count, defaulted, joined_at) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?)"] * len(fresh))
+            + " RETURNING event_id, seq",
+            params,
+        ).fetchall()
+    )
+    # JoinedEvent(...) rather than dataclasses.replace, which costs several times as much.
+    numbered = [
+        JoinedEvent(
+            decision=e.decision,
+            reward=e.reward,
+            reward_count=e.reward_count,
+            defaulted=e.defaulted,
+            joined_at=e.joined_at,
+            seq=seqs[e.decision.event_id],
+        )
+        for e in fresh
+    ]
+    return sorted(numbered, key=_seq)
+
+
+def _seq(event: JoinedEvent) -> int:
+    return event.seq
 
 
 def import_joined(db: Database, events: list[JoinedEvent]) -> list[JoinedEvent]:
