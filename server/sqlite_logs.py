@@ -49,21 +49,31 @@ def log_range(db: Database) -> tuple[float, float] | None:
     return float(row["first"]), float(row["last"])
 
 
-def doomed_ids(db: Database, *, before: float | None, through_seq: int) -> list[str]:
-    """Ids of the events :meth:`Store.delete_logs` deletes: learned joined events decided before
-    ``before`` (all learned ones when None) and, with ``before``, never-activated decisions made
-    before it. Read only: the caller deletes them with :func:`delete_events`."""
-    bound = float("inf") if before is None else before
+_FIND_PAGE = 5000
+"""Events ``delete_logs`` finds per read (it deletes them before it reads more)."""
+
+
+def learned_before(
+    db: Database, *, before: float | None, through_seq: int, after_seq: int
+) -> list[tuple[int, str]]:
+    """The next learned joined events to delete, as (seq, event id) in seq order: ``seq`` in
+    ``(after_seq, through_seq]``, decided before ``before`` (any time when None)."""
     found = db.conn.execute(
-        "SELECT j.event_id FROM joined j JOIN decisions d ON d.event_id = j.event_id "
-        "WHERE j.seq <= ? AND d.timestamp < ?",
-        [through_seq, bound],
+        "SELECT j.seq, j.event_id FROM joined j JOIN decisions d ON d.event_id = j.event_id "
+        "WHERE j.seq > ? AND j.seq <= ? AND d.timestamp < ? ORDER BY j.seq LIMIT ?",
+        [after_seq, through_seq, float("inf") if before is None else before, _FIND_PAGE],
     ).fetchall()
-    if before is not None:
-        found += db.conn.execute(
-            "SELECT event_id FROM decisions WHERE active = 0 AND timestamp < ?", [before]
-        ).fetchall()
-    return [row[0] for row in found]
+    return [(int(seq), str(event_id)) for seq, event_id in found]
+
+
+def never_activated_before(db: Database, before: float) -> list[str]:
+    """Ids of the next never-activated decisions made before ``before`` (index
+    ``decisions_inactive``); deleting them is what moves this on."""
+    found = db.conn.execute(
+        "SELECT event_id FROM decisions WHERE active = 0 AND timestamp < ? LIMIT ?",
+        [before, _FIND_PAGE],
+    ).fetchall()
+    return [str(row[0]) for row in found]
 
 
 def delete_events(

@@ -296,18 +296,36 @@ class SQLiteStore(SQLiteConnections):
             return logs.log_range(db)
 
     def delete_logs(self, *, before: float | None, through_seq: int) -> int:
-        # Found in a read transaction, deleted a chunk per write transaction: as one transaction,
-        # retention over a store of 200,000 events held the write lock for 230 ms with nothing
-        # to delete, and every rank and reward waited behind it.
-        with self._read() as db:
-            ids = logs.doomed_ids(db, before=before, through_seq=through_seq)
+        # Found by reads, deleted a chunk per write transaction: as one transaction, retention
+        # over a store of 200,000 events held the write lock for 230 ms with nothing to delete,
+        # and every rank and reward waited behind it.
+        deleted = 0
+        after_seq = 0
+        while True:
+            with self._read() as db:
+                page = logs.learned_before(
+                    db, before=before, through_seq=through_seq, after_seq=after_seq
+                )
+            if not page:
+                break
+            after_seq = page[-1][0]
+            deleted += self._delete_events([event_id for _, event_id in page], before, through_seq)
+        while before is not None:
+            with self._read() as db:
+                ids = logs.never_activated_before(db, before)
+            if not ids:  # each one found is deleted, or was activated and is found no more
+                break
+            deleted += self._delete_events(ids, before, through_seq)
+        if deleted:
+            self.sync()  # deleted logs stay deleted across a power loss once this returns
+        return deleted
+
+    def _delete_events(self, ids: list[str], before: float | None, through_seq: int) -> int:
         deleted = 0
         for start in range(0, len(ids), _DELETE_CHUNK):
             with self._write(deferred_sync=True) as db:
                 chunk = ids[start : start + _DELETE_CHUNK]
                 deleted += logs.delete_events(db, chunk, before=before, through_seq=through_seq)
-        if deleted:
-            self.sync()  # deleted logs stay deleted across a power loss once this returns
         return deleted
 
     def counted_rewards(self, event_ids: list[str]) -> dict[str, list[Reward]]:

@@ -341,20 +341,22 @@ def test_log_deletion_holds_the_write_lock_a_chunk_at_a_time(
         ]
     )
     monkeypatch.setattr(sqlite_store, "_DELETE_CHUNK", 2)
-    found = sqlite_store.logs.doomed_ids
+    monkeypatch.setattr(sqlite_store.logs, "_FIND_PAGE", 3)
+    found = sqlite_store.logs.never_activated_before
 
-    def found_then_activated(db: Any, **bounds: Any) -> list[str]:
-        ids = found(db, **bounds)
-        assert "deferred" in ids
-        # Activated between the read that found it and the deletion: it must stay.
-        store._db().execute(
-            "UPDATE decisions SET active = 1, activated_at = ?, close_at = ? "
-            "WHERE event_id = 'deferred'",
-            [T0 + 1, T0 + 1 + WAIT],
-        )
+    def found_then_activated(db: Any, before: float) -> list[str]:
+        ids = found(db, before)
+        if ids:
+            assert ids == ["deferred"]
+            # Activated between the read that found it and the deletion: it must stay.
+            store._db().execute(
+                "UPDATE decisions SET active = 1, activated_at = ?, close_at = ? "
+                "WHERE event_id = 'deferred'",
+                [T0 + 1, T0 + 1 + WAIT],
+            )
         return ids
 
-    monkeypatch.setattr(sqlite_store.logs, "doomed_ids", found_then_activated)
+    monkeypatch.setattr(sqlite_store.logs, "never_activated_before", found_then_activated)
     statements: list[str] = []
     store._db().conn.set_trace_callback(statements.append)
     try:
@@ -362,7 +364,8 @@ def test_log_deletion_holds_the_write_lock_a_chunk_at_a_time(
     finally:
         store._db().conn.set_trace_callback(None)
     assert deleted == 7
-    assert statements.count("BEGIN IMMEDIATE") == 4  # 8 found, 2 a transaction
+    # Found 3, 3 and 1 at a time, deleted at most 2 a transaction; then the deferred one.
+    assert statements.count("BEGIN IMMEDIATE") == 2 + 2 + 1 + 1
     assert [d.event_id for d in [store.get_decision("deferred")] if d] == ["deferred"]
     assert store.counts(T0).decisions == 1 and store.joined_after(0, 10) == []
 
