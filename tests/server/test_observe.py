@@ -215,8 +215,10 @@ async def test_a_tripped_guardrail_serves_the_baseline_within_the_cap_and_says_w
     # A served model that learned to prefer a1, in a world where the baseline a0 pays 1.
     bad = publish_model_preferring_a1(service)
     log_joined(client, bad.version, 60)
-    status = await until(client, lambda b: b["guardrail"]["state"] == "tripped")
-    assert status["serving"] == "baseline"
+    # The round reports the trip, then stores it, and only then does the baseline serve.
+    status = await until(
+        client, lambda b: b["guardrail"]["state"] == "tripped" and b["serving"] == "baseline"
+    )
     trip = status["guardrail"]["history"][0]
     assert trip["improvement"]["upper"] < -WATCH["margin"]
     assert trip["improvement"]["events"] >= WATCH["min_events"]
