@@ -1,7 +1,8 @@
 """SQL for the SQLite store's logs (joined events), retention, imports and job records.
 
 Each function runs inside a transaction its :class:`server.sqlite_store.SQLiteStore` method
-opened, so a method stays one transaction. Rows become values through :mod:`server.sqlite_rows`.
+opened (``delete_logs`` opens several: reads that find a page, writes that delete a chunk).
+Rows become values through :mod:`server.sqlite_rows`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The SQLite :class:`bandit.store.Store`: one file, WAL mode, versioned schema.
 
 Semantics are those of :class:`bandit.memory.MemoryStore`; the join, lateness and activation
-rules come from :mod:`bandit.join`. Every method is one transaction (connections, transactions
-and durability: :mod:`server.sqlite_connection`).
+rules come from :mod:`bandit.join`. Every method is one transaction, except ``delete_logs``,
+which deletes in short transactions so writers never wait long (connections, transactions and
+durability: :mod:`server.sqlite_connection`).
 
 Durability: decisions, rewards and activations are durable before their request is answered
 (the group commit's sync). The learner's joined events and checkpoints commit without an fsync
