@@ -91,15 +91,20 @@ def learn_object(event: JoinedEvent) -> dict[str, Any]:
     """
     d = event.decision
     chosen = d.chosen_index
-    others = [i for i in range(len(d.pmf)) if i != chosen]
+    # The chosen action moved to the front, the others in order (list methods rather than
+    # comprehensions: this runs for every learned event).
+    actions = list(range(1, len(d.pmf) + 1))
+    actions.insert(0, actions.pop(chosen))
+    pmf = list(d.pmf)
+    pmf.insert(0, pmf.pop(chosen))
     return {
         "_label_cost": -event.reward,
         "_label_probability": d.pmf[chosen],
         "_label_Action": chosen + 1,
         "_labelIndex": chosen,
-        "a": [chosen + 1] + [i + 1 for i in others],
+        "a": actions,
         "c": context_object(d.request),
-        "p": [d.pmf[chosen]] + [d.pmf[i] for i in others],
+        "p": pmf,
     }
 
 

@@ -117,10 +117,16 @@ def check_reward(value: object, config: ServiceConfiguration) -> float:
 
 
 def join_due(
-    store: Store, config: ServiceConfiguration, now: float, limit: int
+    store: Store,
+    config: ServiceConfiguration,
+    now: float,
+    limit: int,
+    *,
+    raw_features: bool = False,
 ) -> list[JoinedEvent]:
-    """Join every decision whose window closed (up to ``limit``); returns what was appended."""
-    due = store.due(now, limit)
+    """Join every decision whose window closed (up to ``limit``); returns what was appended
+    (``raw_features``: as in :meth:`Store.due`)."""
+    due = store.due(now, limit, raw_features=raw_features)
     if not due:
         return []
     joined = [
@@ -211,7 +217,8 @@ class Learner:
 
     def step(self, config: ServiceConfiguration, now: float, limit: int = 512) -> LearnStep:
         """Join what is due, then learn up to ``limit`` joined events and checkpoint."""
-        joined = join_due(self._store, config, now, limit)
+        # Raw features: the policy only hands them back to msgspec to build its VW input.
+        joined = join_due(self._store, config, now, limit, raw_features=True)
         if (
             joined
             and joined[0].seq == self.cursor + 1
@@ -221,7 +228,7 @@ class Learner:
             # rather than reading (and decoding) the same events back from the store.
             batch = joined
         else:
-            batch = self._store.joined_after(self.cursor, limit)
+            batch = self._store.joined_after(self.cursor, limit, raw_features=True)
         learn = config.learning_mode is not LearningMode.LOGGING_ONLY
         for event in batch:
             if learn:

@@ -110,7 +110,9 @@ class MemoryStore:
         row = self._rows.get(event_id)
         return row.decision if row else None
 
-    def due(self, now: float, limit: int) -> list[tuple[Decision, list[Reward]]]:
+    def due(
+        self, now: float, limit: int, *, raw_features: bool = False
+    ) -> list[tuple[Decision, list[Reward]]]:
         out: list[tuple[Decision, list[Reward]]] = []
         for close, event_id in self._pending:
             if len(out) >= limit or close + rules.JOIN_GRACE > now:
@@ -138,7 +140,9 @@ class MemoryStore:
             self._pending = [p for p in self._pending if p[1] not in done]
         return appended
 
-    def joined_after(self, cursor: int, limit: int) -> list[JoinedEvent]:
+    def joined_after(
+        self, cursor: int, limit: int, *, raw_features: bool = False
+    ) -> list[JoinedEvent]:
         if limit <= 0:
             return []
         start = bisect.bisect_right(self._joined, cursor, key=lambda e: e.seq)

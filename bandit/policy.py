@@ -25,7 +25,11 @@ class Policy(Protocol):
         ...
 
     def learn_one(self, event: JoinedEvent) -> None:
-        """Update from one joined event (the chosen action, its propensity and reward)."""
+        """Update from one joined event (the chosen action, its propensity and reward).
+
+        The learner reads events with ``raw_features`` (:meth:`bandit.store.Store.due`): their
+        feature values may still be encoded JSON, which only msgspec can write back out.
+        """
         ...
 
     def to_bytes(self) -> bytes:

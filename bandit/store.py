@@ -57,11 +57,15 @@ class Store(Protocol):
         """The stored decision for ``event_id``, or None."""
         ...
 
-    def due(self, now: float, limit: int) -> list[tuple[Decision, list[Reward]]]:
+    def due(
+        self, now: float, limit: int, *, raw_features: bool = False
+    ) -> list[tuple[Decision, list[Reward]]]:
         """Up to ``limit`` active, unjoined decisions whose window is due at ``now``.
 
         Ordered by window close then event id; each with its counted (non-late) rewards in
-        arrival order.
+        arrival order. With ``raw_features`` a store that keeps requests as JSON may leave each
+        feature object's values encoded (``msgspec.Raw``): for the learner, which only hands
+        them back to msgspec to build VW input. Such requests compare unequal to decoded ones.
         """
         ...
 
@@ -72,8 +76,11 @@ class Store(Protocol):
         """
         ...
 
-    def joined_after(self, cursor: int, limit: int) -> list[JoinedEvent]:
-        """Joined events with ``seq > cursor`` in ``seq`` order, at most ``limit``."""
+    def joined_after(
+        self, cursor: int, limit: int, *, raw_features: bool = False
+    ) -> list[JoinedEvent]:
+        """Joined events with ``seq > cursor`` in ``seq`` order, at most ``limit``
+        (``raw_features``: as in :meth:`due`)."""
         ...
 
     def last_seq(self) -> int:

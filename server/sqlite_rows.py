@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -104,17 +105,44 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
+RawObject = dict[str, msgspec.Raw]
+"""A feature object whose top-level keys are decoded and whose values are left as JSON text."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _RawAction(Action):
+    features: tuple[RawObject, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _RawRequest(RankRequest):
+    context_features: tuple[RawObject, ...]
+    actions: tuple[_RawAction, ...]
+
+
 _decode_request = msgspec.json.Decoder(RankRequest).decode
+_decode_raw_request = msgspec.json.Decoder(_RawRequest).decode
 
 
-def request_from_json(text: str) -> RankRequest:
+def request_from_json(text: str, *, raw_features: bool = False) -> RankRequest:
     """The rank request stored as ``text`` by :func:`request_to_json`.
 
     Decoded by msgspec straight into the dataclasses (half the time of building them from
     dicts: the learner decodes every event); text msgspec refuses takes the ``json`` path.
+
+    With ``raw_features`` each feature object's values stay encoded (:data:`RawObject`): the
+    namespace keys can be read and dropped, and msgspec writes the values back out verbatim,
+    which is all the learner's VW input needs (decoding a request takes about 30% less time).
+    Only msgspec can encode such a request, and it compares unequal to the decoded one.
+
+    >>> text = request_to_json(RankRequest(event_id="e", context_features=({"u": {"a": 1}},),
+    ...                                    actions=(Action(id="x", features=({"i": [2]},)),)))
+    >>> raw = request_from_json(text, raw_features=True)
+    >>> bytes(raw.context_features[0]["u"]), bytes(raw.actions[0].features[0]["i"])
+    (b'{"a":1}', b'[2]')
     """
     try:
-        return _decode_request(text)
+        return _decode_raw_request(text) if raw_features else _decode_request(text)
     except msgspec.DecodeError:
         data = json.loads(text)
     return RankRequest(
@@ -152,12 +180,13 @@ _MODES = {mode.value: mode for mode in LearningMode}
 """Learning modes by stored value (a lookup costs a fraction of ``LearningMode(value)``)."""
 
 
-def decision_from_row(row: Row) -> Decision:
-    """The decision stored in a row holding :data:`DECISION_COLUMNS`."""
+def decision_from_row(row: Row, *, raw_features: bool = False) -> Decision:
+    """The decision stored in a row holding :data:`DECISION_COLUMNS` (``raw_features``: as in
+    :func:`request_from_json`)."""
     return Decision(
         event_id=row["event_id"],
         timestamp=row["timestamp"],
-        request=request_from_json(row["request"]),
+        request=request_from_json(row["request"], raw_features=raw_features),
         pmf=_decode_pmf(row["pmf"]),
         chosen_index=row["chosen_index"],
         greedy_index=row["greedy_index"],
@@ -179,10 +208,10 @@ def reward_from_row(row: Row) -> Reward:
     )
 
 
-def joined_from_row(row: Row) -> JoinedEvent:
+def joined_from_row(row: Row, *, raw_features: bool = False) -> JoinedEvent:
     """A joined event from a ``joined`` row joined with its decision's columns."""
     return JoinedEvent(
-        decision=decision_from_row(row),
+        decision=decision_from_row(row, raw_features=raw_features),
         reward=row["reward"],
         reward_count=row["reward_count"],
         defaulted=bool(row["defaulted"]),

@@ -121,7 +121,9 @@ class SQLiteStore(SQLiteConnections):
         )
         return rows.decision_from_row(row) if row is not None else None
 
-    def due(self, now: float, limit: int) -> list[tuple[Decision, list[Reward]]]:
+    def due(
+        self, now: float, limit: int, *, raw_features: bool = False
+    ) -> list[tuple[Decision, list[Reward]]]:
         if limit <= 0:
             return []
         with self._read() as db:
@@ -132,7 +134,7 @@ class SQLiteStore(SQLiteConnections):
                 "ORDER BY p.close_at, p.event_id LIMIT :limit",
                 _due_params(now) | {"limit": limit},
             )
-            decisions = [rows.decision_from_row(row) for row in found]
+            decisions = [rows.decision_from_row(row, raw_features=raw_features) for row in found]
             rewards = logs.counted_rewards(db, [d.event_id for d in decisions])
         return [(d, rewards.get(d.event_id, [])) for d in decisions]
 
@@ -147,7 +149,9 @@ class SQLiteStore(SQLiteConnections):
                 appended += logs.append_joined(db, events[start : start + _JOIN_CHUNK])
         return appended
 
-    def joined_after(self, cursor: int, limit: int) -> list[JoinedEvent]:
+    def joined_after(
+        self, cursor: int, limit: int, *, raw_features: bool = False
+    ) -> list[JoinedEvent]:
         if limit <= 0:
             return []
         found = self._all(
@@ -156,7 +160,7 @@ class SQLiteStore(SQLiteConnections):
             "WHERE j.seq > ? ORDER BY j.seq LIMIT ?",
             [cursor, limit],
         )
-        return [rows.joined_from_row(row) for row in found]
+        return [rows.joined_from_row(row, raw_features=raw_features) for row in found]
 
     def last_seq(self) -> int:
         row = self._first("SELECT COALESCE(MAX(seq), 0) AS seq FROM joined")

@@ -209,7 +209,10 @@ class Watcher:
     def step(self, now: float, limit: int | None = None) -> Round:
         """Score up to ``limit`` (default ``settings.batch``) new joined events; check guardrail
         and drift."""
-        events = self.store.joined_after(self.cursor, limit or self.settings.batch)
+        # Raw features: the watcher only hands requests to the policy's predict (msgspec).
+        events = self.store.joined_after(
+            self.cursor, limit or self.settings.batch, raw_features=True
+        )
         config = self.service.config
         low, span = config.reward_min, config.reward_max - config.reward_min
         transitions: list[Transition] = []

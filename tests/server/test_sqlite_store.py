@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from sqlite_utils import Database
 
 from bandit import join as rules
 from bandit.config import LearningMode, ServiceConfiguration
+from bandit.dsjson import context_object
 from bandit.events import (
     Action,
     Activation,
@@ -35,6 +37,8 @@ from bandit.events import (
     RewardOutcome,
     WriteBatch,
 )
+from policies import DEFAULT_ARGUMENTS
+from policies.vw import VWPolicy
 from server import sqlite_connection, sqlite_store
 from server import sqlite_rows as rows
 from server.sqlite_schema import MIGRATIONS
@@ -579,6 +583,8 @@ def test_any_decision_round_trips_unchanged(d: Decision) -> None:
                 return
             [(due, rewards)] = store.due(d.close_at + rules.JOIN_GRACE, 1)
             assert due == d and rewards == []
+            # The learner's reads leave feature values encoded: the same decision and VW input
+            [(raw, _)] = store.due(d.close_at + rules.JOIN_GRACE, 1, raw_features=True)
             [event] = store.append_joined(
                 [
                     rules.join(
@@ -591,8 +597,32 @@ def test_any_decision_round_trips_unchanged(d: Decision) -> None:
                 ]
             )
             assert store.joined_after(0, 1) == [event]
+            [raw_event] = store.joined_after(0, 1, raw_features=True)
+            for read in (raw, raw_event.decision):
+                assert replace(read, request=d.request) == d
+                assert _vw_input(read.request) == _vw_input(d.request)
         finally:
             store.close()
+
+
+def _vw_input(request: RankRequest) -> bytes:
+    return msgspec.json.encode(context_object(request))
+
+
+def test_raw_features_leave_each_namespace_as_its_json() -> None:
+    request = RankRequest(
+        event_id="e",
+        context_features=({"user": {"age": 31, "name": "Zoë \u2028"}, "_x": 1}, {"t": [1.5]}),
+        actions=(Action(id="a", features=({"item": {"q": 0.1}},)),),
+    )
+    raw = rows.request_from_json(rows.request_to_json(request), raw_features=True)
+    assert [{k: bytes(v) for k, v in obj.items()} for obj in raw.context_features] == [
+        {"user": '{"age":31,"name":"Zoë \u2028"}'.encode(), "_x": b"1"},
+        {"t": b"[1.5]"},
+    ]
+    assert bytes(raw.actions[0].features[0]["item"]) == b'{"q":0.1}'
+    assert raw.actions[0].id == "a" and raw.event_id == "e"
+    assert _vw_input(raw) == _vw_input(request)
 
 
 def test_full_durability_fsyncs_the_wal(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -772,3 +802,46 @@ def test_wal_starts_over_under_steady_writes_and_reads(
     size = path.stat().st_size
     assert size > 8 * 2**20, "too little was written to tell"
     assert largest < size, f"the WAL reached {largest:,} bytes, the file {size:,}"
+
+
+def test_vw_learns_the_same_model_from_raw_and_decoded_reads(path: Path) -> None:
+    store = SQLiteStore(path)
+    try:
+        decisions = []
+        for i in range(40):
+            d = decision(f"e{i}", at=T0 + i)
+            request = replace(
+                d.request,
+                context_features=({"user": {"age": i, "tier": "gold" if i % 3 else "free"}},),
+                actions=tuple(
+                    Action(id=f"a{j}", features=({"item": {"n": j, "w": i * 0.25 + j}},))
+                    for j in range(3)
+                ),
+            )
+            decisions.append(replace(d, request=request, pmf=(0.5, 0.25, 0.25), chosen_index=i % 3))
+        store.write(WriteBatch(decisions=tuple(decisions)))
+        config = ServiceConfiguration(reward_wait_time=WAIT)
+        now = T0 + 40 + WAIT + rules.JOIN_GRACE
+        store.append_joined(
+            [
+                rules.join(
+                    d, [], aggregation=config.reward_aggregation, default_reward=i % 2, now=now
+                )
+                for i, (d, _) in enumerate(store.due(now, 100))
+            ]
+        )
+        models = []
+        for raw in (False, True):
+            policy = VWPolicy(DEFAULT_ARGUMENTS, epsilon=0.2)
+            events = store.joined_after(0, 100, raw_features=raw)
+            assert len(events) == 40
+            assert (
+                isinstance(events[0].decision.request.context_features[0]["user"], msgspec.Raw)
+                is raw
+            )
+            for event in events:
+                policy.learn_one(event)
+            models.append(policy.to_bytes())
+        assert models[0] == models[1]
+    finally:
+        store.close()
