@@ -1,8 +1,8 @@
 """The one error family of banditd.
 
 Every error a client can cause is a :class:`BanditError` subclass carrying its Personalizer error
-``code``. The server maps each class to an HTTP status in one middleware; nothing else builds
-error responses.
+``code``. The server maps each class to an HTTP status in one place (the request edge); nothing
+else builds error responses.
 """
 
 from __future__ import annotations

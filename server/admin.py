@@ -1,7 +1,8 @@
 """Configuration, policy, model and log operations (the Personalizer administration surface).
 
 Handlers decode with :mod:`server.contracts`, call :class:`server.control.LoopControl`, and
-encode; errors are raised as :class:`bandit.errors.BanditError` and mapped by the middleware.
+encode; errors are raised as :class:`bandit.errors.BanditError` and mapped by the request edge
+(:mod:`server.edge`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bandit.store import Store
-from server.middleware import make_edge
+from server.edge import add_fallbacks, install_edge
 from server.routes import SERVICE, add_routes
 from server.service import Service
 from server.settings import Settings
@@ -24,12 +24,11 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
             settings.db, synchronous=settings.synchronous, background_checkpoint=1.0
         )
     service = Service(settings, store)
-    app = web.Application(
-        middlewares=[make_edge(settings, service.metrics)],
-        client_max_size=settings.max_body_bytes,
-    )
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app[SERVICE] = service
+    install_edge(app, settings, service.metrics)
     add_routes(app)
+    add_fallbacks(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await service.start()

@@ -19,6 +19,7 @@ from aiohttp import web
 from bandit.dsjson import iso_time
 from bandit.errors import InvalidRequest, NotFound, OperationNotAllowed
 from server.admin import CONTROL
+from server.edge import add_route
 from server.loop_status import estimate_body, status_body
 from server.observer import LoopObserver
 from server.operations import Operation, Response, declare, mount
@@ -231,8 +232,8 @@ def add_observe_routes(app: web.Application) -> None:
         raise SettingsError(f"[watch] in the settings: {exc}.") from exc
     app[OBSERVER] = observer
     mount(app, OPERATIONS)
-    app.router.add_get("/dashboard", dashboard_page, name="dashboard.page")
-    app.router.add_get("/dashboard/{asset}", dashboard_asset, name="dashboard.asset")
+    add_route(app, "GET", "/dashboard", dashboard_page, name="dashboard.page")
+    add_route(app, "GET", "/dashboard/{asset}", dashboard_asset, name="dashboard.asset")
 
     async def start(_: web.Application) -> None:
         observer.start()

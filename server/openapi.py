@@ -17,6 +17,7 @@ from msgspec import Meta
 
 from server import contracts as c
 from server import routes
+from server.edge import add_route
 from server.operations import JSON, REGISTRY, Operation, Response, declare
 from server.routes import PREFIXES, json_response
 from server.schemas import _RankBody
@@ -264,7 +265,7 @@ DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
 def add_openapi_route(app: web.Application) -> None:
     """Serve the document at /openapi.json, built once at startup when every route is added."""
     app[DOCUMENT] = {}
-    app.router.add_get("/openapi.json", get_openapi, name="openapi")
+    add_route(app, "GET", "/openapi.json", get_openapi, name="openapi")
 
     async def build(app: web.Application) -> None:
         app[DOCUMENT].update(document(app))

@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from bandit.errors import InvalidRequest
+from server.edge import add_route
 from server.routes import PREFIXES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -79,8 +80,8 @@ def mount(app: web.Application, operations: tuple[Operation, ...]) -> None:
     for op in operations:
         for i, prefix in enumerate(PREFIXES):
             if prefix in op.prefixes:
-                app.router.add_route(
-                    op.method, prefix + op.path, op.handler, name=f"{op.role}.{op.id}.p{i}"
+                add_route(
+                    app, op.method, prefix + op.path, op.handler, name=f"{op.role}.{op.id}.p{i}"
                 )
 
 

@@ -7,6 +7,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from bandit.errors import InvalidRewardRequest
+from server.edge import add_route
 from server.metrics import CONTENT_TYPE
 from server.schemas import decode_json, dumps, parse_rank, parse_reward_value, rank_response
 from server.service import Service
@@ -84,20 +85,27 @@ async def metrics(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Mount every handler under every Personalizer URL form."""
-    router = app.router
     for i, prefix in enumerate(PREFIXES):
         # Names carry the route's role (auth and metrics read the part before the dot); the
         # suffix keeps them unique, as aiohttp requires.
         suffix = f".p{i}"
-        router.add_post(f"{prefix}/rank", rank, name=f"rank{suffix}")
-        router.add_post(
-            f"{prefix}/events/{{event_id:[^/]+}}/reward", reward, name=f"reward{suffix}"
+        add_route(app, "POST", f"{prefix}/rank", rank, name=f"rank{suffix}")
+        add_route(
+            app,
+            "POST",
+            f"{prefix}/events/{{event_id:[^/]+}}/reward",
+            reward,
+            name=f"reward{suffix}",
         )
-        router.add_post(
-            f"{prefix}/events/{{event_id:[^/]+}}/activate", activate, name=f"activate{suffix}"
+        add_route(
+            app,
+            "POST",
+            f"{prefix}/events/{{event_id:[^/]+}}/activate",
+            activate,
+            name=f"activate{suffix}",
         )
-    router.add_get("/healthz", healthz, name="healthz")
-    router.add_get("/metrics", metrics, name="metrics")
+    add_route(app, "GET", "/healthz", healthz, name="healthz")
+    add_route(app, "GET", "/metrics", metrics, name="metrics")
     from server.admin import add_admin_routes  # imports this module: import when called
     from server.observe import add_observe_routes
 

@@ -329,6 +329,25 @@ async def test_auth_roles(keyed_client: Client) -> None:
     assert (await client.get("/healthz")).status == 200
 
 
+async def test_unmatched_requests_need_an_admin_key_then_get_404_or_405(
+    keyed_client: Client,
+) -> None:
+    client = keyed_client
+    client_headers = {"Ocp-Apim-Subscription-Key": "client-key"}
+    admin = {"Ocp-Apim-Subscription-Key": "admin-key"}
+    await expect_error(await client.get("/v1/nothing"), 401, "Unauthorized")
+    await expect_error(await client.get("/v1/rank", headers=client_headers), 401, "Unauthorized")
+    await expect_error(await client.get("/v1/nothing", headers=admin), 404, "ResourceNotFound")
+    await expect_error(await client.get("/v1/rank", headers=admin), 405, "MethodNotAllowed")
+    response = await client.delete("/v1/events/e1/reward", headers=admin)
+    await expect_error(response, 405, "MethodNotAllowed")
+    # A path served by several methods keeps all of them
+    assert (await client.get("/v1/configurations/service", headers=admin)).status == 200
+    await expect_error(
+        await client.post("/v1/configurations/service", headers=admin), 405, "MethodNotAllowed"
+    )
+
+
 async def test_deep_feature_values_vw_rejects_are_400(client: Client) -> None:
     """Values below the two typed levels go to VW's parser; its errors are 400s, not 500s."""
     body = rank_body()
