@@ -8,7 +8,7 @@ that names the field.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -70,6 +70,12 @@ def _check_id(value: str, what: str) -> str:
     return value
 
 
+def _bad_action_id(action_id: str, index: int, seen: set[str]) -> NoReturn:
+    # Out of parse_rank's loop, so a valid id costs no message formatting.
+    _check_id(action_id, f"actions[{index}].id")
+    raise InvalidRankRequest(f"action id {action_id!r} is repeated.", target="actions")
+
+
 def parse_rank(raw: bytes, *, max_actions: int) -> RankRequest:
     """Decode and validate a Personalizer RankRequest body (an event id is made if none is given).
 
@@ -91,12 +97,12 @@ def parse_rank(raw: bytes, *, max_actions: int) -> RankRequest:
             f"at most {max_actions} actions may be ranked, got {len(body.actions)}.",
             target="actions",
         )
-    actions = []
+    actions: list[Action] = []
     seen: set[str] = set()
-    for i, raw_action in enumerate(body.actions):
-        action_id = _check_id(raw_action.id, f"actions[{i}].id")
-        if action_id in seen:
-            raise InvalidRankRequest(f"action id {action_id!r} is repeated.", target="actions")
+    for raw_action in body.actions:
+        action_id = raw_action.id
+        if not action_id or len(action_id) > MAX_ID_LENGTH or action_id in seen:
+            _bad_action_id(action_id, len(actions), seen)
         seen.add(action_id)
         actions.append(Action(id=action_id, features=tuple(raw_action.features or ())))
     excluded = tuple(dict.fromkeys(x for x in body.excludedActions or () if x in seen))

@@ -78,16 +78,21 @@ def request_to_json(request: RankRequest) -> str:
     >>> request_from_json(request_to_json(req)) == req
     True
     """
-    return dumps(
-        {
-            "event_id": request.event_id,
-            "context_features": list(request.context_features),
-            "actions": [{"id": a.id, "features": list(a.features)} for a in request.actions],
-            "excluded_action_ids": list(request.excluded_action_ids),
-            "defer_activation": request.defer_activation,
-            "max_exploration": request.max_exploration,
-        }
-    )
+    try:
+        # msgspec writes the dataclasses' fields in order, the keys request_from_json reads,
+        # with no dicts built first (every rank stores its request).
+        return _encode(request).decode()
+    except UnicodeEncodeError:
+        return dumps(
+            {
+                "event_id": request.event_id,
+                "context_features": list(request.context_features),
+                "actions": [{"id": a.id, "features": list(a.features)} for a in request.actions],
+                "excluded_action_ids": list(request.excluded_action_ids),
+                "defer_activation": request.defer_activation,
+                "max_exploration": request.max_exploration,
+            }
+        )
 
 
 _decode = msgspec.json.Decoder().decode
@@ -161,7 +166,7 @@ def decision_params(decision: Decision) -> dict[str, Any]:
         "event_id": decision.event_id,
         "timestamp": float(decision.timestamp),
         "request": request_to_json(decision.request),
-        "pmf": dumps([float(p) for p in decision.pmf]),
+        "pmf": dumps(tuple(map(float, decision.pmf))),
         "chosen_index": decision.chosen_index,
         "greedy_index": decision.greedy_index,
         "model_version": decision.model_version,
