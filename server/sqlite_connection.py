@@ -60,6 +60,12 @@ def select(db: Database, sql: str, params: Params = ()) -> list[rows.Row]:
     return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
 
 
+def select_tuples(db: Database, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+    """Like :func:`select`, with each row as a tuple in the query's column order (no dict per
+    row: for the reads of every learned event)."""
+    return db.conn.execute(sql, params).fetchall()
+
+
 @contextmanager
 def _committing(db: Database) -> Iterator[None]:
     """Commit the open transaction after the block, or roll it back if the block raised."""
@@ -288,6 +294,10 @@ class SQLiteConnections:
     def _all(self, sql: str, params: Params = ()) -> list[rows.Row]:
         with self._use() as db:
             return select(db, sql, params)
+
+    def _all_tuples(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        with self._use() as db:
+            return select_tuples(db, sql, params)
 
     def _first(self, sql: str, params: Params = ()) -> rows.Row | None:
         found = self._all(sql, params)

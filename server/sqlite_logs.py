@@ -13,7 +13,7 @@ from sqlite_utils import Database
 
 from bandit.events import JobRecord, JoinedEvent, Reward
 from server import sqlite_rows as rows
-from server.sqlite_connection import select
+from server.sqlite_connection import select, select_tuples
 
 _IN_CHUNK = 500
 """Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""
@@ -29,7 +29,7 @@ def joined_between(
     db: Database, start: float, end: float, after_seq: int, limit: int
 ) -> list[JoinedEvent]:
     """Joined events decided in ``[start, end)`` after ``after_seq``, in seq order."""
-    found = select(
+    found = select_tuples(
         db,
         f"SELECT {rows.JOINED_SELECT} FROM joined j JOIN decisions d ON d.event_id = j.event_id "
         "WHERE j.seq > ? AND d.timestamp >= ? AND d.timestamp < ? ORDER BY j.seq LIMIT ?",
@@ -104,13 +104,13 @@ def counted_rewards(db: Database, event_ids: list[str]) -> dict[str, list[Reward
     out: dict[str, list[Reward]] = {}
     for start in range(0, len(event_ids), _IN_CHUNK):
         chunk = event_ids[start : start + _IN_CHUNK]
-        for row in select(
+        for row in select_tuples(
             db,
-            "SELECT event_id, value, received_at, request_key FROM rewards "
+            f"SELECT {rows.REWARD_SELECT} FROM rewards "
             f"WHERE late = 0 AND event_id IN ({', '.join('?' * len(chunk))}) ORDER BY id",
             chunk,
         ):
-            out.setdefault(row["event_id"], []).append(rows.reward_from_row(row))
+            out.setdefault(row[0], []).append(rows.reward_from_row(row))
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -46,7 +46,7 @@ DECISION_COLUMNS = (
     "explored",
 )
 """Columns of ``decisions``: what :func:`decision_params` writes and :func:`decision_from_row`
-reads."""
+reads, in this order (rows of the learner's reads are tuples, read by position)."""
 
 DECISION_SELECT = ", ".join(f"d.{c}" for c in DECISION_COLUMNS)
 """The decision columns of a ``decisions d`` query, in :data:`DECISION_COLUMNS` order."""
@@ -185,43 +185,58 @@ _MODES = {mode.value: mode for mode in LearningMode}
 """Learning modes by stored value (a lookup costs a fraction of ``LearningMode(value)``)."""
 
 
-def decision_from_row(row: Row, *, raw_features: bool = False) -> Decision:
-    """The decision stored in a row holding :data:`DECISION_COLUMNS` (``raw_features``: as in
-    :func:`request_from_json`)."""
+def decision_from_row(row: Sequence[Any], *, raw_features: bool = False, at: int = 0) -> Decision:
+    """The decision in a row holding :data:`DECISION_COLUMNS` in order from index ``at``
+    (``raw_features``: as in :func:`request_from_json`)."""
+    (
+        event_id,
+        timestamp,
+        request,
+        pmf,
+        chosen_index,
+        greedy_index,
+        model_version,
+        learning_mode,
+        active,
+        activated_at,
+        close_at,
+        _explored,
+    ) = row[at : at + len(DECISION_COLUMNS)]
     return Decision(
-        event_id=row["event_id"],
-        timestamp=row["timestamp"],
-        request=request_from_json(row["request"], raw_features=raw_features),
-        pmf=_decode_pmf(row["pmf"]),
-        chosen_index=row["chosen_index"],
-        greedy_index=row["greedy_index"],
-        model_version=row["model_version"],
-        learning_mode=_MODES[row["learning_mode"]],
-        active=bool(row["active"]),
-        activated_at=row["activated_at"],
-        close_at=row["close_at"],
+        event_id=event_id,
+        timestamp=timestamp,
+        request=request_from_json(request, raw_features=raw_features),
+        pmf=_decode_pmf(pmf),
+        chosen_index=chosen_index,
+        greedy_index=greedy_index,
+        model_version=model_version,
+        learning_mode=_MODES[learning_mode],
+        active=bool(active),
+        activated_at=activated_at,
+        close_at=close_at,
     )
 
 
-def reward_from_row(row: Row) -> Reward:
-    """A reward from a ``rewards`` row."""
-    return Reward(
-        event_id=row["event_id"],
-        value=row["value"],
-        received_at=row["received_at"],
-        request_key=row["request_key"],
-    )
+REWARD_SELECT = "event_id, value, received_at, request_key"
+"""The columns :func:`reward_from_row` reads, of ``rewards``."""
 
 
-def joined_from_row(row: Row, *, raw_features: bool = False) -> JoinedEvent:
-    """A joined event from a ``joined`` row joined with its decision's columns."""
+def reward_from_row(row: Sequence[Any]) -> Reward:
+    """A reward from a ``rewards`` row holding :data:`REWARD_SELECT`."""
+    event_id, value, received_at, request_key = row
+    return Reward(event_id=event_id, value=value, received_at=received_at, request_key=request_key)
+
+
+def joined_from_row(row: Sequence[Any], *, raw_features: bool = False) -> JoinedEvent:
+    """A joined event from a row holding :data:`JOINED_SELECT`."""
+    seq, reward, reward_count, defaulted, joined_at = row[:5]
     return JoinedEvent(
-        decision=decision_from_row(row, raw_features=raw_features),
-        reward=row["reward"],
-        reward_count=row["reward_count"],
-        defaulted=bool(row["defaulted"]),
-        joined_at=row["joined_at"],
-        seq=row["seq"],
+        decision=decision_from_row(row, raw_features=raw_features, at=5),
+        reward=reward,
+        reward_count=reward_count,
+        defaulted=bool(defaulted),
+        joined_at=joined_at,
+        seq=seq,
     )
 
 

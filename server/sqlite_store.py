@@ -46,6 +46,7 @@ from server import sqlite_rows as rows
 from server.sqlite_connection import (
     SQLiteConnections,
     select,
+    select_tuples,
 )
 from server.sqlite_schema import MIGRATIONS
 
@@ -116,10 +117,10 @@ class SQLiteStore(SQLiteConnections):
             return _write_batch(db, batch) if db is not None else None
 
     def get_decision(self, event_id: str) -> Decision | None:
-        row = self._first(
+        found = self._all_tuples(
             f"SELECT {rows.DECISION_SELECT} FROM decisions d WHERE event_id = ?", [event_id]
         )
-        return rows.decision_from_row(row) if row is not None else None
+        return rows.decision_from_row(found[0]) if found else None
 
     def due(
         self, now: float, limit: int, *, raw_features: bool = False
@@ -127,7 +128,7 @@ class SQLiteStore(SQLiteConnections):
         if limit <= 0:
             return []
         with self._read() as db:
-            found = select(
+            found = select_tuples(
                 db,
                 f"SELECT {rows.DECISION_SELECT} FROM pending p "
                 f"JOIN decisions d ON d.event_id = p.event_id WHERE {_DUE} "
@@ -154,7 +155,7 @@ class SQLiteStore(SQLiteConnections):
     ) -> list[JoinedEvent]:
         if limit <= 0:
             return []
-        found = self._all(
+        found = self._all_tuples(
             f"SELECT {rows.JOINED_SELECT} "
             "FROM joined j JOIN decisions d ON d.event_id = j.event_id "
             "WHERE j.seq > ? ORDER BY j.seq LIMIT ?",
@@ -386,7 +387,7 @@ def _write_batch(db: Database, batch: WriteBatch) -> WriteResult:
 
 def _load(db: Database, event_id: str) -> Decision | None:
     """A decision, read inside the caller's transaction."""
-    found = select(
+    found = select_tuples(
         db, f"SELECT {rows.DECISION_SELECT} FROM decisions d WHERE event_id = ?", [event_id]
     )
     return rows.decision_from_row(found[0]) if found else None
