@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint types layers pytest bench clean
+.PHONY: install serve test lint types layers pytest bench bench-instructions clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: lint types layers pytest
 # make bench BENCH_ARGS=--quick (see docs/bench.md for the flags)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# instructions per request and per learned event, counted by callgrind (needs valgrind)
+bench-instructions: $(STAMP)
+	$(BIN)/python -m bench.instructions
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -440,16 +440,26 @@ def render_markdown(result: BenchResult) -> str:
     ]
     vw = result.vw
     if vw is not None:
+        how = "VW's bindings, as banditd calls them" if vw.api == "bindings" else "public API"
         lines.append(
-            f"| bare VW parse + predict | {vw.predict_per_second:,.0f} "
+            f"| bare VW parse + predict ({how}) | {vw.predict_per_second:,.0f} "
             f"| {vw.predict_per_cpu_second:,.0f} | {vw.predict_us:.0f} | — | — | — | 100% "
             f"| {100 * vw.foreign_cpu:.0f}% |"
         )
         lines.append(
-            f"| bare VW parse + learn | {vw.learn_per_second:,.0f} "
+            f"| bare VW parse + learn ({how}) | {vw.learn_per_second:,.0f} "
             f"| {vw.learn_per_cpu_second:,.0f} | {vw.learn_us:.0f} | — | — | — | 100% "
             f"| {100 * vw.foreign_cpu:.0f}% |"
         )
+        if vw.api == "bindings" and vw.public_learn_per_second:
+            for mode, rate in (
+                ("predict", vw.public_predict_per_second),
+                ("learn", vw.public_learn_per_second),
+            ):
+                lines.append(
+                    f"| reference: bare VW parse + {mode} through the public API | {rate:,.0f} "
+                    f"| — | {1e6 / rate:.0f} | — | — | — | 100% | {100 * vw.foreign_cpu:.0f}% |"
+                )
     learner = result.learner
     if learner is not None:
         ratio = learner.per_second / vw.learn_per_second if vw else None

@@ -404,8 +404,9 @@ class Bench:
         vw = replace(VWLoopResult(**data), foreign_cpu=foreign)
         log(
             f"bare VW: parse+predict {vw.predict_per_second:,.0f}/s ({vw.predict_us:.0f} µs), "
-            f"parse+learn {vw.learn_per_second:,.0f}/s ({vw.learn_us:.0f} µs), other load on "
-            f"the core {100 * foreign:.0f}%"
+            f"parse+learn {vw.learn_per_second:,.0f}/s ({vw.learn_us:.0f} µs) through the "
+            f"{vw.api}; public API: predict {vw.public_predict_per_second:,.0f}/s, learn "
+            f"{vw.public_learn_per_second:,.0f}/s; other load on the core {100 * foreign:.0f}%"
         )
         if self.vw is None or vw.learn_per_second > self.vw.learn_per_second:
             self.vw = vw

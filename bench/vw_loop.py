@@ -1,9 +1,17 @@
 """The bare VW loop: DSJSON parse + predict and parse + learn with ``vowpal_wabbit_next`` directly.
 
 The examples are the workload's bodies as the DSJSON lines the server builds (unlabelled for
-predict, labelled for learn), prepared before the clock starts: what is timed is VW's own parser
-and learner, the most a banditd learner (which also reads the store, builds the lines and
-checkpoints) or rank path could approach. Runs in its own process pinned to the server's core.
+predict, labelled for learn, with the fields banditd's learner gives VW), prepared before the
+clock starts: what is timed is VW's own parser and learner, the most a banditd learner (which also
+reads the store, builds the lines and checkpoints) or rank path could approach. Runs in its own
+process pinned to the server's core.
+
+VW is called the way banditd calls it (:class:`policies.vw.VWPolicy`): through the bindings under
+the public API when this ``vowpal_wabbit_next`` has them. The public API (``DSJsonFormatParser``,
+``Workspace.learn_one``) wraps each parsed example in a Python object and checks its label, which
+costs about as much again as parsing and learning an example of this workload (callgrind:
+497k instructions an event against 279k); a baseline paying that would flatter the learner. Its
+rates are measured too and reported beside, for reference (``public_*``).
 
 Run: ``python -m bench.vw_loop --seconds 3`` prints one JSON object.
 """
@@ -19,7 +27,7 @@ from typing import Any
 
 import vowpal_wabbit_next as vw
 
-from bench.workload import Workload, context_line, joined_line, label_for, rank_bodies
+from bench.workload import Workload, context_line, label_for, learn_line, rank_bodies
 from policies import DEFAULT_ARGUMENTS
 
 ARGUMENTS = DEFAULT_ARGUMENTS + " --quiet"
@@ -32,7 +40,10 @@ class VWLoopResult:
 
     ``*_per_cpu_second`` count events per CPU-second the loop itself used (equal to the plain
     rates on a quiet core); ``foreign_cpu`` is the share of the core taken by processes other
-    than the loop meanwhile (set by the bench, which sees the whole core).
+    than the loop meanwhile (set by the bench, which sees the whole core). ``api`` is how the
+    baseline rates called VW: ``bindings`` (as banditd does) or ``public`` (this
+    ``vowpal_wabbit_next`` has no bindings banditd could use either); ``public_*`` are the same
+    loops through the public API.
     """
 
     arguments: str
@@ -42,6 +53,9 @@ class VWLoopResult:
     predict_per_cpu_second: float = 0.0
     learn_per_cpu_second: float = 0.0
     foreign_cpu: float = 0.0
+    api: str = "bindings"
+    public_predict_per_second: float = 0.0
+    public_learn_per_second: float = 0.0
 
     @property
     def predict_us(self) -> float:
@@ -54,7 +68,7 @@ class VWLoopResult:
         return 1e6 / self.learn_per_second
 
 
-def _timed_passes(step: Any, lines: list[str], seconds: float) -> tuple[float, float]:
+def _timed_passes(step: Any, lines: list[Any], seconds: float) -> tuple[float, float]:
     """Events per second and per CPU-second of ``step(line)`` over whole passes of ``lines``
     for at least ``seconds``."""
     done = 0
@@ -71,19 +85,24 @@ def _timed_passes(step: Any, lines: list[str], seconds: float) -> tuple[float, f
     return done / (time.perf_counter() - started), done / cpu
 
 
+def bindings(workspace: vw.Workspace) -> tuple[Any, Any] | None:
+    """The workspace's bindings and the DSJSON line parser :class:`policies.vw.VWPolicy` calls,
+    or None when this ``vowpal_wabbit_next`` lacks them (banditd then uses the public API)."""
+    core = getattr(workspace, "_workspace", None)
+    parse = getattr(getattr(vw, "_core", None), "_parse_line_dsjson", None)
+    if parse is None or not hasattr(core, "predict_multi_ex_one"):
+        return None
+    return core, parse
+
+
 def measure(
     *, workload: Workload, examples: int = 2048, seconds: float = 3.0, arguments: str = ARGUMENTS
 ) -> VWLoopResult:
-    """Learn then predict over ``examples`` lines, each mode for at least ``seconds``."""
+    """Learn then predict over ``examples`` lines, each mode for at least ``seconds``, through
+    the bindings (when there are any) and through the public API."""
     bodies = rank_bodies(workload)
-    stamp = 1_700_000_000.0
     learn_lines = [
-        joined_line(
-            bodies[n % len(bodies)],
-            label_for(n, share=workload.reward_share),
-            event_id=f"vw-{n}",
-            timestamp=stamp + n,
-        )
+        learn_line(bodies[n % len(bodies)], label_for(n, share=workload.reward_share))
         for n in range(examples)
     ]
     predict_lines = [context_line(bodies[n % len(bodies)]) for n in range(examples)]
@@ -97,8 +116,28 @@ def measure(
         workspace.predict_one(parser.parse_json(line))
 
     learn(learn_lines[0])  # warm up allocations before timing
-    learn_rate, learn_cpu_rate = _timed_passes(learn, learn_lines, seconds)
-    predict_rate, predict_cpu_rate = _timed_passes(predict, predict_lines, seconds)
+    public_learn, public_learn_cpu = _timed_passes(learn, learn_lines, seconds)
+    public_predict, public_predict_cpu = _timed_passes(predict, predict_lines, seconds)
+    found = bindings(workspace)
+    if found is None:
+        learn_rate, learn_cpu_rate = public_learn, public_learn_cpu
+        predict_rate, predict_cpu_rate = public_predict, public_predict_cpu
+    else:
+        core, parse = found
+
+        def learn_bound(line: bytes) -> None:
+            core.learn_multi_ex_one(parse(core, line))
+
+        def predict_bound(line: bytes) -> None:
+            core.predict_multi_ex_one(parse(core, line))
+
+        # banditd hands the bindings the encoder's bytes
+        learn_rate, learn_cpu_rate = _timed_passes(
+            learn_bound, [line.encode() for line in learn_lines], seconds
+        )
+        predict_rate, predict_cpu_rate = _timed_passes(
+            predict_bound, [line.encode() for line in predict_lines], seconds
+        )
     return VWLoopResult(
         arguments=arguments,
         examples=examples,
@@ -106,6 +145,9 @@ def measure(
         learn_per_second=learn_rate,
         predict_per_cpu_second=predict_cpu_rate,
         learn_per_cpu_second=learn_cpu_rate,
+        api="public" if found is None else "bindings",
+        public_predict_per_second=public_predict,
+        public_learn_per_second=public_learn,
     )
 
 

@@ -251,3 +251,25 @@ def joined_line(body: JSONObject, label: Label, *, event_id: str, timestamp: flo
         "_skipLearn": False,
     }
     return json.dumps(obj, separators=_COMPACT)
+
+
+def learn_line(body: JSONObject, label: Label) -> str:
+    """The DSJSON line banditd's learner gives VW: :func:`joined_line` without the fields VW
+    ignores (outcomes, ids, timestamp, version), which its learner leaves out.
+
+    >>> line = json.loads(learn_line(rank_bodies(Workload(n_bodies=1))[0], label_for(0)))
+    >>> sorted(line)
+    ['_labelIndex', '_label_Action', '_label_cost', '_label_probability', 'a', 'c', 'p']
+    """
+    chosen = label.chosen_index
+    order = [chosen] + [i for i in range(len(label.pmf)) if i != chosen]
+    obj = {
+        "_label_cost": -label.reward,
+        "_label_probability": label.pmf[chosen],
+        "_label_Action": chosen + 1,
+        "_labelIndex": chosen,
+        "a": [i + 1 for i in order],
+        "c": context_object(body),
+        "p": [label.pmf[i] for i in order],
+    }
+    return json.dumps(obj, separators=_COMPACT)

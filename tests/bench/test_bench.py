@@ -16,7 +16,9 @@ import bench.profile
 import bench.run
 import bench.workload
 from bandit.dsjson import context_line as server_context_line
-from bandit.events import RankRequest
+from bandit.dsjson import learn_object
+from bandit.events import Decision, JoinedEvent, RankRequest
+from bench import vw_loop
 from bench.load import LoadResult, LoadSpec
 from bench.loadgen import _Requests
 from bench.report import (
@@ -45,8 +47,10 @@ from bench.workload import (
     is_rewarded,
     joined_line,
     label_for,
+    learn_line,
     rank_bodies,
 )
+from policies.vw import _encode as _vw_encode
 from server.schemas import parse_rank
 
 
@@ -134,6 +138,44 @@ def test_joined_lines_parse_and_learn_in_vw() -> None:
         list[tuple[int, float]], workspace.predict_one(parser.parse_json(context_line(body)))
     )
     assert len(pmf) == N_ACTIONS
+
+
+def test_learn_lines_are_what_the_learner_gives_vw() -> None:
+    for i, body in enumerate(rank_bodies(Workload(n_bodies=4))):
+        request = _server_parse(encode_body(body, f"ev-{i}"))
+        label = label_for(i)
+        decision = Decision(
+            event_id=request.event_id,
+            timestamp=1.7e9,
+            request=request,
+            pmf=label.pmf,
+            chosen_index=label.chosen_index,
+            model_version=1,
+        )
+        event = JoinedEvent(
+            decision=decision,
+            reward=label.reward,
+            reward_count=0 if label.defaulted else 1,
+            defaulted=label.defaulted,
+            joined_at=1.7e9 + 5,
+        )
+        assert json.loads(learn_line(body, label)) == json.loads(_vw_encode(learn_object(event)))
+
+
+def test_the_bare_loop_calls_vw_as_banditd_does() -> None:
+    """The baseline goes through the bindings VWPolicy uses, and they learn what the public API
+    learns."""
+    body = rank_bodies(Workload(n_bodies=1))[0]
+    lines = [learn_line(body, label_for(n)) for n in range(20)]
+    bound, public = vw.Workspace(ARGUMENTS.split()), vw.Workspace(ARGUMENTS.split())
+    found = vw_loop.bindings(bound)
+    assert found is not None  # the installed vowpal_wabbit_next has them, as VWPolicy expects
+    core, parse = found
+    parser = vw.DSJsonFormatParser(public)
+    for line in lines:
+        core.learn_multi_ex_one(parse(core, line.encode()))
+        public.learn_one(parser.parse_json(line))
+    assert bytes(bound.serialize()) == bytes(public.serialize())
 
 
 def test_reward_share_is_half_of_events() -> None:
