@@ -113,9 +113,12 @@ class GroupCommitWriter:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._committing = True
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Start the commit and sync tasks."""
+        # Kept: asyncio.get_running_loop() costs a getpid() system call on every call.
+        self._loop = asyncio.get_running_loop()
         self._tasks = [
             asyncio.create_task(self._commit_loop(), name="banditd-writer"),
             asyncio.create_task(self._sync_loop(), name="banditd-sync"),
@@ -135,7 +138,7 @@ class GroupCommitWriter:
         if self._closing:
             raise ServiceUnavailable("the service is shutting down.")
         self._wake.set()
-        return asyncio.get_running_loop().create_future()
+        return (self._loop or asyncio.get_running_loop()).create_future()
 
     async def write_decision(self, decision: Decision) -> Decision:
         """Commit a decision durably; returns the stored one (an earlier one if the id existed)."""
