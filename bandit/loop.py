@@ -1,6 +1,6 @@
 """The loop: decide, record rewards and activations, join, learn exactly once, publish.
 
-The same code serves the HTTP server (wall clock, SQLite/PostgreSQL store, group-commit writer)
+The same code serves the HTTP server (wall clock, SQLite store, group-commit writer)
 and the simulator (virtual clock, in-memory store). Time comes in as ``now`` (seconds since the
 epoch); storage as a :class:`bandit.store.Store`.
 """

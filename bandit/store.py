@@ -1,7 +1,8 @@
 """The ``Store`` protocol: durable state of one loop.
 
-Three implementations share one contract test suite: :class:`bandit.memory.MemoryStore`, the
-SQLite store and the PostgreSQL store in ``server/``. Every method is one transaction.
+Two implementations share one contract test suite (``tests/test_store_contract.py``):
+:class:`bandit.memory.MemoryStore` and the SQLite store in ``server/``; a PostgreSQL store is not
+written yet. Every method is one transaction.
 """
 
 from __future__ import annotations
