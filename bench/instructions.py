@@ -212,8 +212,9 @@ def _vw_child(events: int, public: bool) -> None:
     bindings banditd calls or, with ``public``, through the public API."""
     import vowpal_wabbit_next as vw
 
-    from bench.vw_loop import ARGUMENTS, bindings
+    from bench.vw_loop import ARGUMENTS
     from bench.workload import Workload, label_for, learn_line, rank_bodies
+    from policies.vw import bindings
 
     workload = Workload()
     bodies = rank_bodies(workload)

@@ -29,6 +29,7 @@ import vowpal_wabbit_next as vw
 
 from bench.workload import Workload, context_line, label_for, learn_line, rank_bodies
 from policies import DEFAULT_ARGUMENTS
+from policies.vw import bindings
 
 ARGUMENTS = DEFAULT_ARGUMENTS + " --quiet"
 """banditd's default policy arguments plus ``--quiet``."""
@@ -83,16 +84,6 @@ def _timed_passes(step: Any, lines: list[Any], seconds: float) -> tuple[float, f
             break
     cpu = max(time.process_time() - cpu_started, 1e-9)
     return done / (time.perf_counter() - started), done / cpu
-
-
-def bindings(workspace: vw.Workspace) -> tuple[Any, Any] | None:
-    """The workspace's bindings and the DSJSON line parser :class:`policies.vw.VWPolicy` calls,
-    or None when this ``vowpal_wabbit_next`` lacks them (banditd then uses the public API)."""
-    core = getattr(workspace, "_workspace", None)
-    parse = getattr(getattr(vw, "_core", None), "_parse_line_dsjson", None)
-    if parse is None or not hasattr(core, "predict_multi_ex_one"):
-        return None
-    return core, parse
 
 
 def measure(

@@ -156,6 +156,22 @@ def validate_arguments(arguments: str) -> None:
     _workspace(_tokens(arguments), None)
 
 
+def bindings(workspace: vw.Workspace[Any]) -> tuple[Any, Any] | None:
+    """The workspace's bindings and the DSJSON line parser under the public API, or None when
+    this version of ``vowpal_wabbit_next`` lacks them (then the public API is the way in).
+
+    The public wrappers re-check every example's label type and wrap each parsed example in a
+    Python object: about a tenth of a rank's time on the event loop, and about as much again as
+    parsing and learning an example. Our DSJSON always yields CB labels for a
+    ``cb_explore_adf`` workspace, so :class:`VWPolicy` calls the bindings when there are any.
+    """
+    core = getattr(workspace, "_workspace", None)
+    parse = getattr(getattr(vw, "_core", None), "_parse_line_dsjson", None)
+    if parse is None or not hasattr(core, "predict_multi_ex_one"):
+        return None
+    return core, parse
+
+
 class VWPolicy:
     """A VW contextual-bandit learner on DSJSON input.
 
@@ -169,16 +185,9 @@ class VWPolicy:
         self._arguments = arguments
         self._workspace = _workspace(_with_epsilon(_tokens(arguments), epsilon), model)
         self._parser = vw.DSJsonFormatParser(self._workspace)
-        # The public wrappers re-check every example's label type and wrap each parsed example
-        # in a Python object: about a tenth of a rank's time on the event loop. Our DSJSON
-        # always yields CB labels for a cb_explore_adf workspace, so call the bindings directly
-        # when this version of vowpal_wabbit_next has them (the public path stays as fallback).
-        core = getattr(self._workspace, "_workspace", None)
-        parse = getattr(getattr(vw, "_core", None), "_parse_line_dsjson", None)
-        self._core: Any = (
-            core if parse is not None and hasattr(core, "predict_multi_ex_one") else None
-        )
-        self._parse_core: Any = parse
+        found = bindings(self._workspace)
+        self._core: Any = found[0] if found else None
+        self._parse_core: Any = found[1] if found else None
 
     @property
     def arguments(self) -> str:
