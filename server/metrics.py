@@ -83,7 +83,8 @@ class _LoopFamily(Generic[Child]):
         self._make: Callable[[], Child] = make
 
     def child(self, *values: str) -> Child:
-        """The child for these label values (memoize it: this checks and looks up)."""
+        """The child for these label values, made on the first call (later calls are one dict
+        lookup)."""
         found = self.children.get(values)
         if found is None:
             if len(values) != len(self.labels):
@@ -140,8 +141,8 @@ class _LoopCollector(Collector):
 class Metrics:
     """The service's metrics. Counters count since process start; gauges read the store.
 
-    ``*_by`` give a labelled loop metric's child for label values, memoized: the values are few
-    and the request path asks for one on every request.
+    ``*_by`` give a labelled loop metric's child for label values (one dict lookup: the request
+    path asks for one on every request).
     """
 
     def __init__(self) -> None:
@@ -160,9 +161,9 @@ class Metrics:
         activations = loop.counter(
             "banditd_activations", "Activate calls by outcome.", ("outcome",)
         )
-        self.ranks_by = functools.cache(ranks.child)
-        self.rewards_by = functools.cache(rewards.child)
-        self.activations_by = functools.cache(activations.child)
+        self.ranks_by = ranks.child
+        self.rewards_by = rewards.child
+        self.activations_by = activations.child
         self.joined = Counter(
             "banditd_joined_events", "Decisions joined with their reward.", registry=r
         )
@@ -186,7 +187,7 @@ class Metrics:
             (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
             ("route", "status"),
         )
-        self.request_seconds_by = functools.cache(request_seconds.child)
+        self.request_seconds_by = request_seconds.child
         self.batch_size = loop.histogram(
             "banditd_writer_batch_size",
             "Items committed per group-commit transaction.",
