@@ -185,6 +185,7 @@ def _learner_child(db: str, events: int) -> None:
     """
     from bandit.loop import Learner
     from policies import DEFAULT_ARGUMENTS, make_factory
+    from server.cli import tune_gc
     from server.sqlite_store import SQLiteStore
 
     store = SQLiteStore(db, synchronous="FULL", background_checkpoint=1.0)
@@ -193,6 +194,7 @@ def _learner_child(db: str, events: int) -> None:
         assert config is not None
         factory = make_factory(DEFAULT_ARGUMENTS, epsilon=config.exploration_percentage)
         learner = Learner(store, factory, now=time.time(), checkpoint_interval=math.inf)
+        tune_gc()  # as `banditd serve` does once started
         learned = 0
         for _ in range(10 * events):  # bounded: each step learns up to 128
             step = learner.step(config, time.time(), 128)
