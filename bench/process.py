@@ -96,11 +96,16 @@ def _temp_output() -> Iterator[tuple[str, IO[str]]]:
         yield handle.name, handle
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of every thread of ``pid`` so far."""
+def process_cpu_times(pid: int) -> tuple[float, float]:
+    """User and system (kernel) CPU seconds of every thread of ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     # fields[0] is the state (field 3 of stat(5)); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of every thread of ``pid`` so far."""
+    return sum(process_cpu_times(pid))
 
 
 def process_rss_kib(pid: int) -> int:
@@ -208,6 +213,10 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         """CPU seconds the server used so far (all threads)."""
         return process_cpu_seconds(self.pid)
+
+    def cpu_times(self) -> tuple[float, float]:
+        """User and kernel CPU seconds the server used so far (all threads)."""
+        return process_cpu_times(self.pid)
 
     def rss_kib(self) -> int:
         """The server's resident size in KiB."""

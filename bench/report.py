@@ -27,8 +27,10 @@ class HttpRun:
     """One load run against one server at one concurrency.
 
     ``server_cpu`` and ``generator_cpu`` are the share of one core each process used over the
-    run; ``foreign_cpu`` is the share of the server's core used by processes other than the
-    server (other users of a shared machine).
+    run; ``server_kernel_cpu`` is the part of ``server_cpu`` spent in the kernel (sockets, the
+    WAL's reads, writes and fsyncs, locks, threads waking each other); ``foreign_cpu`` is the
+    share of the server's core used by processes other than the server (other users of a
+    shared machine).
     """
 
     server: str
@@ -38,8 +40,18 @@ class HttpRun:
     server_cpu: float
     generator_cpu: float
     foreign_cpu: float
+    server_kernel_cpu: float = 0.0
     note: str = ""
     repeat: int = 0
+
+    @property
+    def cpu_us_per_request(self) -> tuple[float, float] | None:
+        """The server's CPU per successful request in µs, (user, kernel); None without any."""
+        rate = self.load.ok_per_second
+        if rate <= 0 or self.server_cpu <= 0:
+            return None
+        kernel = self.server_kernel_cpu
+        return 1e6 * (self.server_cpu - kernel) / rate, 1e6 * kernel / rate
 
     @property
     def per_cpu_second(self) -> float | None:
@@ -432,6 +444,7 @@ def render_markdown(result: BenchResult) -> str:
                 f"| {_lat(ceiling)} | {_cpu(ceiling)} / {_cpu(ours)} "
                 f"| {_other(ceiling)} / {_other(ours)} | {_errors(ours)} |"
             )
+    lines += _cpu_per_request(result)
     lines += ["", "## Learner and bare VW (events/s)", ""]
     lines += [
         "| figure | events/s | per CPU-s | µs/event | baseline | ratio | ratio per CPU-s "
@@ -539,6 +552,35 @@ def _rps(run: HttpRun | None) -> str:
     return "—" if run is None else f"{run.load.ok_per_second:,.0f}"
 
 
+def _cpu_per_request(result: BenchResult) -> list[str]:
+    """The server CPU each request took, user and kernel, for both servers and the difference:
+    what banditd adds to an aiohttp request, and how much of it is system calls."""
+    rows = []
+    for endpoint in ("rank", "reward"):
+        for c in result.meta.connections:
+            ours = result.run("banditd", endpoint, c)
+            ceiling = result.run("minimal", endpoint, c)
+            split = ours.cpu_us_per_request if ours else None
+            base = ceiling.cpu_us_per_request if ceiling else None
+            if split is None or base is None:
+                continue
+            rows.append(
+                f"| {endpoint} | {c} | {base[0]:.0f} + {base[1]:.0f} "
+                f"| {split[0]:.0f} + {split[1]:.0f} "
+                f"| {split[0] - base[0]:+.0f} / {split[1] - base[1]:+.0f} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "Server CPU per request in µs, user + kernel (from the runs above):",
+        "",
+        "| endpoint | conns | minimal | banditd | banditd − minimal (user / kernel) |",
+        "|---|---:|---:|---:|---:|",
+        *rows,
+    ]
+
+
 def _lat(run: HttpRun | None) -> str:
     if run is None:
         return "—"
@@ -571,6 +613,10 @@ def to_json(result: BenchResult) -> dict[str, Any]:
     for run, raw in zip(result.http, data["http"], strict=True):
         raw["ok_per_second"] = run.load.ok_per_second
         raw["per_cpu_second"] = run.per_cpu_second
+        split = run.cpu_us_per_request
+        raw["cpu_us_per_request"] = (
+            {"user": split[0], "kernel": split[1]} if split is not None else None
+        )
         mine = run.server == "banditd"
         raw["ratio_to_minimal"] = result.ratio(run.endpoint, run.connections) if mine else None
         raw["cpu_ratio_to_minimal"] = (

@@ -287,12 +287,14 @@ class Bench:
     ) -> HttpRun:
         """Run ``spec`` against ``server`` and account each process's CPU over the run."""
         core = self.options.server_core
-        cpu_before = server.cpu_seconds()
+        user_before, kernel_before = server.cpu_times()
         busy_before = core_busy_seconds()
         started = time.monotonic()
         result = self.generator.run(spec)
         wall = time.monotonic() - started
-        server_cpu = server.cpu_seconds() - cpu_before
+        user_after, kernel_after = server.cpu_times()
+        kernel = kernel_after - kernel_before
+        server_cpu = user_after - user_before + kernel
         busy = core_busy_seconds()
         core_busy = busy[core] - busy_before[core] if core is not None else server_cpu
         run = HttpRun(
@@ -301,6 +303,7 @@ class Bench:
             connections=spec.connections,
             load=result,
             server_cpu=server_cpu / wall,
+            server_kernel_cpu=kernel / wall,
             generator_cpu=result.generator_cpu / wall,
             foreign_cpu=max(0.0, core_busy - server_cpu) / wall,
             note=note,

@@ -234,6 +234,7 @@ def _run(server: str, endpoint: str, c: int, rps: float, cpu: float = 0.95, **kw
         connections=c,
         load=_load(rps, **kw),
         server_cpu=cpu,
+        server_kernel_cpu=cpu / 4,
         generator_cpu=0.1,
         foreign_cpu=0.02,
     )
@@ -349,6 +350,13 @@ def test_report_writer_produces_json_and_markdown(tmp_path: Path) -> None:
     assert "**miss**" in markdown and "| pass |" in markdown
     assert "2 cores (Test CPU)" in markdown
     assert "`schemas.py:parse_rank` 20%" in markdown
+    # CPU per request: minimal reward 0.95 s of CPU (a quarter of it kernel) / 6,000 requests
+    # = 119 + 40 µs; banditd's 0.95 s / 4,200 = 170 + 57 µs.
+    assert "| reward | 32 | 119 + 40 | 170 + 57 | +51 / +17 |" in markdown
+    assert bandit_rank_32["cpu_us_per_request"] == {
+        "user": pytest.approx(0.95 * 0.75 / 3500 * 1e6),
+        "kernel": pytest.approx(0.95 * 0.25 / 3500 * 1e6),
+    }
 
 
 def test_a_noisy_pair_is_judged_per_cpu_second() -> None:
