@@ -2,15 +2,21 @@
 
 Requests enqueue their decision, reward or activation and await a future. A commit task drains
 the queue: everything that arrived while the previous commit ran goes into the next
-transaction. It commits on the event loop itself when no other writer holds the store's write
-lock (:meth:`Store.try_write`): a batch's transaction costs less than handing it to a thread
-and back (rank and reward throughput at 32 connections on one core rose by about 5%). When the
-lock is taken (the learner's append, a WAL restart, another process) the batch goes to a
-dedicated thread (:meth:`Store.write`), so the event loop never waits for a lock. A sync task
-then makes committed batches durable with :meth:`Store.sync` (an fsync of SQLite's WAL) on a
-second thread, covering every batch committed before it started, and only then resolves their
+transaction. Woken by a first write, it yields to the event loop once before it drains, so the
+handlers that the same round of socket reads woke add theirs too. At 32 connections that grew
+transactions from about 10 to 17 items, cut fsyncs by a quarter, and took about 11% off the
+server CPU per rank and per reward (A/B runs on one core: rank 213 -> 191 µs, reward
+108 -> 95 µs).
+
+It commits on the event loop itself when no other writer holds the store's write lock
+(:meth:`Store.try_write`): a batch's transaction costs less than handing it to a thread and
+back (rank and reward throughput at 32 connections on one core rose by about 5%). When the lock
+is taken (the learner's append, a WAL restart, another process) the batch goes to a dedicated
+thread (:meth:`Store.write`), so the event loop never waits for a lock. A sync task then makes
+committed batches durable with :meth:`Store.sync` (an fsync of SQLite's WAL) on a second
+thread, covering every batch committed before it started, and only then resolves their
 futures. So batch N+1's transaction runs while batch N's fsync is in flight. Under load batches
-grow by themselves; when idle a request commits alone, with no added delay.
+grow by themselves; when idle a request commits alone, after that one pass of the event loop.
 
 One window is not covered: a rank replay (same event id) that reads a decision committed but
 not yet synced answers 201 from it; the original request is still waiting for that sync.
@@ -182,6 +188,8 @@ class GroupCommitWriter:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
+                # One pass of the event loop: the handlers already woken reach the queue.
+                await asyncio.sleep(0)
                 items = self._take()
                 batch = WriteBatch(
                     decisions=tuple(d for d, _ in items.decisions),
