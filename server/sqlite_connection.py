@@ -71,7 +71,7 @@ def _committing(db: Database) -> Iterator[None]:
     """Commit the open transaction after the block, or roll it back if the block raised."""
     try:
         yield
-        db.execute("COMMIT")
+        db.conn.execute("COMMIT")
     except BaseException:
         db.rollback()
         raise

@@ -394,7 +394,9 @@ def _load(db: Database, event_id: str) -> Decision | None:
 
 
 def _put_decision(db: Database, decision: Decision) -> Decision:
-    if db.execute(_DECISION_INSERT, rows.decision_params(decision)).rowcount == 1:
+    # db.conn.execute in the per-request writes: sqlite_utils' execute adds auto-commit checks
+    # that never apply inside the writer's transaction.
+    if db.conn.execute(_DECISION_INSERT, rows.decision_params(decision)).rowcount == 1:
         return decision
     stored = _load(db, decision.event_id)
     assert stored is not None  # the insert conflicted with it
@@ -417,7 +419,7 @@ def _activate(db: Database, activation: Activation) -> ActivationOutcome:
 def _put_reward(db: Database, reward: Reward) -> RewardOutcome:
     # Only the window's state is needed: reading (and decoding) the whole decision row would
     # cost more than the insert.
-    found = db.execute(
+    found = db.conn.execute(
         "SELECT d.active, d.close_at, "
         "EXISTS (SELECT 1 FROM joined j WHERE j.event_id = d.event_id) "
         "FROM decisions d WHERE d.event_id = ?",
@@ -427,7 +429,7 @@ def _put_reward(db: Database, reward: Reward) -> RewardOutcome:
         return RewardOutcome.UNKNOWN_EVENT
     active, close_at, joined = found
     late = rules.is_late(close_at, reward.received_at, joined=bool(joined))
-    inserted = db.execute(
+    inserted = db.conn.execute(
         "INSERT INTO rewards (event_id, value, received_at, request_key, late) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id, request_key) DO NOTHING",
         [reward.event_id, reward.value, reward.received_at, reward.request_key, int(late)],
