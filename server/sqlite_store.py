@@ -56,6 +56,9 @@ _JOIN_CHUNK = 200
 """Events per statement when appending joined events (5 parameters each: 1,000 of SQLite's
 at least 32,766)."""
 
+_REWARD_CHUNK = 200
+"""Rewards per statement when a write batch is stored (5 parameters each, as for joins)."""
+
 _DELETE_CHUNK = 500
 """Events deleted per write transaction by ``delete_logs`` (a few ms of the write lock each)."""
 
@@ -381,7 +384,7 @@ def _migrate(db: Database) -> None:
 def _write_batch(db: Database, batch: WriteBatch) -> WriteResult:
     decisions = tuple(_put_decision(db, d) for d in batch.decisions)
     activations = tuple(_activate(db, a) for a in batch.activations)
-    rewards = tuple(_put_reward(db, r) for r in batch.rewards)
+    rewards = _put_rewards(db, batch.rewards)
     return WriteResult(decisions=decisions, rewards=rewards, activations=activations)
 
 
@@ -416,29 +419,66 @@ def _activate(db: Database, activation: Activation) -> ActivationOutcome:
     return outcome
 
 
-def _put_reward(db: Database, reward: Reward) -> RewardOutcome:
-    # Only the window's state is needed: reading (and decoding) the whole decision row would
-    # cost more than the insert.
-    found = db.conn.execute(
-        "SELECT d.active, d.close_at, "
-        "EXISTS (SELECT 1 FROM joined j WHERE j.event_id = d.event_id) "
-        "FROM decisions d WHERE d.event_id = ?",
-        [reward.event_id],
-    ).fetchone()
-    if found is None:
-        return RewardOutcome.UNKNOWN_EVENT
-    active, close_at, joined = found
-    late = rules.is_late(close_at, reward.received_at, joined=bool(joined))
-    inserted = db.conn.execute(
-        "INSERT INTO rewards (event_id, value, received_at, request_key, late) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id, request_key) DO NOTHING",
-        [reward.event_id, reward.value, reward.received_at, reward.request_key, int(late)],
+def _put_rewards(db: Database, rewards: tuple[Reward, ...]) -> tuple[RewardOutcome, ...]:
+    """Store a batch's rewards in order, two statements per chunk rather than two per reward."""
+    outcomes: list[RewardOutcome] = []
+    for start in range(0, len(rewards), _REWARD_CHUNK):
+        outcomes += _put_reward_chunk(db, rewards[start : start + _REWARD_CHUNK])
+    return tuple(outcomes)
+
+
+def _put_reward_chunk(db: Database, chunk: tuple[Reward, ...]) -> list[RewardOutcome]:
+    # Only each window's state is read: the whole decision row would cost more than the insert.
+    ids = list(dict.fromkeys(r.event_id for r in chunk))
+    windows = {
+        event_id: (active, close_at, joined)
+        for event_id, active, close_at, joined in db.conn.execute(
+            "SELECT d.event_id, d.active, d.close_at, "
+            "EXISTS (SELECT 1 FROM joined j WHERE j.event_id = d.event_id) "
+            f"FROM decisions d WHERE d.event_id IN ({', '.join('?' * len(ids))})",
+            ids,
+        )
+    }
+    outcomes: list[RewardOutcome] = []
+    keyed: list[tuple[int, Reward]] = []  # (position, reward) of keyed rewards of known events
+    params: list[object] = []
+    for r in chunk:
+        window = windows.get(r.event_id)
+        if window is None:
+            outcomes.append(RewardOutcome.UNKNOWN_EVENT)
+            continue
+        active, close_at, joined = window
+        late = rules.is_late(close_at, r.received_at, joined=bool(joined))
+        if r.request_key is not None:
+            keyed.append((len(outcomes), r))
+        outcomes.append(
+            RewardOutcome.LATE
+            if late
+            else RewardOutcome.STORED
+            if active
+            else RewardOutcome.INACTIVE
+        )
+        params += [r.event_id, r.value, r.received_at, r.request_key, int(late)]
+    if not params:
+        return outcomes
+    # Rows go in in the chunk's order (ids in arrival order). A keyed reward whose key the
+    # table already holds, or an earlier reward of the chunk took, is skipped by the conflict
+    # clause: RETURNING lists only what was inserted, so the first of equal keys is the one.
+    inserted = set(
+        db.conn.execute(
+            "INSERT INTO rewards (event_id, value, received_at, request_key, late) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?)"] * (len(params) // 5))
+            + " ON CONFLICT (event_id, request_key) DO NOTHING RETURNING event_id, request_key",
+            params,
+        ).fetchall()
     )
-    if inserted.rowcount != 1:
-        return RewardOutcome.DUPLICATE
-    if late:
-        return RewardOutcome.LATE
-    return RewardOutcome.STORED if active else RewardOutcome.INACTIVE
+    for position, r in keyed:  # NULL keys never conflict
+        key = (r.event_id, r.request_key)
+        if key in inserted:
+            inserted.discard(key)
+        else:
+            outcomes[position] = RewardOutcome.DUPLICATE
+    return outcomes
 
 
 def _due_params(now: float) -> dict[str, float]:

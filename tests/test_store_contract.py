@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bandit import join as rules
 from bandit.config import Aggregation, LearningMode, ServiceConfiguration
@@ -240,6 +243,52 @@ def test_batch_applies_decisions_then_activations_then_rewards(store: Store) -> 
     )
     assert result.activations == (ActivationOutcome.ACTIVATED,)
     assert result.rewards == (RewardOutcome.STORED, RewardOutcome.STORED)
+
+
+_REWARD_CASES = st.lists(
+    st.tuples(
+        st.sampled_from(["open", "other", "joined", "deferred", "ghost"]),
+        st.sampled_from([None, "k1", "k2"]),
+        st.sampled_from([1.0, WAIT, WAIT + 0.5]),  # seconds after T0: in, at, past the window
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=_REWARD_CASES, second=_REWARD_CASES)
+def test_reward_batches_match_the_memory_store_reward_by_reward(
+    first: list[tuple[str, str | None, float]], second: list[tuple[str, str | None, float]]
+) -> None:
+    """Whatever a batch mixes (unknown, joined, deferred events; keys repeated within it or
+    from an earlier batch; on time and late), each reward's outcome, the counts and the rewards
+    counted for joining are the specification's (MemoryStore's)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stores: list[Store] = [MemoryStore(), SQLiteStore(Path(tmp) / "r.db")]
+        try:
+            seen = []
+            for store in stores:
+                early = decision("joined", at=T0 - 100)
+                write(store, early, decision("open"), decision("other"))
+                write(store, decision("deferred", defer=True))
+                assert join_due(store, CONFIG, T0 - 100 + WAIT + GRACE, 10)  # "joined" only
+                outcomes = [
+                    write(
+                        store,
+                        rewards=tuple(
+                            reward(event, T0 + after, value=n / 10, key=key)
+                            for n, (event, key, after) in enumerate(batch)
+                        ),
+                    ).rewards
+                    for batch in (first, second)
+                ]
+                ids = ["open", "other", "joined", "deferred", "ghost"]
+                seen.append((outcomes, store.counts(T0), store.counted_rewards(ids)))
+            assert seen[1] == seen[0]
+        finally:
+            for store in stores:
+                store.close()
 
 
 # -- activations ------------------------------------------------------------------------
