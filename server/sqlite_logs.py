@@ -14,15 +14,10 @@ from sqlite_utils import Database
 from bandit.events import JobRecord, JoinedEvent, Reward
 from server import sqlite_rows as rows
 from server.sqlite_connection import select, select_tuples
+from server.sqlite_writes import DECISION_INSERT
 
 _IN_CHUNK = 500
 """Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""
-
-_DECISION_INSERT = (
-    f"INSERT INTO decisions ({', '.join(rows.DECISION_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in rows.DECISION_COLUMNS)}) "
-    "ON CONFLICT (event_id) DO NOTHING"
-)
 
 
 def joined_between(
@@ -168,7 +163,7 @@ def import_joined(db: Database, events: list[JoinedEvent]) -> list[JoinedEvent]:
     skip known ids."""
     appended = []
     for e in events:
-        if db.execute(_DECISION_INSERT, rows.decision_params(e.decision)).rowcount != 1:
+        if db.execute(DECISION_INSERT, rows.decision_params(e.decision)).rowcount != 1:
             continue
         inserted = db.execute(
             "INSERT INTO joined (event_id, reward, reward_count, defaulted, joined_at) "
