@@ -8,6 +8,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -32,6 +33,7 @@ from bandit.events import (
 from bandit.loop import join_due
 from bandit.memory import MemoryStore
 from bandit.store import Store
+from server import sqlite_writes
 from server.sqlite_store import SQLiteStore
 
 T0 = 1_000.0
@@ -263,8 +265,12 @@ def test_reward_batches_match_the_memory_store_reward_by_reward(
 ) -> None:
     """Whatever a batch mixes (unknown, joined, deferred events; keys repeated within it or
     from an earlier batch; on time and late), each reward's outcome, the counts and the rewards
-    counted for joining are the specification's (MemoryStore's)."""
-    with tempfile.TemporaryDirectory() as tmp:
+    counted for joining are the specification's (MemoryStore's). SQLite stores a batch in
+    chunks of statements; chunks of 7 here put repeats on both sides of a chunk boundary."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mock.patch.object(sqlite_writes, "REWARD_CHUNK", 7),
+    ):
         stores: list[Store] = [MemoryStore(), SQLiteStore(Path(tmp) / "r.db")]
         try:
             seen = []
