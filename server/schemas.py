@@ -47,7 +47,8 @@ _FeatureObject = dict[str, _Leaf | _Inner]
 
 class _ActionBody(msgspec.Struct):
     id: str
-    features: list[_FeatureObject] | None = None
+    # An empty list when absent, so msgspec.convert can make an Action of it; null stays None.
+    features: list[_FeatureObject] | None = msgspec.field(default_factory=list)
 
 
 class _RankBody(msgspec.Struct):
@@ -62,6 +63,14 @@ class _RankBody(msgspec.Struct):
 _decode_rank = msgspec.json.Decoder(_RankBody).decode
 
 
+def _actions(bodies: list[_ActionBody]) -> tuple[Action, ...]:
+    try:
+        # msgspec builds the frozen dataclasses in C: half the time of calling their __init__.
+        return msgspec.convert(bodies, tuple[Action, ...], from_attributes=True)
+    except msgspec.ValidationError:  # an action sent "features": null
+        return tuple(Action(id=a.id, features=tuple(a.features or ())) for a in bodies)
+
+
 def _check_id(value: str, what: str) -> str:
     if not value:
         raise InvalidRankRequest(f"{what} must be a non-empty string.", target=what)
@@ -70,10 +79,15 @@ def _check_id(value: str, what: str) -> str:
     return value
 
 
-def _bad_action_id(action_id: str, index: int, seen: set[str]) -> NoReturn:
-    # Out of parse_rank's loop, so a valid id costs no message formatting.
-    _check_id(action_id, f"actions[{index}].id")
-    raise InvalidRankRequest(f"action id {action_id!r} is repeated.", target="actions")
+def _bad_action_ids(ids: list[str]) -> NoReturn:
+    # Out of parse_rank, so valid ids cost no loop and no message formatting.
+    seen: set[str] = set()
+    for index, action_id in enumerate(ids):
+        _check_id(action_id, f"actions[{index}].id")
+        if action_id in seen:
+            raise InvalidRankRequest(f"action id {action_id!r} is repeated.", target="actions")
+        seen.add(action_id)
+    raise AssertionError("no invalid action id")  # pragma: no cover
 
 
 def parse_rank(raw: bytes, *, max_actions: int) -> RankRequest:
@@ -97,14 +111,11 @@ def parse_rank(raw: bytes, *, max_actions: int) -> RankRequest:
             f"at most {max_actions} actions may be ranked, got {len(body.actions)}.",
             target="actions",
         )
-    actions: list[Action] = []
-    seen: set[str] = set()
-    for raw_action in body.actions:
-        action_id = raw_action.id
-        if not action_id or len(action_id) > MAX_ID_LENGTH or action_id in seen:
-            _bad_action_id(action_id, len(actions), seen)
-        seen.add(action_id)
-        actions.append(Action(id=action_id, features=tuple(raw_action.features or ())))
+    ids = [a.id for a in body.actions]
+    seen = set(ids)
+    if len(seen) != len(ids) or not min(map(len, ids)) or max(map(len, ids)) > MAX_ID_LENGTH:
+        _bad_action_ids(ids)
+    actions = _actions(body.actions)
     excluded = tuple(dict.fromkeys(x for x in body.excludedActions or () if x in seen))
     if len(excluded) == len(actions):
         raise InvalidRankRequest("every action is excluded.", target="excludedActions")
