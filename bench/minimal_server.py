@@ -17,7 +17,8 @@ import sys
 
 from aiohttp import web
 
-_RANKING = [{"id": f"article-{i}", "probability": 0.82 if i == 0 else 0.02} for i in range(10)]
+RANKING = [{"id": f"article-{i}", "probability": 0.82 if i == 0 else 0.02} for i in range(10)]
+"""The fixed ranking every rank gets (also :mod:`bench.floor_server`'s)."""
 
 
 async def rank(request: web.Request) -> web.Response:
@@ -25,7 +26,7 @@ async def rank(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or not isinstance(body.get("actions"), list):
         raise web.HTTPBadRequest()
     payload = {
-        "ranking": _RANKING,
+        "ranking": RANKING,
         "eventId": body.get("eventId") or "generated",
         "rewardActionId": "article-0",
     }

@@ -554,8 +554,10 @@ def _rps(run: HttpRun | None) -> str:
 
 def _cpu_per_request(result: BenchResult) -> list[str]:
     """The server CPU each request took, user and kernel, for both servers and the difference:
-    what banditd adds to an aiohttp request, and how much of it is system calls."""
+    what banditd adds to an aiohttp request, and how much of it is system calls. Where the
+    asyncio floor ran, its figure too: what the minimal handler's work costs without aiohttp."""
     rows = []
+    floors = False
     for endpoint in ("rank", "reward"):
         for c in result.meta.connections:
             ours = result.run("banditd", endpoint, c)
@@ -564,19 +566,33 @@ def _cpu_per_request(result: BenchResult) -> list[str]:
             base = ceiling.cpu_us_per_request if ceiling else None
             if split is None or base is None:
                 continue
+            floor_run = result.run("floor", endpoint, c)
+            floor = floor_run.cpu_us_per_request if floor_run else None
+            floors = floors or floor is not None
             rows.append(
                 f"| {endpoint} | {c} | {base[0]:.0f} + {base[1]:.0f} "
                 f"| {split[0]:.0f} + {split[1]:.0f} "
-                f"| {split[0] - base[0]:+.0f} / {split[1] - base[1]:+.0f} |"
+                f"| {split[0] - base[0]:+.0f} / {split[1] - base[1]:+.0f} "
+                + (
+                    "| — |"
+                    if floor is None
+                    else f"| {floor[0]:.0f} + {floor[1]:.0f} "
+                    f"({sum(base) - sum(floor):.0f} µs in aiohttp) |"
+                )
             )
     if not rows:
         return []
     return [
         "",
-        "Server CPU per request in µs, user + kernel (from the runs above):",
+        "Server CPU per request in µs, user + kernel (from the runs above; the asyncio floor does "
+        "the minimal handler's work on a bare asyncio protocol, so minimal − floor is what "
+        "aiohttp's request machinery costs):"
+        if floors
+        else "Server CPU per request in µs, user + kernel (from the runs above):",
         "",
-        "| endpoint | conns | minimal | banditd | banditd − minimal (user / kernel) |",
-        "|---|---:|---:|---:|---:|",
+        "| endpoint | conns | minimal | banditd | banditd − minimal (user / kernel) "
+        "| asyncio floor |",
+        "|---|---:|---:|---:|---:|---:|",
         *rows,
     ]
 

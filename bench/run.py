@@ -3,7 +3,8 @@
 Phases, in order (each bounded in time; a failed phase is reported and the rest still run):
 
 1. bare VW loop (parse + predict, parse + learn) in a process on the server core;
-2. the minimal aiohttp handler: rank and reward at each concurrency;
+2. the minimal aiohttp handler: rank and reward at each concurrency (and, at 32 connections, the
+   same work on a bare asyncio protocol, for reference);
 3. banditd (SQLite on disk, ``synchronous=FULL``, learner running): the same runs; rewards go
    to decisions seeded before the server started, each rewarded once;
 4. the learner alone working through a seeded backlog of due events;
@@ -71,7 +72,8 @@ from bench.wrk import WrkGenerator, find_or_install
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 PHASES = ("vw", "http", "learner", "backlog", "memory")
-BACKLOG_CONNECTIONS = report.TARGET_CONNECTIONS
+TARGET_CONNECTIONS = report.TARGET_CONNECTIONS
+BACKLOG_CONNECTIONS = TARGET_CONNECTIONS
 POOL_SLACK = 1.25
 """Reward ids seeded per run, as a multiple of what the minimal handler answered in that run:
 banditd cannot reward faster than the ceiling, so no id is rewarded twice."""
@@ -415,9 +417,9 @@ class Bench:
             self.vw = vw
 
     def run_http(self) -> None:
-        """Both servers up at once on the same core; each run of one is followed by the same run
-        of the other, so both see the same background load."""
-        options = self.options
+        """The servers up at once on the same core; each run of one is followed by the same run
+        of the other, so both see the same background load (the asyncio floor's runs follow at
+        the target concurrency)."""
         scratch_ids = self.write_ids("minimal-ids.txt", "x-", 100_000)
         db = self.work / "main" / "banditd.db"
         db.parent.mkdir()
@@ -428,24 +430,44 @@ class Bench:
         )
         try:
             port = free_port()
-            server = self.start("banditd", _banditd_command(db, port), port)
+            floor = self.start(
+                "floor", [sys.executable, "-m", "bench.floor_server", "--port", str(port)], port
+            )
             try:
-                self.warm_up(minimal)
-                self.warm_up(server)
-                for c in options.connections:
-                    for rep in range(options.repeat):
-                        for target in (minimal, server):
-                            spec = self.rank_spec(target, c, f"r{c}-{rep}-")
-                            self.http.append(self.load(target, spec, "rank", repeat=rep))
-                for c in options.connections:
-                    for rep in range(options.repeat):
-                        self.reward_pair(minimal, server, db, scratch_ids, c, rep)
-                if options.profile:
-                    self.profile_http(server, db)
+                self.run_http_with(minimal, floor, db, scratch_ids)
             finally:
-                server.stop()
+                floor.stop()
         finally:
             minimal.stop()
+
+    def run_http_with(
+        self, minimal: ServerProcess, floor: ServerProcess, db: Path, scratch_ids: Path
+    ) -> None:
+        """The runs of :meth:`run_http`, on a banditd started here over ``db``."""
+        options = self.options
+        port = free_port()
+        server = self.start("banditd", _banditd_command(db, port), port)
+        try:
+            for target in (minimal, server, floor):
+                self.warm_up(target)
+            for c in options.connections:
+                # The asyncio floor only where the targets are stated: it is a reference for
+                # the CPU table, not a baseline any ratio is taken to.
+                targets = (minimal, server, floor) if c == TARGET_CONNECTIONS else (minimal, server)
+                for rep in range(options.repeat):
+                    for target in targets:
+                        spec = self.rank_spec(target, c, f"r{c}-{rep}-")
+                        self.http.append(self.load(target, spec, "rank", repeat=rep))
+            for c in options.connections:
+                for rep in range(options.repeat):
+                    self.reward_pair(minimal, server, db, scratch_ids, c, rep)
+                    if c == TARGET_CONNECTIONS:
+                        spec = self.reward_spec(floor, c, scratch_ids, 100_000)
+                        self.http.append(self.load(floor, spec, "reward", repeat=rep))
+            if options.profile:
+                self.profile_http(server, db)
+        finally:
+            server.stop()
 
     def reward_spec(self, server: ServerProcess, c: int, ids: Path, count: int) -> LoadSpec:
         return LoadSpec(

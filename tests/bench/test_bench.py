@@ -266,6 +266,7 @@ def _synthetic() -> BenchResult:
         _run("banditd", "rank", 32, 3500, p50=4.0, p99=10.0),
         _run("minimal", "reward", 32, 6000),
         _run("banditd", "reward", 32, 4200),
+        _run("floor", "reward", 32, 12_000),
     )
     return BenchResult(
         meta=meta,
@@ -353,6 +354,11 @@ def test_report_writer_produces_json_and_markdown(tmp_path: Path) -> None:
     # CPU per request: minimal reward 0.95 s of CPU (a quarter of it kernel) / 6,000 requests
     # = 119 + 40 µs; banditd's 0.95 s / 4,200 = 170 + 57 µs.
     assert "| reward | 32 | 119 + 40 | 170 + 57 | +51 / +17 |" in markdown
+    # The asyncio floor's reward: 0.95 s / 12,000 = 59 + 20 µs, so aiohttp took 158 - 79 µs.
+    assert "| +51 / +17 | 59 + 20 (79 µs in aiohttp) |" in markdown
+    assert "| rank | 32 | 75 + 25 | 204 + 68 | +129 / +43 | — |" in markdown
+    floor = next(r for r in data["http"] if r["server"] == "floor")
+    assert floor["ratio_to_minimal"] is None
     assert bandit_rank_32["cpu_us_per_request"] == {
         "user": pytest.approx(0.95 * 0.75 / 3500 * 1e6),
         "kernel": pytest.approx(0.95 * 0.25 / 3500 * 1e6),
