@@ -1,7 +1,7 @@
 """A reference below the ceiling: the minimal handler's work on a bare asyncio protocol.
 
-It answers the bench's requests as :mod:`bench.minimal_server` does (``json.loads`` of the body,
-the same shape check, the same fixed ranking or 204), but reads and writes HTTP/1.1 itself
+It answers the bench's requests with :mod:`bench.minimal_server`'s own functions (``json.loads``
+of the body, the shape check, the fixed ranking or 204), but reads and writes HTTP/1.1 itself
 instead of through aiohttp. Only the CPU it takes per request is reported, beside the minimal
 handler's: the difference is what aiohttp's request machinery (its protocol, request and
 response objects, router and handler task) costs per request on this machine, a cost every
@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import sys
 
-from bench.minimal_server import RANKING
+from bench.minimal_server import rank_answer, reward_accepted
 
 MAX_HEAD = 16 * 1024
 """Bytes of request line and headers read before the connection is given up."""
@@ -51,18 +50,12 @@ def _content_length(head: bytes) -> int | None:
 def respond(method: bytes, path: bytes, body: bytes) -> bytes:
     """The whole HTTP/1.1 response to one request."""
     if method == b"POST" and path == b"/v1/rank":
-        data = json.loads(body)
-        if not isinstance(data, dict) or not isinstance(data.get("actions"), list):
+        text = rank_answer(body)
+        if text is None:
             return _response(b"400 Bad Request")
-        payload = {
-            "ranking": RANKING,
-            "eventId": data.get("eventId") or "generated",
-            "rewardActionId": "article-0",
-        }
-        return _response(b"201 Created", json.dumps(payload, separators=(",", ":")).encode())
+        return _response(b"201 Created", text.encode())
     if method == b"POST" and path.startswith(_REWARD_PREFIX) and path.endswith(_REWARD_SUFFIX):
-        data = json.loads(body)
-        if not isinstance(data, dict) or "value" not in data:
+        if not reward_accepted(body):
             return _response(b"400 Bad Request")
         return _response(b"204 No Content", None)
     if method == b"GET" and path == b"/healthz":

@@ -18,28 +18,40 @@ import sys
 from aiohttp import web
 
 RANKING = [{"id": f"article-{i}", "probability": 0.82 if i == 0 else 0.02} for i in range(10)]
-"""The fixed ranking every rank gets (also :mod:`bench.floor_server`'s)."""
+"""The fixed ranking every rank gets."""
 
 
-async def rank(request: web.Request) -> web.Response:
-    body = json.loads(await request.read())
+def rank_answer(raw: bytes) -> str | None:
+    """The rank response body for a request body, or None when it is not a rank request.
+
+    The handler's whole work, shared with :mod:`bench.floor_server` so both do the same.
+    """
+    body = json.loads(raw)
     if not isinstance(body, dict) or not isinstance(body.get("actions"), list):
-        raise web.HTTPBadRequest()
+        return None
     payload = {
         "ranking": RANKING,
         "eventId": body.get("eventId") or "generated",
         "rewardActionId": "article-0",
     }
-    return web.Response(
-        status=201,
-        text=json.dumps(payload, separators=(",", ":")),
-        content_type="application/json",
-    )
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def reward_accepted(raw: bytes) -> bool:
+    """Whether a request body is a reward request (as :func:`rank_answer`, shared)."""
+    body = json.loads(raw)
+    return isinstance(body, dict) and "value" in body
+
+
+async def rank(request: web.Request) -> web.Response:
+    text = rank_answer(await request.read())
+    if text is None:
+        raise web.HTTPBadRequest()
+    return web.Response(status=201, text=text, content_type="application/json")
 
 
 async def reward(request: web.Request) -> web.Response:
-    body = json.loads(await request.read())
-    if not isinstance(body, dict) or "value" not in body:
+    if not reward_accepted(await request.read()):
         raise web.HTTPBadRequest()
     return web.Response(status=204)
 
