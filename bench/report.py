@@ -399,6 +399,107 @@ def targets(result: BenchResult) -> list[Target]:
     return out
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Budget:
+    """What a throughput target leaves banditd, in µs of server CPU per request or event.
+
+    A ratio target ``r`` against a baseline that costs ``baseline_us`` allows banditd
+    ``baseline_us / r``: it may add ``allowed_us - baseline_us``. ``added_us`` is what it added
+    in this run, and ``vw_us`` the part of that which VW's own parse + predict costs in the bare
+    loop (a floor no serving code can go under), where VW is part of what banditd adds.
+    """
+
+    name: str
+    ratio: float
+    baseline_us: float
+    banditd_us: float
+    vw_us: float | None = None
+
+    @property
+    def allowed_us(self) -> float:
+        return self.baseline_us / self.ratio
+
+    @property
+    def may_add_us(self) -> float:
+        return self.allowed_us - self.baseline_us
+
+    @property
+    def added_us(self) -> float:
+        return self.banditd_us - self.baseline_us
+
+
+def _cpu_us(run: HttpRun | None) -> float | None:
+    split = run.cpu_us_per_request if run else None
+    return None if split is None else split[0] + split[1]
+
+
+def budgets(result: BenchResult) -> list[Budget]:
+    """The CPU budgets of the three throughput targets, from the runs the targets are judged on.
+
+    Per CPU-second, like :meth:`BenchResult.cpu_ratio`: at 32 connections both servers keep
+    their core busy, so CPU per request is what throughput is the inverse of.
+    """
+    c = TARGET_CONNECTIONS
+    vw = result.vw
+    out: list[Budget] = []
+    for endpoint, ratio in (("rank", 0.6), ("reward", 0.8)):
+        base = _cpu_us(result.run("minimal", endpoint, c))
+        ours = _cpu_us(result.run("banditd", endpoint, c))
+        if base is None or ours is None:
+            continue
+        out.append(
+            Budget(
+                name=f"{endpoint} ≥ {ratio}× minimal handler at {c} connections",
+                ratio=ratio,
+                baseline_us=base,
+                banditd_us=ours,
+                vw_us=1e6 / vw.predict_per_cpu_second
+                if endpoint == "rank" and vw and vw.predict_per_cpu_second
+                else None,
+            )
+        )
+    learner = result.learner
+    per_cpu = learner.per_cpu_second if learner else None
+    if vw is not None and vw.learn_per_cpu_second and per_cpu:
+        out.append(
+            Budget(
+                name="learner ≥ 0.7× bare VW parse + learn",
+                ratio=0.7,
+                baseline_us=1e6 / vw.learn_per_cpu_second,
+                banditd_us=1e6 / per_cpu,
+            )
+        )
+    return out
+
+
+def _budget_lines(result: BenchResult) -> list[str]:
+    rows = budgets(result)
+    if not rows:
+        return []
+    lines = [
+        "",
+        "What each throughput target leaves banditd, in µs of server CPU per request (per "
+        "learned event for the learner), from the runs it is judged on: the baseline's cost "
+        "divided by the ratio asked is what banditd may spend. Where VW is part of what banditd "
+        "adds (rank), the bare loop's parse + predict is shown: no serving code goes under it.",
+        "",
+        "| target | baseline | banditd may spend | may add | of it, bare VW parse + predict "
+        "| leaves for the rest | banditd spent | added | added beyond VW |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in rows:
+        vw = rest = beyond = "—"
+        if b.vw_us is not None:
+            vw = f"{b.vw_us:.0f}"
+            rest = f"{b.may_add_us - b.vw_us:.0f}"
+            beyond = f"{b.added_us - b.vw_us:.0f}"
+        lines.append(
+            f"| {b.name} | {b.baseline_us:.0f} | {b.allowed_us:.0f} | {b.may_add_us:.0f} "
+            f"| {vw} | {rest} | {b.banditd_us:.0f} | {b.added_us:.0f} | {beyond} |"
+        )
+    return lines
+
+
 def _per_cpu(ratio: float | None) -> str:
     return "" if ratio is None else f" (per CPU-s {ratio:.2f}×)"
 
@@ -530,6 +631,7 @@ def render_markdown(result: BenchResult) -> str:
         lines.append(
             f"| {target.name} | {target.measured} | {target.target} | {_verdict(target.passed)} |"
         )
+    lines += _budget_lines(result)
     for profile in result.profiles:
         lines += ["", f"## Profile: {profile.run} ({profile.samples:,} py-spy samples)", ""]
         threads = ", ".join(f"{name} {100 * share:.0f}%" for name, share in profile.threads)
@@ -656,6 +758,15 @@ def to_json(result: BenchResult) -> dict[str, Any]:
             spread=memory.spread,
         )
     data["targets"] = [asdict(t) for t in targets(result)]
+    data["budgets"] = [
+        {
+            **asdict(b),
+            "allowed_us": b.allowed_us,
+            "may_add_us": b.may_add_us,
+            "added_us": b.added_us,
+        }
+        for b in budgets(result)
+    ]
     return data
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +30,7 @@ from bench.report import (
     MemoryResult,
     Meta,
     ProfileSummary,
+    budgets,
     render_markdown,
     targets,
     write,
@@ -363,6 +365,41 @@ def test_report_writer_produces_json_and_markdown(tmp_path: Path) -> None:
         "user": pytest.approx(0.95 * 0.75 / 3500 * 1e6),
         "kernel": pytest.approx(0.95 * 0.25 / 3500 * 1e6),
     }
+
+
+def test_budgets_say_what_each_throughput_target_leaves_banditd(tmp_path: Path) -> None:
+    synthetic = _synthetic()
+    assert synthetic.vw is not None
+    vw_rates = replace(synthetic.vw, predict_per_cpu_second=40_000, learn_per_cpu_second=40_000)
+    result = replace(synthetic, vw=vw_rates)
+    rank, reward, learner = budgets(result)
+    # Rank: the minimal handler's best run used 0.5 s of CPU for 5,000 requests (100 µs each);
+    # at 0.6x banditd may spend 166.7 µs, so add 66.7; it spent 0.95 / 3,500 = 271.4 µs.
+    assert (rank.baseline_us, rank.banditd_us) == pytest.approx((100.0, 0.95e6 / 3500))
+    assert (rank.allowed_us, rank.may_add_us) == pytest.approx((100 / 0.6, 100 / 0.6 - 100))
+    assert rank.vw_us == pytest.approx(25.0)
+    assert reward.may_add_us == pytest.approx(0.95e6 / 6000 * (1 / 0.8 - 1))
+    assert reward.vw_us is None
+    # Learner: VW learns in 25 µs; at 0.7x the learner may take 35.7 µs an event; it took
+    # 1 / (7,500 / 0.97) s = 129.3 µs.
+    assert (learner.baseline_us, learner.banditd_us) == pytest.approx((25.0, 0.97e6 / 7500))
+    assert learner.may_add_us == pytest.approx(25 / 0.7 - 25)
+    _, md_path = write(result, tmp_path)
+    markdown = md_path.read_text()
+    assert (
+        "| rank ≥ 0.6× minimal handler at 32 connections "
+        "| 100 | 167 | 67 | 25 | 42 | 271 | 171 | 146 |" in markdown
+    )
+    assert (
+        "| learner ≥ 0.7× bare VW parse + learn | 25 | 36 | 11 | — | — | 129 | 104 | — |"
+        in markdown
+    )
+    data = json.loads((tmp_path / "latest.json").read_text())
+    assert [b["may_add_us"] for b in data["budgets"]] == pytest.approx(
+        [b.may_add_us for b in (rank, reward, learner)]
+    )
+    # Without the bare loop's per-CPU rates there is no learner budget, and no VW column.
+    assert [b.name.split(" ")[0] for b in budgets(synthetic)] == ["rank", "reward"]
 
 
 def test_a_noisy_pair_is_judged_per_cpu_second() -> None:
