@@ -59,7 +59,8 @@ class SeedResult:
     seconds: float
 
 
-def _configuration(shape: Shape) -> ServiceConfiguration:
+def configuration(shape: Shape) -> ServiceConfiguration:
+    """The service configuration a seeded file of ``shape`` holds."""
     if shape == "due":
         return ServiceConfiguration(
             reward_wait_time=1.0, model_export_frequency=5.0, log_retention_days=7
@@ -67,7 +68,8 @@ def _configuration(shape: Shape) -> ServiceConfiguration:
     return ServiceConfiguration(reward_wait_time=3600.0)
 
 
-def _requests(workload: Workload, prefix: str, count: int) -> list[CoreRankRequest]:
+def rank_requests(workload: Workload, prefix: str, count: int) -> list[CoreRankRequest]:
+    """Rank requests ``{prefix}0 …`` cycling through the workload's bodies."""
     bodies = rank_bodies(workload)
     templates = [
         [Action(id=a["id"], features=tuple(a["features"])) for a in body["actions"]]
@@ -89,14 +91,14 @@ def seed(
 ) -> SeedResult:
     """Write ``events`` decisions ``{prefix}0 …`` (and, for ``due``, their rewards) to ``path``."""
     started = time.monotonic()
-    config = _configuration(shape)
+    config = configuration(shape)
     store = SQLiteStore(path, synchronous="OFF")
     try:
         store.save_config(config)
         policy = BaselinePolicy()
         first = now - 3600.0 if shape == "due" else now
         spacing = 1e-3 if shape == "due" else 0.0
-        requests = _requests(workload, prefix, events)
+        requests = rank_requests(workload, prefix, events)
         rewarded = 0
         for start in range(0, events, CHUNK):
             decisions = []

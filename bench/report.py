@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.load import LoadResult
+from bench.store_writes import StoreWriteResult
 from bench.vw_loop import VWLoopResult
 
 TARGET_CONNECTIONS = 32
@@ -30,7 +32,8 @@ class HttpRun:
     run; ``server_kernel_cpu`` is the part of ``server_cpu`` spent in the kernel (sockets, the
     WAL's reads, writes and fsyncs, locks, threads waking each other); ``foreign_cpu`` is the
     share of the server's core used by processes other than the server (other users of a
-    shared machine).
+    shared machine). ``items_per_commit`` is, for banditd, the items its group-commit writer
+    put in a transaction over the run.
     """
 
     server: str
@@ -43,6 +46,7 @@ class HttpRun:
     server_kernel_cpu: float = 0.0
     note: str = ""
     repeat: int = 0
+    items_per_commit: float | None = None
 
     @property
     def cpu_us_per_request(self) -> tuple[float, float] | None:
@@ -191,6 +195,18 @@ class Meta:
     notes: tuple[str, ...] = ()
 
 
+def best_run(
+    runs: Iterable[HttpRun], server: str, endpoint: str, connections: int
+) -> HttpRun | None:
+    """The run of ``server``'s ``endpoint`` at ``connections`` with the most requests/s."""
+    matching = [
+        run
+        for run in runs
+        if (run.server, run.endpoint, run.connections) == (server, endpoint, connections)
+    ]
+    return max(matching, key=lambda run: run.load.ok_per_second, default=None)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BenchResult:
     """Everything one run measured; a phase that failed or was skipped is None."""
@@ -199,6 +215,7 @@ class BenchResult:
     workload: dict[str, Any]
     http: tuple[HttpRun, ...] = ()
     vw: VWLoopResult | None = None
+    store: StoreWriteResult | None = None
     learner: LearnerResult | None = None
     learner_runs: tuple[LearnerResult, ...] = ()
     """Every learner run (``learner`` is the fastest)."""
@@ -209,12 +226,7 @@ class BenchResult:
 
     def run(self, server: str, endpoint: str, connections: int) -> HttpRun | None:
         """The best (most requests/s) run of ``server``'s ``endpoint`` at ``connections``."""
-        runs = [
-            run
-            for run in self.http
-            if (run.server, run.endpoint, run.connections) == (server, endpoint, connections)
-        ]
-        return max(runs, key=lambda run: run.load.ok_per_second, default=None)
+        return best_run(self.http, server, endpoint, connections)
 
     def cpu_ratio(self, endpoint: str, connections: int) -> float | None:
         """banditd's requests per CPU-second over the minimal handler's, or None.
@@ -405,8 +417,9 @@ class Budget:
 
     A ratio target ``r`` against a baseline that costs ``baseline_us`` allows banditd
     ``baseline_us / r``: it may add ``allowed_us - baseline_us``. ``added_us`` is what it added
-    in this run, and ``vw_us`` the part of that which VW's own parse + predict costs in the bare
-    loop (a floor no serving code can go under), where VW is part of what banditd adds.
+    in this run. Two parts of what it adds are measured alone, with nothing else of banditd
+    around them: ``vw_us``, VW's own parse + predict in the bare loop (rank), and ``store_us``,
+    the durable store write of the request's decision or reward (:mod:`bench.store_writes`).
     """
 
     name: str
@@ -414,6 +427,7 @@ class Budget:
     baseline_us: float
     banditd_us: float
     vw_us: float | None = None
+    store_us: float | None = None
 
     @property
     def allowed_us(self) -> float:
@@ -426,6 +440,12 @@ class Budget:
     @property
     def added_us(self) -> float:
         return self.banditd_us - self.baseline_us
+
+    @property
+    def measured_alone_us(self) -> float | None:
+        """VW's and the store's parts together, or None when neither applies or was measured."""
+        parts = [part for part in (self.vw_us, self.store_us) if part is not None]
+        return sum(parts) if parts else None
 
 
 def _cpu_us(run: HttpRun | None) -> float | None:
@@ -440,13 +460,14 @@ def budgets(result: BenchResult) -> list[Budget]:
     their core busy, so CPU per request is what throughput is the inverse of.
     """
     c = TARGET_CONNECTIONS
-    vw = result.vw
+    vw, store = result.vw, result.store
     out: list[Budget] = []
     for endpoint, ratio in (("rank", 0.6), ("reward", 0.8)):
         base = _cpu_us(result.run("minimal", endpoint, c))
         ours = _cpu_us(result.run("banditd", endpoint, c))
         if base is None or ours is None:
             continue
+        rank = endpoint == "rank"
         out.append(
             Budget(
                 name=f"{endpoint} ≥ {ratio}× minimal handler at {c} connections",
@@ -454,8 +475,9 @@ def budgets(result: BenchResult) -> list[Budget]:
                 baseline_us=base,
                 banditd_us=ours,
                 vw_us=1e6 / vw.predict_per_cpu_second
-                if endpoint == "rank" and vw and vw.predict_per_cpu_second
+                if rank and vw and vw.predict_per_cpu_second
                 else None,
+                store_us=None if store is None else store.decision_us if rank else store.reward_us,
             )
         )
     learner = result.learner
@@ -480,24 +502,50 @@ def _budget_lines(result: BenchResult) -> list[str]:
         "",
         "What each throughput target leaves banditd, in µs of server CPU per request (per "
         "learned event for the learner), from the runs it is judged on: the baseline's cost "
-        "divided by the ratio asked is what banditd may spend. Where VW is part of what banditd "
-        "adds (rank), the bare loop's parse + predict is shown: no serving code goes under it.",
+        "divided by the ratio asked is what banditd may spend. Two parts of what banditd adds "
+        "are measured alone in the same run: VW's parse + predict (the bare loop) and the "
+        "durable store write of the request's decision or reward (the store phase). What they "
+        "leave is the budget for everything else banditd does for the request.",
         "",
-        "| target | baseline | banditd may spend | may add | of it, bare VW parse + predict "
-        "| leaves for the rest | banditd spent | added | added beyond VW |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | baseline | banditd may spend | may add | of it, VW parse + predict alone "
+        "| durable store write alone | leaves for the rest | banditd spent | added "
+        "| added beyond those |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for b in rows:
-        vw = rest = beyond = "—"
-        if b.vw_us is not None:
-            vw = f"{b.vw_us:.0f}"
-            rest = f"{b.may_add_us - b.vw_us:.0f}"
-            beyond = f"{b.added_us - b.vw_us:.0f}"
+        alone = b.measured_alone_us
+        rest = beyond = "—"
+        if alone is not None:
+            rest = f"{b.may_add_us - alone:.0f}"
+            beyond = f"{b.added_us - alone:.0f}"
         lines.append(
             f"| {b.name} | {b.baseline_us:.0f} | {b.allowed_us:.0f} | {b.may_add_us:.0f} "
-            f"| {vw} | {rest} | {b.banditd_us:.0f} | {b.added_us:.0f} | {beyond} |"
+            f"| {_fmt(b.vw_us, '.0f')} | {_fmt(b.store_us, '.0f')} | {rest} "
+            f"| {b.banditd_us:.0f} | {b.added_us:.0f} | {beyond} |"
         )
     return lines
+
+
+def _store_lines(result: BenchResult) -> list[str]:
+    store = result.store
+    if store is None:
+        return []
+    return [
+        "",
+        "## Durable store writes alone (µs of CPU per item, user + kernel)",
+        "",
+        "Through the SQLite store as the group-commit writer calls it (write, then fsync), on a "
+        f"file holding {store.events:,} decisions, with the items per transaction banditd's "
+        "writer gathered at 32 connections; no HTTP, no event loop.",
+        "",
+        "| item | items per transaction | written | user | kernel | total |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| a rank's decision | {store.decision_batch:.1f} | {store.decisions:,} "
+        f"| {store.decision_user_us:.0f} | {store.decision_kernel_us:.0f} "
+        f"| {store.decision_us:.0f} |",
+        f"| a reward | {store.reward_batch:.1f} | {store.rewards:,} "
+        f"| {store.reward_user_us:.0f} | {store.reward_kernel_us:.0f} | {store.reward_us:.0f} |",
+    ]
 
 
 def _per_cpu(ratio: float | None) -> str:
@@ -590,6 +638,7 @@ def render_markdown(result: BenchResult) -> str:
             f"| bare parse + learn | {_fmt(ratio, '.2f', '×')} | {_fmt(cpu_ratio, '.2f', '×')} "
             f"| {100 * learner.server_cpu:.0f}% | {100 * learner.foreign_cpu:.0f}% |"
         )
+    lines += _store_lines(result)
     backlog = result.backlog
     if backlog is not None:
         base, loaded = backlog.without_backlog.load, backlog.with_backlog.load
@@ -743,6 +792,9 @@ def to_json(result: BenchResult) -> dict[str, Any]:
     if result.vw is not None:
         data["vw"]["predict_us"] = result.vw.predict_us
         data["vw"]["learn_us"] = result.vw.learn_us
+    if result.store is not None:
+        data["store"]["decision_us"] = result.store.decision_us
+        data["store"]["reward_us"] = result.store.reward_us
     if result.learner is not None and result.vw is not None:
         data["learner"]["ratio_to_bare_learn"] = (
             result.learner.per_second / result.vw.learn_per_second
@@ -764,6 +816,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
             "allowed_us": b.allowed_us,
             "may_add_us": b.may_add_us,
             "added_us": b.added_us,
+            "measured_alone_us": b.measured_alone_us,
         }
         for b in budgets(result)
     ]

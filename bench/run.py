@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -58,6 +59,7 @@ from bench.report import (
     Meta,
     ProfileSummary,
 )
+from bench.store_writes import DEFAULT_BATCH, StoreWriteResult
 from bench.vw_loop import VWLoopResult
 from bench.workload import (
     ACTION_FEATURES,
@@ -71,7 +73,7 @@ from bench.wrk import WrkGenerator, find_or_install
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-PHASES = ("vw", "http", "learner", "backlog", "memory")
+PHASES = ("vw", "http", "store", "learner", "backlog", "memory")
 TARGET_CONNECTIONS = report.TARGET_CONNECTIONS
 BACKLOG_CONNECTIONS = TARGET_CONNECTIONS
 POOL_SLACK = 1.25
@@ -219,6 +221,21 @@ def backlog_rate(series: list[tuple[float, int]], backlog: int) -> tuple[float, 
     return (end_n / end_t if end_t > 0 else 0.0), end_t
 
 
+WRITER_BATCH = "banditd_writer_batch_size"
+
+
+def writer_batches(server: ServerProcess) -> tuple[float, float]:
+    """Items banditd's group-commit writer has committed, and in how many transactions."""
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in (f"{WRITER_BATCH}_sum", f"{WRITER_BATCH}_count"):
+            found[name] = float(value)
+    return found.get(f"{WRITER_BATCH}_sum", 0.0), found.get(f"{WRITER_BATCH}_count", 0.0)
+
+
 def _banditd_command(db: Path, port: int) -> list[str]:
     script = Path(sys.executable).with_name("banditd")
     serve = ["serve", "--db", str(db), "--port", str(port)]
@@ -242,6 +259,7 @@ class Bench:
         self.notes: list[str] = []
         self.profiles: list[ProfileSummary] = []
         self.vw: VWLoopResult | None = None
+        self.store: StoreWriteResult | None = None
         self.learner: LearnerResult | None = None
         self.learner_runs: list[LearnerResult] = []
         self.backlog: BacklogRankResult | None = None
@@ -287,8 +305,10 @@ class Bench:
     def load(
         self, server: ServerProcess, spec: LoadSpec, endpoint: str, note: str = "", repeat: int = 0
     ) -> HttpRun:
-        """Run ``spec`` against ``server`` and account each process's CPU over the run."""
+        """Run ``spec`` against ``server`` and account each process's CPU over the run (and,
+        for banditd, the items its writer committed per transaction)."""
         core = self.options.server_core
+        batches_before = writer_batches(server) if server.name == "banditd" else None
         user_before, kernel_before = server.cpu_times()
         busy_before = core_busy_seconds()
         started = time.monotonic()
@@ -299,6 +319,12 @@ class Bench:
         server_cpu = user_after - user_before + kernel
         busy = core_busy_seconds()
         core_busy = busy[core] - busy_before[core] if core is not None else server_cpu
+        items_per_commit = None
+        if batches_before is not None:
+            items, commits = writer_batches(server)
+            items -= batches_before[0]
+            commits -= batches_before[1]
+            items_per_commit = items / commits if commits > 0 else None
         run = HttpRun(
             server=server.name,
             endpoint=endpoint,
@@ -310,6 +336,7 @@ class Bench:
             foreign_cpu=max(0.0, core_busy - server_cpu) / wall,
             note=note,
             repeat=repeat,
+            items_per_commit=items_per_commit,
         )
         log(
             f"{server.name} {endpoint} c={spec.connections}: {result.ok_per_second:,.0f} req/s, "
@@ -415,6 +442,34 @@ class Bench:
         )
         if self.vw is None or vw.learn_per_second > self.vw.learn_per_second:
             self.vw = vw
+
+    def run_store(self) -> None:
+        """The durable store writes alone, pinned to the server core, with the items per
+        transaction banditd's writer gathered in the best runs at the target concurrency."""
+        sizes = []
+        for endpoint in ("rank", "reward"):
+            run = report.best_run(self.http, "banditd", endpoint, TARGET_CONNECTIONS)
+            size = run.items_per_commit if run else None
+            sizes.append(max(1.0, size) if size else float(DEFAULT_BATCH))
+        seconds = 1.0 if self.options.quick else 3.0
+        done = self.child(
+            [
+                "bench.store_writes",
+                "--seconds",
+                str(seconds),
+                "--decision-batch",
+                f"{sizes[0]:.2f}",
+                "--reward-batch",
+                f"{sizes[1]:.2f}",
+            ],
+            timeout=300,
+        )
+        self.store = StoreWriteResult(**json.loads(done.stdout.strip().splitlines()[-1]))
+        log(
+            f"store writes alone: a decision {self.store.decision_us:.0f} µs "
+            f"({sizes[0]:.1f} a transaction), a reward {self.store.reward_us:.0f} µs "
+            f"({sizes[1]:.1f} a transaction)"
+        )
 
     def run_http(self) -> None:
         """The servers up at once on the same core; each run of one is followed by the same run
@@ -712,6 +767,7 @@ class Bench:
             },
             http=tuple(self.http),
             vw=self.vw,
+            store=self.store,
             learner=self.learner,
             learner_runs=tuple(self.learner_runs),
             backlog=self.backlog,
@@ -735,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load generator: {bench.generator.description}; work dir {work}")
         bench.phase("vw", bench.run_vw)
         bench.phase("http", bench.run_http)
+        bench.phase("store", bench.run_store)
         bench.phase("learner", bench.run_learner)
         bench.phase("vw", bench.run_vw)  # again, next to the learner: the faster run counts
         bench.phase("backlog", bench.run_backlog)

@@ -35,6 +35,7 @@ from bench.report import (
     targets,
     write,
 )
+from bench.store_writes import StoreWriteResult
 from bench.vw_loop import ARGUMENTS, VWLoopResult
 from bench.workload import (
     ACTION_FEATURES,
@@ -371,35 +372,57 @@ def test_budgets_say_what_each_throughput_target_leaves_banditd(tmp_path: Path) 
     synthetic = _synthetic()
     assert synthetic.vw is not None
     vw_rates = replace(synthetic.vw, predict_per_cpu_second=40_000, learn_per_cpu_second=40_000)
-    result = replace(synthetic, vw=vw_rates)
+    store = StoreWriteResult(
+        events=1000,
+        decision_batch=17.2,
+        reward_batch=15.0,
+        decisions=900,
+        rewards=950,
+        decision_user_us=30.0,
+        decision_kernel_us=10.0,
+        reward_user_us=12.0,
+        reward_kernel_us=4.0,
+    )
+    result = replace(synthetic, vw=vw_rates, store=store)
     rank, reward, learner = budgets(result)
     # Rank: the minimal handler's best run used 0.5 s of CPU for 5,000 requests (100 µs each);
     # at 0.6x banditd may spend 166.7 µs, so add 66.7; it spent 0.95 / 3,500 = 271.4 µs.
     assert (rank.baseline_us, rank.banditd_us) == pytest.approx((100.0, 0.95e6 / 3500))
     assert (rank.allowed_us, rank.may_add_us) == pytest.approx((100 / 0.6, 100 / 0.6 - 100))
-    assert rank.vw_us == pytest.approx(25.0)
+    # Of the 66.7 µs, VW's predict takes 25 and the durable decision write 40.
+    assert (rank.vw_us, rank.store_us, rank.measured_alone_us) == pytest.approx((25, 40, 65))
     assert reward.may_add_us == pytest.approx(0.95e6 / 6000 * (1 / 0.8 - 1))
-    assert reward.vw_us is None
+    assert (reward.vw_us, reward.store_us) == (None, 16.0)
     # Learner: VW learns in 25 µs; at 0.7x the learner may take 35.7 µs an event; it took
     # 1 / (7,500 / 0.97) s = 129.3 µs.
     assert (learner.baseline_us, learner.banditd_us) == pytest.approx((25.0, 0.97e6 / 7500))
     assert learner.may_add_us == pytest.approx(25 / 0.7 - 25)
+    assert learner.measured_alone_us is None
     _, md_path = write(result, tmp_path)
     markdown = md_path.read_text()
     assert (
         "| rank ≥ 0.6× minimal handler at 32 connections "
-        "| 100 | 167 | 67 | 25 | 42 | 271 | 171 | 146 |" in markdown
+        "| 100 | 167 | 67 | 25 | 40 | 2 | 271 | 171 | 106 |" in markdown
     )
     assert (
-        "| learner ≥ 0.7× bare VW parse + learn | 25 | 36 | 11 | — | — | 129 | 104 | — |"
+        "| reward ≥ 0.8× minimal handler at 32 connections "
+        "| 158 | 198 | 40 | — | 16 | 24 | 226 | 68 | 52 |" in markdown
+    )
+    assert (
+        "| learner ≥ 0.7× bare VW parse + learn | 25 | 36 | 11 | — | — | — | 129 | 104 | — |"
         in markdown
     )
+    assert "| a rank's decision | 17.2 | 900 | 30 | 10 | 40 |" in markdown
     data = json.loads((tmp_path / "latest.json").read_text())
     assert [b["may_add_us"] for b in data["budgets"]] == pytest.approx(
         [b.may_add_us for b in (rank, reward, learner)]
     )
-    # Without the bare loop's per-CPU rates there is no learner budget, and no VW column.
-    assert [b.name.split(" ")[0] for b in budgets(synthetic)] == ["rank", "reward"]
+    assert data["store"]["reward_us"] == 16.0
+    # Without the bare loop's per-CPU rates there is no learner budget; without the store phase
+    # no store column, and nothing is left out of what banditd added.
+    bare = budgets(synthetic)
+    assert [b.name.split(" ")[0] for b in bare] == ["rank", "reward"]
+    assert [b.measured_alone_us for b in bare] == [None, None]
 
 
 def test_a_noisy_pair_is_judged_per_cpu_second() -> None:
