@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import LoadResult
-from bench.store_writes import StoreWriteResult
 from bench.vw_loop import VWLoopResult
 
 TARGET_CONNECTIONS = 32
@@ -32,8 +31,10 @@ class HttpRun:
     run; ``server_kernel_cpu`` is the part of ``server_cpu`` spent in the kernel (sockets, the
     WAL's reads, writes and fsyncs, locks, threads waking each other); ``foreign_cpu`` is the
     share of the server's core used by processes other than the server (other users of a
-    shared machine). ``items_per_commit`` is, for banditd, the items its group-commit writer
-    put in a transaction over the run.
+    shared machine). For banditd, ``items_per_commit`` is the items its group-commit writer put
+    in a transaction over the run and ``commit_us_per_item`` the µs those transactions took on the
+    event loop per item (the writer's own timing; the fsyncs, on a thread of their own, are not
+    in it).
     """
 
     server: str
@@ -47,6 +48,7 @@ class HttpRun:
     note: str = ""
     repeat: int = 0
     items_per_commit: float | None = None
+    commit_us_per_item: float | None = None
 
     @property
     def cpu_us_per_request(self) -> tuple[float, float] | None:
@@ -215,7 +217,6 @@ class BenchResult:
     workload: dict[str, Any]
     http: tuple[HttpRun, ...] = ()
     vw: VWLoopResult | None = None
-    store: StoreWriteResult | None = None
     learner: LearnerResult | None = None
     learner_runs: tuple[LearnerResult, ...] = ()
     """Every learner run (``learner`` is the fastest)."""
@@ -417,9 +418,11 @@ class Budget:
 
     A ratio target ``r`` against a baseline that costs ``baseline_us`` allows banditd
     ``baseline_us / r``: it may add ``allowed_us - baseline_us``. ``added_us`` is what it added
-    in this run. Two parts of what it adds are measured alone, with nothing else of banditd
-    around them: ``vw_us``, VW's own parse + predict in the bare loop (rank), and ``store_us``,
-    the durable store write of the request's decision or reward (:mod:`bench.store_writes`).
+    in this run. Two parts of what it adds are measured on their own: ``vw_us``, VW's own parse +
+    predict in the bare loop (rank), and ``store_us``, the store transaction that writes the
+    request's decision or reward, per item, as banditd's writer timed it during the run (without
+    the fsync that makes it durable, which runs on a thread of its own). Both are floors: the
+    request pays at least that much for them.
     """
 
     name: str
@@ -460,12 +463,13 @@ def budgets(result: BenchResult) -> list[Budget]:
     their core busy, so CPU per request is what throughput is the inverse of.
     """
     c = TARGET_CONNECTIONS
-    vw, store = result.vw, result.store
+    vw = result.vw
     out: list[Budget] = []
     for endpoint, ratio in (("rank", 0.6), ("reward", 0.8)):
         base = _cpu_us(result.run("minimal", endpoint, c))
-        ours = _cpu_us(result.run("banditd", endpoint, c))
-        if base is None or ours is None:
+        run = result.run("banditd", endpoint, c)
+        ours = _cpu_us(run)
+        if base is None or ours is None or run is None:
             continue
         rank = endpoint == "rank"
         out.append(
@@ -477,7 +481,7 @@ def budgets(result: BenchResult) -> list[Budget]:
                 vw_us=1e6 / vw.predict_per_cpu_second
                 if rank and vw and vw.predict_per_cpu_second
                 else None,
-                store_us=None if store is None else store.decision_us if rank else store.reward_us,
+                store_us=run.commit_us_per_item,
             )
         )
     learner = result.learner
@@ -503,12 +507,14 @@ def _budget_lines(result: BenchResult) -> list[str]:
         "What each throughput target leaves banditd, in µs of server CPU per request (per "
         "learned event for the learner), from the runs it is judged on: the baseline's cost "
         "divided by the ratio asked is what banditd may spend. Two parts of what banditd adds "
-        "are measured alone in the same run: VW's parse + predict (the bare loop) and the "
-        "durable store write of the request's decision or reward (the store phase). What they "
-        "leave is the budget for everything else banditd does for the request.",
+        "are measured on their own in the same run: VW's parse + predict (the bare loop) and the "
+        "store transaction that writes the request's decision or reward, per item, as banditd's "
+        "writer timed it on the event loop (the fsync, on its own thread, is not in it). Both "
+        "are floors; what they leave is the budget for everything else banditd does for the "
+        "request.",
         "",
         "| target | baseline | banditd may spend | may add | of it, VW parse + predict alone "
-        "| durable store write alone | leaves for the rest | banditd spent | added "
+        "| store transaction per item | leaves for the rest | banditd spent | added "
         "| added beyond those |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -524,28 +530,6 @@ def _budget_lines(result: BenchResult) -> list[str]:
             f"| {b.banditd_us:.0f} | {b.added_us:.0f} | {beyond} |"
         )
     return lines
-
-
-def _store_lines(result: BenchResult) -> list[str]:
-    store = result.store
-    if store is None:
-        return []
-    return [
-        "",
-        "## Durable store writes alone (µs of CPU per item, user + kernel)",
-        "",
-        "Through the SQLite store as the group-commit writer calls it (write, then fsync), on a "
-        f"file holding {store.events:,} decisions, with the items per transaction banditd's "
-        "writer gathered at 32 connections; no HTTP, no event loop.",
-        "",
-        "| item | items per transaction | written | user | kernel | total |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| a rank's decision | {store.decision_batch:.1f} | {store.decisions:,} "
-        f"| {store.decision_user_us:.0f} | {store.decision_kernel_us:.0f} "
-        f"| {store.decision_us:.0f} |",
-        f"| a reward | {store.reward_batch:.1f} | {store.rewards:,} "
-        f"| {store.reward_user_us:.0f} | {store.reward_kernel_us:.0f} | {store.reward_us:.0f} |",
-    ]
 
 
 def _per_cpu(ratio: float | None) -> str:
@@ -638,7 +622,6 @@ def render_markdown(result: BenchResult) -> str:
             f"| bare parse + learn | {_fmt(ratio, '.2f', '×')} | {_fmt(cpu_ratio, '.2f', '×')} "
             f"| {100 * learner.server_cpu:.0f}% | {100 * learner.foreign_cpu:.0f}% |"
         )
-    lines += _store_lines(result)
     backlog = result.backlog
     if backlog is not None:
         base, loaded = backlog.without_backlog.load, backlog.with_backlog.load
@@ -792,9 +775,6 @@ def to_json(result: BenchResult) -> dict[str, Any]:
     if result.vw is not None:
         data["vw"]["predict_us"] = result.vw.predict_us
         data["vw"]["learn_us"] = result.vw.learn_us
-    if result.store is not None:
-        data["store"]["decision_us"] = result.store.decision_us
-        data["store"]["reward_us"] = result.store.reward_us
     if result.learner is not None and result.vw is not None:
         data["learner"]["ratio_to_bare_learn"] = (
             result.learner.per_second / result.vw.learn_per_second

@@ -59,7 +59,6 @@ from bench.report import (
     Meta,
     ProfileSummary,
 )
-from bench.store_writes import DEFAULT_BATCH, StoreWriteResult
 from bench.vw_loop import VWLoopResult
 from bench.workload import (
     ACTION_FEATURES,
@@ -73,7 +72,7 @@ from bench.wrk import WrkGenerator, find_or_install
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-PHASES = ("vw", "http", "store", "learner", "backlog", "memory")
+PHASES = ("vw", "http", "learner", "backlog", "memory")
 TARGET_CONNECTIONS = report.TARGET_CONNECTIONS
 BACKLOG_CONNECTIONS = TARGET_CONNECTIONS
 POOL_SLACK = 1.25
@@ -221,19 +220,34 @@ def backlog_rate(series: list[tuple[float, int]], backlog: int) -> tuple[float, 
     return (end_n / end_t if end_t > 0 else 0.0), end_t
 
 
-WRITER_BATCH = "banditd_writer_batch_size"
+WRITER_METRICS = {
+    "banditd_writer_batch_size_sum": "items",
+    "banditd_writer_batch_size_count": "commits",
+    "banditd_writer_commit_duration_seconds_sum": "seconds",
+}
 
 
-def writer_batches(server: ServerProcess) -> tuple[float, float]:
-    """Items banditd's group-commit writer has committed, and in how many transactions."""
+@dataclass(frozen=True, slots=True)
+class WriterTotals:
+    """What banditd's group-commit writer has done so far: items committed, transactions, and
+    the seconds those transactions took on the event loop (the fsyncs, on their own thread, are
+    not in them)."""
+
+    items: float = 0.0
+    commits: float = 0.0
+    seconds: float = 0.0
+
+
+def writer_totals(server: ServerProcess) -> WriterTotals:
+    """The writer's totals from banditd's ``/metrics``."""
     with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
         text = response.read().decode()
-    found = {}
+    found: dict[str, float] = {}
     for line in text.splitlines():
         name, _, value = line.partition(" ")
-        if name in (f"{WRITER_BATCH}_sum", f"{WRITER_BATCH}_count"):
-            found[name] = float(value)
-    return found.get(f"{WRITER_BATCH}_sum", 0.0), found.get(f"{WRITER_BATCH}_count", 0.0)
+        if name in WRITER_METRICS:
+            found[WRITER_METRICS[name]] = float(value)
+    return WriterTotals(**found)
 
 
 def _banditd_command(db: Path, port: int) -> list[str]:
@@ -259,7 +273,6 @@ class Bench:
         self.notes: list[str] = []
         self.profiles: list[ProfileSummary] = []
         self.vw: VWLoopResult | None = None
-        self.store: StoreWriteResult | None = None
         self.learner: LearnerResult | None = None
         self.learner_runs: list[LearnerResult] = []
         self.backlog: BacklogRankResult | None = None
@@ -306,9 +319,9 @@ class Bench:
         self, server: ServerProcess, spec: LoadSpec, endpoint: str, note: str = "", repeat: int = 0
     ) -> HttpRun:
         """Run ``spec`` against ``server`` and account each process's CPU over the run (and,
-        for banditd, the items its writer committed per transaction)."""
+        for banditd, what its group-commit writer did meanwhile)."""
         core = self.options.server_core
-        batches_before = writer_batches(server) if server.name == "banditd" else None
+        writer_before = writer_totals(server) if server.name == "banditd" else None
         user_before, kernel_before = server.cpu_times()
         busy_before = core_busy_seconds()
         started = time.monotonic()
@@ -319,12 +332,14 @@ class Bench:
         server_cpu = user_after - user_before + kernel
         busy = core_busy_seconds()
         core_busy = busy[core] - busy_before[core] if core is not None else server_cpu
-        items_per_commit = None
-        if batches_before is not None:
-            items, commits = writer_batches(server)
-            items -= batches_before[0]
-            commits -= batches_before[1]
-            items_per_commit = items / commits if commits > 0 else None
+        items_per_commit = commit_us_per_item = None
+        if writer_before is not None:
+            writer = writer_totals(server)
+            items = writer.items - writer_before.items
+            commits = writer.commits - writer_before.commits
+            if commits > 0 and items > 0:
+                items_per_commit = items / commits
+                commit_us_per_item = 1e6 * (writer.seconds - writer_before.seconds) / items
         run = HttpRun(
             server=server.name,
             endpoint=endpoint,
@@ -337,6 +352,7 @@ class Bench:
             note=note,
             repeat=repeat,
             items_per_commit=items_per_commit,
+            commit_us_per_item=commit_us_per_item,
         )
         log(
             f"{server.name} {endpoint} c={spec.connections}: {result.ok_per_second:,.0f} req/s, "
@@ -442,34 +458,6 @@ class Bench:
         )
         if self.vw is None or vw.learn_per_second > self.vw.learn_per_second:
             self.vw = vw
-
-    def run_store(self) -> None:
-        """The durable store writes alone, pinned to the server core, with the items per
-        transaction banditd's writer gathered in the best runs at the target concurrency."""
-        sizes = []
-        for endpoint in ("rank", "reward"):
-            run = report.best_run(self.http, "banditd", endpoint, TARGET_CONNECTIONS)
-            size = run.items_per_commit if run else None
-            sizes.append(max(1.0, size) if size else float(DEFAULT_BATCH))
-        seconds = 1.0 if self.options.quick else 3.0
-        done = self.child(
-            [
-                "bench.store_writes",
-                "--seconds",
-                str(seconds),
-                "--decision-batch",
-                f"{sizes[0]:.2f}",
-                "--reward-batch",
-                f"{sizes[1]:.2f}",
-            ],
-            timeout=300,
-        )
-        self.store = StoreWriteResult(**json.loads(done.stdout.strip().splitlines()[-1]))
-        log(
-            f"store writes alone: a decision {self.store.decision_us:.0f} µs "
-            f"({sizes[0]:.1f} a transaction), a reward {self.store.reward_us:.0f} µs "
-            f"({sizes[1]:.1f} a transaction)"
-        )
 
     def run_http(self) -> None:
         """The servers up at once on the same core; each run of one is followed by the same run
@@ -767,7 +755,6 @@ class Bench:
             },
             http=tuple(self.http),
             vw=self.vw,
-            store=self.store,
             learner=self.learner,
             learner_runs=tuple(self.learner_runs),
             backlog=self.backlog,
@@ -791,7 +778,6 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load generator: {bench.generator.description}; work dir {work}")
         bench.phase("vw", bench.run_vw)
         bench.phase("http", bench.run_http)
-        bench.phase("store", bench.run_store)
         bench.phase("learner", bench.run_learner)
         bench.phase("vw", bench.run_vw)  # again, next to the learner: the faster run counts
         bench.phase("backlog", bench.run_backlog)

@@ -35,7 +35,6 @@ from bench.report import (
     targets,
     write,
 )
-from bench.store_writes import StoreWriteResult
 from bench.vw_loop import ARGUMENTS, VWLoopResult
 from bench.workload import (
     ACTION_FEATURES,
@@ -372,24 +371,21 @@ def test_budgets_say_what_each_throughput_target_leaves_banditd(tmp_path: Path) 
     synthetic = _synthetic()
     assert synthetic.vw is not None
     vw_rates = replace(synthetic.vw, predict_per_cpu_second=40_000, learn_per_cpu_second=40_000)
-    store = StoreWriteResult(
-        events=1000,
-        decision_batch=17.2,
-        reward_batch=15.0,
-        decisions=900,
-        rewards=950,
-        decision_user_us=30.0,
-        decision_kernel_us=10.0,
-        reward_user_us=12.0,
-        reward_kernel_us=4.0,
+    # banditd's writer timed its transactions at 40 µs a decision and 16 µs a reward.
+    commits = {"rank": 40.0, "reward": 16.0}
+    http = tuple(
+        replace(run, items_per_commit=17.0, commit_us_per_item=commits[run.endpoint])
+        if run.server == "banditd"
+        else run
+        for run in synthetic.http
     )
-    result = replace(synthetic, vw=vw_rates, store=store)
+    result = replace(synthetic, vw=vw_rates, http=http)
     rank, reward, learner = budgets(result)
     # Rank: the minimal handler's best run used 0.5 s of CPU for 5,000 requests (100 µs each);
     # at 0.6x banditd may spend 166.7 µs, so add 66.7; it spent 0.95 / 3,500 = 271.4 µs.
     assert (rank.baseline_us, rank.banditd_us) == pytest.approx((100.0, 0.95e6 / 3500))
     assert (rank.allowed_us, rank.may_add_us) == pytest.approx((100 / 0.6, 100 / 0.6 - 100))
-    # Of the 66.7 µs, VW's predict takes 25 and the durable decision write 40.
+    # Of the 66.7 µs, VW's predict takes 25 and the decision's store transaction 40.
     assert (rank.vw_us, rank.store_us, rank.measured_alone_us) == pytest.approx((25, 40, 65))
     assert reward.may_add_us == pytest.approx(0.95e6 / 6000 * (1 / 0.8 - 1))
     assert (reward.vw_us, reward.store_us) == (None, 16.0)
@@ -412,14 +408,16 @@ def test_budgets_say_what_each_throughput_target_leaves_banditd(tmp_path: Path) 
         "| learner ≥ 0.7× bare VW parse + learn | 25 | 36 | 11 | — | — | — | 129 | 104 | — |"
         in markdown
     )
-    assert "| a rank's decision | 17.2 | 900 | 30 | 10 | 40 |" in markdown
     data = json.loads((tmp_path / "latest.json").read_text())
     assert [b["may_add_us"] for b in data["budgets"]] == pytest.approx(
         [b.may_add_us for b in (rank, reward, learner)]
     )
-    assert data["store"]["reward_us"] == 16.0
-    # Without the bare loop's per-CPU rates there is no learner budget; without the store phase
-    # no store column, and nothing is left out of what banditd added.
+    banditd_rank = next(
+        r for r in data["http"] if r["server"] == "banditd" and r["connections"] == 32
+    )
+    assert banditd_rank["commit_us_per_item"] == 40.0
+    # Without the bare loop's per-CPU rates there is no learner budget; without the writer's
+    # timing no store column, and nothing is set apart from what banditd added.
     bare = budgets(synthetic)
     assert [b.name.split(" ")[0] for b in bare] == ["rank", "reward"]
     assert [b.measured_alone_us for b in bare] == [None, None]
