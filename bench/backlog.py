@@ -59,8 +59,7 @@ class SeedResult:
     seconds: float
 
 
-def configuration(shape: Shape) -> ServiceConfiguration:
-    """The service configuration a seeded file of ``shape`` holds."""
+def _configuration(shape: Shape) -> ServiceConfiguration:
     if shape == "due":
         return ServiceConfiguration(
             reward_wait_time=1.0, model_export_frequency=5.0, log_retention_days=7
@@ -68,8 +67,7 @@ def configuration(shape: Shape) -> ServiceConfiguration:
     return ServiceConfiguration(reward_wait_time=3600.0)
 
 
-def rank_requests(workload: Workload, prefix: str, count: int) -> list[CoreRankRequest]:
-    """Rank requests ``{prefix}0 …`` cycling through the workload's bodies."""
+def _requests(workload: Workload, prefix: str, count: int) -> list[CoreRankRequest]:
     bodies = rank_bodies(workload)
     templates = [
         [Action(id=a["id"], features=tuple(a["features"])) for a in body["actions"]]
@@ -91,14 +89,14 @@ def seed(
 ) -> SeedResult:
     """Write ``events`` decisions ``{prefix}0 …`` (and, for ``due``, their rewards) to ``path``."""
     started = time.monotonic()
-    config = configuration(shape)
+    config = _configuration(shape)
     store = SQLiteStore(path, synchronous="OFF")
     try:
         store.save_config(config)
         policy = BaselinePolicy()
         first = now - 3600.0 if shape == "due" else now
         spacing = 1e-3 if shape == "due" else 0.0
-        requests = rank_requests(workload, prefix, events)
+        requests = _requests(workload, prefix, events)
         rewarded = 0
         for start in range(0, events, CHUNK):
             decisions = []
