@@ -12,8 +12,6 @@ import logging
 import sys
 from importlib.metadata import entry_points
 
-from aiohttp import web
-
 from server.settings import SettingsError, load
 
 
@@ -33,17 +31,12 @@ def _serve(argv: list[str]) -> int:
         print(f"banditd: {exc}", file=sys.stderr)
         return 2
     from server.app import create_app
+    from server.connections import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(settings)
     tune_gc()
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=lambda msg: print(msg, flush=True),
-    )
+    serve(app, settings, announce=lambda msg: print(msg, flush=True))
     return 0
 
 
