@@ -30,6 +30,7 @@ import enum
 import http
 import logging
 import os
+import resource
 from dataclasses import dataclass
 from typing import Any
 
@@ -326,7 +327,35 @@ def serve(app: web.Application, settings: Settings, *, announce: Any = print) ->
             asyncio.set_event_loop(None)
 
 
+FD_RESERVE = 128
+"""File descriptors kept beside the connections: the listening socket, SQLite's files (the
+database, its WAL and shared memory, per thread), logs, model files being written."""
+
+
+def ensure_descriptors(max_connections: int) -> int:
+    """Raise the soft limit on open files to ``max_connections`` plus :data:`FD_RESERVE` if it
+    is lower (up to the hard limit) and return it; warn when even the hard limit is short, in
+    which case new connections may fail to be accepted before the limit answers them 503."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+            soft = ceiling
+        if soft < wanted:
+            log.warning(
+                "the open-file limit is %d, below max_connections (%d) + %d; raise it "
+                "(ulimit -n) or lower max_connections",
+                soft,
+                max_connections,
+                FD_RESERVE,
+            )
+    return soft
+
+
 async def _serve(app: web.Application, settings: Settings, announce: Any) -> None:
+    ensure_descriptors(settings.max_connections)
     runner = GuardedRunner(app, Limits.of(settings), handle_signals=True, access_log=None)
     try:
         await runner.setup()

@@ -181,3 +181,23 @@ def test_connection_settings_are_checked(tmp_path: Path, setting: str) -> None:
     config.write_text(setting + "\n")
     with pytest.raises(SettingsError, match=f"{setting.split()[0]} must be"):
         load(config_file=str(config), environ={})
+
+
+def test_open_file_limit_below_max_connections_starves_the_process() -> None:
+    """With a soft limit of 256 open files, 1,024 connections would fail to be accepted before
+    the limit could answer them; start-up raises the soft limit (here, in a child process)."""
+    script = (
+        "import resource\n"
+        "from server.connections import FD_RESERVE, ensure_descriptors\n"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "ensure_descriptors(1024)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1024 + FD_RESERVE, hard)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    soft, wanted, hard = (int(v) for v in result.stdout.split())
+    if hard != -1 and hard < wanted:
+        pytest.skip(f"the hard open-file limit ({hard}) is below {wanted}")
+    assert soft == wanted
