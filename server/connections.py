@@ -8,9 +8,10 @@ descriptor) for as long as it likes, and a request the HTTP parser rejects is an
 
 * a **header timeout**, from the first byte of a request until its headers are complete;
   past it the client gets a 408 and the connection is closed;
-* a **body timeout**, from the end of the headers until the whole body has arrived; past it
-  the body read fails with :class:`BodyTimedOut`, which the edge answers with a 408, and the
-  connection is closed;
+* a **body timeout**, from the end of the headers until the whole body has arrived, extended
+  by one second per ``body_min_rate`` bytes received (a large body sent steadily is not cut;
+  a body sent a byte at a time is); past it the body read fails with :class:`BodyTimedOut`,
+  which the edge answers with a 408, and the connection is closed;
 * the **idle timeout** (aiohttp's keep-alive timeout), which never cuts a request whose
   headers are still inside their own timeout;
 * a **connection limit**: a connection beyond ``max_connections`` is answered 503 (with
@@ -67,6 +68,7 @@ class Limits:
 
     header_timeout: float
     body_timeout: float
+    body_min_rate: int
     idle_timeout: float
     max_connections: int
 
@@ -75,6 +77,7 @@ class Limits:
         return cls(
             header_timeout=settings.header_timeout,
             body_timeout=settings.body_timeout,
+            body_min_rate=settings.body_min_rate,
             idle_timeout=settings.idle_timeout,
             max_connections=settings.max_connections,
         )
@@ -125,7 +128,16 @@ class GuardedRequestHandler(RequestHandler):
     of ``_body``); only ``HEADERS`` and ``BODY`` hold a timer.
     """
 
-    __slots__ = ("_body", "_counter", "_limits", "_phase", "_timed_out", "_timer")
+    __slots__ = (
+        "_body",
+        "_body_bytes",
+        "_body_started",
+        "_counter",
+        "_limits",
+        "_phase",
+        "_timed_out",
+        "_timer",
+    )
 
     def __init__(
         self, manager: GuardedServer, limits: Limits, counter: list[int], **kwargs: Any
@@ -136,6 +148,8 @@ class GuardedRequestHandler(RequestHandler):
         self._phase = _Phase.IDLE
         self._timer: asyncio.TimerHandle | None = None
         self._body: StreamReader | None = None
+        self._body_started = 0.0
+        self._body_bytes = 0
         self._timed_out = False
 
     # -- connection limit -------------------------------------------------------------------
@@ -176,9 +190,12 @@ class GuardedRequestHandler(RequestHandler):
             if payload.is_eof():
                 self._disarm()
             else:
+                self._body_started = self._loop.time()
                 self._arm(_Phase.BODY, self._limits.body_timeout)
+                self._body_bytes = 0
                 self._body = payload
         elif self._phase is _Phase.BODY:
+            self._body_bytes += len(data)
             if self._body is None or self._body.is_eof():
                 self._disarm()
         elif self._phase is _Phase.IDLE and data:
@@ -220,6 +237,15 @@ class GuardedRequestHandler(RequestHandler):
             if self._waiter is not None and not self._waiter.done():
                 self._waiter.set_result(None)
         elif self._phase is _Phase.BODY and self._body is not None and not self._body.is_eof():
+            deadline = (
+                self._body_started
+                + self._limits.body_timeout
+                + self._body_bytes / self._limits.body_min_rate
+            )
+            if self._loop.time() < deadline:
+                # Bytes arrived since the timer was armed: it moves on, no timer per read.
+                self._arm(_Phase.BODY, deadline - self._loop.time())
+                return
             self._timed_out = True
             self._body.set_exception(
                 BodyTimedOut(

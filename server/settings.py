@@ -49,7 +49,9 @@ class Settings:
         header_timeout: seconds a client may take from the first byte of a request to the end
             of its headers; past it the server answers 408 and closes the connection.
         body_timeout: seconds a client may take to send a request's whole body once its
-            headers are in; past it the request gets 408 and the connection is closed.
+            headers are in, plus one second per ``body_min_rate`` bytes received; past it the
+            request gets 408 and the connection is closed.
+        body_min_rate: bytes per second a large body must keep up to extend its time.
         idle_timeout: seconds an open connection may sit between requests (or before its
             first) before the server closes it (HTTP keep-alive).
         max_connections: most connections served at once; one more is answered 503 and
@@ -77,6 +79,7 @@ class Settings:
     max_model_bytes: int = 256 << 20
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    body_min_rate: int = 64 << 10
     idle_timeout: float = 75.0
     max_connections: int = 1024
     watch: dict[str, Any] = field(default_factory=dict)
@@ -113,9 +116,11 @@ class Settings:
                 raise SettingsError(f"{name} must be a number of seconds.")
             if not 0 < value <= 86400:
                 raise SettingsError(f"{name} must be within (0, 86400] seconds.")
-        if isinstance(self.max_connections, bool) or not isinstance(self.max_connections, int):
-            raise SettingsError("max_connections must be an integer.")
-        if not 1 <= self.max_connections <= 1_000_000:
+        for name in ("max_connections", "body_min_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SettingsError(f"{name} must be a positive integer.")
+        if self.max_connections > 1_000_000:
             raise SettingsError("max_connections must be within 1..1000000.")
         return self
 

@@ -210,6 +210,32 @@ def test_slow_body_is_never_timed_out(quick: BanditServer) -> None:
     assert_error(received, 408, "RequestTimeout")
 
 
+def test_steady_large_body_is_cut_by_the_body_timeout(quick: BanditServer) -> None:
+    """A 600 KB rank sent in 100 KB pieces every 0.5 s takes twice the 1.5 s body timeout, but
+    keeps well above the minimum rate (64 KiB/s): it is served, not cut."""
+    body = json.dumps(World().rank_body("steady", 0)).encode() + b" " * 600_000
+    with connection(quick.port) as sock:
+        sock.sendall(
+            b"POST /v1/rank HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n" + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        for start in range(0, len(body), 100_000):
+            sock.sendall(body[start : start + 100_000])
+            time.sleep(0.5)
+        status, _, answer = split_response(read_response(sock))
+    assert status == 201, answer
+    assert json.loads(answer)["eventId"] == "steady"
+
+
+def test_silent_connection_is_closed_after_the_idle_timeout(quick: BanditServer) -> None:
+    with connection(quick.port) as sock:
+        started = time.monotonic()
+        raw = read_response(sock)
+        closed_after = time.monotonic() - started
+    assert raw == b""
+    assert closed_after < CLOSE_BOUND, f"silent connection still open after {closed_after:.1f} s"
+
+
 def test_idle_keep_alive_connection_is_closed(quick: BanditServer) -> None:
     with connection(quick.port) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
