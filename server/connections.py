@@ -126,6 +126,8 @@ class GuardedRequestHandler(RequestHandler):
     The phase says what the connection is waiting for: ``IDLE`` (nothing, or a next request
     that has not started), ``HEADERS`` (the rest of a request's headers) or ``BODY`` (the rest
     of ``_body``); only ``HEADERS`` and ``BODY`` hold a timer.
+    Once a connection is refused or timed out it is ``_deaf``: nothing more it sends is parsed,
+    and it closes after its one error response.
     """
 
     __slots__ = (
@@ -133,9 +135,9 @@ class GuardedRequestHandler(RequestHandler):
         "_body_bytes",
         "_body_started",
         "_counter",
+        "_deaf",
         "_limits",
         "_phase",
-        "_timed_out",
         "_timer",
     )
 
@@ -150,7 +152,7 @@ class GuardedRequestHandler(RequestHandler):
         self._body: StreamReader | None = None
         self._body_started = 0.0
         self._body_bytes = 0
-        self._timed_out = False
+        self._deaf = False
 
     # -- connection limit -------------------------------------------------------------------
 
@@ -169,7 +171,7 @@ class GuardedRequestHandler(RequestHandler):
             )
             if self.transport is not None:
                 self.transport.write(_raw_response(refusal))
-            self._timed_out = True
+            self._deaf = True
             self.force_close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -181,7 +183,7 @@ class GuardedRequestHandler(RequestHandler):
     # -- timeouts ---------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self._timed_out:
+        if self._deaf:
             return
         requests = self._request_count
         super().data_received(data)
@@ -226,7 +228,7 @@ class GuardedRequestHandler(RequestHandler):
                 # get a fresh timeout.
                 self._arm(_Phase.HEADERS, self._limits.header_timeout)
                 return
-            self._timed_out = True
+            self._deaf = True
             error = RequestTimedOut(
                 f"the request's headers did not arrive within {self._limits.header_timeout:g} s."
             )
@@ -246,7 +248,7 @@ class GuardedRequestHandler(RequestHandler):
                 # Bytes arrived since the timer was armed: it moves on, no timer per read.
                 self._arm(_Phase.BODY, deadline - self._loop.time())
                 return
-            self._timed_out = True
+            self._deaf = True
             self._body.set_exception(
                 BodyTimedOut(
                     f"the request's body did not arrive within {self._limits.body_timeout:g} s."
