@@ -73,6 +73,18 @@ class PayloadSizeExceeded(InvalidRequest):
     code = "PayloadSizeExceeded"
 
 
+class HeaderFieldsTooLarge(InvalidRequest):
+    """The request line or a header field is longer than the server reads."""
+
+    code = "RequestHeaderFieldsTooLarge"
+
+
+class RequestTimedOut(BanditError):
+    """A client did not send its request's headers or body within the server's timeout."""
+
+    code = "RequestTimeout"
+
+
 class EventNotFound(BanditError):
     """No decision with this event id is stored."""
 

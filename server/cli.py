@@ -7,12 +7,14 @@ packages under the ``banditd.commands`` entry-point group, so the server does no
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import logging
+import os
+import sqlite3
 import sys
 from importlib.metadata import entry_points
-
-from aiohttp import web
+from pathlib import Path
 
 from server.settings import SettingsError, load
 
@@ -32,19 +34,66 @@ def _serve(argv: list[str]) -> int:
     except SettingsError as exc:
         print(f"banditd: {exc}", file=sys.stderr)
         return 2
+    problem = db_path_problem(settings.db)
+    if problem:
+        print(f"banditd: {problem}", file=sys.stderr)
+        return 2
     from server.app import create_app
+    from server.connections import ListenError, StartupError, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = create_app(settings)
-    tune_gc()
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=lambda msg: print(msg, flush=True),
-    )
+    try:
+        app = create_app(settings)
+        tune_gc()
+        serve(app, settings, announce=lambda msg: print(msg, flush=True))
+    except ListenError as exc:
+        print(f"banditd: {exc}", file=sys.stderr)
+        return 2
+    except (StartupError, sqlite3.Error, OSError) as exc:
+        print(f"banditd: {startup_failure(settings.db, exc)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def db_path_problem(db: str) -> str | None:
+    """Why ``db`` cannot hold the SQLite file, in one line that says what to do; None if it can.
+
+    >>> db_path_problem("/")
+    "--db '/' is a directory; name a file inside it, such as '/banditd.db'."
+    """
+    path = Path(db)
+    parent = path.parent
+    if path.is_dir():
+        inside = str(path / "banditd.db")
+        return f"--db {db!r} is a directory; name a file inside it, such as {inside!r}."
+    if not parent.exists():
+        return (
+            f"--db {db!r}: the folder {str(parent)!r} does not exist; create it or choose "
+            "another path."
+        )
+    if not parent.is_dir():
+        return f"--db {db!r}: {str(parent)!r} is not a folder; choose another path."
+    # SQLite writes the file and its -wal and -shm files beside it, so the folder must be writable.
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return (
+            f"--db {db!r}: cannot write there (permission denied or a read-only filesystem); "
+            "choose a writable place or fix its permissions."
+        )
+    return None
+
+
+def startup_failure(db: str, exc: BaseException) -> str:
+    """One line saying why start-up failed and what to do (``exc`` or its cause names it)."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error | OSError) else exc
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    full = getattr(cause, "sqlite_errorname", "") == "SQLITE_FULL" or (
+        isinstance(cause, OSError) and cause.errno == errno.ENOSPC
+    )
+    if full or "disk is full" in text:
+        return f"the disk holding {db!r} is full ({text}); free some space and start again."
+    if isinstance(cause, sqlite3.Error):
+        return f"cannot open the database {db!r}: {text}; check the file and its folder."
+    return f"could not start: {text}."
 
 
 def tune_gc() -> None:

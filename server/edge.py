@@ -21,10 +21,12 @@ from aiohttp import hdrs, web
 from bandit.errors import (
     BanditError,
     EventConflict,
+    HeaderFieldsTooLarge,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
     PayloadSizeExceeded,
+    RequestTimedOut,
     ResourceConflict,
     ServiceUnavailable,
     Unauthorized,
@@ -40,6 +42,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # (status, Personalizer's high-level code) per error class; the first match in the MRO wins.
 _STATUS: list[tuple[type[BanditError], int, str]] = [
     (PayloadSizeExceeded, 413, "BadRequest"),
+    (HeaderFieldsTooLarge, 431, "BadRequest"),
+    (RequestTimedOut, 408, "RequestTimeout"),
     (InvalidRequest, 400, "BadRequest"),
     (Unauthorized, 401, "Unauthorized"),
     (NotFound, 404, "ResourceNotFound"),

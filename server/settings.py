@@ -46,6 +46,16 @@ class Settings:
             when empty a random key is generated once and kept in the store.
         retention_interval: seconds between runs of the log-retention job.
         max_model_bytes: largest model file accepted by a model import.
+        header_timeout: seconds a client may take from the first byte of a request to the end
+            of its headers; past it the server answers 408 and closes the connection.
+        body_timeout: seconds a client may take to send a request's whole body once its
+            headers are in, plus one second per ``body_min_rate`` bytes received; past it the
+            request gets 408 and the connection is closed.
+        body_min_rate: bytes per second a large body must keep up to extend its time.
+        idle_timeout: seconds an open connection may sit between requests (or before its
+            first) before the server closes it (HTTP keep-alive).
+        max_connections: most connections served at once; one more is answered 503 and
+            closed at once, so slow or idle clients cannot starve the process of descriptors.
         watch: the loop watcher's settings (the ``[watch]`` table; see
             :mod:`server.watch_settings`), validated when the app is built.
     """
@@ -67,6 +77,11 @@ class Settings:
     model_signing_key: str = ""
     retention_interval: float = 3600.0
     max_model_bytes: int = 256 << 20
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    body_min_rate: int = 64 << 10
+    idle_timeout: float = 75.0
+    max_connections: int = 1024
     watch: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -95,6 +110,18 @@ class Settings:
             raise SettingsError("max_actions must be within 1..1000.")
         if self.retention_interval <= 0 or self.max_model_bytes <= 0:
             raise SettingsError("retention_interval and max_model_bytes must be positive.")
+        for name in ("header_timeout", "body_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SettingsError(f"{name} must be a number of seconds.")
+            if not 0 < value <= 86400:
+                raise SettingsError(f"{name} must be within (0, 86400] seconds.")
+        for name in ("max_connections", "body_min_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SettingsError(f"{name} must be a positive integer.")
+        if self.max_connections > 1_000_000:
+            raise SettingsError("max_connections must be within 1..1000000.")
         return self
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -78,3 +82,122 @@ def test_unknown_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> Non
     err = capsys.readouterr().err
     assert "usage: banditd COMMAND" in err
     assert "serve" in err
+
+
+def serve(db: Path | str, port: int = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``banditd serve`` on ``db`` that is expected to exit by itself (it failed to start)."""
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--db", str(db), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PATH": "/usr/bin:/bin", **_pythonpath()},
+    )
+
+
+def _pythonpath() -> dict[str, str]:
+    return {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], code: int, *names: str) -> str:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for name in names:
+        assert name in lines[0], lines[0]
+    assert lines[0].startswith("banditd: "), lines[0]
+    return lines[0]
+
+
+def test_db_naming_a_directory_prints_a_traceback(tmp_path: Path) -> None:
+    line = assert_one_line(serve(tmp_path), 2, str(tmp_path))
+    assert "is a directory" in line
+
+
+def test_db_in_a_missing_folder_prints_a_traceback(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "folder"
+    line = assert_one_line(serve(missing / "x.db"), 2, str(missing))
+    assert "does not exist" in line
+    assert not missing.exists()
+
+
+def test_db_under_a_file_prints_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    line = assert_one_line(serve(tmp_path / "file" / "x.db"), 2, str(tmp_path / "file"))
+    assert "not a folder" in line
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, options: str) -> Iterator[Path]:
+    """A tiny tmpfs mounted at ``where`` for the test (root only), always unmounted."""
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr!r}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def test_db_in_an_unwritable_place_prints_a_traceback(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro", "size=64k,ro") as ro:
+        line = assert_one_line(serve(ro / "x.db"), 2, str(ro / "x.db"))
+    assert "cannot write there" in line
+
+
+def test_start_on_a_full_disk_prints_a_traceback(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "full", "size=64k") as full:
+        filler = os.open(full / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            with contextlib.suppress(OSError):
+                for _ in range(1000):  # 64 KiB fills in 16 writes
+                    os.write(filler, b"\0" * 4096)
+        finally:
+            os.close(filler)
+        assert os.statvfs(full).f_bavail == 0
+        line = assert_one_line(serve(full / "x.db"), 1, str(full / "x.db"))
+    assert "is full" in line and "free some space" in line
+
+
+def test_port_in_use_prints_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = assert_one_line(serve(tmp_path / "x.db", port), 2, f"127.0.0.1:{port}")
+    assert "address already in use" in line and "--port" in line
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["header_timeout = 0", "body_timeout = -1", "idle_timeout = 'x'", "max_connections = 0"],
+)
+def test_connection_settings_are_checked(tmp_path: Path, setting: str) -> None:
+    config = tmp_path / "banditd.toml"
+    config.write_text(setting + "\n")
+    with pytest.raises(SettingsError, match=f"{setting.split()[0]} must be"):
+        load(config_file=str(config), environ={})
+
+
+def test_open_file_limit_below_max_connections_starves_the_process() -> None:
+    """With a soft limit of 256 open files, 1,024 connections would fail to be accepted before
+    the limit could answer them; start-up raises the soft limit (here, in a child process)."""
+    script = (
+        "import resource\n"
+        "from server.connections import FD_RESERVE, ensure_descriptors\n"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "ensure_descriptors(1024)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1024 + FD_RESERVE, hard)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    soft, wanted, hard = (int(v) for v in result.stdout.split())
+    if hard != -1 and hard < wanted:
+        pytest.skip(f"the hard open-file limit ({hard}) is below {wanted}")
+    assert soft == wanted
