@@ -46,6 +46,10 @@ class Settings:
             when empty a random key is generated once and kept in the store.
         retention_interval: seconds between runs of the log-retention job.
         max_model_bytes: largest model file accepted by a model import.
+        lock_timeout: seconds a write waits for the database's write lock (held by another
+            process, say) before the request answers 503 with ``Retry-After``.
+        retrain_events_per_second: most logged events a background retrain replays per
+            second (0: as fast as it can), so a retrain leaves the machine to ranking.
         watch: the loop watcher's settings (the ``[watch]`` table; see
             :mod:`server.watch_settings`), validated when the app is built.
     """
@@ -67,6 +71,8 @@ class Settings:
     model_signing_key: str = ""
     retention_interval: float = 3600.0
     max_model_bytes: int = 256 << 20
+    lock_timeout: float = 1.0
+    retrain_events_per_second: float = 0.0
     watch: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -95,6 +101,10 @@ class Settings:
             raise SettingsError("max_actions must be within 1..1000.")
         if self.retention_interval <= 0 or self.max_model_bytes <= 0:
             raise SettingsError("retention_interval and max_model_bytes must be positive.")
+        if not 0 <= self.lock_timeout <= 60:
+            raise SettingsError("lock_timeout must be within [0, 60] seconds.")
+        if self.retrain_events_per_second < 0:
+            raise SettingsError("retrain_events_per_second must not be negative.")
         return self
 
 

@@ -120,7 +120,8 @@ def test_connection_settings(path: Path, synchronous: str, level: int) -> None:
         own = store._db().conn  # pragmas are per connection: ask the store's own
         assert own.execute("PRAGMA synchronous").fetchone() == (level,)
         assert own.execute("PRAGMA foreign_keys").fetchone() == (1,)
-        assert own.execute("PRAGMA busy_timeout").fetchone() == (sqlite_connection.BUSY_TIMEOUT_MS,)
+        assert own.execute("PRAGMA busy_timeout").fetchone() == (store.busy_timeout_ms,)
+        assert store.busy_timeout_ms == sqlite_connection.DEFAULT_LOCK_TIMEOUT * 1000
     finally:
         store.close()
 
@@ -700,14 +701,14 @@ def test_try_write_gives_way_to_another_process_without_waiting(
         other.execute("BEGIN IMMEDIATE")  # the write lock, as another process would hold it
         started = time.monotonic()
         assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is None
-        # It did not sit out the busy timeout (5 s) that write() would wait.
-        assert time.monotonic() - started < sqlite_connection.BUSY_TIMEOUT_MS / 2000
+        # It did not sit out the busy timeout (lock_timeout) that write() would wait.
+        assert time.monotonic() - started < store.lock_timeout / 2
         other.execute("ROLLBACK")
     finally:
         other.close()
     assert store.counts(T0).decisions == 0
     timeout = store._db().conn.execute("PRAGMA busy_timeout").fetchone()[0]
-    assert timeout == sqlite_connection.BUSY_TIMEOUT_MS, "write() still waits for other writers"
+    assert timeout == store.busy_timeout_ms, "write() still waits for other writers"
     assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is not None
     assert store.counts(T0).decisions == 1
 
