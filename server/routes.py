@@ -61,7 +61,9 @@ async def activate(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 ``ok``; 503 ``unavailable`` with the ``reason`` (and ``Retry-After``) while store
+    """Liveness, learner state, and whether store writes succeed.
+
+    200 ``ok``; 503 ``unavailable`` with the ``reason`` (and ``Retry-After``) while store
     writes fail (a full disk, a database locked by another process)."""
     service = request.app[SERVICE]
     failing = await service.failing_writes()
