@@ -146,6 +146,12 @@ class ServiceUnavailable(BanditError):
     code = "ServiceUnavailable"
 
 
+class StoreUnavailable(ServiceUnavailable):
+    """The store cannot take a write now: the disk is full or failing, or another process
+    holds the database's lock past the wait allowed. Nothing of the operation was written;
+    the same request can be retried (503 with ``Retry-After``)."""
+
+
 class InvalidEvaluationContract(InvalidRequest):
     """An offline evaluation or feature-importance request is malformed."""
 

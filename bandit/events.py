@@ -183,14 +183,40 @@ class ModelRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PendingRetrain:
+    """A retrain from the logs that a settings change started and no model has adopted yet.
+
+    Saved with the checkpoint that resets the model (one transaction) and cleared by the
+    checkpoint that adopts the retrained model, so a crash in between leaves it behind and the
+    next start resumes the retrain: the learning the reset set aside is never lost.
+
+    Attributes:
+        generation: the change it belongs to; a newer change replaces the record.
+        cursor: the learner's cursor at the reset: the retrain replays the retained joined
+            events up to here, then catches up on what the live learner learned since.
+        since: decision time of the oldest event replayed (``modelRetrainDays`` before the
+            change).
+        settings: what it retrains for (policy arguments, exploration, reward settings), for
+            the log of a resumed retrain.
+    """
+
+    generation: int
+    cursor: int
+    since: float
+    settings: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Checkpoint:
-    """The learner's durable state: its model and the seq of the last joined event it learned."""
+    """The learner's durable state: its model and the seq of the last joined event it learned,
+    and the retrain still owed to it (if any)."""
 
     model: bytes = field(repr=False)
     arguments: str
     cursor: int
     learned_count: int
     updated_at: float
+    retrain: PendingRetrain | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

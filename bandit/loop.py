@@ -22,6 +22,7 @@ from bandit.events import (
     Decision,
     JoinedEvent,
     ModelRecord,
+    PendingRetrain,
     RankRequest,
     Reward,
     RewardOutcome,
@@ -180,6 +181,8 @@ class Learner:
         self._saved_bytes: tuple[int, int, bytes] | None = None  # (learned, cursor, model)
         self._unsaved = False
         checkpoint = store.load_checkpoint()
+        self.retrain: PendingRetrain | None = None
+        """The retrain owed to the model (saved with every checkpoint), or None."""
         if checkpoint is None:
             self.policy = factory(None)
             self.cursor = 0
@@ -189,6 +192,7 @@ class Learner:
             self.policy = factory(checkpoint.model)
             self.cursor = checkpoint.cursor
             self.learned_count = checkpoint.learned_count
+            self.retrain = checkpoint.retrain
 
     def _model_bytes(self) -> bytes:
         saved = self._saved_bytes
@@ -203,8 +207,6 @@ class Learner:
         self._save(now)
 
     def _save(self, now: float) -> None:
-        self._saved_at = now
-        self._unsaved = False
         self._store.save_checkpoint(
             Checkpoint(
                 model=self._model_bytes(),
@@ -212,8 +214,12 @@ class Learner:
                 cursor=self.cursor,
                 learned_count=self.learned_count,
                 updated_at=now,
+                retrain=self.retrain,
             )
         )
+        # Only once saved: a failed save (disk full, database locked) is retried next time.
+        self._saved_at = now
+        self._unsaved = False
 
     def step(self, config: ServiceConfiguration, now: float, limit: int = 512) -> LearnStep:
         """Join what is due, then learn up to ``limit`` joined events and checkpoint."""
@@ -243,24 +249,40 @@ class Learner:
             self._save(now)
         return LearnStep(joined=len(joined), learned=len(batch) if learn else 0, cursor=self.cursor)
 
-    def reset(self, now: float, factory: PolicyFactory | None = None) -> None:
-        """Start from a fresh model (for example after a policy or settings change).
+    def reset(
+        self,
+        now: float,
+        factory: PolicyFactory | None = None,
+        retrain: PendingRetrain | None = None,
+    ) -> None:
+        """Start from a fresh model (for example after a policy or settings change), owed
+        ``retrain`` (None: nothing is owed, an older pending retrain is dropped).
 
-        The cursor stays: events already joined are not learned by the new model.
+        The cursor stays: events already joined are not learned by the new model. Saved before
+        it takes effect: if the save fails, the learner is as it was.
         """
+        self._replace((factory or self._factory)(None), 0, now, retrain)
         if factory is not None:
             self._factory = factory
-        self.policy = self._factory(None)
-        self.learned_count = 0
-        self._saved_bytes = None
-        self._save(now)
 
-    def adopt(self, policy: Policy, learned_count: int, now: float) -> None:
-        """Continue from ``policy`` (for example one retrained from the logs up to the cursor)."""
-        self.policy = policy
-        self.learned_count = learned_count
+    def adopt(
+        self, policy: Policy, learned_count: int, now: float, *, retrained: bool = False
+    ) -> None:
+        """Continue from ``policy`` (for example one retrained from the logs up to the cursor);
+        ``retrained``: it settles the pending retrain, cleared in the same checkpoint."""
+        self._replace(policy, learned_count, now, None if retrained else self.retrain)
+
+    def _replace(
+        self, policy: Policy, learned_count: int, now: float, retrain: PendingRetrain | None
+    ) -> None:
+        previous = (self.policy, self.learned_count, self.retrain, self._saved_bytes)
+        self.policy, self.learned_count, self.retrain = policy, learned_count, retrain
         self._saved_bytes = None
-        self._save(now)
+        try:
+            self._save(now)
+        except BaseException:
+            self.policy, self.learned_count, self.retrain, self._saved_bytes = previous
+            raise
 
     def publish(self, now: float, keep: int = 20) -> ModelRecord:
         """Make the learner's current model a new serving version."""

@@ -106,6 +106,9 @@ class MemoryStore:
     def sync(self) -> None:
         pass
 
+    def failing_writes(self) -> str | None:
+        return None  # memory does not fill up or lock
+
     def get_decision(self, event_id: str) -> Decision | None:
         row = self._rows.get(event_id)
         return row.decision if row else None

@@ -54,6 +54,14 @@ class Store(Protocol):
         """Make every write committed so far durable."""
         ...
 
+    def failing_writes(self) -> str | None:
+        """Why writes are failing (a full disk, a lock held past the wait), or None.
+
+        Set by a write that raised :class:`bandit.errors.StoreUnavailable`, cleared by the next
+        write that commits. Any write may raise it; it then wrote nothing.
+        """
+        ...
+
     def get_decision(self, event_id: str) -> Decision | None:
         """The stored decision for ``event_id``, or None."""
         ...

@@ -21,7 +21,10 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     """
     if store is None:
         store = SQLiteStore(
-            settings.db, synchronous=settings.synchronous, background_checkpoint=1.0
+            settings.db,
+            synchronous=settings.synchronous,
+            background_checkpoint=1.0,
+            lock_timeout=settings.lock_timeout,
         )
     service = Service(settings, store)
     app = web.Application(client_max_size=settings.max_body_bytes)

@@ -15,6 +15,12 @@ once and serves from a fresh start; meanwhile a fresh policy learns the retained
 of the last ``modelRetrainDays`` (rewards recomputed under the new settings) up to the
 learner's cursor at the reset. It then catches up on what the live learner learned since, takes
 the live learner's place and is published. A newer change abandons an older retrain.
+
+A retrain survives a crash: the reset's checkpoint carries a
+:class:`bandit.events.PendingRetrain` (generation, cursor, time range, settings) written in the
+same transaction, the adoption's checkpoint clears it, and a start that finds one resumes the
+retrain from the logs. Either way every joined event up to the cursor is learned exactly once
+by the model that serves in the end. ``retrain_events_per_second`` paces the replay.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -29,8 +36,8 @@ from typing import Any, TypeVar
 
 from bandit import join as rules
 from bandit.config import DAY, LearningMode, ServiceConfiguration
-from bandit.errors import InvalidModelImportFormat, InvalidPolicyConfiguration
-from bandit.events import ModelRecord, PolicySettings
+from bandit.errors import InvalidModelImportFormat, InvalidPolicyConfiguration, ServiceUnavailable
+from bandit.events import ModelRecord, PendingRetrain, PolicySettings
 from bandit.graduation import ApprenticeValue
 from bandit.policy import Policy, PolicyFactory
 from policies import DEFAULT_ARGUMENTS, make_factory, validate_arguments
@@ -47,6 +54,8 @@ CONFIG_EDITED_KEY = "config_edited_at"
 SIGNING_KEY = "model_signing_key"
 DEFAULT_POLICY = PolicySettings(name="default", arguments=DEFAULT_ARGUMENTS)
 _PAGE = 512
+RETRY_PAUSE = 1.0
+"""Seconds a retrain waits before trying again when the store cannot take it (full, locked)."""
 
 
 class LoopControl:
@@ -75,10 +84,27 @@ class LoopControl:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the periodic jobs (retention, apprentice counters, graduation)."""
+        """Start the periodic jobs (retention, apprentice counters, graduation), and resume a
+        retrain that a crash interrupted."""
         self._spawn(self._every(self.service.settings.retention_interval, self.enforce_retention))
         self._spawn(self._every(1.0, self._flush_apprentice))
         self._spawn(self._every(1.0, self.graduate_if_ready))
+        pending = self.service.learner.retrain
+        if pending is not None:
+            self._generation = max(self._generation, pending.generation)
+            settings = self._settings_text()
+            if pending.settings != settings:
+                log.warning(
+                    "the interrupted retrain was for %s; retraining for the stored %s",
+                    pending.settings,
+                    settings,
+                )
+            log.info(
+                "resuming the retrain from the logs up to seq %d interrupted by a restart",
+                pending.cursor,
+            )
+            service = self.service
+            self._spawn(self._retrain(pending, service.config, service.factory), retrain=True)
 
     async def close(self) -> None:
         """Stop periodic jobs, abandon retrains, wait for running work."""
@@ -274,15 +300,41 @@ class LoopControl:
 
     # -- reset and retrain -------------------------------------------------------------------
 
-    def _reset_now(self) -> tuple[ModelRecord, Policy, int]:
-        """Fresh learner model, published (executor thread, learner paused)."""
+    def _settings_text(self) -> str:
+        """What a retrain retrains for, as recorded in its :class:`PendingRetrain`."""
+        config = self.service.config
+        wait, default, aggregation = config.reward_settings()
+        return (
+            f"policy {self.service.policy_settings.arguments!r}, exploration "
+            f"{config.exploration_percentage:g}, rewardWaitTime {wait:g} s, defaultReward "
+            f"{default:g}, rewardAggregation {aggregation.value}"
+        )
+
+    def _reset_now(
+        self, generation: int | None = None
+    ) -> tuple[ModelRecord, Policy, PendingRetrain | None]:
+        """Fresh learner model, published (executor thread, learner paused); with
+        ``generation`` the model is owed a retrain up to the cursor, saved with the reset.
+
+        Returns the published record, its policy, and the retrain owed (None when there is
+        nothing to replay: no events yet, or ``modelRetrainDays`` 0).
+        """
         service = self.service
         now = service.clock()
-        service.learner.reset(now, service.factory)
+        config, cursor = service.config, service.learner.cursor
+        retrain = None
+        if generation is not None and config.model_retrain_days > 0 and cursor > 0:
+            retrain = PendingRetrain(
+                generation=generation,
+                cursor=cursor,
+                since=now - config.model_retrain_days * DAY,
+                settings=self._settings_text(),
+            )
+        service.learner.reset(now, service.factory, retrain)
         self.apprentice.restart_evaluation()
         record = service.learner.publish(now, service.settings.keep_models)
         service.store.set_meta(MODEL_CREATED_KEY, repr(now))
-        return record, service.factory(record.data), service.learner.cursor
+        return record, service.factory(record.data), retrain
 
     def _adopt_now(self, policy: Policy, learned: int, fresh: bool) -> tuple[ModelRecord, Policy]:
         """The learner continues from ``policy``, published (executor thread, learner paused)."""
@@ -292,7 +344,7 @@ class LoopControl:
             service.learner.reset(now, service.factory)
             self.apprentice.restart_evaluation()
             service.store.set_meta(MODEL_CREATED_KEY, repr(now))
-        service.learner.adopt(policy, learned, now)
+        service.learner.adopt(policy, learned, now, retrained=True)
         record = service.learner.publish(now, service.settings.keep_models)
         return record, service.factory(record.data)
 
@@ -301,20 +353,33 @@ class LoopControl:
         self._generation += 1
         generation = self._generation
         async with self.paused():
-            record, serving, cursor = await self._run(self._reset_now)
+            record, serving, pending = await self._run(self._reset_now, generation)
             self.service.install(record, serving)
-        config, factory = self.service.config, self.service.factory
-        if config.model_retrain_days > 0 and cursor > 0:
-            self._spawn(self._retrain(generation, config, factory, cursor), retrain=True)
+        if pending is not None:
+            service = self.service
+            self._spawn(self._retrain(pending, service.config, service.factory), retrain=True)
 
     def _stale(self, generation: int) -> bool:
         return self._closing or generation != self._generation
 
     async def _retrain(
-        self, generation: int, config: ServiceConfiguration, factory: PolicyFactory, cursor: int
+        self, pending: PendingRetrain, config: ServiceConfiguration, factory: PolicyFactory
     ) -> None:
-        since = self.service.clock() - config.model_retrain_days * DAY
-        replayed = await self._run(self._replay, generation, config, factory, cursor, since)
+        """Replay, catch up and adopt; tried again while the store is unavailable (the
+        pending record stays until the adoption, so a crash meanwhile loses nothing)."""
+        while not self._stale(pending.generation):
+            try:
+                await self._retrain_once(pending, config, factory)
+                return
+            except ServiceUnavailable as exc:
+                log.warning("retrain could not use the store: %s; retrying", exc.message)
+                await asyncio.sleep(RETRY_PAUSE)
+
+    async def _retrain_once(
+        self, pending: PendingRetrain, config: ServiceConfiguration, factory: PolicyFactory
+    ) -> None:
+        generation, cursor = pending.generation, pending.cursor
+        replayed = await self._run(self._replay, generation, config, factory, cursor, pending.since)
         if replayed is None:
             return
         async with self._lock:
@@ -340,9 +405,15 @@ class LoopControl:
         policy = factory(None)
         learned = after = 0
         learn = config.learning_mode is not LearningMode.LOGGING_ONLY
+        rate = self.service.settings.retrain_events_per_second
+        started = time.monotonic()
         while learn:
             if self._stale(generation):
                 return None
+            if rate > 0:  # paced: each page waits until its share of time has come
+                time.sleep(max(0.0, started + learned / rate - time.monotonic()))
+                if self._stale(generation):
+                    return None
             batch = [e for e in store.joined_between(since, float("inf"), after, _PAGE)]
             batch = [e for e in batch if e.seq <= cursor]
             if not batch:

@@ -78,20 +78,29 @@ async def activate(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness, learner state, and whether store writes succeed.
+
+    200 ``ok``; 503 ``unavailable`` with the ``reason`` (and ``Retry-After``) while store
+    writes fail (a full disk, a database locked by another process)."""
     service = request.app[SERVICE]
+    failing = await service.failing_writes()
     thread = service.learner_thread
-    return json_response(
-        {
-            "status": "ok",
-            "modelVersion": service.serving.version,
-            "learner": {
-                "running": bool(thread and thread.is_alive()),
-                "cursor": service.learner.cursor,
-                "learnedCount": service.learner.learned_count,
-                "failures": thread.failures if thread else 0,
-            },
-        }
-    )
+    body: dict[str, object] = {
+        "status": "ok" if failing is None else "unavailable",
+        "modelVersion": service.serving.version,
+        "learner": {
+            "running": bool(thread and thread.is_alive()),
+            "cursor": service.learner.cursor,
+            "learnedCount": service.learner.learned_count,
+            "failures": thread.failures if thread else 0,
+        },
+    }
+    if failing is None:
+        return json_response(body)
+    body["reason"] = f"store writes are failing: {failing}"
+    response = json_response(body, status=503)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ workspace and hands each published model to the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import threading
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bandit.config import ServiceConfiguration
-from bandit.errors import EventNotFound
+from bandit.errors import EventNotFound, ServiceUnavailable
 from bandit.events import (
     Activation,
     ActivationOutcome,
@@ -38,6 +39,8 @@ from server.writer import GroupCommitWriter
 log = logging.getLogger(__name__)
 
 SEED_KEY = "loop_seed"
+HEALTH_PROBE_KEY = "health_probe_at"
+"""Meta key ``/healthz`` writes to find out whether failing store writes succeed again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,19 @@ class Service:
         self.metrics.activations_by(outcome.value).inc()
         return outcome
 
+    async def failing_writes(self) -> str | None:
+        """Why store writes are failing, or None.
+
+        While the store reports failing writes, one small write (:data:`HEALTH_PROBE_KEY`)
+        checks again, so the answer turns back to None once the store takes writes, even if
+        no client has written since.
+        """
+        if self.store.failing_writes() is None:
+            return None
+        with contextlib.suppress(ServiceUnavailable):
+            await asyncio.to_thread(self.store.set_meta, HEALTH_PROBE_KEY, repr(self.clock()))
+        return self.store.failing_writes()
+
     def under_load(self) -> bool:
         """Whether requests arrive at ``busy_requests_per_second`` or more (over ~0.2 s).
 
@@ -249,6 +265,13 @@ class LearnerThread(threading.Thread):
             limit = min(settings.learn_batch, LOADED_BATCH) if loaded else settings.learn_batch
             try:
                 busy = self.tick(limit)
+            except ServiceUnavailable as exc:
+                # A full disk or a locked database: nothing was lost (the cursor and the
+                # checkpoint move together); wait and try the same step again.
+                self.failures += 1
+                service.metrics.store_errors.labels("learn").inc()
+                log.warning("learner step could not write: %s; retrying", exc.message)
+                busy = False
             except Exception:
                 self.failures += 1
                 service.metrics.store_errors.labels("learn").inc()

@@ -56,6 +56,10 @@ class Settings:
             first) before the server closes it (HTTP keep-alive).
         max_connections: most connections served at once; one more is answered 503 and
             closed at once, so slow or idle clients cannot starve the process of descriptors.
+        lock_timeout: seconds a write waits for the database's write lock (held by another
+            process, say) before the request answers 503 with ``Retry-After``.
+        retrain_events_per_second: most logged events a background retrain replays per
+            second (0: as fast as it can), so a retrain leaves the machine to ranking.
         watch: the loop watcher's settings (the ``[watch]`` table; see
             :mod:`server.watch_settings`), validated when the app is built.
     """
@@ -82,6 +86,8 @@ class Settings:
     body_min_rate: int = 64 << 10
     idle_timeout: float = 75.0
     max_connections: int = 1024
+    lock_timeout: float = 1.0
+    retrain_events_per_second: float = 0.0
     watch: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -122,6 +128,10 @@ class Settings:
                 raise SettingsError(f"{name} must be a positive integer.")
         if self.max_connections > 1_000_000:
             raise SettingsError("max_connections must be within 1..1000000.")
+        if not 0 <= self.lock_timeout <= 60:
+            raise SettingsError("lock_timeout must be within [0, 60] seconds.")
+        if self.retrain_events_per_second < 0:
+            raise SettingsError("retrain_events_per_second must not be negative.")
         return self
 
 

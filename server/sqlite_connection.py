@@ -5,6 +5,12 @@ learner joins and checkpoints); WAL lets them, and other processes on the same f
 one writes. Writes take the write lock up front (``BEGIN IMMEDIATE``) so two writers queue on the
 busy timeout instead of failing on a lock upgrade; multi-statement reads run in one read
 transaction so they see one snapshot.
+
+Unavailable store: a write that cannot take the lock within ``lock_timeout`` seconds (another
+process holds it), or fails because the disk is full or failing, raises
+:class:`bandit.errors.StoreUnavailable` (a 503 with ``Retry-After`` at the edge) after rolling
+back, so nothing of it is written. :attr:`SQLiteConnections.write_failure` says why writes are
+failing until one succeeds again (``/healthz`` reports it).
 """
 
 from __future__ import annotations
@@ -20,12 +26,39 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bandit.errors import StoreUnavailable
 from server import sqlite_rows as rows
 
 log = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_MS = 5000
-"""How long a connection waits for another's write lock before failing."""
+DEFAULT_LOCK_TIMEOUT = 1.0
+"""Seconds a write waits for another writer's lock before the store answers unavailable (the
+``lock_timeout`` setting)."""
+
+_UNAVAILABLE = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_IOERR: "the disk failed a read or write (disk I/O error)",
+    sqlite3.SQLITE_BUSY: "the database is locked by another process",
+    sqlite3.SQLITE_LOCKED: "the database is locked",
+}
+"""SQLite's primary result codes that mean "not now" rather than a fault of the request."""
+
+
+def unavailable_reason(exc: sqlite3.Error) -> str | None:
+    """Why the store cannot serve now, if ``exc`` is a full disk, an I/O error or a lock held
+    past the timeout; None for any other error (a bug, not a condition to wait out)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _UNAVAILABLE:
+        return _UNAVAILABLE[code & 0xFF]
+    text = str(exc)
+    if "database or disk is full" in text:
+        return _UNAVAILABLE[sqlite3.SQLITE_FULL]
+    if "disk I/O error" in text:
+        return _UNAVAILABLE[sqlite3.SQLITE_IOERR]
+    if "database is locked" in text:
+        return _UNAVAILABLE[sqlite3.SQLITE_BUSY]
+    return None
+
 
 RESTART_FRAMES = 8192
 """WAL frames (pages; 32 MiB at SQLite's default 4 KiB) past which the background checkpointer
@@ -77,8 +110,9 @@ def _committing(db: Database) -> Iterator[None]:
         raise
 
 
-def _begin_now(conn: sqlite3.Connection) -> bool:
-    """``BEGIN IMMEDIATE`` without waiting: False if another connection holds the write lock."""
+def _begin_now(conn: sqlite3.Connection, busy_timeout_ms: int) -> bool:
+    """``BEGIN IMMEDIATE`` without waiting: False if another connection holds the write lock
+    (``busy_timeout_ms`` is the connection's timeout, restored afterwards)."""
     conn.execute("PRAGMA busy_timeout = 0")
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -87,7 +121,7 @@ def _begin_now(conn: sqlite3.Connection) -> bool:
             raise
         return False
     finally:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
     return True
 
 
@@ -102,6 +136,8 @@ class SQLiteConnections:
             process crash) and is faster.
         background_checkpoint: seconds between WAL checkpoints on a thread of the store's own,
             or None to let SQLite checkpoint inside commits (its default).
+        lock_timeout: seconds a write waits for the write lock (held by another writer of this
+            process or another process) before raising :class:`StoreUnavailable`.
 
     Raises:
         ValueError: ``synchronous`` is not one of :data:`SYNCHRONOUS_LEVELS`.
@@ -114,6 +150,7 @@ class SQLiteConnections:
         migrate: Callable[[Database], None],
         synchronous: str = "FULL",
         background_checkpoint: float | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise RuntimeError(
@@ -124,6 +161,10 @@ class SQLiteConnections:
         if level not in SYNCHRONOUS_LEVELS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
         self.path = os.fspath(path)
+        self.lock_timeout = lock_timeout
+        self.busy_timeout_ms = max(0, round(lock_timeout * 1000))
+        self.write_failure: str | None = None
+        """Why the last write failed (full disk, lock held too long), or None after a success."""
         # FULL durability is kept by fsyncing the WAL ourselves (see sync()), so the group-commit
         # writer can overlap one batch's fsync with the next batch's transaction; SQLite itself
         # runs at NORMAL, which is crash-safe in WAL mode.
@@ -170,7 +211,7 @@ class SQLiteConnections:
                     self.wal_restarts += restarted
             except sqlite3.ProgrammingError:
                 return  # closed
-            except sqlite3.Error:
+            except (sqlite3.Error, StoreUnavailable):
                 log.exception("WAL checkpoint failed; retrying in %.1f s", interval)
 
     def _checkpoint(self, db: Database) -> tuple[int, bool]:
@@ -211,7 +252,7 @@ class SQLiteConnections:
             # check_same_thread=False only so close() can close every thread's connection;
             # each connection is otherwise used by the thread that opened it.
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
@@ -221,19 +262,45 @@ class SQLiteConnections:
             return db
 
     @contextmanager
-    def _use(self) -> Iterator[Database]:
-        """This thread's connection, counted as in use so close() waits for it to finish."""
+    def _use(self, *, writing: bool = False) -> Iterator[Database]:
+        """This thread's connection, counted as in use so close() waits for it to finish.
+
+        A full disk, an I/O error or a lock held too long raises :class:`StoreUnavailable`
+        (``writing``: and is kept in :attr:`write_failure`, which a committed write clears).
+        """
         with self._idle:
             if self._closed:
                 raise sqlite3.ProgrammingError("the SQLite store is closed")
             self._busy += 1
         try:
             yield self._db()
+        except sqlite3.OperationalError as exc:
+            reason = unavailable_reason(exc)
+            if reason is None:
+                raise
+            raise self._unavailable(reason, writing) from exc
         finally:
             with self._idle:
                 self._busy -= 1
                 if not self._busy:
                     self._idle.notify_all()
+
+    def _unavailable(self, reason: str, writing: bool) -> StoreUnavailable:
+        if writing:
+            if self.write_failure != reason:
+                log.warning("store writes are failing: %s", reason)
+            self.write_failure = reason
+        return StoreUnavailable(f"the store cannot take the request now: {reason}; retry later.")
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """This process's write lock, waited for at most ``lock_timeout`` seconds."""
+        if not self._write_lock.acquire(timeout=self.lock_timeout):
+            raise self._unavailable("the database is locked (a write waited too long)", True)
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     @contextmanager
     def _transaction(self, begin: str, *, sync: bool = False) -> Iterator[Database]:
@@ -242,10 +309,13 @@ class SQLiteConnections:
         # learner's join stalled ranks for tens of milliseconds. Other processes still meet
         # busy_timeout.
         writing = begin != "BEGIN"
-        with self._use() as db, self._write_lock if writing else contextlib.nullcontext():
-            db.execute(begin)
-            with _committing(db):
-                yield db
+        with self._writer_lock() if writing else contextlib.nullcontext():
+            with self._use(writing=writing) as db:
+                db.execute(begin)
+                with _committing(db):
+                    yield db
+            if writing:
+                self.write_failure = None
         if sync:
             self.sync()
 
@@ -257,12 +327,13 @@ class SQLiteConnections:
             yield None
             return
         try:
-            with self._use() as db:
-                if not _begin_now(db.conn):
+            with self._use(writing=True) as db:
+                if not _begin_now(db.conn, self.busy_timeout_ms):
                     yield None
                     return
                 with _committing(db):
                     yield db
+            self.write_failure = None
         finally:
             self._write_lock.release()
 
@@ -286,7 +357,10 @@ class SQLiteConnections:
                 fd = None
             if fd is None:
                 fd = self._wal_fd = os.open(wal, os.O_RDONLY)
-        os.fsync(fd)
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise self._unavailable(f"the disk failed to sync ({exc.strerror})", True) from exc
 
     def _read(self) -> AbstractContextManager[Database]:
         return self._transaction("BEGIN")

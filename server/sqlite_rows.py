@@ -24,6 +24,7 @@ from bandit.events import (
     Decision,
     JoinedEvent,
     ModelRecord,
+    PendingRetrain,
     PolicySettings,
     RankRequest,
     Reward,
@@ -254,12 +255,21 @@ def model_from_row(row: Row) -> ModelRecord:
 
 def checkpoint_from_row(row: Row) -> Checkpoint:
     """The learner's checkpoint from its single row."""
+    retrain = None
+    if row.get("retrain_generation") is not None:
+        retrain = PendingRetrain(
+            generation=row["retrain_generation"],
+            cursor=row["retrain_cursor"],
+            since=row["retrain_since"],
+            settings=row["retrain_settings"],
+        )
     return Checkpoint(
         model=bytes(row["model"]),
         arguments=row["arguments"],
         cursor=row["cursor"],
         learned_count=row["learned_count"],
         updated_at=row["updated_at"],
+        retrain=retrain,
     )
 
 

@@ -17,7 +17,8 @@ Tables:
   ``UNIQUE (event_id, request_key)`` makes retried requests idempotent.
 * ``joined``: joined events; ``seq`` (1, 2, …) is the learner's cursor.
 * ``models``: published serving models; ``AUTOINCREMENT`` so pruned versions are never reused.
-* ``checkpoint``, ``config``, ``policy``, ``counters``: single rows (``id = 1``).
+* ``checkpoint``, ``config``, ``policy``, ``counters``: single rows (``id = 1``); the
+  checkpoint's ``retrain_*`` columns hold a pending retrain (version 4).
 * ``meta``: small named values.
 * ``jobs``: offline evaluations and feature-importance jobs, a JSON document each (version 2).
 
@@ -236,9 +237,24 @@ def add_pending_table(db: Database) -> None:
         db.execute(statement)
 
 
+def add_pending_retrain(db: Database) -> None:
+    """Version 4: the checkpoint row carries the retrain a settings change still owes the
+    model (:class:`bandit.events.PendingRetrain`; all four columns NULL when none), so it is
+    saved with the reset and cleared with the adoption, each in the checkpoint's transaction.
+    """
+    for column, kind in (
+        ("retrain_generation", "INTEGER"),
+        ("retrain_cursor", "INTEGER"),
+        ("retrain_since", "REAL"),
+        ("retrain_settings", "TEXT"),
+    ):
+        db.execute(f"ALTER TABLE checkpoint ADD COLUMN {column} {kind}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     create_initial_schema,
     add_jobs_and_log_deletion,
     add_pending_table,
+    add_pending_retrain,
 )
 """Applied in order; a file's ``PRAGMA user_version`` counts how many it has."""

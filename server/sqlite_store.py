@@ -42,6 +42,7 @@ from server import sqlite_logs as logs
 from server import sqlite_rows as rows
 from server import sqlite_writes as writes
 from server.sqlite_connection import (
+    DEFAULT_LOCK_TIMEOUT,
     SQLiteConnections,
     select,
     select_tuples,
@@ -78,6 +79,8 @@ class SQLiteStore(SQLiteConnections):
         synchronous: SQLite's ``PRAGMA synchronous`` level. ``FULL`` makes every commit durable
             across power loss; ``NORMAL`` may lose the last commits on power loss (not on a
             process crash) and is faster.
+        lock_timeout: seconds a write waits for the database's write lock before raising
+            :class:`bandit.errors.StoreUnavailable`.
 
     Raises:
         ValueError: ``synchronous`` is not one of :data:`SYNCHRONOUS_LEVELS`.
@@ -90,13 +93,18 @@ class SQLiteStore(SQLiteConnections):
         *,
         synchronous: str = "FULL",
         background_checkpoint: float | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         super().__init__(
             path,
             migrate=_migrate,
             synchronous=synchronous,
             background_checkpoint=background_checkpoint,
+            lock_timeout=lock_timeout,
         )
+
+    def failing_writes(self) -> str | None:
+        return self.write_failure
 
     # -- decisions, rewards, activations ---------------------------------------------------
 
@@ -168,16 +176,23 @@ class SQLiteStore(SQLiteConnections):
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         # No fsync of its own (module docstring, durability).
         with self._write(deferred_sync=True) as db:
+            retrain = checkpoint.retrain
             db.execute(
                 "INSERT OR REPLACE INTO checkpoint "
-                "(id, model, arguments, cursor, learned_count, updated_at) "
-                "VALUES (1, ?, ?, ?, ?, ?)",
+                "(id, model, arguments, cursor, learned_count, updated_at, retrain_generation, "
+                "retrain_cursor, retrain_since, retrain_settings) "
+                "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     checkpoint.model,
                     checkpoint.arguments,
                     checkpoint.cursor,
                     checkpoint.learned_count,
                     checkpoint.updated_at,
+                    *(
+                        (None, None, None, None)
+                        if retrain is None
+                        else (retrain.generation, retrain.cursor, retrain.since, retrain.settings)
+                    ),
                 ],
             )
 

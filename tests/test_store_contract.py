@@ -23,6 +23,7 @@ from bandit.events import (
     Checkpoint,
     Decision,
     JoinedEvent,
+    PendingRetrain,
     PolicySettings,
     RankRequest,
     Reward,
@@ -451,6 +452,20 @@ def test_checkpoint_is_replaced_whole(store: Store) -> None:
     store.save_checkpoint(second)
     loaded = store.load_checkpoint()
     assert loaded == second and loaded is not None and loaded.model == b"m2" * 1000
+
+
+def test_checkpoint_keeps_the_pending_retrain_until_a_checkpoint_clears_it(store: Store) -> None:
+    # Issue 17, defect 3: the retrain a reset owes must survive a crash with the reset.
+    owed = PendingRetrain(generation=4, cursor=3248, since=T0 - 2 * 86400, settings="eps 0.3")
+    reset = Checkpoint(
+        model=b"fresh", arguments="a", cursor=3248, learned_count=0, updated_at=T0, retrain=owed
+    )
+    store.save_checkpoint(reset)
+    assert store.load_checkpoint() == reset
+    adopted = Checkpoint(model=b"m", arguments="a", cursor=3248, learned_count=3248, updated_at=T0)
+    store.save_checkpoint(adopted)
+    loaded = store.load_checkpoint()
+    assert loaded == adopted and loaded is not None and loaded.retrain is None
 
 
 def test_published_versions_increase_and_pruning_keeps_the_newest(store: Store) -> None:

@@ -26,6 +26,7 @@ from sqlite_utils import Database
 from bandit import join as rules
 from bandit.config import LearningMode, ServiceConfiguration
 from bandit.dsjson import context_object
+from bandit.errors import StoreUnavailable
 from bandit.events import (
     Action,
     Activation,
@@ -120,7 +121,8 @@ def test_connection_settings(path: Path, synchronous: str, level: int) -> None:
         own = store._db().conn  # pragmas are per connection: ask the store's own
         assert own.execute("PRAGMA synchronous").fetchone() == (level,)
         assert own.execute("PRAGMA foreign_keys").fetchone() == (1,)
-        assert own.execute("PRAGMA busy_timeout").fetchone() == (sqlite_connection.BUSY_TIMEOUT_MS,)
+        assert own.execute("PRAGMA busy_timeout").fetchone() == (store.busy_timeout_ms,)
+        assert store.busy_timeout_ms == sqlite_connection.DEFAULT_LOCK_TIMEOUT * 1000
     finally:
         store.close()
 
@@ -700,14 +702,14 @@ def test_try_write_gives_way_to_another_process_without_waiting(
         other.execute("BEGIN IMMEDIATE")  # the write lock, as another process would hold it
         started = time.monotonic()
         assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is None
-        # It did not sit out the busy timeout (5 s) that write() would wait.
-        assert time.monotonic() - started < sqlite_connection.BUSY_TIMEOUT_MS / 2000
+        # It did not sit out the busy timeout (lock_timeout) that write() would wait.
+        assert time.monotonic() - started < store.lock_timeout / 2
         other.execute("ROLLBACK")
     finally:
         other.close()
     assert store.counts(T0).decisions == 0
     timeout = store._db().conn.execute("PRAGMA busy_timeout").fetchone()[0]
-    assert timeout == sqlite_connection.BUSY_TIMEOUT_MS, "write() still waits for other writers"
+    assert timeout == store.busy_timeout_ms, "write() still waits for other writers"
     assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is not None
     assert store.counts(T0).decisions == 1
 
@@ -863,5 +865,46 @@ def test_lone_surrogates_round_trip_through_the_json_fallback(path: Path) -> Non
         assert d.close_at is not None
         [(raw, _)] = store.due(d.close_at + rules.JOIN_GRACE, 1, raw_features=True)
         assert raw == d  # msgspec refuses the escapes: the json fallback decodes it whole
+    finally:
+        store.close()
+
+
+def test_a_write_locked_out_past_lock_timeout_is_unavailable_and_recovers(path: Path) -> None:
+    # Issue 17, defect 6: a write waited as long as another process held the lock.
+    store = SQLiteStore(path, lock_timeout=0.2)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StoreUnavailable, match="locked"):
+            store.write(WriteBatch(decisions=(decision("e-locked"),)))
+        with pytest.raises(StoreUnavailable, match="locked"):
+            store.set_meta("k", "v")
+        assert store.failing_writes() is not None
+        other.execute("ROLLBACK")
+        store.write(WriteBatch(decisions=(decision("e-locked"),)))
+        assert store.failing_writes() is None
+        assert store.get_decision("e-locked") is not None
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_full_disk_is_unavailable_not_an_internal_error(path: Path) -> None:
+    # Issue 17, defect 5: SQLITE_FULL reached admin routes as a 500. max_page_count makes
+    # SQLite answer "database or disk is full" exactly as a full disk does.
+    store = SQLiteStore(path)
+    try:
+        store.set_meta("k", "before")
+        conn = store._db().conn
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        store._checkpoint(store._db())
+        with pytest.raises(StoreUnavailable, match="disk is full"):
+            store.set_meta("big", "x" * 100_000)
+        assert store.failing_writes() == "the disk is full"
+        assert store.get_meta("big") is None
+        conn.execute("PRAGMA max_page_count = 1073741823")
+        store.set_meta("big", "x")
+        assert store.failing_writes() is None
     finally:
         store.close()
