@@ -120,10 +120,24 @@ class Unauthorized(BanditError):
     code = "Unauthorized"
 
 
+class Forbidden(BanditError):
+    """The request's key is valid, but not for this operation (a client key on an admin route)."""
+
+    code = "InvalidApiAccess"
+
+
 class MethodNotAllowed(BanditError):
-    """The path exists but not with this HTTP method."""
+    """The path exists but not with this HTTP method.
+
+    Attributes:
+        allowed: the methods the path does take (the ``Allow`` header), in a fixed order.
+    """
 
     code = "MethodNotAllowed"
+
+    def __init__(self, message: str, *, allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class ServiceUnavailable(BanditError):

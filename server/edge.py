@@ -21,6 +21,7 @@ from aiohttp import hdrs, web
 from bandit.errors import (
     BanditError,
     EventConflict,
+    Forbidden,
     HeaderFieldsTooLarge,
     InvalidRequest,
     MethodNotAllowed,
@@ -46,6 +47,7 @@ _STATUS: list[tuple[type[BanditError], int, str]] = [
     (RequestTimedOut, 408, "RequestTimeout"),
     (InvalidRequest, 400, "BadRequest"),
     (Unauthorized, 401, "Unauthorized"),
+    (Forbidden, 403, "Forbidden"),
     (NotFound, 404, "ResourceNotFound"),
     (MethodNotAllowed, 405, "MethodNotAllowed"),
     (EventConflict, 409, "Conflict"),
@@ -56,7 +58,11 @@ _STATUS: list[tuple[type[BanditError], int, str]] = [
 UNMATCHED = "unmatched"
 """The role of a request that matches no route (or no method of its path)."""
 
-PUBLIC_ROUTES = frozenset({"healthz", "openapi", "dashboard"})
+WRONG_METHOD = "method"
+"""The role of a request to a known path with a method the path does not take: answered 405
+(with ``Allow``) whatever key it carries, as the methods of every path are public anyway."""
+
+PUBLIC_ROUTES = frozenset({"healthz", "openapi", "dashboard", WRONG_METHOD})
 CLIENT_ROUTES = frozenset({"rank", "reward", "activate"})
 """Route roles a client key may call; every other role but the public ones needs an admin key."""
 
@@ -83,6 +89,8 @@ def error_response(error: BanditError) -> web.Response:
     headers = {"x-ms-error-code": error.code}
     if status == 503:
         headers["Retry-After"] = "1"
+    if isinstance(error, MethodNotAllowed) and error.allowed:
+        headers["Allow"] = ", ".join(error.allowed)
     headers["Content-Type"] = "application/json; charset=utf-8"
     return web.Response(status=status, body=dumps({"error": body}), headers=headers)
 
@@ -90,8 +98,9 @@ def error_response(error: BanditError) -> web.Response:
 def _from_http(exc: web.HTTPException) -> BanditError:
     if exc.status == 404:
         return NotFound("no resource at this path.")
-    if exc.status == 405:
-        return MethodNotAllowed("this method is not allowed on this path.")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = tuple(sorted(exc.allowed_methods))
+        return MethodNotAllowed("this method is not allowed on this path.", allowed=allowed)
     if exc.status == 413:
         return PayloadSizeExceeded("the request body is too large.")
     return InvalidRequest(exc.reason)
@@ -124,19 +133,26 @@ def check_key(request: web.Request, role: str, settings: Settings) -> None:
     """Require a client key for rank/reward/activate and an admin key for everything else.
 
     Raises:
-        Unauthorized: no key, or not one of the keys the route's role accepts.
+        Unauthorized: no key, or a key that is none of the configured ones.
+        Forbidden: a client key on a route that takes only an admin key.
     """
     if role in PUBLIC_ROUTES:
         return
     key = _presented_key(request)
-    allowed = settings.admin_keys
     if role in CLIENT_ROUTES:
-        allowed = allowed + settings.client_keys
-    if key is None or not _matches(key, allowed):
-        raise Unauthorized(
-            "Access denied: send a valid key in the Ocp-Apim-Subscription-Key "
-            "header (or Authorization: Bearer)."
+        if key is not None and _matches(key, settings.admin_keys + settings.client_keys):
+            return
+    elif key is not None and _matches(key, settings.admin_keys):
+        return
+    elif key is not None and role != UNMATCHED and _matches(key, settings.client_keys):
+        raise Forbidden(
+            "This is a client key: it may rank, reward and activate; this operation needs "
+            "an admin key."
         )
+    raise Unauthorized(
+        "Access denied: send a valid key in the Ocp-Apim-Subscription-Key "
+        "header (or Authorization: Bearer)."
+    )
 
 
 def _unhandled(request: web.Request) -> web.Response:
@@ -152,14 +168,14 @@ Edge = Callable[[Handler, str], Handler]
 EDGE: web.AppKey[Edge] = web.AppKey("edge")
 
 
-_PATHS: web.AppKey[list[str]] = web.AppKey("edge_paths")
-"""Every path :func:`add_route` added, in order (for :func:`add_fallbacks`)."""
+_PATHS: web.AppKey[dict[str, list[str]]] = web.AppKey("edge_paths")
+"""Every path :func:`add_route` added, in order, with its methods (for :func:`add_fallbacks`)."""
 
 
 def install_edge(app: web.Application, settings: Settings, metrics: Metrics) -> None:
     """Run every handler :func:`add_route` adds to ``app`` in the edge of :func:`make_edge`."""
     app[EDGE] = make_edge(settings, metrics)
-    app[_PATHS] = []
+    app[_PATHS] = {}
 
 
 def make_edge(settings: Settings, metrics: Metrics) -> Edge:
@@ -201,16 +217,21 @@ def add_route(
     ``name`` must start with the route's role (the part before the first dot), which decides
     the keys it accepts and labels its latency.
     """
-    if path not in app[_PATHS]:
-        app[_PATHS].append(path)
+    methods = app[_PATHS].setdefault(path, [])
+    for taken in (method, "HEAD") if method == "GET" else (method,):
+        if taken not in methods:
+            methods.append(taken)
     wrapped = app[EDGE](handler, role_of(name))
     if method == "GET":
         return app.router.add_get(path, wrapped, name=name)
     return app.router.add_route(method, path, wrapped, name=name)
 
 
-async def _method_not_allowed(request: web.Request) -> web.StreamResponse:
-    raise MethodNotAllowed("this method is not allowed on this path.")
+def _method_not_allowed(allowed: tuple[str, ...]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise MethodNotAllowed("this method is not allowed on this path.", allowed=allowed)
+
+    return handler
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:
@@ -218,14 +239,16 @@ async def _not_found(request: web.Request) -> web.StreamResponse:
 
 
 def add_fallbacks(app: web.Application) -> None:
-    """Answer any other method on a known path with 405, and any unknown path with 404, in the
-    edge (role ``unmatched``: without an admin key they answer 401, as they always have).
+    """Answer any other method on a known path with 405 and its ``Allow`` header, whatever the
+    key (role ``method``), and any unknown path with 404 in the edge (role ``unmatched``:
+    without an admin key it answers 401, so unknown paths are not probed for free).
 
     Call once, after every route is added: each path added with :func:`add_route` gets a
     ``*`` route after its own methods' (which may sit on several resources), and a catch-all
     resource comes last.
     """
     edge = app[EDGE]
-    for path in app[_PATHS]:
-        app.router.add_route(hdrs.METH_ANY, path, edge(_method_not_allowed, UNMATCHED))
+    for path, methods in app[_PATHS].items():
+        handler = _method_not_allowed(tuple(sorted(methods)))
+        app.router.add_route(hdrs.METH_ANY, path, edge(handler, WRONG_METHOD))
     app.router.add_route(hdrs.METH_ANY, "/{path:.*}", edge(_not_found, UNMATCHED), name=UNMATCHED)

@@ -15,6 +15,7 @@ from server.evaluations import Evaluations, api_version, parse_time, path_id
 from server.jobs import JobRunner
 from server.operations import Operation, Response, declare, decode, mount
 from server.routes import json_response
+from server.schemas import parse_whole_number
 
 EVALUATIONS: web.AppKey[Evaluations] = web.AppKey("evaluations", Evaluations)
 
@@ -27,9 +28,7 @@ def int_query(request: web.Request, name: str, default: int | None) -> int | Non
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit():
-        raise InvalidRequest(f"{name} must be a non-negative integer.", target=name)
-    return int(text)
+    return parse_whole_number(text, name)
 
 
 async def list_evaluations(request: web.Request) -> web.Response:

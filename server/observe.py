@@ -24,9 +24,12 @@ from server.loop_status import estimate_body, status_body
 from server.observer import LoopObserver
 from server.operations import Operation, Response, declare, mount
 from server.routes import SERVICE, json_response
-from server.schemas import decode_json
+from server.schemas import decode_json, parse_whole_number
 from server.settings import SettingsError
 from server.watch_settings import to_wire
+
+MAX_MODEL_VERSION = 2**63 - 1
+"""SQLite's largest integer: no stored model has a larger version."""
 
 OBSERVER: web.AppKey[LoopObserver] = web.AppKey("observer", LoopObserver)
 
@@ -103,11 +106,13 @@ async def list_models(request: web.Request) -> web.Response:
 async def activate_model(request: web.Request) -> web.Response:
     observer = _observer(request)
     service = observer.service
-    raw = request.match_info["version"]
-    if not raw.isdigit():
-        raise InvalidRequest(f"model version must be a positive integer, got {raw!r}.")
-    version = int(raw)
-    record = await asyncio.to_thread(service.store.get_model, version)
+    version = parse_whole_number(request.match_info["version"], "version")
+    # A version past SQLite's integer range was never stored (and cannot be looked up).
+    record = (
+        None
+        if version > MAX_MODEL_VERSION
+        else await asyncio.to_thread(service.store.get_model, version)
+    )
     if record is None:
         raise NotFound(f"model version {version} is not stored (only the newest are kept).")
     if record.arguments != service.policy_settings.arguments:

@@ -17,10 +17,10 @@ from msgspec import Meta
 
 from server import contracts as c
 from server import routes
-from server.edge import add_route
+from server.edge import CLIENT_ROUTES, PUBLIC_ROUTES, add_route
 from server.operations import JSON, REGISTRY, Operation, Response, declare
 from server.routes import PREFIXES, json_response
-from server.schemas import _RankBody
+from server.schemas import MAX_ID_LENGTH, _RankBody
 
 
 class RankRequest(_RankBody):
@@ -121,13 +121,23 @@ def _content(kind: Any, media: str, refs: dict[Any, Any]) -> dict[str, Any]:
     return {"content": {media: {"schema": _schema(kind, refs)}}}
 
 
+def _path_schema(name: str) -> dict[str, Any]:
+    """A path parameter: one non-empty segment; event ids at most 256 characters (as rank)."""
+    schema: dict[str, Any] = {"type": "string", "minLength": 1}
+    if name == "event_id":
+        schema["maxLength"] = MAX_ID_LENGTH
+    return schema
+
+
 def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
         for name in re.findall(r"\{(\w+)\}", _path(op.path))
     ]
     for name, (kind, required, text) in op.query.items():
         schema = msgspec.json.schema(kind)
+        if kind is int:  # counts and sizes: ASCII digits only (server.schemas)
+            schema["minimum"] = 0
         params.append(
             {
                 "name": name,
@@ -196,11 +206,69 @@ def _undeclared(app: web.Application, paths: dict[str, dict[str, Any]]) -> None:
             "operationId": name,
             "summary": doc or f"{route.method} {path}",
             "parameters": [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": p, "in": "path", "required": True, "schema": _path_schema(p)}
                 for p in re.findall(r"\{(\w+)\}", path)
             ],
             "responses": {"200": {"description": "OK."}},
         }
+
+
+_ERROR_BODY = {"content": {JSON: {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+
+# Statuses any request can get, whatever its route: the HTTP layer's (a malformed request, a
+# client too slow, headers too large) and the service's (the connection limit, a store that
+# cannot write). Declared on every operation, so no answer the server gives is undeclared.
+_ANY_REQUEST = {
+    "400": "The request is invalid (malformed HTTP, a bad parameter or body).",
+    "408": "The client did not send the request in time; the connection is closed.",
+    "431": "The request line or a header field is too long.",
+    "503": "The service cannot take the request now (connection limit, store unavailable); "
+    "retry after Retry-After seconds.",
+}
+
+
+def _declare_errors(op: dict[str, Any], role: str | None, path: str) -> None:
+    """Add the error statuses the edge can answer ``op`` with to its declared responses."""
+    errors = dict(_ANY_REQUEST)
+    if role not in PUBLIC_ROUTES:
+        errors["401"] = "No key, or not a configured one."
+        if role not in CLIENT_ROUTES:
+            errors["403"] = "A client key: this operation needs an admin key."
+    if "{" in path:
+        errors["404"] = "Nothing is stored under this path."
+    if "requestBody" in op:
+        errors["413"] = "The request body is larger than the server accepts."
+    responses = op["responses"]
+    for status, description in errors.items():
+        responses.setdefault(status, {"description": description} | _ERROR_BODY)
+    op["responses"] = dict(sorted(responses.items()))
+
+
+def _id_schema(schema: dict[str, Any]) -> None:
+    schema.update(minLength=1, maxLength=MAX_ID_LENGTH)
+
+
+def _tighten_rank(components: dict[str, Any], max_actions: int) -> None:
+    """Give the rank body the limits :func:`server.schemas.parse_rank` checks (the decoder's
+    types leave them to code): 1..max_actions actions, ids of 1-256 characters,
+    maxExploration in [0, 1]."""
+    rank = components["RankRequest"]["properties"]
+    rank["actions"].update(minItems=1, maxItems=max_actions)
+    _id_schema(components["_ActionBody"]["properties"]["id"])
+    for name in ("eventId", "excludedActions", "maxExploration"):
+        for option in rank[name]["anyOf"]:
+            if option.get("type") == "string":
+                _id_schema(option)
+            elif option.get("type") == "array":
+                _id_schema(option["items"])
+            elif option.get("type") == "number":
+                option.update(minimum=0.0, maximum=1.0)
+
+
+def _public_role(path: str) -> str | None:
+    """The role of a route mounted without a declaration: public, or None (admin key)."""
+    first = path.strip("/").split("/", 1)[0].split(".", 1)[0]
+    return first if first in PUBLIC_ROUTES else None
 
 
 def document(app: web.Application | None = None) -> dict[str, Any]:
@@ -218,7 +286,10 @@ def document(app: web.Application | None = None) -> dict[str, Any]:
     refs = dict(zip(kinds, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        paths.setdefault(_path(op.path), {})[op.method.lower()] = _operation(op, refs)
+        item = paths.setdefault(_path(op.path), {})
+        item[op.method.lower()] = _operation(op, refs)
+        if op.prefixes and op.prefixes != PREFIXES:  # mounted under some URL forms only
+            item["servers"] = [{"url": prefix} for prefix in op.prefixes]
     for path, summary in _ROOT.items():
         paths[path] = {
             "servers": [{"url": "/"}],
@@ -228,8 +299,16 @@ def document(app: web.Application | None = None) -> dict[str, Any]:
                 "responses": {"200": {"description": "OK."}},
             },
         }
+    max_actions = 50
     if app is not None:
         _undeclared(app, paths)
+        max_actions = app[routes.SERVICE].settings.max_actions
+    roles = {op.id: op.role for op in operations}
+    for path, item in paths.items():
+        for method, op in item.items():
+            if method != "servers":
+                _declare_errors(op, roles.get(op["operationId"], _public_role(path)), path)
+    _tighten_rank(components, max_actions)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from aiohttp import web
 
-from bandit.errors import InvalidRewardRequest
+from bandit.errors import InvalidRequest, InvalidRewardRequest
 from server.edge import add_route
 from server.metrics import CONTENT_TYPE
-from server.schemas import decode_json, dumps, parse_rank, parse_reward_value, rank_response
+from server.schemas import (
+    MAX_ID_LENGTH,
+    decode_json,
+    dumps,
+    parse_rank,
+    parse_reward_value,
+    rank_response,
+)
 from server.service import Service
 
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
@@ -34,9 +39,21 @@ def json_response(payload: object, status: int = 200) -> web.Response:
 
 
 def event_id_of(request: web.Request) -> str:
-    """The percent-decoded event id path segment (``ev%201%2Fx`` → ``ev 1/x``)."""
-    raw = request.match_info["event_id"]
-    return unquote(raw) if "%" in raw else raw
+    """The event id path segment, percent-decoded exactly once (``ev%201%2Fx`` → ``ev 1/x``).
+
+    aiohttp matches routes on the path with every escape decoded but ``%2F`` and ``%25`` (so an
+    encoded ``/`` stays inside the one segment) and decodes those two in the match; decoding
+    again would turn ``q%2541`` (the id ``q%41``) into ``qA``.
+
+    Raises:
+        InvalidRequest: the id is longer than rank accepts (it can name no event).
+    """
+    event_id = request.match_info["event_id"]
+    if len(event_id) > MAX_ID_LENGTH:
+        raise InvalidRequest(
+            f"eventId must be at most {MAX_ID_LENGTH} characters.", target="eventId"
+        )
+    return event_id
 
 
 async def rank(request: web.Request) -> web.Response:

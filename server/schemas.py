@@ -71,6 +71,21 @@ def _actions(bodies: list[_ActionBody]) -> tuple[Action, ...]:
         return tuple(Action(id=a.id, features=tuple(a.features or ())) for a in bodies)
 
 
+def parse_whole_number(text: str, what: str) -> int:
+    """A non-negative whole number written in ASCII digits (``str.isdigit`` also accepts ``²``
+    and other digits ``int`` refuses). Python's int has no overflow; callers bound it.
+
+    Raises:
+        InvalidRequest: ``text`` is empty or not ASCII digits only (a 400 naming ``what``).
+
+    >>> parse_whole_number("0042", "top")
+    42
+    """
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidRequest(f"{what} must be a non-negative integer, got {text!r}.", target=what)
+    return int(text)
+
+
 def _check_id(value: str, what: str) -> str:
     if not value:
         raise InvalidRankRequest(f"{what} must be a non-empty string.", target=what)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 from server.app import create_app
+from server.routes import SERVICE
 from server.settings import Settings
 
 Client = TestClient[web.Request, web.Application]
@@ -323,29 +327,50 @@ async def test_auth_roles(keyed_client: Client) -> None:
     client_headers = {"Ocp-Apim-Subscription-Key": "client-key"}
     assert (await client.post("/v1/rank", json=rank_body(), headers=client_headers)).status == 201
     response = await client.get("/v1/configurations/service", headers=client_headers)
-    await expect_error(response, 401, "Unauthorized")
+    await expect_error(response, 403, "Forbidden", "InvalidApiAccess")
     bearer = {"Authorization": "Bearer admin-key"}
     assert (await client.get("/v1/configurations/service", headers=bearer)).status == 200
     assert (await client.get("/healthz")).status == 200
 
 
-async def test_unmatched_requests_need_an_admin_key_then_get_404_or_405(
-    keyed_client: Client,
-) -> None:
+async def test_unknown_paths_need_an_admin_key_then_get_404(keyed_client: Client) -> None:
     client = keyed_client
     client_headers = {"Ocp-Apim-Subscription-Key": "client-key"}
     admin = {"Ocp-Apim-Subscription-Key": "admin-key"}
     await expect_error(await client.get("/v1/nothing"), 401, "Unauthorized")
-    await expect_error(await client.get("/v1/rank", headers=client_headers), 401, "Unauthorized")
+    await expect_error(await client.get("/v1/nothing", headers=client_headers), 401, "Unauthorized")
     await expect_error(await client.get("/v1/nothing", headers=admin), 404, "ResourceNotFound")
-    await expect_error(await client.get("/v1/rank", headers=admin), 405, "MethodNotAllowed")
-    response = await client.delete("/v1/events/e1/reward", headers=admin)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Ocp-Apim-Subscription-Key": "client-key"}, {"Ocp-Apim-Subscription-Key": "admin-key"}],
+    ids=["no-key", "client-key", "admin-key"],
+)
+async def test_wrong_method_on_a_client_route_was_401_not_405_without_allow(
+    keyed_client: Client, headers: dict[str, str]
+) -> None:
+    """A known path with a method it does not take is 405 with ``Allow``, whatever the key."""
+    client = keyed_client
+    response = await client.get("/v1/rank", headers=headers)
     await expect_error(response, 405, "MethodNotAllowed")
-    # A path served by several methods keeps all of them
-    assert (await client.get("/v1/configurations/service", headers=admin)).status == 200
-    await expect_error(
-        await client.post("/v1/configurations/service", headers=admin), 405, "MethodNotAllowed"
-    )
+    assert response.headers["Allow"] == "POST"
+    response = await client.delete("/personalizer/v1.0/events/e1/reward", headers=headers)
+    await expect_error(response, 405, "MethodNotAllowed")
+    assert response.headers["Allow"] == "POST"
+    # A path served by several methods names all of them
+    response = await client.post("/v1/configurations/service", headers=headers)
+    await expect_error(response, 405, "MethodNotAllowed")
+    assert response.headers["Allow"] == "GET, HEAD, PUT"
+
+
+async def test_client_key_on_an_admin_route_was_401_not_403(keyed_client: Client) -> None:
+    client_headers = {"Authorization": "Bearer client-key"}
+    for method, path in [("GET", "/v1/model"), ("DELETE", "/v1/logs"), ("GET", "/metrics")]:
+        response = await keyed_client.request(method, path, headers=client_headers)
+        await expect_error(response, 403, "Forbidden", "InvalidApiAccess")
+    response = await keyed_client.get("/v1/model", headers={"Authorization": "Bearer other"})
+    await expect_error(response, 401, "Unauthorized")
 
 
 async def test_deep_feature_values_vw_rejects_are_400(client: Client) -> None:
@@ -364,3 +389,75 @@ async def test_pathological_nesting_is_400_not_a_crash(client: Client) -> None:
     )
     await expect_error(response, 400, "BadRequest", "InvalidRankRequest")
     assert (await client.post("/v1/rank", json=rank_body())).status == 201
+
+
+def _raw(path: str) -> URL:
+    """A path sent exactly as written (no re-quoting by the client)."""
+    return URL(path, encoded=True)
+
+
+async def _stored_rewards(client: Client, event_id: str) -> list[float]:
+    store = client.app[SERVICE].store
+    rewards = await asyncio.to_thread(store.counted_rewards, [event_id])
+    return [r.value for r in rewards.get(event_id, [])]
+
+
+async def test_event_ids_were_percent_decoded_twice(client: Client) -> None:
+    """``q%2541`` is the id ``q%41``: decoded once it must not become ``qA``."""
+    for event_id in ("q%41", "qA"):
+        assert (await client.post("/v1/rank", json=rank_body(event_id))).status == 201
+    response = await client.post(_raw("/v1/events/q%2541/reward"), json={"value": 0.5})
+    assert response.status == 204
+    assert await _stored_rewards(client, "q%41") == [0.5]
+    assert await _stored_rewards(client, "qA") == []
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    ["x y", "x%20y", "a/b", "100%", "%2F", "é-中", "a+b?c#d", "~!*'();:@&=$,[]"],
+)
+async def test_event_ids_round_trip_through_the_path(client: Client, event_id: str) -> None:
+    body = rank_body(event_id, deferActivation=True)
+    response = await client.post("/v1/rank", json=body)
+    assert response.status == 201
+    assert (await response.json())["eventId"] == event_id
+    segment = quote(event_id, safe="")
+    for prefix in ("/v1", "/personalizer/v1.0", "/personalizer/v1.1-preview.3"):
+        activated = await client.post(_raw(f"{prefix}/events/{segment}/activate"))
+        assert activated.status == 204, await activated.text()
+    response = await client.post(_raw(f"/v1/events/{segment}/reward"), json={"value": 1})
+    assert response.status == 204, await response.text()
+    assert await _stored_rewards(client, event_id) == [1.0]
+
+
+@pytest.mark.parametrize("what", ["reward", "activate"])
+async def test_event_id_over_256_characters_was_404_not_400(client: Client, what: str) -> None:
+    response = await client.post(f"/v1/events/{'e' * 257}/{what}", json={"value": 1})
+    await expect_error(response, 400, "BadRequest", "InvalidRequest")
+    response = await client.post(f"/v1/events/{'e' * 256}/{what}", json={"value": 1})
+    await expect_error(response, 404, "ResourceNotFound")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/featureImportances?top=%C2%B2",
+        "/v1/featureImportances?skip=%C2%B2",
+        "/v1/featureImportances?maxpagesize=%C2%B2",
+        "/personalizer/evaluations?top=%C2%B2&api-version=2022-09-01-preview",
+        "/personalizer/evaluations?skip=-1&api-version=2022-09-01-preview",
+        "/personalizer/evaluations?maxpagesize=%D9%A3&api-version=2022-09-01-preview",
+    ],
+)
+async def test_unicode_digits_in_numbers_were_500_not_400(client: Client, path: str) -> None:
+    response = await client.get(_raw(path))
+    await expect_error(response, 400, "BadRequest", "InvalidRequest")
+
+
+async def test_model_version_of_unicode_digits_or_past_int64_was_500(client: Client) -> None:
+    response = await client.post(_raw("/v1/models/%C2%B2/activate"))
+    await expect_error(response, 400, "BadRequest", "InvalidRequest")
+    response = await client.post("/v1/models/99999999999999999999999/activate")
+    await expect_error(response, 404, "ResourceNotFound")
+    response = await client.post("/v1/models/9223372036854775807/activate")
+    await expect_error(response, 404, "ResourceNotFound")

@@ -264,11 +264,11 @@ async def test_the_dashboard_loads_without_a_key_and_its_data_needs_the_admin_ke
     await expect_error(await client.get("/dashboard/secrets.txt"), 404, "ResourceNotFound")
     for path in ("/v1/loop/status", "/v1/models", "/v1/loop/configuration"):
         await expect_error(await client.get(path), 401, "Unauthorized")
-        await expect_error(await client.get(path, headers=CLIENT), 401, "Unauthorized")
+        forbidden = await client.get(path, headers=CLIENT)
+        await expect_error(forbidden, 403, "Forbidden")
+        assert forbidden.headers["x-ms-error-code"] == "InvalidApiAccess"
         assert (await client.get(path, headers=ADMIN)).status == 200
-    await expect_error(
-        await client.post("/v1/models/1/activate", headers=CLIENT), 401, "Unauthorized"
-    )
+    await expect_error(await client.post("/v1/models/1/activate", headers=CLIENT), 403, "Forbidden")
 
 
 async def test_events_from_before_a_start_are_scored_from_their_log_if_it_never_tripped(

@@ -11,12 +11,14 @@ from __future__ import annotations
 import io
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -378,8 +380,49 @@ def test_admin_logs(admin: PersonalizerAdministrationClient) -> None:
 
 def test_admin_needs_admin_key(server: Server) -> None:
     with (
-        PersonalizerAdministrationClient(server.endpoint, AzureKeyCredential(CLIENT_KEY)) as a,
+        PersonalizerAdministrationClient(server.endpoint, AzureKeyCredential("no-such-key")) as a,
         pytest.raises(ClientAuthenticationError) as denied,
     ):
         a.get_policy()
     assert_code(denied.value, 401, "Unauthorized")
+    with (
+        PersonalizerAdministrationClient(server.endpoint, AzureKeyCredential(CLIENT_KEY)) as a,
+        pytest.raises(HttpResponseError) as forbidden,
+    ):
+        a.get_policy()
+    assert_code(forbidden.value, 403, "Forbidden")
+    assert forbidden.value.response.headers["x-ms-error-code"] == "InvalidApiAccess"
+
+
+def _stored_rewards(server: Server, event_id: str) -> list[float]:
+    """The rewards stored against exactly ``event_id`` (read from the server's file)."""
+    with closing(sqlite3.connect(f"file:{server.db}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT value FROM rewards WHERE event_id = ?", (event_id,))
+        return [value for (value,) in rows]
+
+
+ODD_EVENT_IDS = ["a/b", "x%20y", "q%41", "x y", "é-中", "100%", "a+b?c#d&e=f"]
+
+
+@pytest.mark.parametrize("event_id", ODD_EVENT_IDS)
+def test_new_sdk_event_ids_round_trip(
+    client: PersonalizerClient, server: Server, event_id: str
+) -> None:
+    event_id = "new-" + event_id
+    response = client.rank(rank_dict(event_id, deferActivation=True))
+    assert response["eventId"] == event_id
+    assert client.activate(event_id) is None
+    assert client.reward(event_id, {"value": 0.5}) is None
+    assert _stored_rewards(server, event_id) == [0.5]
+
+
+@pytest.mark.parametrize("event_id", ODD_EVENT_IDS)
+def test_legacy_sdk_event_ids_round_trip(
+    legacy: LegacyClient, server: Server, event_id: str
+) -> None:
+    event_id = "old-" + event_id
+    response = legacy.rank(legacy_request(event_id, defer_activation=True))
+    assert response.event_id == event_id
+    assert legacy.events.activate(event_id) is None
+    assert legacy.events.reward(event_id, 0.25) is None
+    assert _stored_rewards(server, event_id) == [0.25]
