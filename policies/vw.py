@@ -4,14 +4,23 @@ The only importer of ``vowpal_wabbit_next``. Input is built as DSJSON by :mod:`b
 and parsed by VW's own ``DSJsonFormatParser``; VW learns costs, and the DSJSON codec writes
 ``_label_cost = −reward``.
 
+Every line is made safe for VW here, and only here, before VW parses it (:func:`vw_line`): VW's
+DSJSON parser corrupts its heap — and the process dies, at once or later — on a namespace name
+whose first character is not ASCII, so such names are given an ASCII form first
+(:func:`vw_name`). Requests and logged events pass through the same mapping, so an event logged
+before it existed is converted when the learner reads it. The stored request and exported
+DSJSON keep the names as they were sent.
+
 As in Personalizer, the service's ``explorationPercentage`` is the ε of ε-greedy: when the
 arguments choose no other exploration algorithm, ``--epsilon`` is set to the service's ε.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Any, Literal, cast
+from urllib.parse import quote
 
 import msgspec
 import vowpal_wabbit_next as vw
@@ -21,6 +30,91 @@ from bandit.errors import InvalidPolicyConfiguration, InvalidRankRequest
 from bandit.events import JoinedEvent, RankRequest
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+MARKER = "^"
+"""The first character of every encoded name (:func:`vw_name`)."""
+
+_KEPT = "".join(chr(code) for code in range(33, 127) if chr(code) != "%")
+_QUOTE = b'"'
+_MARKER_KEY = _QUOTE + MARKER.encode()
+_RESERVED_KEY = b'"_'
+
+
+def vw_name(name: str) -> str:
+    """The name VW sees for the feature object key ``name``: ``name`` itself unless its first
+    character is not ASCII or is :data:`MARKER`; then :data:`MARKER` and the percent-encoded
+    name.
+
+    Invariants: the result is ``name`` when it needs no encoding (so ``-q`` letters and the
+    names in exported DSJSON keep their meaning); an encoded result starts with
+    :data:`MARKER` and is printable ASCII without spaces; distinct names give distinct results
+    (names that start with the marker are encoded too, and percent-encoding escapes ``%``).
+
+    >>> vw_name("user"), vw_name("é"), vw_name("中x"), vw_name("^e"), vw_name("")
+    ('user', '^%C3%A9', '^%E4%B8%ADx', '^^e', '')
+    """
+    if name and (name[0] >= "\x80" or name[0] == MARKER):
+        return MARKER + quote(name, safe=_KEPT)
+    return name
+
+
+def _safe_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _safe_object(value)
+    if isinstance(value, list):
+        return [_safe_value(item) for item in value]
+    return value
+
+
+def _safe_object(obj: dict[str, Any]) -> dict[str, Any]:
+    # Below the top level VW reads some "_" keys as instructions (``__aid`` crashes it, a nested
+    # ``_multi`` is refused); Personalizer ignores every "_" name, and so does VW's input here.
+    return {
+        vw_name(key): _safe_value(value) for key, value in obj.items() if not key.startswith("_")
+    }
+
+
+def vw_line(line: bytes, reserved: int) -> bytes:
+    """``line`` (DSJSON as :mod:`bandit.dsjson` builds it) in the form VW can parse safely.
+
+    ``reserved`` is how many ``"_`` keys the line carries by construction (labels and
+    ``_multi``), which are VW's to read. In the result no key of ``c``, at any depth, starts
+    with a non-ASCII character (:func:`vw_name` encodes it), and no key below ``c``'s own
+    ``_multi`` starts with ``_`` (dropped): the two kinds of key that crash VW's parser
+    (docs/vw-boundary.md).
+
+    A line that is ASCII, has no ``\\u`` escape, no string starting with :data:`MARKER` and
+    no ``"_`` beyond the ``reserved`` ones holds no such key and is returned as it is (no copy:
+    the common case on every rank and learn). Only other lines are decoded and rebuilt.
+
+    Raises:
+        InvalidRankRequest: the line cannot be written as UTF-8 (a lone surrogate).
+    """
+    if (
+        line.isascii()
+        and b"\\u" not in line
+        and _MARKER_KEY not in line
+        and line.count(_RESERVED_KEY) == reserved
+    ):
+        return line
+    try:
+        obj = _decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError):  # a number beyond a double's range
+        obj = json.loads(line)
+    context = obj.get("c") if isinstance(obj, dict) else None
+    if not isinstance(context, dict):
+        return line
+    multi = context.get("_multi")
+    safe = _safe_object(context)
+    if isinstance(multi, list):
+        safe["_multi"] = [_safe_value(action) for action in multi]
+    obj["c"] = safe
+    try:
+        return _encode(obj)
+    except UnicodeEncodeError as exc:
+        raise InvalidRankRequest(f"the features could not be read: {exc}") from exc
+
 
 DEFAULT_ARGUMENTS = "--cb_explore_adf --epsilon 0.2 --cb_type mtr -q ::"
 """banditd's default: ε-greedy with VW's default learning-rate schedule, chosen by the sweep in
@@ -147,6 +241,10 @@ def _workspace(tokens: list[str], model: bytes | None) -> vw.Workspace[Literal[F
     return workspace
 
 
+_PREDICT_RESERVED = 1  # "_multi"
+_LEARN_RESERVED = 5  # "_label_cost", "_label_probability", "_label_Action", "_labelIndex", "_multi"
+
+
 def validate_arguments(arguments: str) -> None:
     """Check an argument string by building a workspace from it.
 
@@ -194,7 +292,12 @@ class VWPolicy:
         return self._arguments
 
     def predict_one(self, request: RankRequest) -> list[float]:
-        line = _encode({"c": context_object(request)})
+        """Action probabilities for ``request`` (on its :func:`vw_line` form).
+
+        Raises:
+            InvalidRankRequest: VW's parser refused the features.
+        """
+        line = vw_line(_encode({"c": context_object(request)}), _PREDICT_RESERVED)
         try:
             if self._core is not None:  # the binding reads the UTF-8 bytes as they are
                 raw = self._core.predict_multi_ex_one(self._parse_core(self._core, line))
@@ -213,11 +316,20 @@ class VWPolicy:
         return pmf
 
     def learn_one(self, event: JoinedEvent) -> None:
-        line = _encode(learn_object(event))
-        if self._core is not None:
-            self._core.learn_multi_ex_one(self._parse_core(self._core, line))
-        else:
-            self._workspace.learn_one(self._parser.parse_json(line.decode()))
+        """Learn ``event`` (on its :func:`vw_line` form, logged before the mapping or not).
+
+        Raises:
+            InvalidRankRequest: VW's parser refused the features (a request it refused at rank
+                was answered 400 and never logged).
+        """
+        line = vw_line(_encode(learn_object(event)), _LEARN_RESERVED)
+        try:
+            if self._core is not None:
+                self._core.learn_multi_ex_one(self._parse_core(self._core, line))
+            else:
+                self._workspace.learn_one(self._parser.parse_json(line.decode()))
+        except RuntimeError as exc:
+            raise InvalidRankRequest(f"the logged features could not be read: {exc}") from exc
 
     def to_bytes(self) -> bytes:
         return bytes(self._workspace.serialize())
