@@ -165,7 +165,7 @@ def test_an_encoded_looking_ascii_name_does_not_collide_with_the_name_it_looks_l
 
 def test_an_ascii_line_reaches_vw_as_it_is() -> None:
     line = b'{"c":{"user":{"tier":"gold"},"_multi":[{"item":{"id":"a"}}]}}'
-    assert vw_line(line, 1) is line
+    assert vw_line(line) is line
 
 
 def test_keys_are_mapped_values_and_labels_are_not() -> None:
@@ -175,17 +175,40 @@ def test_keys_are_mapped_values_and_labels_are_not() -> None:
             "c": {"é": {"ü": 1, "k": "é", "_x": 1}, "o": "ö", "_multi": [{"中": [{"__aid": 1}]}]},
         }
     )
-    assert msgspec.json.decode(vw_line(line, 2)) == {
+    assert msgspec.json.decode(vw_line(line)) == {
         "_label_cost": -1,
         "c": {"^%C3%A9": {"^%C3%BC": 1, "k": "é"}, "o": "ö", "_multi": [{"^%E4%B8%AD": [{}]}]},
     }
 
 
-def test_a_line_with_an_unexpected_reserved_key_is_rebuilt() -> None:
-    line = b'{"c":{"user":{"__aid":1},"_multi":[{"item":{"id":"a"}}]}}'
-    assert msgspec.json.decode(vw_line(line, 1)) == {
-        "c": {"user": {}, "_multi": [{"item": {"id": "a"}}]}
-    }
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"c":{"user":{"__aid":1},"_multi":[{"item":{"id":"a"}}]}}',
+        b'{"c":{"_multi":[{"item":{"_x":1}}]}}',
+        b'{"c":{"user":{"_":1},"_multi":[]}}',
+        b'{"c":{"user":{"_a":1}}}',
+        b'{"_label_cost":-1,"c":{"\\u00e9":{"x":1},"_multi":[]}}',
+        b'{"c":{"^":{"x":1},"_multi":[]}}',
+    ],
+)
+def test_a_line_with_a_reserved_key_escape_or_marker_is_rebuilt(line: bytes) -> None:
+    mapped = msgspec.json.decode(vw_line(line))
+    assert mapped != msgspec.json.decode(line)
+    keys: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            keys.extend(value)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(mapped["c"])
+    assert all(k == "_multi" or not k.startswith("_") for k in keys), keys
+    assert all(not k or (k[0] < "\x80" and k[0] != MARKER) or k.startswith(MARKER) for k in keys)
 
 
 def request(context: dict[str, Any], k: int = 3) -> RankRequest:
