@@ -105,7 +105,8 @@ def vw_line(line: bytes) -> bytes:
     for a 1 KB line). Only other lines are decoded and rebuilt.
 
     Raises:
-        InvalidRankRequest: the line cannot be written as UTF-8 (a lone surrogate).
+        InvalidRankRequest: the line cannot be written as UTF-8 (a lone surrogate), or is
+            nested too deeply to rebuild.
     """
     start = line.find(b'"c":')
     if (
@@ -118,6 +119,15 @@ def vw_line(line: bytes) -> bytes:
         if line.startswith(b'"_multi"', first - 1) and line.find(b"_", first + 1) < 0:
             return line
     try:
+        return _rebuilt(line)
+    except RecursionError as exc:  # nested about as deep as the decoder allows
+        raise InvalidRankRequest("the features are nested too deeply.") from exc
+    except UnicodeEncodeError as exc:
+        raise InvalidRankRequest(f"the features could not be read: {exc}") from exc
+
+
+def _rebuilt(line: bytes) -> bytes:
+    try:
         obj = _decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError):  # a number beyond a double's range
         obj = json.loads(line)
@@ -129,10 +139,7 @@ def vw_line(line: bytes) -> bytes:
     if isinstance(multi, list):
         safe["_multi"] = _safe_list(multi)
     obj["c"] = safe
-    try:
-        return _encode(obj)
-    except UnicodeEncodeError as exc:
-        raise InvalidRankRequest(f"the features could not be read: {exc}") from exc
+    return _encode(obj)
 
 
 DEFAULT_ARGUMENTS = "--cb_explore_adf --epsilon 0.2 --cb_type mtr -q ::"

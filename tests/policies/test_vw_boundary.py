@@ -248,3 +248,12 @@ def test_mapped_namespaces_keep_apart_what_the_client_kept_apart() -> None:
     for best, user in enumerate(users):
         pmf = policy.predict_one(request(user))
         assert max(range(3), key=pmf.__getitem__) == best, (user, pmf)
+
+
+def test_features_nested_too_deeply_to_rebuild_are_an_invalid_rank_request() -> None:
+    # A rank's decoder admits nesting close to the interpreter's recursion limit; rebuilding
+    # such a line deeper in a server's call stack must be a 400, not a RecursionError (500).
+    depth = 5000
+    line = b'{"c":{"\xc3\xa9":' + b'{"a":' * depth + b"1" + b"}" * depth + b',"_multi":[]}}'
+    with pytest.raises(InvalidRankRequest, match="nested too deeply"):
+        vw_line(line)
