@@ -98,6 +98,15 @@ def check_class(worker: Worker, context: list[Any], actions: list[list[Any]], *,
         assert mapped.kind == "ok" or (
             mapped.kind == "rejected" and mapped.detail.startswith("InvalidRankRequest")
         ), (arguments, mapped)
+    if mode == "learn":  # a logged event, read back by the learner with its values encoded
+        raw = worker.run(
+            context, actions, arguments=DEFAULT_ARGUMENTS, mode=mode, mapped=False, stored=True
+        )
+        assert raw.kind == "crashed", f"unmapped VW survived the stored event: {raw}"
+        stored = worker.run(
+            context, actions, arguments=DEFAULT_ARGUMENTS, mode=mode, mapped=True, stored=True
+        )
+        assert stored.kind == "ok" or stored.detail.startswith("InvalidRankRequest"), stored
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,9 @@ closed pipe and the exit status, reports the crash and starts a new child.
 
 A message is ``{"arguments", "mode", "mapped", "context", "actions", "reward"}``: ``mode`` is
 ``predict`` or ``learn``; ``context`` is the request's list of context feature objects and
-``actions`` one list of feature objects per action. ``mapped: true`` goes through
+``actions`` one list of feature objects per action; ``stored: true`` reads the request back
+from the store's JSON with its feature values left encoded, as the learner does. ``mapped:
+true`` goes through
 :class:`policies.vw.VWPolicy` (the service's path, with the safety mapping); ``mapped: false``
 hands VW the DSJSON line :mod:`bandit.dsjson` builds, as it is, with no mapping — the control
 that shows which inputs kill an unprotected process.
@@ -81,6 +83,10 @@ def _one(message: dict[str, Any]) -> None:  # pragma: no cover - runs in the chi
 
     arguments = message["arguments"]
     request = _request(message)
+    if message.get("stored"):  # as the learner reads it back: values left as stored JSON
+        from server.sqlite_rows import request_from_json, request_to_json
+
+        request = request_from_json(request_to_json(request), raw_features=True)
     learn = message["mode"] == "learn"
     if message["mapped"]:
         policy = VWPolicy(arguments, epsilon=0.2)
@@ -219,6 +225,7 @@ class Worker:
         mode: str,
         mapped: bool,
         reward: float = 1.0,
+        stored: bool = False,
     ) -> Outcome:
         """Feed one example to the child and say what happened."""
         proc = self._proc if self._proc is not None and self._proc.poll() is None else None
@@ -231,6 +238,7 @@ class Worker:
             "context": context,
             "actions": actions,
             "reward": reward,
+            "stored": stored,
         }
         try:
             proc.stdin.write(json.dumps(message).encode() + b"\n")
