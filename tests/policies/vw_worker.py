@@ -1,18 +1,18 @@
 """A child process that feeds examples to VW, so a test observes a crash instead of suffering it.
 
 Run as ``python -m tests.policies.vw_worker``. It reads one JSON message per line on stdin and
-answers one line on stdout per message: ``ok``, or ``rejected <message>`` when VW (or the
-policy) raised an exception. A crash inside VW ends the process; :class:`Worker` notices the
-closed pipe and the exit status, reports the crash and starts a new child.
+runs each in a fork of itself that exits as a process does (:func:`_serve`), then answers one
+line on stdout: ``ok``; ``rejected <message>`` when VW (or the policy) raised an exception; or
+``crashed exit status <n>: <end of stderr>`` when the fork died. Should the worker itself die,
+:class:`Worker` notices the closed pipe, reports a crash and starts a new one.
 
-A message is ``{"arguments", "mode", "mapped", "context", "actions", "reward"}``: ``mode`` is
-``predict`` or ``learn``; ``context`` is the request's list of context feature objects and
-``actions`` one list of feature objects per action; ``stored: true`` reads the request back
-from the store's JSON with its feature values left encoded, as the learner does. ``mapped:
-true`` goes through
-:class:`policies.vw.VWPolicy` (the service's path, with the safety mapping); ``mapped: false``
-hands VW the DSJSON line :mod:`bandit.dsjson` builds, as it is, with no mapping — the control
-that shows which inputs kill an unprotected process.
+A message is ``{"arguments", "mode", "mapped", "stored", "context", "actions", "reward"}``:
+``mode`` is ``predict`` or ``learn``; ``context`` is the request's list of context feature
+objects and ``actions`` one list of feature objects per action; ``stored: true`` reads the
+request back from the store's JSON with its feature values left encoded, as the learner does.
+``mapped: true`` goes through :class:`policies.vw.VWPolicy` (the service's path, with the
+safety mapping); ``mapped: false`` hands VW the DSJSON line :mod:`bandit.dsjson` builds, as it
+is, with no mapping — the control that shows which inputs kill an unprotected process.
 """
 
 from __future__ import annotations
