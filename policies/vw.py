@@ -5,11 +5,12 @@ and parsed by VW's own ``DSJsonFormatParser``; VW learns costs, and the DSJSON c
 ``_label_cost = −reward``.
 
 Every line is made safe for VW here, and only here, before VW parses it (:func:`vw_line`): VW's
-DSJSON parser corrupts its heap — and the process dies, at once or later — on a namespace name
-whose first character is not ASCII, so such names are given an ASCII form first
-(:func:`vw_name`). Requests and logged events pass through the same mapping, so an event logged
-before it existed is converted when the learner reads it. The stored request and exported
-DSJSON keep the names as they were sent.
+DSJSON parser corrupts its heap — and the process dies, at once or later — on a key whose first
+character is not ASCII (such keys are given an ASCII form first, :func:`vw_name`) and on a
+``__aid`` key inside a namespace (``_`` keys there are dropped, as Personalizer ignores them).
+Requests and logged events pass through the same mapping, so an event logged before it existed
+is converted when the learner reads it. The stored request and exported DSJSON keep the names
+as they were sent (docs/vw-boundary.md).
 
 As in Personalizer, the service's ``explorationPercentage`` is the ε of ε-greedy: when the
 arguments choose no other exploration algorithm, ``--epsilon`` is set to the service's ε.
