@@ -127,6 +127,13 @@ def vw_line(line: bytes) -> bytes:
         raise InvalidRankRequest(f"the features could not be read: {exc}") from exc
 
 
+def _line(obj: dict[str, Any]) -> bytes:
+    try:
+        return _encode(obj)
+    except UnicodeEncodeError as exc:  # a lone surrogate, from a log read with json
+        raise InvalidRankRequest(f"the features could not be read: {exc}") from exc
+
+
 def _rebuilt(line: bytes) -> bytes:
     try:
         obj = _decode(line)
@@ -320,7 +327,7 @@ class VWPolicy:
         Raises:
             InvalidRankRequest: VW's parser refused the features.
         """
-        line = vw_line(_encode({"c": context_object(request)}))
+        line = vw_line(_line({"c": context_object(request)}))
         try:
             if self._core is not None:  # the binding reads the UTF-8 bytes as they are
                 raw = self._core.predict_multi_ex_one(self._parse_core(self._core, line))
@@ -345,7 +352,7 @@ class VWPolicy:
             InvalidRankRequest: VW's parser refused the features (a request it refused at rank
                 was answered 400 and never logged).
         """
-        line = vw_line(_encode(learn_object(event)))
+        line = vw_line(_line(learn_object(event)))
         try:
             if self._core is not None:
                 self._core.learn_multi_ex_one(self._parse_core(self._core, line))

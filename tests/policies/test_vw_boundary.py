@@ -39,7 +39,8 @@ def worker() -> Iterator[Worker]:
 def test_mapped_vw_survives_arbitrary_feature_objects() -> None:
     ran, found = search(EXAMPLES, mapped=True)
     assert ran == EXAMPLES
-    assert not found, f"{len(found)} of {ran} examples crashed VW through the mapping: {found[:3]}"
+    summary = [(outcome, repr(example)[:300]) for example, outcome in found[:3]]
+    assert not found, f"{len(found)} of {ran} examples failed through the mapping: {summary}"
 
 
 # One minimal input per crash class the search found (docs/vw-boundary.md). Each kills a
@@ -58,10 +59,7 @@ CRASH_CLASSES: dict[str, tuple[list[Any], list[list[Any]]]] = {
     # An object inside an array: its non-ASCII key crashes VW whatever its value, when an array
     # follows it.
     "array-object-scalar-then-array": ([{"u": [{"Û": 0}, [1]]}], ACTIONS),
-    "action-array-object-scalar-then-empty-array": (
-        [],
-        [[{"u": [{"Û": 0}, []]}], [{"b": {"y": 1}}]],
-    ),
+    "action-array-object-scalar-then-array": ([], [[{"u": [{"Û": 0}, [1]]}], [{"b": {"y": 1}}]]),
 }
 
 # VW's dedup key: inside any namespace it dereferences a table a request never fills.
@@ -266,3 +264,13 @@ def test_features_nested_too_deeply_to_rebuild_are_an_invalid_rank_request() -> 
     line = b'{"c":{"\xc3\xa9":' + b'{"a":' * depth + b"1" + b"}" * depth + b',"_multi":[]}}'
     with pytest.raises(InvalidRankRequest, match="nested too deeply"):
         vw_line(line)
+
+
+def test_a_lone_surrogate_in_an_imported_log_is_an_invalid_rank_request() -> None:
+    # HTTP bodies cannot carry one (the decoder refuses it), but DSJSON read with json can.
+    policy = VWPolicy(DEFAULT_ARGUMENTS, epsilon=0.2)
+    req = request({"u": {"x": "\ud800"}})
+    with pytest.raises(InvalidRankRequest):
+        policy.predict_one(req)
+    with pytest.raises(InvalidRankRequest):
+        policy.learn_one(joined(req, 0, 1.0))
