@@ -41,6 +41,13 @@ test: lint types layers pytest
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+# a longer run of the VW boundary's crash search (docs/vw-boundary.md); the suite runs 240 examples
+.PHONY: fuzz-vw
+VW_FUZZ_EXAMPLES ?= 10000
+fuzz-vw: $(STAMP)
+	VW_FUZZ_EXAMPLES=$(VW_FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider \
+		tests/policies/test_vw_boundary.py -k survives
+
 # instructions per request and per learned event, counted by callgrind (needs valgrind)
 bench-instructions: $(STAMP)
 	$(BIN)/python -m bench.instructions

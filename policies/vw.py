@@ -4,14 +4,25 @@ The only importer of ``vowpal_wabbit_next``. Input is built as DSJSON by :mod:`b
 and parsed by VW's own ``DSJsonFormatParser``; VW learns costs, and the DSJSON codec writes
 ``_label_cost = −reward``.
 
+Every line is made safe for VW here, and only here, before VW parses it (:func:`vw_line`): VW's
+DSJSON parser corrupts its heap — and the process dies, at once or later — on a key whose first
+character is not ASCII (such keys are given an ASCII form first, :func:`vw_name`) and on a
+``__aid`` key inside a namespace (``_`` keys there are dropped, as Personalizer ignores them).
+Requests and logged events pass through the same mapping, so an event logged before it existed
+is converted when the learner reads it. The stored request and exported DSJSON keep the names
+as they were sent (docs/vw-boundary.md).
+
 As in Personalizer, the service's ``explorationPercentage`` is the ε of ε-greedy: when the
 arguments choose no other exploration algorithm, ``--epsilon`` is set to the service's ε.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import shlex
 from typing import Any, Literal, cast
+from urllib.parse import quote
 
 import msgspec
 import vowpal_wabbit_next as vw
@@ -21,6 +32,123 @@ from bandit.errors import InvalidPolicyConfiguration, InvalidRankRequest
 from bandit.events import JoinedEvent, RankRequest
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+MARKER = "^"
+"""The first character of every encoded name (:func:`vw_name`)."""
+
+_KEPT = "".join(chr(code) for code in range(33, 127) if chr(code) != "%")
+_MARKER_BYTE = MARKER.encode()
+
+
+def vw_name(name: str) -> str:
+    """The name VW sees for the feature object key ``name``: ``name`` itself unless its first
+    character is not ASCII or is :data:`MARKER`; then :data:`MARKER` and the percent-encoded
+    name.
+
+    Invariants: the result is ``name`` when it needs no encoding (so ``-q`` letters and the
+    names in exported DSJSON keep their meaning); an encoded result starts with
+    :data:`MARKER` and is printable ASCII without spaces; distinct names give distinct results
+    (names that start with the marker are encoded too, and percent-encoding escapes ``%``).
+
+    >>> vw_name("user"), vw_name("é"), vw_name("中x"), vw_name("^e"), vw_name("")
+    ('user', '^%C3%A9', '^%E4%B8%ADx', '^^e', '')
+    """
+    if name and (name[0] >= "\x80" or name[0] == MARKER):
+        return _encoded(name)
+    return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded(name: str) -> str:
+    # Feature names repeat from request to request; percent-encoding is the slow part.
+    return MARKER + quote(name, safe=_KEPT)
+
+
+def _safe_list(values: list[Any]) -> list[Any]:
+    return [
+        _safe_object(v) if type(v) is dict else _safe_list(v) if type(v) is list else v
+        for v in values
+    ]
+
+
+def _safe_object(obj: dict[str, Any]) -> dict[str, Any]:
+    # Below the top level VW reads some "_" keys as instructions (``__aid`` crashes it, a nested
+    # ``_multi`` is refused); Personalizer ignores every "_" name, and so does VW's input here.
+    # (Exact type checks and the inlined test of vw_name: this runs for every key of a line
+    # that needs the mapping.)
+    safe: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key[:1] == "_":
+            continue
+        if key and (key[0] >= "\x80" or key[0] == MARKER):
+            key = _encoded(key)
+        if type(value) is dict:
+            value = _safe_object(value)
+        elif type(value) is list:
+            value = _safe_list(value)
+        safe[key] = value
+    return safe
+
+
+def vw_line(line: bytes) -> bytes:
+    """``line`` (DSJSON as :mod:`bandit.dsjson` builds it) in the form VW can parse safely.
+
+    In the result no key of ``c``, at any depth, starts with a non-ASCII character or
+    :data:`MARKER` (:func:`vw_name` encodes it), and no key inside a namespace starts with ``_``
+    (dropped; Personalizer ignores such names): the two kinds of key that crash VW's parser
+    (docs/vw-boundary.md). Everything outside ``c`` (the labels) and ``c``'s own ``_multi``
+    are kept.
+
+    A line that is ASCII and whose ``c`` has no backslash (so no ``\\u`` escape), no
+    :data:`MARKER` and no ``_`` but its ``_multi``'s holds no such key and is returned as it is
+    (no copy: the common case on every rank and learn; a few ``memchr`` scans, well under a µs
+    for a 1 KB line). Only other lines are decoded and rebuilt.
+
+    Raises:
+        InvalidRankRequest: the line cannot be written as UTF-8 (a lone surrogate), or is
+            nested too deeply to rebuild.
+    """
+    start = line.find(b'"c":')
+    if (
+        start >= 0
+        and line.isascii()
+        and line.find(b"\\", start) < 0
+        and line.find(_MARKER_BYTE, start) < 0
+    ):
+        first = line.find(b"_", start)
+        if line.startswith(b'"_multi"', first - 1) and line.find(b"_", first + 1) < 0:
+            return line
+    try:
+        return _rebuilt(line)
+    except RecursionError as exc:  # nested about as deep as the decoder allows
+        raise InvalidRankRequest("the features are nested too deeply.") from exc
+    except UnicodeEncodeError as exc:
+        raise InvalidRankRequest(f"the features could not be read: {exc}") from exc
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    try:
+        return _encode(obj)
+    except UnicodeEncodeError as exc:  # a lone surrogate, from a log read with json
+        raise InvalidRankRequest(f"the features could not be read: {exc}") from exc
+
+
+def _rebuilt(line: bytes) -> bytes:
+    try:
+        obj = _decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError):  # a number beyond a double's range
+        obj = json.loads(line)
+    context = obj.get("c") if isinstance(obj, dict) else None
+    if not isinstance(context, dict):
+        return line
+    multi = context.get("_multi")
+    safe = _safe_object(context)
+    if isinstance(multi, list):
+        safe["_multi"] = _safe_list(multi)
+    obj["c"] = safe
+    return _encode(obj)
+
 
 DEFAULT_ARGUMENTS = "--cb_explore_adf --epsilon 0.2 --cb_type mtr -q ::"
 """banditd's default: ε-greedy with VW's default learning-rate schedule, chosen by the sweep in
@@ -194,7 +322,12 @@ class VWPolicy:
         return self._arguments
 
     def predict_one(self, request: RankRequest) -> list[float]:
-        line = _encode({"c": context_object(request)})
+        """Action probabilities for ``request`` (on its :func:`vw_line` form).
+
+        Raises:
+            InvalidRankRequest: VW's parser refused the features.
+        """
+        line = vw_line(_line({"c": context_object(request)}))
         try:
             if self._core is not None:  # the binding reads the UTF-8 bytes as they are
                 raw = self._core.predict_multi_ex_one(self._parse_core(self._core, line))
@@ -213,11 +346,20 @@ class VWPolicy:
         return pmf
 
     def learn_one(self, event: JoinedEvent) -> None:
-        line = _encode(learn_object(event))
-        if self._core is not None:
-            self._core.learn_multi_ex_one(self._parse_core(self._core, line))
-        else:
-            self._workspace.learn_one(self._parser.parse_json(line.decode()))
+        """Learn ``event`` (on its :func:`vw_line` form, logged before the mapping or not).
+
+        Raises:
+            InvalidRankRequest: VW's parser refused the features (a request it refused at rank
+                was answered 400 and never logged).
+        """
+        line = vw_line(_line(learn_object(event)))
+        try:
+            if self._core is not None:
+                self._core.learn_multi_ex_one(self._parse_core(self._core, line))
+            else:
+                self._workspace.learn_one(self._parser.parse_json(line.decode()))
+        except RuntimeError as exc:
+            raise InvalidRankRequest(f"the logged features could not be read: {exc}") from exc
 
     def to_bytes(self) -> bytes:
         return bytes(self._workspace.serialize())
