@@ -52,9 +52,9 @@ ADMIN_KEY = "fuzz-admin-key"
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
 MODES: dict[str, str | None] = {"no-key": None, "client-key": CLIENT_KEY, "admin-key": ADMIN_KEY}
 
-CASES = int(os.environ.get("BANDITD_FUZZ_CASES", "10"))
-"""Cases per operation and key mode: the default sends 38 operations × 3 modes × 10 ≈ 1,100
-generated cases, plus the explicit examples of the document."""
+CASES = int(os.environ.get("BANDITD_FUZZ_CASES", "16"))
+"""Cases per operation and key mode: the default sends about 1,600 cases over the 38 operations
+and 3 modes (fewer where an operation has fewer distinct inputs, such as ``GET /healthz``)."""
 
 REQUEST_TIMEOUT = 10.0
 """Seconds one request may take before it counts as no answer."""
@@ -94,6 +94,7 @@ class Findings:
     """Cases sent per (mode, operation) and the first example of each distinct failure."""
 
     cases: Counter[tuple[str, str]] = field(default_factory=Counter)
+    statuses: dict[tuple[str, str], Counter[int]] = field(default_factory=dict)
     failures: dict[tuple[str, str, str, int | None], str] = field(default_factory=dict)
     seen: Counter[tuple[str, str, str, int | None]] = field(default_factory=Counter)
 
@@ -103,13 +104,20 @@ class Findings:
         self.failures.setdefault(key, detail)
 
     def report(self) -> str:
-        lines = ["", "== fuzz cases per operation (no-key / client-key / admin-key) =="]
+        lines = [
+            "",
+            "== cases per operation (no-key / client-key / admin-key), then status×count ==",
+        ]
         labels = sorted({label for _, label in self.cases})
         for label in labels:
             counts = [self.cases[(mode, label)] for mode in MODES]
-            lines.append(f"{label:55} {' / '.join(f'{n:4}' for n in counts)}")
+            seen = " | ".join(
+                ",".join(f"{s}×{n}" for s, n in sorted(self.statuses.get((m, label), {}).items()))
+                for m in MODES
+            )
+            lines.append(f"{label:45} {' / '.join(f'{n:3}' for n in counts)}   {seen}")
         total = sum(self.cases.values())
-        lines.append(f"{'total':55} {total} cases, {len(labels)} operations")
+        lines.append(f"{'total':45} {total} cases, {len(labels)} operations")
         lines.append(f"== {len(self.failures)} distinct failures ==")
         for (mode, label, kind, status), detail in sorted(
             self.failures.items(), key=lambda item: (item[0][1], item[0][0], item[0][2])
@@ -156,6 +164,7 @@ def findings(live: BanditServer) -> Iterator[Findings]:
     found = Findings()
     yield found
     print(found.report())
+    print(f"== store at the end: {fingerprint(live.db)} ==")
 
 
 def _header(response: schemathesis.Response, name: str) -> str | None:
@@ -203,6 +212,7 @@ def run_operation(
                 wait_healthy(live)
             return
         status = response.status_code
+        found.statuses.setdefault((mode, label), Counter())[status] += 1
         summary = (
             f"   {curl}\n   -> {status} {_header(response, 'content-type')}: {_body_text(response)}"
         )
