@@ -52,9 +52,10 @@ ADMIN_KEY = "fuzz-admin-key"
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
 MODES: dict[str, str | None] = {"no-key": None, "client-key": CLIENT_KEY, "admin-key": ADMIN_KEY}
 
-CASES = int(os.environ.get("BANDITD_FUZZ_CASES", "16"))
-"""Cases per operation and key mode: the default sends about 1,600 cases over the 38 operations
-and 3 modes (fewer where an operation has fewer distinct inputs, such as ``GET /healthz``)."""
+CASES = int(os.environ.get("BANDITD_FUZZ_CASES", "24"))
+"""Cases per operation and key mode: the default sends about 2,500 cases over the 38 operations
+(and reward and activate on a stored event) in 3 modes; fewer where an operation has fewer
+distinct inputs, such as ``GET /healthz``."""
 
 REQUEST_TIMEOUT = 10.0
 """Seconds one request may take before it counts as no answer."""
@@ -115,9 +116,10 @@ class Findings:
                 ",".join(f"{s}×{n}" for s, n in sorted(self.statuses.get((m, label), {}).items()))
                 for m in MODES
             )
-            lines.append(f"{label:45} {' / '.join(f'{n:3}' for n in counts)}   {seen}")
+            lines.append(f"{label:50} {' / '.join(f'{n:3}' for n in counts)}   {seen}")
         total = sum(self.cases.values())
-        lines.append(f"{'total':45} {total} cases, {len(labels)} operations")
+        operations = sum("[" not in label for label in labels)
+        lines.append(f"{'total':50} {total} cases, {operations} operations")
         lines.append(f"== {len(self.failures)} distinct failures ==")
         for (mode, label, kind, status), detail in sorted(
             self.failures.items(), key=lambda item: (item[0][1], item[0][0], item[0][2])
@@ -187,10 +189,14 @@ def run_operation(
     mode: str,
     key: str | None,
     found: Findings,
+    path_parameters: dict[str, str] | None = None,
 ) -> None:
-    """Send ``CASES`` generated cases (half positive, half negative) of one operation."""
+    """Send ``CASES`` generated cases (half positive, half negative) of one operation; given
+    ``path_parameters`` (a stored event's id), those are fixed and the label says so."""
     session = requests.Session()
     label = operation.label
+    if path_parameters:
+        label += " [stored event]"
 
     def one_case(case: schemathesis.Case) -> None:
         headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != KEY_HEADER.lower()}
@@ -234,7 +240,9 @@ def run_operation(
                 )  # fmt: skip
 
     for generation_mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-        strategy = operation.as_strategy(generation_mode=generation_mode)
+        strategy = operation.as_strategy(
+            generation_mode=generation_mode, path_parameters=path_parameters
+        )
         test = settings(
             max_examples=max(1, CASES // 2),
             derandomize=True,
@@ -258,6 +266,27 @@ def _kind(failure: Failure) -> str:
     return f"{type(failure).__name__}: {title} — {message}"
 
 
+SEEDED = ("POST /events/{event_id}/reward", "POST /events/{event_id}/activate")
+"""Operations fuzzed a second time on an event that exists."""
+
+
+def seed_event(live: BanditServer, event_id: str) -> None:
+    """Rank once with the client key, so ``event_id`` names a stored, deferred decision."""
+    body = {
+        "eventId": event_id,
+        "deferActivation": True,
+        "contextFeatures": [{"user": {"type": "fuzz"}}],
+        "actions": [{"id": "a", "features": [{"k": "a"}]}, {"id": "b", "features": [{"k": "b"}]}],
+    }
+    response = requests.post(
+        f"{live.url}/v1/rank",
+        json=body,
+        headers={KEY_HEADER: CLIENT_KEY},
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert response.status_code == 201, response.text
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_every_operation_conforms_and_errors_change_nothing(
     live: BanditServer, findings: Findings, mode: str
@@ -266,8 +295,16 @@ def test_every_operation_conforms_and_errors_change_nothing(
     schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30, [op.label for op in operations]
+    # An event that exists, so reward and activate bodies are also fuzzed against a real event
+    # (a generated id almost never names one): a rejected reward must not be stored.
+    event_id = f"fuzz-seed-{mode}"
+    seed_event(live, event_id)
     for operation in operations:
         run_operation(live, schema, operation, mode, MODES[mode], findings)
+        if operation.label in SEEDED:
+            run_operation(
+                live, schema, operation, mode, MODES[mode], findings, {"event_id": event_id}
+            )
     mine = {k: v for k, v in findings.failures.items() if k[0] == mode}
     assert not mine, "\n".join(
         f"[{m}] {label}: {kind} (status {status})\n{detail}"
