@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import time
 import urllib.error
@@ -310,3 +311,65 @@ def test_every_operation_conforms_and_errors_change_nothing(
         f"[{m}] {label}: {kind} (status {status})\n{detail}"
         for (m, label, kind, status), detail in sorted(mine.items())
     )
+
+
+METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH")
+CLIENT_ROLES = ("rank", "reward", "activate")
+"""Operation tags of the routes a client key may call (every other route needs the admin key)."""
+
+
+def test_undeclared_methods_answer_405_with_allow(live: BanditServer) -> None:
+    """Every method a path does not declare, in every key mode: 405 with ``Allow`` naming the
+    declared methods and Personalizer's error body; where the key does not reach the route, 401
+    (no key) or 403 (a client key on an admin route) is accepted instead. Nothing may be a 5xx.
+    """
+    document = requests.get(f"{live.url}/openapi.json", timeout=REQUEST_TIMEOUT).json()
+    problems: list[str] = []
+    sent = 0
+    with requests.Session() as session:
+        for path, item in sorted(document["paths"].items()):
+            prefix = "" if item.get("servers") else "/v1"
+            url = live.url + prefix + re.sub(r"\{\w+\}", "fuzz", path)
+            declared = {m.upper() for m in item if m.upper() in METHODS}
+            client_route = any(
+                role in op.get("tags", ()) for m, op in item.items() if m.upper() in declared
+                for role in CLIENT_ROLES
+            )  # fmt: skip
+            for method in sorted(set(METHODS) - declared):
+                for mode, key in MODES.items():
+                    headers = {KEY_HEADER: key} if key is not None else {}
+                    response = session.request(
+                        method, url, headers=headers, timeout=REQUEST_TIMEOUT
+                    )
+                    sent += 1
+                    allowed = {405}
+                    if key is None and not _open_route(path):
+                        allowed.add(401)
+                    if key == CLIENT_KEY and not client_route and not _open_route(path):
+                        allowed.add(403)
+                    where = f"[{mode}] {method} {prefix}{path} -> {response.status_code}"
+                    if response.status_code not in allowed:
+                        problems.append(f"{where}: expected {sorted(allowed)}")
+                        continue
+                    if response.status_code == 405:
+                        allow = {
+                            m.strip().upper() for m in response.headers.get("Allow", "").split(",")
+                        } - {"", "HEAD", "OPTIONS"}
+                        if allow != declared:
+                            problems.append(f"{where}: Allow {sorted(allow)} != {sorted(declared)}")
+                    try:
+                        error = response.json()["error"]
+                        assert isinstance(error["code"], str) and isinstance(error["message"], str)
+                    except (ValueError, KeyError, TypeError, AssertionError):
+                        problems.append(
+                            f"{where}: not Personalizer's error body: {response.text!r}"
+                        )
+    print(f"\n== undeclared methods: {sent} requests, {len(problems)} problems ==")
+    print("\n".join(problems))
+    assert sent > 0
+    assert not problems, "\n".join(problems)
+
+
+def _open_route(path: str) -> bool:
+    """Routes that need no key (``/healthz``, ``/openapi.json``, the dashboard's page)."""
+    return path in ("/healthz", "/openapi.json") or path.startswith("/dashboard")
