@@ -22,6 +22,7 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -60,6 +61,10 @@ distinct inputs, such as ``GET /healthz``."""
 
 REQUEST_TIMEOUT = 10.0
 """Seconds one request may take before it counts as no answer."""
+
+EXIT_GRACE = 2.0
+"""Seconds to wait for the server to exit after a request got no answer, before calling the
+failure a refused or dropped connection rather than a crash."""
 
 CHECKS = [
     not_a_server_error,
@@ -210,6 +215,9 @@ def run_operation(
             response = case.call(session=session, headers=extra, timeout=REQUEST_TIMEOUT)
         except requests.RequestException as exc:
             assert live.proc is not None
+            # A dying process may reset the connection a moment before it exits.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                live.proc.wait(timeout=EXIT_GRACE)
             dead = live.proc.poll() is not None
             kind = "server died" if dead else f"no answer ({type(exc).__name__})"
             found.record(mode, label, kind, None, f"   {curl}\n{live.log_tail(1500)}")
