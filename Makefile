@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint types layers pytest bench bench-instructions clean
+.PHONY: install serve test lint types layers pytest fuzz-http bench bench-instructions clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ pytest: $(STAMP) $(BROWSER)
 	$(BIN)/pytest -q -n 2 -p no:cacheprovider
 
 test: lint types layers pytest
+
+# schemathesis against a live server, 200 cases per operation and key mode (the suite sends 10)
+FUZZ_CASES ?= 200
+fuzz-http: $(STAMP)
+	BANDITD_FUZZ_CASES=$(FUZZ_CASES) $(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_fuzz.py
 
 # make bench BENCH_ARGS=--quick (see docs/bench.md for the flags)
 bench: $(STAMP)
