@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint types layers pytest fuzz-http bench bench-instructions clean
+.PHONY: install serve test lint types layers pytest fuzz fuzz-http fuzz-vw bench bench-instructions clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,10 @@ pytest: $(STAMP) $(BROWSER)
 
 test: lint types layers pytest
 
-# schemathesis against a live server, 200 cases per operation and key mode (the suite sends 10)
+# the longer runs of the suite's two searches: schemathesis over the HTTP API, and VW's boundary
+fuzz: fuzz-http fuzz-vw
+
+# schemathesis against a live server, 200 cases per operation and key mode (the suite sends 24)
 FUZZ_CASES ?= 200
 fuzz-http: $(STAMP)
 	BANDITD_FUZZ_CASES=$(FUZZ_CASES) $(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_fuzz.py
@@ -47,7 +50,6 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # a longer run of the VW boundary's crash search (docs/vw-boundary.md); the suite runs 240 examples
-.PHONY: fuzz-vw
 VW_FUZZ_EXAMPLES ?= 10000
 fuzz-vw: $(STAMP)
 	VW_FUZZ_EXAMPLES=$(VW_FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider \
