@@ -201,6 +201,7 @@ OPERATIONS = declare(
         path="/loop/configuration",
         handler=put_loop_configuration,
         summary="Change watch, guardrail or drift settings; stored (extension).",
+        body=dict,
         responses=(Response(status=200, description=_OK),),
         prefixes=("/v1",),
     ),
