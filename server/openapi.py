@@ -17,7 +17,7 @@ from msgspec import Meta
 
 from server import contracts as c
 from server import routes
-from server.edge import CLIENT_ROUTES, PUBLIC_ROUTES, add_route
+from server.edge import CLIENT_ROUTES, PUBLIC_ROUTES, add_route, role_of
 from server.operations import JSON, REGISTRY, Operation, Response, declare
 from server.routes import PREFIXES, json_response
 from server.schemas import MAX_ID_LENGTH, _RankBody
@@ -174,10 +174,11 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
 
 
 _ROOT = {
-    "/healthz": "Liveness and learner state (no key needed).",
-    "/metrics": "Prometheus metrics.",
-    "/openapi.json": "This description (no key needed).",
+    "/healthz": ("healthz", "Liveness and learner state (no key needed)."),
+    "/metrics": ("metrics", "Prometheus metrics."),
+    "/openapi.json": ("openapi", "This description (no key needed)."),
 }
+"""Routes at the root: path → (auth role, summary)."""
 
 
 def _undeclared(app: web.Application, paths: dict[str, dict[str, Any]]) -> None:
@@ -205,6 +206,7 @@ def _undeclared(app: web.Application, paths: dict[str, dict[str, Any]]) -> None:
         item[route.method.lower()] = {
             "operationId": name,
             "summary": doc or f"{route.method} {path}",
+            "tags": [role_of(route.name)],
             "parameters": [
                 {"name": p, "in": "path", "required": True, "schema": _path_schema(p)}
                 for p in re.findall(r"\{(\w+)\}", path)
@@ -227,7 +229,7 @@ _ANY_REQUEST = {
 }
 
 
-def _declare_errors(op: dict[str, Any], role: str | None, path: str) -> None:
+def _declare_errors(op: dict[str, Any], role: str, path: str) -> None:
     """Add the error statuses the edge can answer ``op`` with to its declared responses."""
     errors = dict(_ANY_REQUEST)
     if role not in PUBLIC_ROUTES:
@@ -265,12 +267,6 @@ def _tighten_rank(components: dict[str, Any], max_actions: int) -> None:
                 option.update(minimum=0.0, maximum=1.0)
 
 
-def _public_role(path: str) -> str | None:
-    """The role of a route mounted without a declaration: public, or None (admin key)."""
-    first = path.strip("/").split("/", 1)[0].split(".", 1)[0]
-    return first if first in PUBLIC_ROUTES else None
-
-
 def document(app: web.Application | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every declared operation (and, given the app, of every
     other route it mounts)."""
@@ -290,12 +286,13 @@ def document(app: web.Application | None = None) -> dict[str, Any]:
         item[op.method.lower()] = _operation(op, refs)
         if op.prefixes and op.prefixes != PREFIXES:  # mounted under some URL forms only
             item["servers"] = [{"url": prefix} for prefix in op.prefixes]
-    for path, summary in _ROOT.items():
+    for path, (role, summary) in _ROOT.items():
         paths[path] = {
             "servers": [{"url": "/"}],
             "get": {
                 "operationId": path.strip("/").replace(".", "_"),
                 "summary": summary,
+                "tags": [role],
                 "responses": {"200": {"description": "OK."}},
             },
         }
@@ -303,11 +300,10 @@ def document(app: web.Application | None = None) -> dict[str, Any]:
     if app is not None:
         _undeclared(app, paths)
         max_actions = app[routes.SERVICE].settings.max_actions
-    roles = {op.id: op.role for op in operations}
     for path, item in paths.items():
         for method, op in item.items():
             if method != "servers":
-                _declare_errors(op, roles.get(op["operationId"], _public_role(path)), path)
+                _declare_errors(op, op["tags"][0], path)
     _tighten_rank(components, max_actions)
     return {
         "openapi": "3.1.0",
