@@ -130,8 +130,10 @@ async def run_http_async(
     run_id: str = "",
     configure: bool = False,
     exploration: float = DEFAULT_EXPLORATION,
+    stop: asyncio.Event | None = None,
 ) -> RunResult:
-    """:func:`run_http` for callers already inside an event loop."""
+    """:func:`run_http` for callers already inside an event loop; once ``stop`` is set no new
+    decision is sent (the rewards of those sent still are)."""
     check_loopback(base_url)
     if time_scale < 0 or max_seconds <= 0:
         raise ValueError("time_scale must be ≥ 0 and max_seconds > 0")
@@ -155,7 +157,7 @@ async def run_http_async(
                 await _expect(response, 200)
         for t in range(n):
             due = start + t * scenario.interval * time_scale
-            if due >= deadline:
+            if due >= deadline or (stop is not None and stop.is_set()):
                 break
             await asyncio.sleep(max(0.0, due - clock.time()))
             rnd = env.round(t)
