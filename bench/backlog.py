@@ -1,6 +1,6 @@
 """Seed a banditd SQLite file with decisions before a server opens it (a separate process).
 
-Two shapes, both written through the real store (:class:`server.sqlite_store.SQLiteStore`) with
+Two shapes, both written through the real store (:class:`stores.sqlite.store.SQLiteStore`) with
 decisions made by the real loop (:func:`bandit.loop.decide`):
 
 * ``due``: a learner backlog. Decisions an hour old with a 1 s reward window, a reward for the
@@ -33,7 +33,7 @@ from bandit.events import RankRequest as CoreRankRequest
 from bandit.loop import decide
 from bench.workload import Workload, is_rewarded, rank_bodies, reward_value
 from policies.baseline import BaselinePolicy
-from server.sqlite_store import SQLiteStore
+from stores.sqlite.store import SQLiteStore
 
 Shape = Literal["due", "open"]
 CHUNK = 2000

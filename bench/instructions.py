@@ -185,8 +185,8 @@ def _learner_child(db: str, events: int) -> None:
     """
     from bandit.loop import Learner
     from policies import DEFAULT_ARGUMENTS, make_factory
-    from server.cli import tune_gc
-    from server.sqlite_store import SQLiteStore
+    from server.entry.cli import tune_gc
+    from stores.sqlite.store import SQLiteStore
 
     store = SQLiteStore(db, synchronous="FULL", background_checkpoint=1.0)
     try:

@@ -255,7 +255,7 @@ def _banditd_command(db: Path, port: int) -> list[str]:
     serve = ["serve", "--db", str(db), "--port", str(port)]
     if script.exists():
         return [str(script), *serve]
-    return [sys.executable, "-m", "server.cli", *serve]
+    return [sys.executable, "-m", "server.entry.cli", *serve]
 
 
 class Bench:

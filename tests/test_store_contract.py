@@ -34,8 +34,8 @@ from bandit.events import (
 from bandit.loop import join_due
 from bandit.memory import MemoryStore
 from bandit.store import Store
-from server import sqlite_writes
-from server.sqlite_store import SQLiteStore
+from stores.sqlite import writes as sqlite_writes
+from stores.sqlite.store import SQLiteStore
 
 T0 = 1_000.0
 WAIT = 10.0

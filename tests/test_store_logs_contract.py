@@ -12,7 +12,7 @@ from bandit.events import JobRecord, JoinedEvent, WriteBatch
 from bandit.loop import join_due
 from bandit.memory import MemoryStore
 from bandit.store import Store
-from server.sqlite_store import SQLiteStore
+from stores.sqlite.store import SQLiteStore
 from tests.test_store_contract import GRACE, T0, WAIT, decision, reward
 
 CONFIG = ServiceConfiguration(reward_wait_time=WAIT)

@@ -53,13 +53,13 @@ from bench.workload import (
     rank_bodies,
 )
 from policies.vw import _encode as _vw_encode
-from server.schemas import parse_rank
+from server.api.schemas import parse_rank
 
 
 def _server_parse(raw: bytes) -> RankRequest:
     """banditd's own decoding and validation of a rank body.
 
-    Accepts both forms ``server.schemas.parse_rank`` has had (decoded JSON → request, and raw
+    Accepts both forms ``server.api.schemas.parse_rank`` has had (decoded JSON → request, and raw
     bytes → (request, client chose the id)): the hot-path work reshapes it.
     """
     try:

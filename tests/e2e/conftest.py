@@ -26,8 +26,8 @@ import aiohttp
 import pytest
 
 from bandit.events import Action, RankRequest
-from server.service import SEED_KEY
-from server.sqlite_store import SQLiteStore
+from server.serving.service import SEED_KEY
+from stores.sqlite.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -105,7 +105,7 @@ class BanditServer:
                 [
                     sys.executable,
                     "-m",
-                    "server.cli",
+                    "server.entry.cli",
                     "serve",
                     "--db",
                     str(self.db),

@@ -37,7 +37,7 @@ import pytest
 
 from bandit.events import JoinedEvent, RankRequest
 from policies import DEFAULT_ARGUMENTS, VWPolicy
-from server.sqlite_store import SQLiteStore
+from stores.sqlite.store import SQLiteStore
 from tests.e2e.conftest import (
     NO_ACK,
     SERVICE_CONFIG,

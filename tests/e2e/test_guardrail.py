@@ -33,10 +33,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.sqlite_store import SQLiteStore
 from sims.http_runner import run_http_async
 from sims.scenarios import Scenario
 from sims.switching import SwitchingEnvironment
+from stores.sqlite.store import SQLiteStore
 from tests.e2e.conftest import (
     LEARN_INTERVAL,
     BanditServer,

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from bandit.events import Action, Decision, RankRequest, Reward, WriteBatch
-from server.sqlite_store import SQLiteStore
+from stores.sqlite.store import SQLiteStore
 from tests.e2e.conftest import BanditServer, get_json, put_service_config, seed_store
 
 REPRODUCTION = b'{"contextFeatures":[{"\\u00e9":[1.0]}],"actions":[{"id":"a"},{"id":"b"}]}'

@@ -17,12 +17,12 @@ from aiohttp.test_utils import TestClient
 from bandit.config import DAY
 from bandit.events import JoinedEvent
 from policies import DEFAULT_ARGUMENTS
-from server import model_archive
-from server.admin import CONTROL
-from server.app import create_app
-from server.routes import SERVICE
-from server.service import Service
-from server.settings import Settings
+from server.api.admin import CONTROL
+from server.api.routes import SERVICE
+from server.entry.app import create_app
+from server.entry.settings import Settings
+from server.serving import model_archive
+from server.serving.service import Service
 from tests.server import world
 from tests.server.test_api import CONFIG, JSON_TYPE, expect_error, rank_body
 

@@ -15,9 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from server.app import create_app
-from server.routes import SERVICE
-from server.settings import Settings
+from server.api.routes import SERVICE
+from server.entry.app import create_app
+from server.entry.settings import Settings
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]

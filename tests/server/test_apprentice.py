@@ -19,11 +19,11 @@ from bandit.events import Action, JoinedEvent, RankRequest
 from bandit.loop import decide
 from bandit.memory import MemoryStore
 from policies import BaselinePolicy, UniformPolicy
-from server.admin import CONTROL
-from server.app import create_app
-from server.apprentice import ApprenticeTracker
-from server.routes import SERVICE
-from server.settings import Settings
+from server.api.admin import CONTROL
+from server.api.routes import SERVICE
+from server.entry.app import create_app
+from server.entry.settings import Settings
+from server.trainer.apprentice import ApprenticeTracker
 from tests.server.test_api import CONFIG, expect_error, rank_body
 
 Client = TestClient[web.Request, web.Application]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import main
-from server.settings import Settings, SettingsError, is_loopback, load
+from server.entry.cli import main
+from server.entry.settings import Settings, SettingsError, is_loopback, load
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "example.org"])
@@ -58,7 +58,7 @@ def test_serve_refuses_public_bind_with_a_clear_message(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "server.entry.cli",
             "serve",
             "--db",
             str(tmp_path / "x.db"),
@@ -87,7 +87,7 @@ def test_unknown_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> Non
 def serve(db: Path | str, port: int = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """``banditd serve`` on ``db`` that is expected to exit by itself (it failed to start)."""
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", "serve", "--db", str(db), "--port", str(port)],
+        [sys.executable, "-m", "server.entry.cli", "serve", "--db", str(db), "--port", str(port)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -188,7 +188,7 @@ def test_open_file_limit_below_max_connections_starves_the_process() -> None:
     the limit could answer them; start-up raises the soft limit (here, in a child process)."""
     script = (
         "import resource\n"
-        "from server.connections import FD_RESERVE, ensure_descriptors\n"
+        "from server.api.connections import FD_RESERVE, ensure_descriptors\n"
         "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
         "ensure_descriptors(1024)\n"

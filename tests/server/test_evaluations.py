@@ -13,12 +13,12 @@ from aiohttp.test_utils import TestClient
 
 from bandit.dsjson import iso_time
 from bandit.events import JobRecord
-from server import evaluation_wire as wire
-from server.admin import JOBS
-from server.app import create_app
-from server.routes import SERVICE
-from server.settings import Settings
-from server.sqlite_store import SQLiteStore
+from server.api import evaluation_wire as wire
+from server.api.admin import JOBS
+from server.api.routes import SERVICE
+from server.entry.app import create_app
+from server.entry.settings import Settings
+from stores.sqlite.store import SQLiteStore
 from tests.server import world
 from tests.server.test_api import JSON_TYPE, expect_error
 

@@ -16,11 +16,11 @@ from aiohttp.test_utils import TestClient
 from bandit.config import LearningMode
 from bandit.dsjson import iso_time, joined_line
 from bandit.events import JoinedEvent
-from server.app import create_app
-from server.cli import main
-from server.routes import SERVICE
-from server.settings import Settings
-from server.sqlite_store import SQLiteStore
+from server.api.routes import SERVICE
+from server.entry.app import create_app
+from server.entry.cli import main
+from server.entry.settings import Settings
+from stores.sqlite.store import SQLiteStore
 from tests.server import world
 from tests.server.test_api import expect_error, rank_body
 

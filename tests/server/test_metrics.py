@@ -6,7 +6,7 @@ import re
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from server.metrics import Metrics
+from server.serving.metrics import Metrics
 
 _CREATED = re.compile(r"^\w+_created(\{.*\})? .*$", re.MULTILINE)
 

@@ -16,13 +16,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bandit.events import Action, Decision, JoinedEvent, ModelRecord, RankRequest, WriteBatch
-from server.app import create_app
-from server.observe import OBSERVER
-from server.observer import GUARDRAIL_KEY
-from server.routes import SERVICE
-from server.service import Service
-from server.settings import Settings, SettingsError
-from server.sqlite_store import SQLiteStore
+from server.api.observe import OBSERVER
+from server.api.routes import SERVICE
+from server.entry.app import create_app
+from server.entry.settings import Settings, SettingsError
+from server.serving.service import Service
+from server.trainer.observer import GUARDRAIL_KEY
+from stores.sqlite.store import SQLiteStore
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]

@@ -12,9 +12,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
-from server.app import create_app
-from server.routes import PREFIXES
-from server.settings import Settings
+from server.api.routes import PREFIXES
+from server.entry.app import create_app
+from server.entry.settings import Settings
 from tests.server.test_api import expect_error
 
 Client = TestClient[web.Request, web.Application]

@@ -1,4 +1,4 @@
-"""Rank body decoding (:func:`server.schemas.parse_rank`): what it builds and what it refuses."""
+"""Rank body decoding (:func:`server.api.schemas.parse_rank`): what it builds, what it refuses."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 
 from bandit.errors import InvalidRankRequest
 from bandit.events import Action, RankRequest
-from server.schemas import MAX_ID_LENGTH, parse_rank
+from server.api.schemas import MAX_ID_LENGTH, parse_rank
 
 
 def parse(body: Any) -> RankRequest:

@@ -41,7 +41,7 @@ from azure.core.exceptions import (
 from msrest.authentication import CognitiveServicesCredentials
 from msrest.exceptions import HttpOperationError
 
-from server.sqlite_store import SQLiteStore
+from stores.sqlite.store import SQLiteStore
 from tests.server import world
 
 LOGGED = 400
@@ -85,7 +85,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = _free_port()
     env = {**os.environ, "BANDITD_CLIENT_KEY": CLIENT_KEY, "BANDITD_ADMIN_KEY": ADMIN_KEY}
     process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--db", str(db), "--port", str(port)],
+        [sys.executable, "-m", "server.entry.cli", "serve", "--db", str(db), "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -40,10 +40,11 @@ from bandit.events import (
 )
 from policies import DEFAULT_ARGUMENTS
 from policies.vw import VWPolicy
-from server import sqlite_connection, sqlite_store
-from server import sqlite_rows as rows
-from server.sqlite_schema import MIGRATIONS
-from server.sqlite_store import SchemaTooNew, SQLiteStore
+from stores.sqlite import connection as sqlite_connection
+from stores.sqlite import rows
+from stores.sqlite import store as sqlite_store
+from stores.sqlite.schema import MIGRATIONS
+from stores.sqlite.store import SchemaTooNew, SQLiteStore
 
 T0 = 1_000.0
 WAIT = 10.0
@@ -505,7 +506,7 @@ def test_close_closes_every_connection(path: Path) -> None:
 _OTHER_PROCESS = """
 import sys
 from bandit.events import WriteBatch
-from server.sqlite_store import SQLiteStore
+from stores.sqlite.store import SQLiteStore
 from tests.server.test_sqlite_store import decision
 store = SQLiteStore(sys.argv[1])
 for i in range(100):

@@ -3,7 +3,7 @@
 Semantics are those of :class:`bandit.memory.MemoryStore`; the join, lateness and activation
 rules come from :mod:`bandit.join`. Every method is one transaction, except ``delete_logs``,
 which deletes in short transactions so writers never wait long (connections, transactions and
-durability: :mod:`server.sqlite_connection`).
+durability: :mod:`stores.sqlite.connection`).
 
 Durability: decisions, rewards and activations are durable before their request is answered
 (the group commit's sync). The learner's joined events and checkpoints commit without an fsync
@@ -38,16 +38,16 @@ from bandit.events import (
     WriteBatch,
     WriteResult,
 )
-from server import sqlite_logs as logs
-from server import sqlite_rows as rows
-from server import sqlite_writes as writes
-from server.sqlite_connection import (
+from stores.sqlite import logs as logs
+from stores.sqlite import rows
+from stores.sqlite import writes as writes
+from stores.sqlite.connection import (
     DEFAULT_LOCK_TIMEOUT,
     SQLiteConnections,
     select,
     select_tuples,
 )
-from server.sqlite_schema import MIGRATIONS
+from stores.sqlite.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ class SQLiteStore(SQLiteConnections):
             oldest_pending_close_at=pending["oldest"],
         )
 
-    # -- logs, retention and jobs (SQL in server.sqlite_logs) ----------------------------------
+    # -- logs, retention and jobs (SQL in stores.sqlite.logs) ----------------------------------
 
     def joined_between(
         self, start: float, end: float, after_seq: int, limit: int

@@ -2,7 +2,7 @@
 
 Handlers decode bodies with :func:`decode` against the same ``msgspec`` types an
 :class:`Operation` declares, and ``/openapi.json`` is generated from the declarations
-(:mod:`server.openapi`), so the description cannot drift from what is validated.
+(:mod:`server.api.openapi`), so the description cannot drift from what is validated.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import msgspec
 from aiohttp import web
 
 from bandit.errors import InvalidRequest
-from server.edge import add_route
-from server.routes import PREFIXES
+from server.api.edge import add_route
+from server.api.routes import PREFIXES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 S = TypeVar("S")
@@ -65,7 +65,7 @@ class Operation:
 
 
 REGISTRY: list[Operation] = []
-"""Every declared operation, in declaration order (read by :mod:`server.openapi`)."""
+"""Every declared operation, in declaration order (read by :mod:`server.api.openapi`)."""
 
 
 def declare(*operations: Operation) -> tuple[Operation, ...]:

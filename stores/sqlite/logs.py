@@ -1,8 +1,8 @@
 """SQL for the SQLite store's logs (joined events), retention, imports and job records.
 
-Each function runs inside a transaction its :class:`server.sqlite_store.SQLiteStore` method
+Each function runs inside a transaction its :class:`stores.sqlite.store.SQLiteStore` method
 opened (``delete_logs`` opens several: reads that find a page, writes that delete a chunk).
-Rows become values through :mod:`server.sqlite_rows`.
+Rows become values through :mod:`stores.sqlite.rows`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import replace
 from sqlite_utils import Database
 
 from bandit.events import JobRecord, JoinedEvent, Reward
-from server import sqlite_rows as rows
-from server.sqlite_connection import select, select_tuples
-from server.sqlite_writes import DECISION_INSERT
+from stores.sqlite import rows
+from stores.sqlite.connection import select, select_tuples
+from stores.sqlite.writes import DECISION_INSERT
 
 _IN_CHUNK = 500
 """Event ids per ``IN (…)`` list, well under SQLite's bound-parameter limit."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from bandit.errors import InvalidRequest, InvalidRewardRequest
-from server.edge import add_route
-from server.metrics import CONTENT_TYPE
-from server.schemas import (
+from server.api.edge import add_route
+from server.api.schemas import (
     MAX_ID_LENGTH,
     decode_json,
     dumps,
@@ -15,7 +14,8 @@ from server.schemas import (
     parse_reward_value,
     rank_response,
 )
-from server.service import Service
+from server.serving.metrics import CONTENT_TYPE
+from server.serving.service import Service
 
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 
@@ -132,8 +132,8 @@ def add_routes(app: web.Application) -> None:
         )
     add_route(app, "GET", "/healthz", healthz, name="healthz")
     add_route(app, "GET", "/metrics", metrics, name="metrics")
-    from server.admin import add_admin_routes  # imports this module: import when called
-    from server.observe import add_observe_routes
+    from server.api.admin import add_admin_routes  # imports this module: import when called
+    from server.api.observe import add_observe_routes
 
     add_admin_routes(app)
     add_observe_routes(app)

@@ -32,9 +32,9 @@ from bandit.loop import Learner, check_reward, decide, resolve_replay
 from bandit.policy import Policy, PolicyFactory
 from bandit.store import Store
 from policies import DEFAULT_ARGUMENTS, make_factory
-from server.metrics import Metrics
-from server.settings import Settings
-from server.writer import GroupCommitWriter
+from server.entry.settings import Settings
+from server.serving.metrics import Metrics
+from server.serving.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ class Service:
         """Rank, reward and activate calls served; background work reads it to yield under load."""
         self._load = (0, time.monotonic(), False)  # (requests seen, when, under load)
         # While set, ranks are decided by this policy in place of the model: the guardrail's
-        # baseline fallback (server.observer). Decisions still log the serving model's version.
+        # baseline fallback (server.trainer.observer). Decisions still log the serving model's
+        # version.
         self.fallback: Policy | None = None
 
     async def start(self) -> None:

@@ -1,8 +1,8 @@
 """Configuration, policy, model and log operations (the Personalizer administration surface).
 
-Handlers decode with :mod:`server.contracts`, call :class:`server.control.LoopControl`, and
-encode; errors are raised as :class:`bandit.errors.BanditError` and mapped by the request edge
-(:mod:`server.edge`).
+Handlers decode with :mod:`server.api.contracts`, call
+:class:`server.trainer.control.LoopControl`, and encode; errors are raised as
+:class:`bandit.errors.BanditError` and mapped by the request edge (:mod:`server.api.edge`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from bandit.errors import (
     PayloadSizeExceeded,
 )
 from bandit.events import PolicySettings
-from server import contracts as c
-from server.control import CONFIG_EDITED_KEY, MODEL_CREATED_KEY, LoopControl
-from server.jobs import JobRunner
-from server.operations import JSON, OCTETS, Operation, Response, declare, decode, mount
-from server.routes import SERVICE, json_response
+from server.api import contracts as c
+from server.api.operations import JSON, OCTETS, Operation, Response, declare, decode, mount
+from server.api.routes import SERVICE, json_response
+from server.trainer.control import CONFIG_EDITED_KEY, MODEL_CREATED_KEY, LoopControl
+from server.trainer.jobs import JobRunner
 
 CONTROL: web.AppKey[LoopControl] = web.AppKey("control", LoopControl)
 JOBS: web.AppKey[JobRunner] = web.AppKey("jobs", JobRunner)
@@ -281,11 +281,11 @@ OPERATIONS = declare(
 
 def add_admin_routes(app: web.Application) -> None:
     """Mount the administration surface and run its background jobs with the app."""
-    from server.evaluation_routes import add_evaluation_routes
-    from server.importance import add_importance_routes
-    from server.logs import add_log_routes
-    from server.multislot import add_multislot_routes
-    from server.openapi import add_openapi_route
+    from server.api.evaluation_routes import add_evaluation_routes
+    from server.api.importance import add_importance_routes
+    from server.api.logs import add_log_routes
+    from server.api.multislot import add_multislot_routes
+    from server.api.openapi import add_openapi_route
 
     control = LoopControl(app[SERVICE])
     jobs = JobRunner(control.service.store)

@@ -41,9 +41,9 @@ from bandit.events import ModelRecord, PendingRetrain, PolicySettings
 from bandit.graduation import ApprenticeValue
 from bandit.policy import Policy, PolicyFactory
 from policies import DEFAULT_ARGUMENTS, make_factory, validate_arguments
-from server import model_archive
-from server.apprentice import ApprenticeTracker
-from server.service import LearnerThread, Service
+from server.serving import model_archive
+from server.serving.service import LearnerThread, Service
+from server.trainer.apprentice import ApprenticeTracker
 
 log = logging.getLogger(__name__)
 

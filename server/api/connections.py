@@ -20,7 +20,7 @@ descriptor) for as long as it likes, and a request the HTTP parser rejects is an
 Invariants: each connection holds at most one timer at a time, and a request that arrives in
 one read (the usual case) arms none: a timer is armed only when a read leaves headers or a body
 incomplete. Every error response, parser errors included, is built by
-:func:`server.edge.error_response`.
+:func:`server.api.edge.error_response`.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from bandit.errors import (
     RequestTimedOut,
     ServiceUnavailable,
 )
-from server.edge import error_response
-from server.settings import Settings
+from server.api.edge import error_response
+from server.entry.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,14 @@ import uuid
 from aiohttp import web
 
 from bandit.errors import InvalidEvaluationContract, InvalidRequest
-from server import contracts as c
-from server import evaluation_wire as wire
-from server.control import LoopControl
-from server.evaluations import Evaluations, api_version, parse_time, path_id
-from server.jobs import JobRunner
-from server.operations import Operation, Response, declare, decode, mount
-from server.routes import json_response
-from server.schemas import parse_whole_number
+from server.api import contracts as c
+from server.api import evaluation_wire as wire
+from server.api.evaluations import Evaluations, api_version, parse_time, path_id
+from server.api.operations import Operation, Response, declare, decode, mount
+from server.api.routes import json_response
+from server.api.schemas import parse_whole_number
+from server.trainer.control import LoopControl
+from server.trainer.jobs import JobRunner
 
 EVALUATIONS: web.AppKey[Evaluations] = web.AppKey("evaluations", Evaluations)
 

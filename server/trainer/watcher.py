@@ -27,8 +27,8 @@ from bandit.policy import Policy
 from bandit.sequential import Moments
 from bandit.watch import BASELINE, POLICY, Segment, Watch, WatchSnapshot, observe, summarize
 from policies import make_factory
-from server.service import Service
-from server.watch_settings import WatcherSettings
+from server.serving.service import Service
+from server.trainer.watch_settings import WatcherSettings
 
 log = logging.getLogger(__name__)
 

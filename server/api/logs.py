@@ -24,10 +24,10 @@ from bandit.dsjson import joined_object, logged_to_joined, parse_logged
 from bandit.errors import InvalidExportLogsRequest
 from bandit.events import JoinedEvent
 from bandit.store import Store
-from server import contracts as c
-from server.evaluations import parse_time
-from server.operations import Operation, Response, declare, mount
-from server.routes import SERVICE
+from server.api import contracts as c
+from server.api.evaluations import parse_time
+from server.api.operations import Operation, Response, declare, mount
+from server.api.routes import SERVICE
 
 MEDIA_TYPE = "application/x-ndjson"
 _PAGE = 512
@@ -148,7 +148,7 @@ def import_logs(store: Store, lines: Iterable[str], mode: LearningMode) -> tuple
 
 
 def _open_store(db: str) -> Store:
-    from server.sqlite_store import SQLiteStore
+    from stores.sqlite.store import SQLiteStore
 
     return SQLiteStore(db)
 

@@ -1,8 +1,8 @@
 """SQL for the SQLite store's write batches: decisions, activations and rewards.
 
-Each function runs inside the write transaction that :meth:`server.sqlite_store.SQLiteStore.write`
+Each function runs inside the write transaction that :meth:`stores.sqlite.store.SQLiteStore.write`
 or ``try_write`` opened for a group-commit batch. Rows become values through
-:mod:`server.sqlite_rows`.
+:mod:`stores.sqlite.rows`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from bandit.events import (
     WriteBatch,
     WriteResult,
 )
-from server import sqlite_rows as rows
-from server.sqlite_connection import select_tuples
+from stores.sqlite import rows
+from stores.sqlite.connection import select_tuples
 
 DECISION_INSERT = (
     f"INSERT INTO decisions ({', '.join(rows.DECISION_COLUMNS)}) "

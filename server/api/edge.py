@@ -32,9 +32,9 @@ from bandit.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from server.metrics import Metrics
-from server.schemas import dumps
-from server.settings import Settings
+from server.api.schemas import dumps
+from server.entry.settings import Settings
+from server.serving.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from bandit.errors import InvalidMultiSlotApiAccess
-from server import contracts as c
-from server.operations import Operation, Response, declare, mount
+from server.api import contracts as c
+from server.api.operations import Operation, Response, declare, mount
 
 
 async def multislot(request: web.Request) -> web.Response:

@@ -26,13 +26,13 @@ from bandit.evaluation import Candidate, PolicySource
 from bandit.events import JobRecord, JoinedEvent
 from bandit.importance import importance, namespaces
 from policies import make_factory
-from server import contracts as c
-from server.control import LoopControl
-from server.evaluation_routes import PAGE_SIZE, int_query
-from server.evaluations import parse_time, path_id
-from server.jobs import JobRunner, StopCheck, logged_events
-from server.operations import Operation, Response, declare, decode, mount
-from server.routes import json_response
+from server.api import contracts as c
+from server.api.evaluation_routes import PAGE_SIZE, int_query
+from server.api.evaluations import parse_time, path_id
+from server.api.operations import Operation, Response, declare, decode, mount
+from server.api.routes import json_response
+from server.trainer.control import LoopControl
+from server.trainer.jobs import JobRunner, StopCheck, logged_events
 
 KIND = "featureImportance"
 MAX_NAMESPACES = 32

@@ -1,6 +1,6 @@
 """Runs the loop watcher beside the service and applies what it finds.
 
-A background task hands each round of :class:`server.watcher.Watcher` to one worker thread
+A background task hands each round of :class:`server.trainer.watcher.Watcher` to one worker thread
 (``run_in_executor``), then, on the event loop: updates the metrics, logs and persists guardrail
 changes, and switches serving between the learned policy and the baseline fallback
 (``Service.fallback``). Learning is never touched: the learner keeps learning while the
@@ -24,10 +24,10 @@ from bandit.guardrail import Guardrail, GuardrailSettings, GuardrailState, Trans
 from bandit.policy import Policy
 from bandit.watch import WatchSnapshot
 from policies.fallback import ExploringBaselinePolicy
-from server.service import Service
-from server.watch_metrics import WatchMetrics
-from server.watch_settings import WatcherSettings, from_mapping, to_wire
-from server.watcher import Report, Round, Watcher
+from server.serving.service import Service
+from server.trainer.watch_metrics import WatchMetrics
+from server.trainer.watch_settings import WatcherSettings, from_mapping, to_wire
+from server.trainer.watcher import Report, Round, Watcher
 
 log = logging.getLogger(__name__)
 

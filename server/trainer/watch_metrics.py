@@ -1,6 +1,6 @@
 """Prometheus metrics of the loop watcher: counterfactual estimates, guardrail, drift, rollbacks.
 
-Registered on the service's own registry (:attr:`server.metrics.Metrics.registry`), so they
+Registered on the service's own registry (:attr:`server.serving.metrics.Metrics.registry`), so they
 appear on ``/metrics`` beside the per-stage metrics.
 """
 

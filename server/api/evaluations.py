@@ -30,11 +30,11 @@ from bandit.errors import (
 from bandit.evaluation import Candidate, PolicySource, best, evaluate, optimization_grid
 from bandit.events import JobRecord, PolicySettings
 from policies import BaselinePolicy, UniformPolicy, make_factory, validate_arguments
-from server import contracts as c
-from server import evaluation_wire as wire
-from server.control import LoopControl
-from server.jobs import JobRunner, StopCheck, logged_events
-from server.routes import PREFIXES
+from server.api import contracts as c
+from server.api import evaluation_wire as wire
+from server.api.routes import PREFIXES
+from server.trainer.control import LoopControl
+from server.trainer.jobs import JobRunner, StopCheck, logged_events
 
 MAX_POLICIES = 20
 RESERVED = ("Online", "Baseline", "Random")

@@ -16,7 +16,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from server.settings import SettingsError, load
+from server.entry.settings import SettingsError, load
 
 
 def _serve(argv: list[str]) -> int:
@@ -38,8 +38,8 @@ def _serve(argv: list[str]) -> int:
     if problem:
         print(f"banditd: {problem}", file=sys.stderr)
         return 2
-    from server.app import create_app
-    from server.connections import ListenError, StartupError, serve
+    from server.api.connections import ListenError, StartupError, serve
+    from server.entry.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -110,13 +110,13 @@ def tune_gc() -> None:
 
 
 def _export(argv: list[str]) -> int:
-    from server.logs import export_main
+    from server.api.logs import export_main
 
     return export_main(argv)
 
 
 def _import(argv: list[str]) -> int:
-    from server.logs import import_main
+    from server.api.logs import import_main
 
     return import_main(argv)
 

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bandit.store import Store
-from server.edge import add_fallbacks, install_edge
-from server.routes import SERVICE, add_routes
-from server.service import Service
-from server.settings import Settings
-from server.sqlite_store import SQLiteStore
+from server.api.edge import add_fallbacks, install_edge
+from server.api.routes import SERVICE, add_routes
+from server.entry.settings import Settings
+from server.serving.service import Service
+from stores.sqlite.store import SQLiteStore
 
 
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:

@@ -61,7 +61,7 @@ class Settings:
         retrain_events_per_second: most logged events a background retrain replays per
             second (0: as fast as it can), so a retrain leaves the machine to ranking.
         watch: the loop watcher's settings (the ``[watch]`` table; see
-            :mod:`server.watch_settings`), validated when the app is built.
+            :mod:`server.trainer.watch_settings`), validated when the app is built.
     """
 
     db: str = "banditd.db"

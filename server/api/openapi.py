@@ -1,9 +1,9 @@
 """``/openapi.json``: an OpenAPI 3.1 description generated from the declared operations.
 
 Request and response bodies are the same ``msgspec`` types the handlers decode with
-(:mod:`server.contracts`, and the rank body of :mod:`server.schemas`), turned into JSON Schema
-2020-12 by msgspec, so the description cannot drift from what is validated. Paths are written
-once, relative to a server variable holding each Personalizer URL prefix.
+(:mod:`server.api.contracts`, and the rank body of :mod:`server.api.schemas`), turned into
+JSON Schema 2020-12 by msgspec, so the description cannot drift from what is validated. Paths
+are written once, relative to a server variable holding each Personalizer URL prefix.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from server import contracts as c
-from server import routes
-from server.edge import CLIENT_ROUTES, PUBLIC_ROUTES, add_route, role_of
-from server.operations import JSON, REGISTRY, Operation, Response, declare
-from server.routes import PREFIXES, json_response
-from server.schemas import MAX_ID_LENGTH, _RankBody
+from server.api import contracts as c
+from server.api import routes
+from server.api.edge import CLIENT_ROUTES, PUBLIC_ROUTES, add_route, role_of
+from server.api.operations import JSON, REGISTRY, Operation, Response, declare
+from server.api.routes import PREFIXES, json_response
+from server.api.schemas import MAX_ID_LENGTH, _RankBody
 
 
 class RankRequest(_RankBody):
@@ -136,7 +136,7 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     ]
     for name, (kind, required, text) in op.query.items():
         schema = msgspec.json.schema(kind)
-        if kind is int:  # counts and sizes: ASCII digits only (server.schemas)
+        if kind is int:  # counts and sizes: ASCII digits only (server.api.schemas)
             schema["minimum"] = 0
         params.append(
             {
@@ -251,7 +251,7 @@ def _id_schema(schema: dict[str, Any]) -> None:
 
 
 def _tighten_rank(components: dict[str, Any], max_actions: int) -> None:
-    """Give the rank body the limits :func:`server.schemas.parse_rank` checks (the decoder's
+    """Give the rank body the limits :func:`server.api.schemas.parse_rank` checks (the decoder's
     types leave them to code): 1..max_actions actions, ids of 1-256 characters,
     maxExploration in [0, 1]."""
     rank = components["RankRequest"]["properties"]

@@ -16,8 +16,8 @@ from bandit.dsjson import iso_time
 from bandit.estimators import Estimate
 from bandit.guardrail import Transition
 from bandit.watch import WatchSnapshot
-from server.observer import LoopObserver
-from server.watcher import Point, Report
+from server.trainer.observer import LoopObserver
+from server.trainer.watcher import Point, Report
 
 METHOD = (
     "SNIPS over a rolling window of joined events, with the normal-mixture confidence sequence "

@@ -27,7 +27,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bandit.errors import StoreUnavailable
-from server import sqlite_rows as rows
+from stores.sqlite import rows
 
 log = logging.getLogger(__name__)
 

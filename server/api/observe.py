@@ -5,7 +5,7 @@
 * ``GET``/``PUT /v1/loop/configuration``: the watch, guardrail and drift settings.
 * ``GET /v1/models``: stored versions with their counterfactual scores.
 * ``POST /v1/models/{version}/activate``: roll back by hand to a stored version.
-* ``GET /dashboard``: the live page (static files in ``server/dashboard/``). The page and its
+* ``GET /dashboard``: the live page (static files in ``server/api/dashboard/``). The page and its
   assets hold no data, so they load without a key; everything they fetch needs the admin key.
 """
 
@@ -18,15 +18,15 @@ from aiohttp import web
 
 from bandit.dsjson import iso_time
 from bandit.errors import InvalidRequest, NotFound, OperationNotAllowed
-from server.admin import CONTROL
-from server.edge import add_route
-from server.loop_status import estimate_body, status_body
-from server.observer import LoopObserver
-from server.operations import Operation, Response, declare, mount
-from server.routes import SERVICE, json_response
-from server.schemas import decode_json, parse_whole_number
-from server.settings import SettingsError
-from server.watch_settings import to_wire
+from server.api.admin import CONTROL
+from server.api.edge import add_route
+from server.api.loop_status import estimate_body, status_body
+from server.api.operations import Operation, Response, declare, mount
+from server.api.routes import SERVICE, json_response
+from server.api.schemas import decode_json, parse_whole_number
+from server.entry.settings import SettingsError
+from server.trainer.observer import LoopObserver
+from server.trainer.watch_settings import to_wire
 
 MAX_MODEL_VERSION = 2**63 - 1
 """SQLite's largest integer: no stored model has a larger version."""
@@ -154,7 +154,7 @@ def _asset(name: str) -> web.Response:
     kind = _ASSETS.get(name)
     if kind is None:
         raise NotFound("no such dashboard file.")
-    body = (resources.files("server") / "dashboard" / name).read_bytes()
+    body = (resources.files("server.api") / "dashboard" / name).read_bytes()
     return web.Response(body=body, headers={**_HEADERS, "Content-Type": kind})
 
 
