@@ -16,8 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bandit.events import Action, Decision, JoinedEvent, ModelRecord, RankRequest, WriteBatch
-from server.api.observe import OBSERVER
-from server.api.routes import SERVICE
+from server.api.base import OBSERVER, SERVICE
 from server.entry.app import create_app
 from server.entry.settings import Settings, SettingsError
 from server.serving.service import Service
