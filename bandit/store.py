@@ -1,6 +1,6 @@
 """The ``Store`` protocol: durable state of one loop.
 
-Two implementations share one contract test suite (``tests/test_store_contract.py``):
+Two implementations share one contract test suite (``tests/stores/test_store_contract.py``):
 :class:`bandit.memory.MemoryStore` and the SQLite store in ``server/``; a PostgreSQL store is not
 written yet. Every method is one transaction.
 """

@@ -13,7 +13,7 @@ from bandit.loop import join_due
 from bandit.memory import MemoryStore
 from bandit.store import Store
 from stores.sqlite.store import SQLiteStore
-from tests.test_store_contract import GRACE, T0, WAIT, decision, reward
+from tests.stores.test_store_contract import GRACE, T0, WAIT, decision, reward
 
 CONFIG = ServiceConfiguration(reward_wait_time=WAIT)
 
