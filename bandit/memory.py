@@ -1,4 +1,5 @@
-"""An in-memory :class:`bandit.store.Store` for the simulator and unit tests."""
+"""An in-memory :class:`bandit.store.Store` (every protocol of :mod:`bandit.store`) for the
+simulator and unit tests."""
 
 from __future__ import annotations
 

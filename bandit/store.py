@@ -1,8 +1,13 @@
-"""The ``Store`` protocol: durable state of one loop.
+"""The store protocols: durable state of one loop, split by the role that uses it (DESIGN §4).
 
-Two implementations share one contract test suite (``tests/stores/test_store_contract.py``):
-:class:`bandit.memory.MemoryStore` and the SQLite store in ``server/``; a PostgreSQL store is not
-written yet. Every method is one transaction.
+Each role depends only on the protocols it uses: the group-commit writer on :class:`EventLog`,
+the learner on :class:`LearnerStore`, the job runner on :class:`Jobs`, export and import on
+:class:`LogArchive`, and so on. :class:`Store` is all of them, for the places that really need
+every part (opening a loop, the service that hands parts to its roles).
+
+Two implementations share one contract suite, a module per protocol (``tests/stores/``):
+:class:`bandit.memory.MemoryStore` and the SQLite store in ``stores/sqlite/``; a PostgreSQL
+store is not written yet. Every method is one transaction.
 """
 
 from __future__ import annotations
@@ -24,8 +29,12 @@ from bandit.events import (
 )
 
 
-class Store(Protocol):
-    """Durable decisions, rewards, joined events, models, checkpoint and settings."""
+class EventLog(Protocol):
+    """Decisions, rewards and activations as they arrive, and the joined events made of them.
+
+    The edge writes (group commit) and reads decisions back; the trainer joins due events and
+    reads joined ones in ``seq`` order.
+    """
 
     def write(self, batch: WriteBatch) -> WriteResult:
         """Commit a batch of decisions, rewards and activations in one transaction.
@@ -96,6 +105,18 @@ class Store(Protocol):
         """The highest ``seq`` appended so far (0 when none)."""
         ...
 
+    def counts(self, now: float) -> StoreCounts:
+        """Totals for metrics; ``pending_join`` counts active unjoined events due at ``now``."""
+        ...
+
+    def counted_rewards(self, event_ids: list[str]) -> dict[str, list[Reward]]:
+        """The non-late rewards of each event, in arrival order (events without any absent)."""
+        ...
+
+
+class LearnerState(Protocol):
+    """The learner's checkpoint: its model and cursor, saved together."""
+
     def load_checkpoint(self) -> Checkpoint | None:
         """The learner's last checkpoint."""
         ...
@@ -103,6 +124,10 @@ class Store(Protocol):
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Replace the learner's checkpoint (model and cursor together)."""
         ...
+
+
+class ModelRegistry(Protocol):
+    """Published serving models, numbered by version."""
 
     def publish_model(
         self,
@@ -129,6 +154,10 @@ class Store(Protocol):
         """Kept models, newest first (``data`` may be empty to save memory)."""
         ...
 
+
+class LoopSettings(Protocol):
+    """The loop's settings: service configuration, learning policy and small named values."""
+
     def load_config(self) -> ServiceConfiguration | None:
         """The stored service configuration."""
         ...
@@ -153,15 +182,9 @@ class Store(Protocol):
         """Set a small named value."""
         ...
 
-    def counts(self, now: float) -> StoreCounts:
-        """Totals for metrics; ``pending_join`` counts active unjoined events due at ``now``."""
-        ...
 
-    def close(self) -> None:
-        """Release connections."""
-        ...
-
-    # -- logs, retention and jobs (offline evaluation, export, import) ---------------------
+class LogArchive(Protocol):
+    """The logs as an archive: time windows of joined events, retention, imports."""
 
     def joined_between(
         self, start: float, end: float, after_seq: int, limit: int
@@ -185,10 +208,6 @@ class Store(Protocol):
         """
         ...
 
-    def counted_rewards(self, event_ids: list[str]) -> dict[str, list[Reward]]:
-        """The non-late rewards of each event, in arrival order (events without any absent)."""
-        ...
-
     def import_joined(self, events: list[JoinedEvent]) -> list[JoinedEvent]:
         """Store already-joined events from an external log (decision and outcome together).
 
@@ -196,6 +215,10 @@ class Store(Protocol):
         ``seq`` each was given (after every existing one), so the learner learns them next.
         """
         ...
+
+
+class Jobs(Protocol):
+    """Records of long-running jobs (offline evaluations, feature importances)."""
 
     def save_job(self, job: JobRecord) -> None:
         """Insert or replace a job record."""
@@ -211,4 +234,25 @@ class Store(Protocol):
 
     def delete_job(self, kind: str, job_id: str) -> bool:
         """Delete a job record; returns whether it existed."""
+        ...
+
+
+class LearnerStore(EventLog, LearnerState, ModelRegistry, Protocol):
+    """What the loop's learner uses: the joined events it learns, its checkpoint, and the
+    models it publishes (:class:`bandit.loop.Learner`, :class:`bandit.loop.Loop`)."""
+
+
+class WatchedLog(EventLog, ModelRegistry, Protocol):
+    """What the counterfactual watch reads: the joined events and the models that served them."""
+
+
+class JobStore(Jobs, LogArchive, Protocol):
+    """What offline jobs (evaluations, feature importances) use: their records and the logs."""
+
+
+class Store(EventLog, LearnerState, ModelRegistry, LoopSettings, LogArchive, Jobs, Protocol):
+    """Every part of a loop's durable state, and the connections behind it."""
+
+    def close(self) -> None:
+        """Release connections."""
         ...
