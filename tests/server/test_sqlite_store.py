@@ -1,6 +1,6 @@
 """What only the SQLite store has: a file, migrations, WAL, connections per thread, rollback.
 
-The behaviour it shares with every store is checked in ``tests/stores/test_store_contract.py``.
+The behaviour it shares with every store is checked by the contract suites in ``tests/stores/``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,41 @@
+"""The ``LoopSettings`` contract: configuration, policy and named values."""
+
+from __future__ import annotations
+
+from bandit.config import Aggregation, LearningMode, ServiceConfiguration
+from bandit.events import PolicySettings
+from bandit.store import LoopSettings
+
+
+def test_config_round_trips(store: LoopSettings) -> None:
+    assert store.load_config() is None
+    config = ServiceConfiguration(
+        reward_wait_time=5.5,
+        default_reward=-0.25,
+        reward_aggregation=Aggregation.SUM,
+        exploration_percentage=0.05,
+        model_export_frequency=61.0,
+        log_retention_days=-1,
+        learning_mode=LearningMode.APPRENTICE,
+        min_propensity=0.001,
+        model_retrain_days=0,
+        reward_min=-2.0,
+        reward_max=3.0,
+    )
+    store.save_config(config)
+    assert store.load_config() == config
+    store.save_config(ServiceConfiguration())
+    assert store.load_config() == ServiceConfiguration()
+
+
+def test_policy_and_meta_round_trip(store: LoopSettings) -> None:
+    assert store.load_policy() is None
+    store.save_policy(PolicySettings(name="vw", arguments="--cb_explore_adf --epsilon 0.2"))
+    store.save_policy(PolicySettings(name="vw", arguments="--cb_explore_adf -q ::"))
+    assert store.load_policy() == PolicySettings(name="vw", arguments="--cb_explore_adf -q ::")
+    assert store.get_meta("seed") is None
+    store.set_meta("seed", "42")
+    store.set_meta("seed", "43")
+    store.set_meta("ünïcode", "välue")
+    assert store.get_meta("seed") == "43"
+    assert store.get_meta("ünïcode") == "välue"
