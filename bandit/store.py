@@ -2,8 +2,9 @@
 
 Each role depends only on the protocols it uses: the group-commit writer on :class:`EventLog`,
 the learner on :class:`LearnerStore`, the job runner on :class:`Jobs`, export and import on
-:class:`LogArchive`, and so on. :class:`Store` is all of them, for the places that really need
-every part (opening a loop, the service that hands parts to its roles).
+:class:`LogArchive`, the trainer's lease on :class:`TrainerLease`, edges and the trainer on
+:class:`ControlChannel` to meet, and so on. :class:`Store` is all of them, for the places that
+really need every part (opening a loop, the service that hands parts to its roles).
 
 Two implementations share one contract suite, a module per protocol (``tests/stores/``):
 :class:`bandit.memory.MemoryStore` and the SQLite store in ``stores/sqlite/``; a PostgreSQL
@@ -17,9 +18,11 @@ from typing import Protocol
 from bandit.config import ServiceConfiguration
 from bandit.events import (
     Checkpoint,
+    Command,
     Decision,
     JobRecord,
     JoinedEvent,
+    Lease,
     ModelRecord,
     PolicySettings,
     Reward,
@@ -182,6 +185,15 @@ class LoopSettings(Protocol):
         """Set a small named value."""
         ...
 
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless the key exists; returns the value stored.
+
+        One transaction, so processes starting together on one store agree on values created
+        once (the loop seed, the signing key): whichever commits first wins, and every caller
+        gets its value back.
+        """
+        ...
+
 
 class LogArchive(Protocol):
     """The logs as an archive: time windows of joined events, retention, imports."""
@@ -237,6 +249,90 @@ class Jobs(Protocol):
         ...
 
 
+class TrainerLease(Protocol):
+    """The lease that makes one trainer per store: a holder and an expiry, compare-and-set.
+
+    Times are the callers' clocks (seconds since the epoch); holders that share a store must
+    share a clock within a small fraction of the ``ttl``.
+    """
+
+    def acquire_lease(self, holder: str, now: float, ttl: float) -> bool:
+        """Take the trainer lease for ``holder`` until ``now + ttl``, or renew it if ``holder``
+        holds it; False (nothing changed) while another holder's lease is unexpired at ``now``.
+
+        One transaction (a row with an expiry; compare-and-set). A lease expires at its
+        ``expires_at``: at ``now >= expires_at`` another holder may take it. A renewal keeps
+        the term's ``acquired_at``; taking a lease (a free or an expired one, even one's own)
+        starts a new term at ``now``.
+        """
+        ...
+
+    def release_lease(self, holder: str) -> None:
+        """Give the lease up if ``holder`` holds it (a standby may take it at once); else a
+        no-op."""
+        ...
+
+    def lease(self, now: float) -> Lease | None:
+        """The unexpired lease at ``now``, or None."""
+        ...
+
+
+class ControlChannel(Protocol):
+    """How edges and the trainer meet: a generation number and a queue of admin commands.
+
+    One sequence numbers both: every save an edge caches and every command submitted takes
+    the next generation, so ``generation()`` is at least every command's generation.
+    """
+
+    def generation(self) -> int:
+        """A number that grows whenever anything an edge caches changes: the configuration,
+        the policy, a published model, the guardrail state, the watch settings (each save of
+        these bumps it in the same transaction); and with each command submitted. Cheap: edges
+        poll it every period. 0 for a store where nothing was saved yet."""
+        ...
+
+    def submit_command(self, kind: str, payload: bytes, now: float) -> int:
+        """Queue a command (state ``pending``, submitted at ``now``); returns its generation."""
+        ...
+
+    def claim_command(self, generation: int, now: float) -> bool:
+        """``pending`` -> ``claimed``; False (nothing changed) if it was not pending (cancelled,
+        claimed already, finished, or unknown). One transaction, so of all callers across
+        processes exactly one claims a command."""
+        ...
+
+    def finish_command(
+        self,
+        generation: int,
+        *,
+        now: float,
+        result: bytes = b"",
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        """``claimed`` -> ``done`` (no ``error_code``) or ``failed`` (``error_code`` set), with
+        ``finished_at = now`` and the result and error given.
+
+        Raises:
+            ValueError: the command is not claimed (unknown, pending, or finished already);
+                nothing changed.
+        """
+        ...
+
+    def cancel_command(self, generation: int, now: float) -> bool:
+        """``pending`` -> ``cancelled`` (``finished_at = now``); False (nothing changed) if it
+        was no longer pending, or is unknown."""
+        ...
+
+    def get_command(self, generation: int) -> Command | None:
+        """A command by generation, in whatever state, or None."""
+        ...
+
+    def pending_commands(self, after: int, limit: int) -> list[Command]:
+        """Pending commands with generation > ``after``, oldest first, at most ``limit``."""
+        ...
+
+
 class LearnerStore(EventLog, LearnerState, ModelRegistry, Protocol):
     """What the loop's learner uses: the joined events it learns, its checkpoint, and the
     models it publishes (:class:`bandit.loop.Learner`, :class:`bandit.loop.Loop`)."""
@@ -250,7 +346,17 @@ class JobStore(Jobs, LogArchive, Protocol):
     """What offline jobs (evaluations, feature importances) use: their records and the logs."""
 
 
-class Store(EventLog, LearnerState, ModelRegistry, LoopSettings, LogArchive, Jobs, Protocol):
+class Store(
+    EventLog,
+    LearnerState,
+    ModelRegistry,
+    LoopSettings,
+    LogArchive,
+    Jobs,
+    TrainerLease,
+    ControlChannel,
+    Protocol,
+):
     """Every part of a loop's durable state, and the connections behind it."""
 
     def close(self) -> None:

@@ -114,3 +114,18 @@ def log_events(
     rewards = tuple(reward(d.event_id, d.timestamp + 1, 0.5) for d in decisions[::2])
     store.write(WriteBatch(rewards=rewards))
     return join_due(store, CONFIG, start + n * step + WAIT + GRACE + 1, 10_000)
+
+
+@pytest.fixture(params=["memory", "sqlite-two-files-open"])
+def views(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """Two handles on one store, as two processes see it: for SQLite two ``SQLiteStore``
+    instances on one file (connections of their own); for memory the one store twice."""
+    if request.param == "memory":
+        shared = MemoryStore()
+        yield shared, shared
+        return
+    first = SQLiteStore(tmp_path / "shared.db")
+    second = SQLiteStore(tmp_path / "shared.db")
+    yield first, second
+    second.close()
+    first.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bandit.config import Aggregation, LearningMode, ServiceConfiguration
 from bandit.events import PolicySettings
-from bandit.store import LoopSettings
+from bandit.store import LoopSettings, Store
 
 
 def test_config_round_trips(store: LoopSettings) -> None:
@@ -39,3 +39,20 @@ def test_policy_and_meta_round_trip(store: LoopSettings) -> None:
     store.set_meta("ünïcode", "välue")
     assert store.get_meta("seed") == "43"
     assert store.get_meta("ünïcode") == "välue"
+
+
+def test_set_meta_if_absent_keeps_the_first_value(store: LoopSettings) -> None:
+    assert store.set_meta_if_absent("seed", "42") == "42"
+    assert store.set_meta_if_absent("seed", "43") == "42"
+    assert store.get_meta("seed") == "42"
+    store.set_meta("key", "old")
+    assert store.set_meta_if_absent("key", "new") == "old"
+
+
+def test_processes_starting_together_agree_on_a_value_created_once(
+    views: tuple[Store, Store],
+) -> None:
+    first, second = views
+    assert first.set_meta_if_absent("signing_key", "from-first") == "from-first"
+    assert second.set_meta_if_absent("signing_key", "from-second") == "from-first"
+    assert second.get_meta("signing_key") == "from-first"
