@@ -253,3 +253,51 @@ class JobRecord:
     id: str
     created_at: float
     data: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The trainer lease: ``holder`` is the one trainer of a store until ``expires_at``.
+
+    Times are seconds since the epoch. ``acquired_at`` is when the holder's current term began
+    (renewals keep it).
+    """
+
+    holder: str
+    acquired_at: float
+    expires_at: float
+
+
+COMMAND_STATES = ("pending", "claimed", "done", "failed", "cancelled")
+"""A :class:`Command`'s states: ``pending`` until the trainer claims it (or it is cancelled),
+``claimed`` while the trainer carries it out, then ``done`` or ``failed``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An admin request (made through any edge) that the trainer carries out once.
+
+    Attributes:
+        generation: assigned by the store when the command is submitted; increasing, and from
+            the same sequence as the store's generation (so a command's number orders it among
+            the changes it may cause).
+        kind: what to do, for example ``"configure"``, ``"set_policy"``, ``"reset_model"``,
+            ``"import_model"``, ``"activate_model"``, ``"delete_logs"``.
+        payload: the request, opaque to the store (JSON, or model bytes).
+        submitted_at: seconds since the epoch.
+        state: one of :data:`COMMAND_STATES`.
+        finished_at: when it was done, failed or cancelled; None before.
+        result: what the trainer reports back, opaque to the store (JSON).
+        error_code, error_message: why it failed (``error_code`` is set exactly when ``state``
+            is ``"failed"``).
+    """
+
+    generation: int
+    kind: str
+    payload: bytes = field(repr=False)
+    submitted_at: float
+    state: str
+    finished_at: float | None = None
+    result: bytes = b""
+    error_code: str | None = None
+    error_message: str | None = None

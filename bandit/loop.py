@@ -2,7 +2,7 @@
 
 The same code serves the HTTP server (wall clock, SQLite store, group-commit writer)
 and the simulator (virtual clock, in-memory store). Time comes in as ``now`` (seconds since the
-epoch); storage as a :class:`bandit.store.Store`.
+epoch); storage as the store protocols it uses (:mod:`bandit.store`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from bandit.events import (
 from bandit.exploration import apply_caps
 from bandit.policy import Policy, PolicyFactory
 from bandit.sampling import sample
-from bandit.store import Store
+from bandit.store import EventLog, LearnerStore
 
 
 def exploration_budget(config: ServiceConfiguration, request: RankRequest) -> float:
@@ -118,7 +118,7 @@ def check_reward(value: object, config: ServiceConfiguration) -> float:
 
 
 def join_due(
-    store: Store,
+    store: EventLog,
     config: ServiceConfiguration,
     now: float,
     limit: int,
@@ -126,7 +126,7 @@ def join_due(
     raw_features: bool = False,
 ) -> list[JoinedEvent]:
     """Join every decision whose window closed (up to ``limit``); returns what was appended
-    (``raw_features``: as in :meth:`Store.due`)."""
+    (``raw_features``: as in :meth:`EventLog.due`)."""
     due = store.due(now, limit, raw_features=raw_features)
     if not due:
         return []
@@ -167,7 +167,7 @@ class Learner:
 
     def __init__(
         self,
-        store: Store,
+        store: LearnerStore,
         factory: PolicyFactory,
         *,
         now: float,
@@ -299,14 +299,14 @@ class Learner:
 class Loop:
     """The whole loop in one synchronous object: the simulator's and the tests' entry point.
 
-    The server runs the same pieces (:func:`decide`, :meth:`Store.write`, :class:`Learner`), with
+    The server runs the same pieces (:func:`decide`, :meth:`EventLog.write`, :class:`Learner`), with
     writes group-committed and the learner on its own thread.
     """
 
     def __init__(
         self,
         *,
-        store: Store,
+        store: LearnerStore,
         factory: PolicyFactory,
         config: ServiceConfiguration,
         seed: int,

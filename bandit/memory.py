@@ -1,18 +1,23 @@
-"""An in-memory :class:`bandit.store.Store` for the simulator and unit tests."""
+"""An in-memory :class:`bandit.store.Store` (every protocol of :mod:`bandit.store`) for the
+simulator and unit tests."""
 
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from bandit import join as rules
 from bandit.config import ServiceConfiguration
 from bandit.events import (
     ActivationOutcome,
     Checkpoint,
+    Command,
     Decision,
     JobRecord,
     JoinedEvent,
+    Lease,
     ModelRecord,
     PolicySettings,
     Reward,
@@ -47,6 +52,9 @@ class MemoryStore:
         self._config: ServiceConfiguration | None = None
         self._policy: PolicySettings | None = None
         self._meta: dict[str, str] = {}
+        self._generation = 0
+        self._lease: Lease | None = None
+        self._commands: dict[int, Command] = {}  # by generation, in submission order
         self._rewards = 0
         self._late = 0
         self._defaulted = 0
@@ -178,6 +186,7 @@ class MemoryStore:
             learned_count=learned_count,
             cursor=cursor,
         )
+        self._generation += 1
         self._next_version += 1
         self._models.append(record)
         del self._models[:-keep]
@@ -197,18 +206,23 @@ class MemoryStore:
 
     def save_config(self, config: ServiceConfiguration) -> None:
         self._config = config
+        self._generation += 1
 
     def load_policy(self) -> PolicySettings | None:
         return self._policy
 
     def save_policy(self, policy: PolicySettings) -> None:
         self._policy = policy
+        self._generation += 1
 
     def get_meta(self, key: str) -> str | None:
         return self._meta.get(key)
 
     def set_meta(self, key: str, value: str) -> None:
         self._meta[key] = value
+
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        return self._meta.setdefault(key, value)
 
     def counts(self, now: float) -> StoreCounts:
         due = [c for c, e in self._pending if c + rules.JOIN_GRACE <= now]
@@ -225,6 +239,80 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+    # -- trainer lease and control channel ---------------------------------------------------
+
+    def acquire_lease(self, holder: str, now: float, ttl: float) -> bool:
+        lease = self.lease(now)  # an expired lease is free to take
+        if lease is not None and lease.holder != holder:
+            return False
+        acquired_at = now if lease is None else lease.acquired_at
+        self._lease = Lease(holder=holder, acquired_at=acquired_at, expires_at=now + ttl)
+        return True
+
+    def release_lease(self, holder: str) -> None:
+        if self._lease is not None and self._lease.holder == holder:
+            self._lease = None
+
+    def lease(self, now: float) -> Lease | None:
+        lease = self._lease
+        return lease if lease is not None and lease.expires_at > now else None
+
+    def generation(self) -> int:
+        return self._generation
+
+    def submit_command(self, kind: str, payload: bytes, now: float) -> int:
+        self._generation += 1
+        self._commands[self._generation] = Command(
+            generation=self._generation,
+            kind=kind,
+            payload=payload,
+            submitted_at=now,
+            state="pending",
+        )
+        return self._generation
+
+    def claim_command(self, generation: int, now: float) -> bool:
+        return self._move(generation, "pending", state="claimed")
+
+    def finish_command(
+        self,
+        generation: int,
+        *,
+        now: float,
+        result: bytes = b"",
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        finished = self._move(
+            generation,
+            "claimed",
+            state="done" if error_code is None else "failed",
+            finished_at=now,
+            result=result,
+            error_code=error_code,
+            error_message=error_message,
+        )
+        if not finished:
+            raise ValueError(f"command {generation} is not claimed")
+
+    def cancel_command(self, generation: int, now: float) -> bool:
+        return self._move(generation, "pending", state="cancelled", finished_at=now)
+
+    def _move(self, generation: int, source: str, **changes: Any) -> bool:
+        """Apply ``changes`` to the command if it is in state ``source``; whether it was."""
+        command = self._commands.get(generation)
+        if command is None or command.state != source:
+            return False
+        self._commands[generation] = replace(command, **changes)
+        return True
+
+    def get_command(self, generation: int) -> Command | None:
+        return self._commands.get(generation)
+
+    def pending_commands(self, after: int, limit: int) -> list[Command]:
+        pending = (c for g, c in self._commands.items() if g > after and c.state == "pending")
+        return list(itertools.islice(pending, max(limit, 0)))
 
     # -- logs, retention and jobs ------------------------------------------------------------
 

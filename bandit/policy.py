@@ -27,7 +27,7 @@ class Policy(Protocol):
     def learn_one(self, event: JoinedEvent) -> None:
         """Update from one joined event (the chosen action, its propensity and reward).
 
-        The learner reads events with ``raw_features`` (:meth:`bandit.store.Store.due`): their
+        The learner reads events with ``raw_features`` (:meth:`bandit.store.EventLog.due`): their
         feature values may still be encoded JSON, which only msgspec can write back out.
         """
         ...

@@ -1,8 +1,14 @@
-"""The ``Store`` protocol: durable state of one loop.
+"""The store protocols: durable state of one loop, split by the role that uses it (DESIGN §4).
 
-Two implementations share one contract test suite (``tests/test_store_contract.py``):
-:class:`bandit.memory.MemoryStore` and the SQLite store in ``server/``; a PostgreSQL store is not
-written yet. Every method is one transaction.
+Each role depends only on the protocols it uses: the group-commit writer on :class:`EventLog`,
+the learner on :class:`LearnerStore`, the job runner on :class:`Jobs`, export and import on
+:class:`LogArchive`, the trainer's lease on :class:`TrainerLease`, edges and the trainer on
+:class:`ControlChannel` to meet, and so on. :class:`Store` is all of them, for the places that
+really need every part (opening a loop, the service that hands parts to its roles).
+
+Two implementations share one contract suite, a module per protocol (``tests/stores/``):
+:class:`bandit.memory.MemoryStore` and the SQLite store in ``stores/sqlite/``; a PostgreSQL
+store is not written yet. Every method is one transaction.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from typing import Protocol
 from bandit.config import ServiceConfiguration
 from bandit.events import (
     Checkpoint,
+    Command,
     Decision,
     JobRecord,
     JoinedEvent,
+    Lease,
     ModelRecord,
     PolicySettings,
     Reward,
@@ -24,8 +32,12 @@ from bandit.events import (
 )
 
 
-class Store(Protocol):
-    """Durable decisions, rewards, joined events, models, checkpoint and settings."""
+class EventLog(Protocol):
+    """Decisions, rewards and activations as they arrive, and the joined events made of them.
+
+    The edge writes (group commit) and reads decisions back; the trainer joins due events and
+    reads joined ones in ``seq`` order.
+    """
 
     def write(self, batch: WriteBatch) -> WriteResult:
         """Commit a batch of decisions, rewards and activations in one transaction.
@@ -96,6 +108,18 @@ class Store(Protocol):
         """The highest ``seq`` appended so far (0 when none)."""
         ...
 
+    def counts(self, now: float) -> StoreCounts:
+        """Totals for metrics; ``pending_join`` counts active unjoined events due at ``now``."""
+        ...
+
+    def counted_rewards(self, event_ids: list[str]) -> dict[str, list[Reward]]:
+        """The non-late rewards of each event, in arrival order (events without any absent)."""
+        ...
+
+
+class LearnerState(Protocol):
+    """The learner's checkpoint: its model and cursor, saved together."""
+
     def load_checkpoint(self) -> Checkpoint | None:
         """The learner's last checkpoint."""
         ...
@@ -103,6 +127,10 @@ class Store(Protocol):
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Replace the learner's checkpoint (model and cursor together)."""
         ...
+
+
+class ModelRegistry(Protocol):
+    """Published serving models, numbered by version."""
 
     def publish_model(
         self,
@@ -129,6 +157,10 @@ class Store(Protocol):
         """Kept models, newest first (``data`` may be empty to save memory)."""
         ...
 
+
+class LoopSettings(Protocol):
+    """The loop's settings: service configuration, learning policy and small named values."""
+
     def load_config(self) -> ServiceConfiguration | None:
         """The stored service configuration."""
         ...
@@ -153,15 +185,18 @@ class Store(Protocol):
         """Set a small named value."""
         ...
 
-    def counts(self, now: float) -> StoreCounts:
-        """Totals for metrics; ``pending_join`` counts active unjoined events due at ``now``."""
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless the key exists; returns the value stored.
+
+        One transaction, so processes starting together on one store agree on values created
+        once (the loop seed, the signing key): whichever commits first wins, and every caller
+        gets its value back.
+        """
         ...
 
-    def close(self) -> None:
-        """Release connections."""
-        ...
 
-    # -- logs, retention and jobs (offline evaluation, export, import) ---------------------
+class LogArchive(Protocol):
+    """The logs as an archive: time windows of joined events, retention, imports."""
 
     def joined_between(
         self, start: float, end: float, after_seq: int, limit: int
@@ -185,10 +220,6 @@ class Store(Protocol):
         """
         ...
 
-    def counted_rewards(self, event_ids: list[str]) -> dict[str, list[Reward]]:
-        """The non-late rewards of each event, in arrival order (events without any absent)."""
-        ...
-
     def import_joined(self, events: list[JoinedEvent]) -> list[JoinedEvent]:
         """Store already-joined events from an external log (decision and outcome together).
 
@@ -196,6 +227,10 @@ class Store(Protocol):
         ``seq`` each was given (after every existing one), so the learner learns them next.
         """
         ...
+
+
+class Jobs(Protocol):
+    """Records of long-running jobs (offline evaluations, feature importances)."""
 
     def save_job(self, job: JobRecord) -> None:
         """Insert or replace a job record."""
@@ -211,4 +246,119 @@ class Store(Protocol):
 
     def delete_job(self, kind: str, job_id: str) -> bool:
         """Delete a job record; returns whether it existed."""
+        ...
+
+
+class TrainerLease(Protocol):
+    """The lease that makes one trainer per store: a holder and an expiry, compare-and-set.
+
+    Times are the callers' clocks (seconds since the epoch); holders that share a store must
+    share a clock within a small fraction of the ``ttl``.
+    """
+
+    def acquire_lease(self, holder: str, now: float, ttl: float) -> bool:
+        """Take the trainer lease for ``holder`` until ``now + ttl``, or renew it if ``holder``
+        holds it; False (nothing changed) while another holder's lease is unexpired at ``now``.
+
+        One transaction (a row with an expiry; compare-and-set). A lease expires at its
+        ``expires_at``: at ``now >= expires_at`` another holder may take it. A renewal keeps
+        the term's ``acquired_at``; taking a lease (a free or an expired one, even one's own)
+        starts a new term at ``now``.
+        """
+        ...
+
+    def release_lease(self, holder: str) -> None:
+        """Give the lease up if ``holder`` holds it (a standby may take it at once); else a
+        no-op."""
+        ...
+
+    def lease(self, now: float) -> Lease | None:
+        """The unexpired lease at ``now``, or None."""
+        ...
+
+
+class ControlChannel(Protocol):
+    """How edges and the trainer meet: a generation number and a queue of admin commands.
+
+    One sequence numbers both: every save an edge caches and every command submitted takes
+    the next generation, so ``generation()`` is at least every command's generation.
+    """
+
+    def generation(self) -> int:
+        """A number that grows whenever anything an edge caches changes: the configuration,
+        the policy, a published model, the guardrail state, the watch settings (each save of
+        these bumps it in the same transaction); and with each command submitted. Cheap: edges
+        poll it every period. 0 for a store where nothing was saved yet."""
+        ...
+
+    def submit_command(self, kind: str, payload: bytes, now: float) -> int:
+        """Queue a command (state ``pending``, submitted at ``now``); returns its generation."""
+        ...
+
+    def claim_command(self, generation: int, now: float) -> bool:
+        """``pending`` -> ``claimed``; False (nothing changed) if it was not pending (cancelled,
+        claimed already, finished, or unknown). One transaction, so of all callers across
+        processes exactly one claims a command."""
+        ...
+
+    def finish_command(
+        self,
+        generation: int,
+        *,
+        now: float,
+        result: bytes = b"",
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        """``claimed`` -> ``done`` (no ``error_code``) or ``failed`` (``error_code`` set), with
+        ``finished_at = now`` and the result and error given.
+
+        Raises:
+            ValueError: the command is not claimed (unknown, pending, or finished already);
+                nothing changed.
+        """
+        ...
+
+    def cancel_command(self, generation: int, now: float) -> bool:
+        """``pending`` -> ``cancelled`` (``finished_at = now``); False (nothing changed) if it
+        was no longer pending, or is unknown."""
+        ...
+
+    def get_command(self, generation: int) -> Command | None:
+        """A command by generation, in whatever state, or None."""
+        ...
+
+    def pending_commands(self, after: int, limit: int) -> list[Command]:
+        """Pending commands with generation > ``after``, oldest first, at most ``limit``."""
+        ...
+
+
+class LearnerStore(EventLog, LearnerState, ModelRegistry, Protocol):
+    """What the loop's learner uses: the joined events it learns, its checkpoint, and the
+    models it publishes (:class:`bandit.loop.Learner`, :class:`bandit.loop.Loop`)."""
+
+
+class WatchedLog(EventLog, ModelRegistry, Protocol):
+    """What the counterfactual watch reads: the joined events and the models that served them."""
+
+
+class JobStore(Jobs, LogArchive, Protocol):
+    """What offline jobs (evaluations, feature importances) use: their records and the logs."""
+
+
+class Store(
+    EventLog,
+    LearnerState,
+    ModelRegistry,
+    LoopSettings,
+    LogArchive,
+    Jobs,
+    TrainerLease,
+    ControlChannel,
+    Protocol,
+):
+    """Every part of a loop's durable state, and the connections behind it."""
+
+    def close(self) -> None:
+        """Release connections."""
         ...

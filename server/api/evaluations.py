@@ -29,6 +29,7 @@ from bandit.errors import (
 )
 from bandit.evaluation import Candidate, PolicySource, best, evaluate, optimization_grid
 from bandit.events import JobRecord, PolicySettings
+from bandit.store import JobStore
 from policies import BaselinePolicy, UniformPolicy, make_factory, validate_arguments
 from server.api import contracts as c
 from server.api import evaluation_wire as wire
@@ -70,7 +71,7 @@ class Evaluations:
 
     def __init__(self, control: LoopControl, jobs: JobRunner) -> None:
         self.control = control
-        self.store = control.service.store
+        self.store: JobStore = control.service.store
         self.jobs = jobs
         jobs.recover(wire.KIND, self._fail_interrupted)
 

@@ -25,6 +25,7 @@ from bandit.errors import (
 from bandit.evaluation import Candidate, PolicySource
 from bandit.events import JobRecord, JoinedEvent
 from bandit.importance import importance, namespaces
+from bandit.store import JobStore
 from policies import make_factory
 from server.api import contracts as c
 from server.api.base import json_response
@@ -67,7 +68,7 @@ class FeatureImportances:
 
     def __init__(self, control: LoopControl, jobs: JobRunner) -> None:
         self.control = control
-        self.store = control.service.store
+        self.store: JobStore = control.service.store
         self.jobs = jobs
         jobs.recover(KIND, self._fail_interrupted)
 

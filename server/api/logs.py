@@ -21,7 +21,7 @@ from bandit.config import LearningMode
 from bandit.dsjson import joined_object, logged_to_joined, parse_logged
 from bandit.errors import InvalidExportLogsRequest
 from bandit.events import JoinedEvent
-from bandit.store import Store
+from bandit.store import LogArchive, Store
 from server.api import contracts as c
 from server.api.base import SERVICE
 from server.api.evaluations import parse_time
@@ -39,7 +39,7 @@ def log_line(event: JoinedEvent) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-def pages(store: Store, start: float, end: float) -> Iterator[list[JoinedEvent]]:
+def pages(store: LogArchive, start: float, end: float) -> Iterator[list[JoinedEvent]]:
     """The joined events decided in ``[start, end)`` in log order, a page at a time."""
     after = 0
     while True:
@@ -105,7 +105,7 @@ def add_log_routes(app: web.Application) -> None:
 # -- command line --------------------------------------------------------------------------------
 
 
-def write_logs(store: Store, out: TextIO, start: float, end: float) -> int:
+def write_logs(store: LogArchive, out: TextIO, start: float, end: float) -> int:
     """Write the window's joined events as DSJSON lines; returns how many."""
     count = 0
     for page in pages(store, start, end):
@@ -130,7 +130,7 @@ def read_logs(lines: Iterable[str], mode: LearningMode) -> Iterator[JoinedEvent]
         yield replace(event, decision=replace(event.decision, learning_mode=mode))
 
 
-def import_logs(store: Store, lines: Iterable[str], mode: LearningMode) -> tuple[int, int]:
+def import_logs(store: LogArchive, lines: Iterable[str], mode: LearningMode) -> tuple[int, int]:
     """Store DSJSON lines as joined events; returns (imported, skipped as already stored)."""
     imported = skipped = 0
     batch: list[JoinedEvent] = []

@@ -71,10 +71,7 @@ class Service:
         if policy is None:
             policy = PolicySettings(name="default", arguments=DEFAULT_ARGUMENTS)
             store.save_policy(policy)
-        seed_text = store.get_meta(SEED_KEY)
-        if seed_text is None:
-            seed_text = str(secrets.randbits(62))
-            store.set_meta(SEED_KEY, seed_text)
+        seed_text = store.set_meta_if_absent(SEED_KEY, str(secrets.randbits(62)))
         self.seed = int(seed_text)
         self.config = config
         self.policy_settings = policy

@@ -9,11 +9,11 @@ server CPU per rank and per reward (A/B runs on one core: rank 213 -> 191 µs, r
 108 -> 95 µs).
 
 It commits on the event loop itself when no other writer holds the store's write lock
-(:meth:`Store.try_write`): a batch's transaction costs less than handing it to a thread and
+(:meth:`EventLog.try_write`): a batch's transaction costs less than handing it to a thread and
 back (rank and reward throughput at 32 connections on one core rose by about 5%). When the lock
 is taken (the learner's append, a WAL restart, another process) the batch goes to a dedicated
-thread (:meth:`Store.write`), so the event loop never waits for a lock. A sync task then makes
-committed batches durable with :meth:`Store.sync` (an fsync of SQLite's WAL) on a second
+thread (:meth:`EventLog.write`), so the event loop never waits for a lock. A sync task then makes
+committed batches durable with :meth:`EventLog.sync` (an fsync of SQLite's WAL) on a second
 thread, covering every batch committed before it started, and only then resolves their
 futures. So batch N+1's transaction runs while batch N's fsync is in flight. Under load batches
 grow by themselves; when idle a request commits alone, after that one pass of the event loop.
@@ -41,7 +41,7 @@ from bandit.events import (
     WriteBatch,
     WriteResult,
 )
-from bandit.store import Store
+from bandit.store import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class GroupCommitWriter:
 
     def __init__(
         self,
-        store: Store,
+        store: EventLog,
         *,
         max_batch: int = 1024,
         observer: BatchObserver | None = None,

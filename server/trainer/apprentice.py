@@ -25,7 +25,7 @@ from bandit.dsjson import iso_time
 from bandit.events import JoinedEvent
 from bandit.graduation import ApprenticeEvaluation, ApprenticeValue, graduates
 from bandit.policy import Policy
-from bandit.store import Store
+from bandit.store import LoopSettings
 
 META_KEY = "apprentice_metrics"
 
@@ -33,7 +33,7 @@ META_KEY = "apprentice_metrics"
 class ApprenticeTracker:
     """Thread-safe apprentice counters, persisted in the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: LoopSettings) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._batch = ImitationCounts()

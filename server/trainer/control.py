@@ -67,13 +67,11 @@ class LoopControl:
         store = service.store
         self.apprentice = ApprenticeTracker(store)
         service.learner.observer = self.apprentice.observe
-        key = service.settings.model_signing_key or store.get_meta(SIGNING_KEY)
-        if not key:
-            key = secrets.token_hex(32)
-            store.set_meta(SIGNING_KEY, key)
+        key = service.settings.model_signing_key or store.set_meta_if_absent(
+            SIGNING_KEY, secrets.token_hex(32)
+        )
         self.signing_key = key.encode()
-        if store.get_meta(MODEL_CREATED_KEY) is None:
-            store.set_meta(MODEL_CREATED_KEY, repr(service.serving.created_at))
+        store.set_meta_if_absent(MODEL_CREATED_KEY, repr(service.serving.created_at))
         if service.config.learning_mode is LearningMode.APPRENTICE and not self.apprentice.metrics:
             self.apprentice.start(service.clock())
         self._lock = asyncio.Lock()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from bandit.events import JobRecord, JoinedEvent
-from bandit.store import Store
+from bandit.store import Jobs, LogArchive
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ Work = Callable[[StopCheck], None]
 _PAGE = 512
 
 
-def logged_events(store: Store, start: float, end: float) -> Iterator[JoinedEvent]:
+def logged_events(store: LogArchive, start: float, end: float) -> Iterator[JoinedEvent]:
     """Every joined event decided in ``[start, end)``, in log order, paged from the store."""
     after = 0
     while True:
@@ -40,7 +40,7 @@ def logged_events(store: Store, start: float, end: float) -> Iterator[JoinedEven
 class JobRunner:
     """Runs jobs one at a time on a worker thread; each can be stopped by key."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Jobs) -> None:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banditd-jobs")
         self._lock = threading.Lock()

@@ -25,6 +25,7 @@ from bandit.exploration import apply_caps
 from bandit.guardrail import Guardrail, GuardrailState, Transition
 from bandit.policy import Policy
 from bandit.sequential import Moments
+from bandit.store import WatchedLog
 from bandit.watch import BASELINE, POLICY, Segment, Watch, WatchSnapshot, observe, summarize
 from policies import make_factory
 from server.serving.service import Service
@@ -121,7 +122,7 @@ class Watcher:
         history_known: bool = True,
     ) -> None:
         self.service = service
-        self.store = service.store
+        self.store: WatchedLog = service.store
         self.settings = settings
         self.watch = Watch(settings.watch)
         self.guardrail = guardrail

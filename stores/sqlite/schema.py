@@ -21,6 +21,8 @@ Tables:
   checkpoint's ``retrain_*`` columns hold a pending retrain (version 4).
 * ``meta``: small named values.
 * ``jobs``: offline evaluations and feature-importance jobs, a JSON document each (version 2).
+* ``lease``, ``commands``, ``generation``: the trainer lease, the admin commands the trainer
+  carries out, and the number edges poll to see that something they cache changed (version 5).
 
 ``counters`` holds the totals of :class:`bandit.events.StoreCounts`, kept by triggers in the
 inserting transaction, so ``/metrics`` never counts a whole table.
@@ -251,10 +253,74 @@ def add_pending_retrain(db: Database) -> None:
         db.execute(f"ALTER TABLE checkpoint ADD COLUMN {column} {kind}")
 
 
+_LEASE_COMMANDS_GENERATION = (
+    """
+    CREATE TABLE lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE commands (
+        generation INTEGER PRIMARY KEY NOT NULL,
+        kind TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        submitted_at REAL NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('pending', 'claimed', 'done', 'failed', 'cancelled')),
+        finished_at REAL,
+        result BLOB NOT NULL DEFAULT x'',
+        error_code TEXT,
+        error_message TEXT
+    )
+    """,
+    "CREATE INDEX commands_pending ON commands (generation) WHERE state = 'pending'",
+    """
+    CREATE TABLE generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        value INTEGER NOT NULL
+    )
+    """,
+    "INSERT INTO generation (id, value) VALUES (1, 0)",
+    *(
+        f"""
+        CREATE TRIGGER {table}_{event}_announced AFTER {event.upper()} ON {table} BEGIN
+            UPDATE generation SET value = value + 1 WHERE id = 1;
+        END
+        """
+        for table, event in (
+            ("models", "insert"),
+            ("config", "insert"),
+            ("config", "update"),
+            ("policy", "insert"),
+            ("policy", "update"),
+        )
+    ),
+)
+
+
+def add_lease_commands_and_generation(db: Database) -> None:
+    """Version 5: what lets edges and a trainer share one file (:class:`bandit.store.TrainerLease`,
+    :class:`bandit.store.ControlChannel`).
+
+    * ``lease``: at most one row, the trainer's, with its expiry; taken by compare-and-set.
+    * ``commands``: admin requests for the trainer, numbered by generation; the partial index
+      ``commands_pending`` finds the ones still waiting.
+    * ``generation``: one row, bumped by triggers in the transaction of every save an edge
+      caches (a published model, the configuration, the policy) and taken by each command
+      submitted, so a poll of one row tells an edge whether to read anything again.
+    """
+    for statement in _LEASE_COMMANDS_GENERATION:
+        db.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     create_initial_schema,
     add_jobs_and_log_deletion,
     add_pending_table,
     add_pending_retrain,
+    add_lease_commands_and_generation,
 )
 """Applied in order; a file's ``PRAGMA user_version`` counts how many it has."""

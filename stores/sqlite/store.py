@@ -28,9 +28,11 @@ from bandit import join as rules
 from bandit.config import ServiceConfiguration
 from bandit.events import (
     Checkpoint,
+    Command,
     Decision,
     JobRecord,
     JoinedEvent,
+    Lease,
     ModelRecord,
     PolicySettings,
     Reward,
@@ -38,8 +40,8 @@ from bandit.events import (
     WriteBatch,
     WriteResult,
 )
+from stores.sqlite import coordination, rows
 from stores.sqlite import logs as logs
-from stores.sqlite import rows
 from stores.sqlite import writes as writes
 from stores.sqlite.connection import (
     DEFAULT_LOCK_TIMEOUT,
@@ -275,6 +277,11 @@ class SQLiteStore(SQLiteConnections):
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
 
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", [key, value])
+            return str(select(db, "SELECT value FROM meta WHERE key = ?", [key])[0]["value"])
+
     def counts(self, now: float) -> StoreCounts:
         with self._read() as db:
             totals = select(db, "SELECT * FROM counters WHERE id = 1")[0]
@@ -293,6 +300,71 @@ class SQLiteStore(SQLiteConnections):
             pending_join=pending["n"],
             oldest_pending_close_at=pending["oldest"],
         )
+
+    # -- trainer lease and control channel (SQL in stores.sqlite.coordination) -----------------
+
+    def acquire_lease(self, holder: str, now: float, ttl: float) -> bool:
+        with self._write() as db:
+            return coordination.acquire_lease(db, holder, now, ttl)
+
+    def release_lease(self, holder: str) -> None:
+        with self._write() as db:
+            coordination.release_lease(db, holder)
+
+    def lease(self, now: float) -> Lease | None:
+        with self._use() as db:
+            return coordination.lease(db, now)
+
+    def generation(self) -> int:
+        with self._use() as db:
+            return coordination.generation(db)
+
+    def submit_command(self, kind: str, payload: bytes, now: float) -> int:
+        with self._write() as db:
+            return coordination.submit_command(db, kind, payload, now)
+
+    def claim_command(self, generation: int, now: float) -> bool:
+        with self._write() as db:
+            return coordination.move_command(db, generation, source="pending", target="claimed")
+
+    def finish_command(
+        self,
+        generation: int,
+        *,
+        now: float,
+        result: bytes = b"",
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        with self._write() as db:
+            finished = coordination.move_command(
+                db,
+                generation,
+                source="claimed",
+                target="done" if error_code is None else "failed",
+                finished_at=now,
+                result=result,
+                error_code=error_code,
+                error_message=error_message,
+            )
+        if not finished:
+            raise ValueError(f"command {generation} is not claimed")
+
+    def cancel_command(self, generation: int, now: float) -> bool:
+        with self._write() as db:
+            return coordination.move_command(
+                db, generation, source="pending", target="cancelled", finished_at=now
+            )
+
+    def get_command(self, generation: int) -> Command | None:
+        with self._use() as db:
+            return coordination.get_command(db, generation)
+
+    def pending_commands(self, after: int, limit: int) -> list[Command]:
+        if limit <= 0:
+            return []
+        with self._use() as db:
+            return coordination.pending_commands(db, after, limit)
 
     # -- logs, retention and jobs (SQL in stores.sqlite.logs) ----------------------------------
 

@@ -1,6 +1,6 @@
 """What only the SQLite store has: a file, migrations, WAL, connections per thread, rollback.
 
-The behaviour it shares with every store is checked in ``tests/test_store_contract.py``.
+The behaviour it shares with every store is checked by the contract suites in ``tests/stores/``.
 """
 
 from __future__ import annotations
@@ -522,6 +522,96 @@ def test_two_processes_share_one_file(store: SQLiteStore, path: Path) -> None:
     assert child.wait(timeout=60) == 0
     assert store.counts(T0).decisions == 200
     assert store.get_decision("proc-99") == decision("proc-99")
+
+
+_LEASE_AND_CLAIMS = """
+import sys
+from stores.sqlite.store import SQLiteStore
+store = SQLiteStore(sys.argv[1])
+now = float(sys.argv[2])
+took = store.acquire_lease("child", now, 10.0)
+claimed = [g for g in range(1, 21) if store.claim_command(g, now)]
+print(took, store.generation(), len(claimed))
+store.close()
+"""
+
+
+def test_another_process_sees_the_lease_the_commands_and_the_generation(
+    store: SQLiteStore, path: Path
+) -> None:
+    def child(now: float) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", _LEASE_AND_CLAIMS, str(path), repr(now)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return out.stdout.split()
+
+    assert store.acquire_lease("parent", T0, 10.0)
+    numbers = [store.submit_command("reset_model", b"{}", T0) for _ in range(20)]
+    assert numbers == list(range(1, 21))
+    assert [c.generation for c in store.pending_commands(0, 100)] == numbers
+    claimed_here = [g for g in numbers[::2] if store.claim_command(g, T0)]
+    assert child(T0 + 9.999) == ["False", "20", "10"]  # the other ten
+    assert store.pending_commands(0, 100) == []
+    assert not any(store.claim_command(g, T0) for g in numbers)
+    assert len(claimed_here) == 10
+    assert child(T0 + 10.0) == ["True", "20", "0"]
+    lease = store.lease(T0 + 10.0)
+    assert lease is not None and lease.holder == "child"
+
+
+def test_two_instances_racing_claim_each_command_and_take_the_lease_once(path: Path) -> None:
+    stores = [SQLiteStore(path), SQLiteStore(path)]
+    try:
+        numbers = [stores[0].submit_command("configure", b"{}", T0) for _ in range(50)]
+        claims: list[tuple[str, int]] = []
+        leases: list[str] = []
+        start = threading.Barrier(4)
+
+        def race(name: str, store: SQLiteStore) -> None:
+            start.wait(timeout=30)
+            if store.acquire_lease(name, T0, 10.0):
+                leases.append(name)
+            claims.extend((name, g) for g in numbers if store.claim_command(g, T0))
+
+        threads = [threading.Thread(target=race, args=(f"t{i}", stores[i % 2])) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(g for _, g in claims) == numbers
+        assert len(leases) == 1
+        assert stores[1].lease(T0) is not None
+        assert stores[1].lease(T0).holder == leases[0]  # type: ignore[union-attr]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_version_4_file_keeps_its_settings_and_starts_at_generation_0(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS[:4])
+        old = SQLiteStore(path)
+        old.save_config(ServiceConfiguration(reward_wait_time=5.0))
+        old.set_meta("seed", "7")
+        old.close()
+    store = SQLiteStore(path)
+    try:
+        assert inspect(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+        assert store.load_config() == ServiceConfiguration(reward_wait_time=5.0)
+        assert store.set_meta_if_absent("seed", "8") == "7"
+        assert store.generation() == 0
+        assert store.lease(T0) is None and store.pending_commands(0, 10) == []
+        store.save_config(ServiceConfiguration())
+        assert store.generation() == 1
+    finally:
+        store.close()
 
 
 # -- round trips ------------------------------------------------------------------------

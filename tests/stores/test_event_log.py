@@ -1,121 +1,37 @@
-"""The ``Store`` contract: every implementation runs the same checks (DESIGN §4).
-
-``MemoryStore``'s behaviour is the specification; the SQLite store must match it call for call.
-"""
+"""The ``EventLog`` contract: decisions, rewards, activations, due events and joined events."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit import join as rules
-from bandit.config import Aggregation, LearningMode, ServiceConfiguration
-from bandit.events import (
-    Action,
-    Activation,
-    ActivationOutcome,
-    Checkpoint,
-    Decision,
-    JoinedEvent,
-    PendingRetrain,
-    PolicySettings,
-    RankRequest,
-    Reward,
-    RewardOutcome,
-    WriteBatch,
-    WriteResult,
-)
+from bandit.config import Aggregation
+from bandit.events import Activation, ActivationOutcome, RewardOutcome, WriteBatch, WriteResult
 from bandit.loop import join_due
 from bandit.memory import MemoryStore
-from bandit.store import Store
+from bandit.store import EventLog, Store
 from stores.sqlite import writes as sqlite_writes
 from stores.sqlite.store import SQLiteStore
-
-T0 = 1_000.0
-WAIT = 10.0
-GRACE = rules.JOIN_GRACE
-CONFIG = ServiceConfiguration(reward_wait_time=WAIT)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "b.db")
-    yield made
-    made.close()
-
-
-def rank_request(event_id: str, *, defer: bool = False) -> RankRequest:
-    return RankRequest(
-        event_id=event_id,
-        context_features=({"user": {"age": 31, "tags": ["a", "b"]}}, {"weekday": True}),
-        actions=(
-            Action(id="news", features=({"topic": "politics", "len": 0.25},)),
-            Action(id="sports", features=({"topic": "football"}, {"teams": [1, 2.5]})),
-            Action(id="music"),
-        ),
-        excluded_action_ids=("music",),
-        defer_activation=defer,
-        max_exploration=0.1,
-    )
-
-
-def decision(
-    event_id: str,
-    *,
-    at: float = T0,
-    defer: bool = False,
-    chosen: int = 0,
-    pmf: tuple[float, ...] = (0.95, 0.05, 0.0),
-) -> Decision:
-    active = not defer
-    return Decision(
-        event_id=event_id,
-        timestamp=at,
-        request=rank_request(event_id, defer=defer),
-        pmf=pmf,
-        chosen_index=chosen,
-        greedy_index=0,
-        model_version=3,
-        learning_mode=LearningMode.ONLINE,
-        active=active,
-        activated_at=at if active else None,
-        close_at=rules.close_at(at, WAIT) if active else None,
-    )
-
-
-def reward(event_id: str, at: float, value: float = 1.0, key: str | None = None) -> Reward:
-    return Reward(event_id=event_id, value=value, received_at=at, request_key=key)
-
-
-def write(
-    store: Store,
-    *decisions: Decision,
-    rewards: tuple[Reward, ...] = (),
-    activations: tuple[Activation, ...] = (),
-) -> WriteResult:
-    return store.write(WriteBatch(decisions=decisions, rewards=rewards, activations=activations))
-
-
-def joined(d: Decision, value: float = 1.0, *, defaulted: bool = False) -> JoinedEvent:
-    return JoinedEvent(
-        decision=d,
-        reward=value,
-        reward_count=0 if defaulted else 1,
-        defaulted=defaulted,
-        joined_at=T0 + 100,
-    )
-
+from tests.stores.conftest import (
+    CONFIG,
+    GRACE,
+    T0,
+    WAIT,
+    decision,
+    joined,
+    log_events,
+    reward,
+    write,
+)
 
 # -- decisions ----------------------------------------------------------------------------
 
 
-def test_written_decision_reads_back_equal(store: Store) -> None:
+def test_written_decision_reads_back_equal(store: EventLog) -> None:
     d = decision("e1", chosen=1)
     result = write(store, d)
     assert result.decisions == (d,)
@@ -124,7 +40,7 @@ def test_written_decision_reads_back_equal(store: Store) -> None:
     assert store.get_decision("missing") is None
 
 
-def test_try_write_without_other_writers_commits_as_write_does(store: Store) -> None:
+def test_try_write_without_other_writers_commits_as_write_does(store: EventLog) -> None:
     d = decision("e1")
     result = store.try_write(
         WriteBatch(decisions=(d, decision("e1", at=T0 + 1)), rewards=(reward("e1", T0 + 1),))
@@ -135,7 +51,7 @@ def test_try_write_without_other_writers_commits_as_write_does(store: Store) -> 
     assert store.counts(T0).rewards == 1
 
 
-def test_repeated_event_id_returns_the_stored_decision(store: Store) -> None:
+def test_repeated_event_id_returns_the_stored_decision(store: EventLog) -> None:
     first = decision("e1", pmf=(0.9, 0.1, 0.0))
     second = decision("e1", at=T0 + 5, pmf=(0.5, 0.5, 0.0), chosen=1)
     assert write(store, first).decisions == (first,)
@@ -144,12 +60,12 @@ def test_repeated_event_id_returns_the_stored_decision(store: Store) -> None:
     assert store.counts(T0).decisions == 1
 
 
-def test_repeated_event_id_within_one_batch_returns_the_first(store: Store) -> None:
+def test_repeated_event_id_within_one_batch_returns_the_first(store: EventLog) -> None:
     first, second = decision("e1"), decision("e1", at=T0 + 1)
     assert write(store, first, second).decisions == (first, first)
 
 
-def test_repeated_event_id_returns_the_activated_decision(store: Store) -> None:
+def test_repeated_event_id_returns_the_activated_decision(store: EventLog) -> None:
     write(store, decision("e1", defer=True))
     write(store, activations=(Activation(event_id="e1", at=T0 + 3, wait=WAIT),))
     stored = write(store, decision("e1", defer=True)).decisions[0]
@@ -160,13 +76,13 @@ def test_repeated_event_id_returns_the_activated_decision(store: Store) -> None:
 # -- rewards --------------------------------------------------------------------------------
 
 
-def test_reward_for_unknown_event_is_not_stored(store: Store) -> None:
+def test_reward_for_unknown_event_is_not_stored(store: EventLog) -> None:
     result = write(store, rewards=(reward("nope", T0),))
     assert result.rewards == (RewardOutcome.UNKNOWN_EVENT,)
     assert store.counts(T0).rewards == 0
 
 
-def test_reward_within_window_is_stored_and_counted(store: Store) -> None:
+def test_reward_within_window_is_stored_and_counted(store: EventLog) -> None:
     d = decision("e1")
     result = write(store, d, rewards=(reward("e1", T0 + 1, 0.5), reward("e1", T0 + WAIT, 0.25)))
     assert result.rewards == (RewardOutcome.STORED, RewardOutcome.STORED)
@@ -175,7 +91,7 @@ def test_reward_within_window_is_stored_and_counted(store: Store) -> None:
     assert rewards == [reward("e1", T0 + 1, 0.5), reward("e1", T0 + WAIT, 0.25)]
 
 
-def test_repeated_request_key_is_applied_once(store: Store) -> None:
+def test_repeated_request_key_is_applied_once(store: EventLog) -> None:
     write(store, decision("e1"), decision("e2"))
     result = write(
         store,
@@ -202,7 +118,7 @@ def test_repeated_request_key_is_applied_once(store: Store) -> None:
     assert store.counts(T0).rewards == 4
 
 
-def test_reward_after_window_is_late_and_never_counted(store: Store) -> None:
+def test_reward_after_window_is_late_and_never_counted(store: EventLog) -> None:
     write(store, decision("e1"))
     result = write(store, rewards=(reward("e1", T0 + WAIT + 0.001, key="k"),))
     assert result.rewards == (RewardOutcome.LATE,)
@@ -216,7 +132,7 @@ def test_reward_after_window_is_late_and_never_counted(store: Store) -> None:
     )
 
 
-def test_reward_after_join_is_late(store: Store) -> None:
+def test_reward_after_join_is_late(store: EventLog) -> None:
     d = decision("e1")
     write(store, d)
     assert store.append_joined([joined(d, defaulted=True)])
@@ -226,7 +142,7 @@ def test_reward_after_join_is_late(store: Store) -> None:
     assert store.counts(T0).late_rewards == 1
 
 
-def test_reward_for_deferred_event_is_inactive_until_activated(store: Store) -> None:
+def test_reward_for_deferred_event_is_inactive_until_activated(store: EventLog) -> None:
     write(store, decision("e1", defer=True))
     assert write(store, rewards=(reward("e1", T0 + 1, 0.3),)).rewards == (RewardOutcome.INACTIVE,)
     assert store.due(T0 + 1_000, 10) == []
@@ -236,7 +152,7 @@ def test_reward_for_deferred_event_is_inactive_until_activated(store: Store) -> 
     assert [r.value for r in rewards] == [0.3]
 
 
-def test_batch_applies_decisions_then_activations_then_rewards(store: Store) -> None:
+def test_batch_applies_decisions_then_activations_then_rewards(store: EventLog) -> None:
     result = write(
         store,
         decision("new"),
@@ -298,10 +214,17 @@ def test_reward_batches_match_the_memory_store_reward_by_reward(
                 store.close()
 
 
+def test_counted_rewards(store: EventLog) -> None:
+    log_events(store, 3)
+    found = store.counted_rewards(["e0", "e1", "e2", "missing"])
+    assert sorted(found) == ["e0", "e2"]
+    assert [r.value for r in found["e0"]] == [0.5]
+
+
 # -- activations ------------------------------------------------------------------------
 
 
-def test_activation_outcomes(store: Store) -> None:
+def test_activation_outcomes(store: EventLog) -> None:
     write(store, decision("active"), decision("d1", defer=True), decision("d2", defer=True))
     result = write(
         store,
@@ -328,7 +251,7 @@ def test_activation_outcomes(store: Store) -> None:
     assert store.get_decision("active") == decision("active")
 
 
-def test_activated_event_is_due_a_window_after_activation(store: Store) -> None:
+def test_activated_event_is_due_a_window_after_activation(store: EventLog) -> None:
     write(store, decision("d", defer=True))
     write(store, activations=(Activation(event_id="d", at=T0 + 7, wait=WAIT),))
     close = T0 + 7 + WAIT
@@ -339,7 +262,7 @@ def test_activated_event_is_due_a_window_after_activation(store: Store) -> None:
     assert write(store, rewards=(reward("d", close + 0.5),)).rewards == (RewardOutcome.LATE,)
 
 
-def test_expired_event_is_never_due(store: Store) -> None:
+def test_expired_event_is_never_due(store: EventLog) -> None:
     write(store, decision("d", defer=True))
     write(store, activations=(Activation(event_id="d", at=T0 + WAIT + 1, wait=WAIT),))
     assert store.due(T0 + 1_000, 10) == []
@@ -348,7 +271,7 @@ def test_expired_event_is_never_due(store: Store) -> None:
 # -- due --------------------------------------------------------------------------------
 
 
-def test_due_orders_by_window_close_then_event_id_and_honours_limit(store: Store) -> None:
+def test_due_orders_by_window_close_then_event_id_and_honours_limit(store: EventLog) -> None:
     write(
         store,
         decision("c", at=T0 + 2),
@@ -365,7 +288,7 @@ def test_due_orders_by_window_close_then_event_id_and_honours_limit(store: Store
     assert store.due(T0 + WAIT + GRACE - 1e-6, 10) == []
 
 
-def test_due_skips_joined_events(store: Store) -> None:
+def test_due_skips_joined_events(store: EventLog) -> None:
     a, b = decision("a"), decision("b", at=T0 + 1)
     write(store, a, b)
     store.append_joined([joined(a)])
@@ -375,7 +298,7 @@ def test_due_skips_joined_events(store: Store) -> None:
 # -- joined events ----------------------------------------------------------------------
 
 
-def test_append_joined_numbers_events_and_is_idempotent(store: Store) -> None:
+def test_append_joined_numbers_events_and_is_idempotent(store: EventLog) -> None:
     ds = [decision(f"e{i}", at=T0 + i) for i in range(4)]
     write(store, *ds)
     assert store.last_seq() == 0
@@ -391,7 +314,7 @@ def test_append_joined_numbers_events_and_is_idempotent(store: Store) -> None:
     assert [d.event_id for d, _ in store.due(T0 + 100, 10)] == ["e3"]
 
 
-def test_append_joined_keeps_order_over_many_events(store: Store) -> None:
+def test_append_joined_keeps_order_over_many_events(store: EventLog) -> None:
     # More events than one statement of the SQLite store appends.
     ds = [decision(f"m{i}", at=T0 + i / 1000) for i in range(450)]
     write(store, *ds)
@@ -401,7 +324,7 @@ def test_append_joined_keeps_order_over_many_events(store: Store) -> None:
     assert store.joined_after(0, 1000) == appended
 
 
-def test_joined_after_pages_by_cursor(store: Store) -> None:
+def test_joined_after_pages_by_cursor(store: EventLog) -> None:
     ds = [decision(f"e{i}", at=T0 + i) for i in range(5)]
     write(store, *ds)
     appended = store.append_joined([joined(d, value=i / 10) for i, d in enumerate(ds)])
@@ -416,7 +339,7 @@ def test_joined_after_pages_by_cursor(store: Store) -> None:
     assert page[3].decision == ds[3]
 
 
-def test_join_due_joins_each_event_once_with_its_rewards(store: Store) -> None:
+def test_join_due_joins_each_event_once_with_its_rewards(store: EventLog) -> None:
     config = CONFIG.replace(reward_aggregation=Aggregation.SUM, default_reward=-0.5)
     write(
         store,
@@ -436,105 +359,10 @@ def test_join_due_joins_each_event_once_with_its_rewards(store: Store) -> None:
     assert store.joined_after(0, 10) == appended
 
 
-# -- learner state, models and settings -----------------------------------------------------
+# -- counts -------------------------------------------------------------------------------
 
 
-def test_checkpoint_is_replaced_whole(store: Store) -> None:
-    assert store.load_checkpoint() is None
-    first = Checkpoint(
-        model=b"\x00m1", arguments="--cb_explore_adf", cursor=3, learned_count=3, updated_at=T0
-    )
-    store.save_checkpoint(first)
-    assert store.load_checkpoint() == first
-    second = Checkpoint(
-        model=b"m2" * 1000, arguments="-q ::", cursor=9, learned_count=7, updated_at=T0 + 1
-    )
-    store.save_checkpoint(second)
-    loaded = store.load_checkpoint()
-    assert loaded == second and loaded is not None and loaded.model == b"m2" * 1000
-
-
-def test_checkpoint_keeps_the_pending_retrain_until_a_checkpoint_clears_it(store: Store) -> None:
-    # Issue 17, defect 3: the retrain a reset owes must survive a crash with the reset.
-    owed = PendingRetrain(generation=4, cursor=3248, since=T0 - 2 * 86400, settings="eps 0.3")
-    reset = Checkpoint(
-        model=b"fresh", arguments="a", cursor=3248, learned_count=0, updated_at=T0, retrain=owed
-    )
-    store.save_checkpoint(reset)
-    assert store.load_checkpoint() == reset
-    adopted = Checkpoint(model=b"m", arguments="a", cursor=3248, learned_count=3248, updated_at=T0)
-    store.save_checkpoint(adopted)
-    loaded = store.load_checkpoint()
-    assert loaded == adopted and loaded is not None and loaded.retrain is None
-
-
-def test_published_versions_increase_and_pruning_keeps_the_newest(store: Store) -> None:
-    assert store.latest_model() is None and store.list_models() == []
-    records = [
-        store.publish_model(
-            created_at=T0 + i,
-            data=bytes([i]) * 8,
-            arguments=f"a{i}",
-            learned_count=10 * i,
-            cursor=i,
-            keep=3,
-        )
-        for i in range(5)
-    ]
-    assert [r.version for r in records] == [1, 2, 3, 4, 5]
-    assert [m.version for m in store.list_models()] == [5, 4, 3]
-    assert [(m.arguments, m.cursor, m.learned_count) for m in store.list_models()] == [
-        ("a4", 4, 40),
-        ("a3", 3, 30),
-        ("a2", 2, 20),
-    ]
-    assert store.latest_model() == records[4]
-    assert store.get_model(3) == records[2]
-    assert store.get_model(3).data == bytes([2]) * 8  # type: ignore[union-attr]
-    assert store.get_model(2) is None
-    # pruned numbers are never reused, even when fewer are kept from now on
-    again = store.publish_model(
-        created_at=T0 + 9, data=b"x", arguments="", learned_count=0, cursor=0, keep=1
-    )
-    assert again.version == 6
-    assert [m.version for m in store.list_models()] == [6]
-
-
-def test_config_round_trips(store: Store) -> None:
-    assert store.load_config() is None
-    config = ServiceConfiguration(
-        reward_wait_time=5.5,
-        default_reward=-0.25,
-        reward_aggregation=Aggregation.SUM,
-        exploration_percentage=0.05,
-        model_export_frequency=61.0,
-        log_retention_days=-1,
-        learning_mode=LearningMode.APPRENTICE,
-        min_propensity=0.001,
-        model_retrain_days=0,
-        reward_min=-2.0,
-        reward_max=3.0,
-    )
-    store.save_config(config)
-    assert store.load_config() == config
-    store.save_config(ServiceConfiguration())
-    assert store.load_config() == ServiceConfiguration()
-
-
-def test_policy_and_meta_round_trip(store: Store) -> None:
-    assert store.load_policy() is None
-    store.save_policy(PolicySettings(name="vw", arguments="--cb_explore_adf --epsilon 0.2"))
-    store.save_policy(PolicySettings(name="vw", arguments="--cb_explore_adf -q ::"))
-    assert store.load_policy() == PolicySettings(name="vw", arguments="--cb_explore_adf -q ::")
-    assert store.get_meta("seed") is None
-    store.set_meta("seed", "42")
-    store.set_meta("seed", "43")
-    store.set_meta("ünïcode", "välue")
-    assert store.get_meta("seed") == "43"
-    assert store.get_meta("ünïcode") == "välue"
-
-
-def test_counts(store: Store) -> None:
+def test_counts(store: EventLog) -> None:
     a, b, c = decision("a"), decision("b", at=T0 + 1, chosen=1), decision("c", at=T0 + 30)
     write(
         store,

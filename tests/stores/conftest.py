@@ -1,0 +1,131 @@
+"""Shared pieces of the store contract suites: a ``store`` fixture over every implementation,
+and the decisions, rewards and joined events the checks write.
+
+``MemoryStore``'s behaviour is the specification; the SQLite store must match it call for call.
+Each module checks one protocol of :mod:`bandit.store` (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bandit import join as rules
+from bandit.config import LearningMode, ServiceConfiguration
+from bandit.events import (
+    Action,
+    Activation,
+    Decision,
+    JoinedEvent,
+    RankRequest,
+    Reward,
+    WriteBatch,
+    WriteResult,
+)
+from bandit.loop import join_due
+from bandit.memory import MemoryStore
+from bandit.store import EventLog, Store
+from stores.sqlite.store import SQLiteStore
+
+T0 = 1_000.0
+WAIT = 10.0
+GRACE = rules.JOIN_GRACE
+CONFIG = ServiceConfiguration(reward_wait_time=WAIT)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each implementation, empty: ``MemoryStore`` and an ``SQLiteStore`` on a fresh file."""
+    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "b.db")
+    yield made
+    made.close()
+
+
+def rank_request(event_id: str, *, defer: bool = False) -> RankRequest:
+    return RankRequest(
+        event_id=event_id,
+        context_features=({"user": {"age": 31, "tags": ["a", "b"]}}, {"weekday": True}),
+        actions=(
+            Action(id="news", features=({"topic": "politics", "len": 0.25},)),
+            Action(id="sports", features=({"topic": "football"}, {"teams": [1, 2.5]})),
+            Action(id="music"),
+        ),
+        excluded_action_ids=("music",),
+        defer_activation=defer,
+        max_exploration=0.1,
+    )
+
+
+def decision(
+    event_id: str,
+    *,
+    at: float = T0,
+    defer: bool = False,
+    chosen: int = 0,
+    pmf: tuple[float, ...] = (0.95, 0.05, 0.0),
+) -> Decision:
+    active = not defer
+    return Decision(
+        event_id=event_id,
+        timestamp=at,
+        request=rank_request(event_id, defer=defer),
+        pmf=pmf,
+        chosen_index=chosen,
+        greedy_index=0,
+        model_version=3,
+        learning_mode=LearningMode.ONLINE,
+        active=active,
+        activated_at=at if active else None,
+        close_at=rules.close_at(at, WAIT) if active else None,
+    )
+
+
+def reward(event_id: str, at: float, value: float = 1.0, key: str | None = None) -> Reward:
+    return Reward(event_id=event_id, value=value, received_at=at, request_key=key)
+
+
+def write(
+    store: EventLog,
+    *decisions: Decision,
+    rewards: tuple[Reward, ...] = (),
+    activations: tuple[Activation, ...] = (),
+) -> WriteResult:
+    return store.write(WriteBatch(decisions=decisions, rewards=rewards, activations=activations))
+
+
+def joined(d: Decision, value: float = 1.0, *, defaulted: bool = False) -> JoinedEvent:
+    return JoinedEvent(
+        decision=d,
+        reward=value,
+        reward_count=0 if defaulted else 1,
+        defaulted=defaulted,
+        joined_at=T0 + 100,
+    )
+
+
+def log_events(
+    store: EventLog, n: int, *, start: float = T0, step: float = 1.0
+) -> list[JoinedEvent]:
+    """Decide ``n`` events ``step`` seconds apart, reward the even ones, join them all."""
+    decisions = [decision(f"e{i}", at=start + i * step) for i in range(n)]
+    store.write(WriteBatch(decisions=tuple(decisions)))
+    rewards = tuple(reward(d.event_id, d.timestamp + 1, 0.5) for d in decisions[::2])
+    store.write(WriteBatch(rewards=rewards))
+    return join_due(store, CONFIG, start + n * step + WAIT + GRACE + 1, 10_000)
+
+
+@pytest.fixture(params=["memory", "sqlite-two-files-open"])
+def views(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """Two handles on one store, as two processes see it: for SQLite two ``SQLiteStore``
+    instances on one file (connections of their own); for memory the one store twice."""
+    if request.param == "memory":
+        shared = MemoryStore()
+        yield shared, shared
+        return
+    first = SQLiteStore(tmp_path / "shared.db")
+    second = SQLiteStore(tmp_path / "shared.db")
+    yield first, second
+    second.close()
+    first.close()

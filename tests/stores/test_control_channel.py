@@ -1,0 +1,140 @@
+"""The ``ControlChannel`` contract: the generation number edges poll, and the command queue the
+trainer carries out once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from bandit.config import ServiceConfiguration
+from bandit.events import Command, PolicySettings
+from bandit.store import Store
+from tests.stores.conftest import T0
+
+
+def publish(store: Store, at: float = T0) -> None:
+    store.publish_model(created_at=at, data=b"m", arguments="", learned_count=0, cursor=0, keep=5)
+
+
+def test_every_save_an_edge_caches_bumps_the_generation(store: Store) -> None:
+    assert store.generation() == 0
+    seen = [store.generation()]
+    saves: list[Callable[[], None]] = [
+        lambda: store.save_config(ServiceConfiguration()),
+        lambda: store.save_config(ServiceConfiguration(reward_wait_time=3.0)),
+        lambda: store.save_policy(PolicySettings(name="vw", arguments="--epsilon 0.1")),
+        lambda: store.save_policy(PolicySettings(name="vw", arguments="--epsilon 0.2")),
+        lambda: publish(store),
+    ]
+    for save in saves:
+        save()
+        seen.append(store.generation())
+    assert seen == sorted(set(seen)), seen  # strictly increasing
+
+
+def test_other_writes_leave_the_generation_alone(store: Store) -> None:
+    publish(store)
+    before = store.generation()
+    store.set_meta("health_probe_at", "1.0")
+    store.acquire_lease("a", T0, 10.0)
+    assert store.generation() == before
+
+
+def test_submitted_commands_are_pending_in_generation_order(store: Store) -> None:
+    store.save_config(ServiceConfiguration())
+    first = store.submit_command("configure", b'{"rewardWaitTime": 5}', T0)
+    second = store.submit_command("import_model", b"\x00model bytes", T0 + 1)
+    assert first > 0 and second > first
+    assert store.generation() >= second
+    assert store.get_command(first) == Command(
+        generation=first,
+        kind="configure",
+        payload=b'{"rewardWaitTime": 5}',
+        submitted_at=T0,
+        state="pending",
+    )
+    assert [c.generation for c in store.pending_commands(0, 10)] == [first, second]
+    assert [c.generation for c in store.pending_commands(first, 10)] == [second]
+    assert [c.generation for c in store.pending_commands(0, 1)] == [first]
+    assert store.pending_commands(second, 10) == []
+    assert store.pending_commands(0, 0) == []
+    assert store.get_command(second + 100) is None
+
+
+def test_a_command_is_claimed_once_then_finished(store: Store) -> None:
+    number = store.submit_command("reset_model", b"{}", T0)
+    assert store.claim_command(number, T0 + 1) is True
+    assert store.claim_command(number, T0 + 2) is False
+    assert store.cancel_command(number, T0 + 2) is False
+    assert store.pending_commands(0, 10) == []
+    assert store.get_command(number).state == "claimed"  # type: ignore[union-attr]
+    store.finish_command(number, now=T0 + 3, result=b'{"version": 4}')
+    assert store.get_command(number) == Command(
+        generation=number,
+        kind="reset_model",
+        payload=b"{}",
+        submitted_at=T0,
+        state="done",
+        finished_at=T0 + 3,
+        result=b'{"version": 4}',
+    )
+    with pytest.raises(ValueError, match="not claimed"):
+        store.finish_command(number, now=T0 + 4)
+    assert store.get_command(number).finished_at == T0 + 3  # type: ignore[union-attr]
+
+
+def test_a_failed_command_keeps_its_error(store: Store) -> None:
+    number = store.submit_command("import_model", b"junk", T0)
+    with pytest.raises(ValueError, match="not claimed"):
+        store.finish_command(number, now=T0, error_code="InvalidModel")  # still pending
+    assert store.claim_command(number, T0)
+    store.finish_command(
+        number, now=T0 + 1, error_code="InvalidModel", error_message="not a VW model"
+    )
+    failed = store.get_command(number)
+    assert failed is not None
+    assert (failed.state, failed.finished_at, failed.result) == ("failed", T0 + 1, b"")
+    assert (failed.error_code, failed.error_message) == ("InvalidModel", "not a VW model")
+    with pytest.raises(ValueError, match="not claimed"):
+        store.finish_command(number + 100, now=T0)
+
+
+def test_a_pending_command_can_be_cancelled_and_is_then_never_claimed(store: Store) -> None:
+    kept = store.submit_command("delete_logs", b"{}", T0)
+    dropped = store.submit_command("set_policy", b"{}", T0)
+    assert store.cancel_command(dropped, T0 + 1) is True
+    assert store.cancel_command(dropped, T0 + 2) is False
+    assert store.claim_command(dropped, T0 + 2) is False
+    assert store.cancel_command(dropped + 100, T0) is False
+    cancelled = store.get_command(dropped)
+    assert cancelled is not None
+    assert (cancelled.state, cancelled.finished_at) == ("cancelled", T0 + 1)
+    assert [c.generation for c in store.pending_commands(0, 10)] == [kept]
+
+
+def test_generation_and_commands_are_seen_through_another_handle(
+    views: tuple[Store, Store],
+) -> None:
+    edge, trainer = views
+    start = trainer.generation()
+    edge.save_config(ServiceConfiguration(reward_wait_time=7.0))
+    assert trainer.generation() > start
+    publish(trainer)
+    assert edge.generation() == trainer.generation()
+    number = edge.submit_command("configure", b"{}", T0)
+    assert trainer.generation() >= number
+    assert [c.generation for c in trainer.pending_commands(0, 10)] == [number]
+
+
+def test_a_command_is_claimed_once_across_handles(views: tuple[Store, Store]) -> None:
+    first, second = views
+    numbers = [first.submit_command("reset_model", b"{}", T0 + i) for i in range(4)]
+    claims = [
+        (n, handle.claim_command(n, T0 + 10))
+        for n in numbers
+        for handle in ((first, second) if n % 2 else (second, first))
+    ]
+    assert [n for n, claimed in claims if claimed] == numbers  # each exactly once
+    second.finish_command(numbers[0], now=T0 + 11)
+    assert first.get_command(numbers[0]).state == "done"  # type: ignore[union-attr]
