@@ -216,3 +216,20 @@ class InvalidMultiSlotApiAccess(InvalidRequest):
     """A multi-slot operation was called on a loop that is not multi-slot."""
 
     code = "InvalidMultiSlotApiAccess"
+
+
+def error_name(error: BanditError) -> str:
+    """The name :func:`rebuild` finds the error's class by (a command's stored failure)."""
+    return type(error).__name__
+
+
+def rebuild(name: str, message: str, target: str | None = None) -> BanditError:
+    """The error named ``name`` (a class of this module) with ``message`` and ``target``; a
+    plain :class:`BanditError` (500) for a name this module does not define."""
+    cls = globals().get(name)
+    if isinstance(cls, type) and issubclass(cls, BanditError):
+        try:
+            return cls(message, target=target)
+        except TypeError:  # a class whose constructor takes other arguments
+            pass
+    return BanditError(message, target=target)

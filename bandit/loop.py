@@ -172,10 +172,11 @@ class Learner:
         *,
         now: float,
         checkpoint_interval: float = 0.0,
+        observer: LearnObserver | None = None,
     ) -> None:
         self._store = store
         self._factory = factory
-        self.observer: LearnObserver | None = None
+        self.observer = observer
         self.checkpoint_interval = checkpoint_interval
         self._saved_at = now
         self._saved_bytes: tuple[int, int, bytes] | None = None  # (learned, cursor, model)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from bandit.events import PolicySettings
 from bandit.policy import PolicyFactory
 from policies.baseline import BaselinePolicy, UniformPolicy
 from policies.vw import DEFAULT_ARGUMENTS, VWPolicy, validate_arguments
+
+DEFAULT_POLICY = PolicySettings(name="default", arguments=DEFAULT_ARGUMENTS)
+"""The learning policy of a new loop, and the one ``DELETE /policy`` goes back to."""
 
 
 def make_factory(arguments: str, *, epsilon: float) -> PolicyFactory:
@@ -24,6 +28,7 @@ def make_factory(arguments: str, *, epsilon: float) -> PolicyFactory:
 
 __all__ = [
     "DEFAULT_ARGUMENTS",
+    "DEFAULT_POLICY",
     "BaselinePolicy",
     "UniformPolicy",
     "VWPolicy",

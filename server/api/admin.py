@@ -1,8 +1,8 @@
 """Configuration, policy, model and log operations (the Personalizer administration surface).
 
-Handlers decode with :mod:`server.api.contracts`, call
-:class:`server.trainer.control.LoopControl`, and encode; errors are raised as
-:class:`bandit.errors.BanditError` and mapped by the request edge (:mod:`server.api.edge`).
+Handlers decode with :mod:`server.api.contracts`, read the edge's cache and the store, queue the
+changes the trainer carries out (:mod:`server.serving.commands`), and encode; errors are raised
+as :class:`bandit.errors.BanditError` and mapped by the request edge (:mod:`server.api.edge`).
 """
 
 from __future__ import annotations
@@ -16,22 +16,28 @@ from aiohttp import web
 from bandit.config import from_wire, to_wire
 from bandit.dsjson import iso_time
 from bandit.errors import (
+    InvalidModelImportFormat,
     InvalidPolicyConfiguration,
     InvalidRequest,
     InvalidServiceConfiguration,
     PayloadSizeExceeded,
 )
 from bandit.events import PolicySettings
+from policies import validate_arguments
 from server.api import contracts as c
-from server.api.base import CONTROL, SERVICE, json_response
+from server.api.base import COMMANDS, SERVICE, json_response
 from server.api.operations import JSON, OCTETS, Operation, Response, declare, decode, mount
-from server.trainer.control import CONFIG_EDITED_KEY, MODEL_CREATED_KEY, LoopControl
+from server.serving import model_archive
+from server.serving.commands import Commands
+from server.serving.service import Service
+from server.trainer.apprentice import ApprenticeTracker
+from server.trainer.records import CONFIG_EDITED_KEY, MODEL_CREATED_KEY
 
 _ERROR = c.ErrorResponse
 
 
-def _control(request: web.Request) -> LoopControl:
-    return request.app[CONTROL]
+def _commands(request: web.Request) -> Commands:
+    return request.app[COMMANDS]
 
 
 def _time(meta: str | None) -> str | None:
@@ -41,26 +47,28 @@ def _time(meta: str | None) -> str | None:
 # -- service configuration ---------------------------------------------------------------------
 
 
-def configuration_body(control: LoopControl) -> dict[str, Any]:
-    """The ServiceConfiguration as served: settings, edit date, apprentice metrics."""
-    body = to_wire(control.service.config)
-    edited = _time(control.service.store.get_meta(CONFIG_EDITED_KEY))
+def configuration_body(service: Service) -> dict[str, Any]:
+    """The ServiceConfiguration as served: settings, edit date, apprentice metrics (as the
+    trainer last stored them, every second). Store reads: call it off the event loop."""
+    body = to_wire(service.config)
+    edited = _time(service.store.get_meta(CONFIG_EDITED_KEY))
     if edited:
         body["lastConfigurationEditDate"] = edited
     body["isAutoOptimizationEnabled"] = False
     body["logMirrorEnabled"] = False
-    metrics = control.apprentice.to_wire(control.service.config.apprentice_graduation_min_events)
-    if metrics is not None:
-        body["latestApprenticeModeMetrics"] = metrics
+    apprentice = ApprenticeTracker(service.store).to_wire(
+        service.config.apprentice_graduation_min_events
+    )
+    if apprentice is not None:
+        body["latestApprenticeModeMetrics"] = apprentice
     return body
 
 
 async def get_configuration(request: web.Request) -> web.Response:
-    return json_response(configuration_body(_control(request)))
+    return json_response(await asyncio.to_thread(configuration_body, request.app[SERVICE]))
 
 
 async def put_configuration(request: web.Request) -> web.Response:
-    control = _control(request)
     contract = decode(await request.read(), c.ServiceConfiguration, InvalidServiceConfiguration)
     if contract.log_mirror_enabled:
         raise InvalidServiceConfiguration(
@@ -73,9 +81,11 @@ async def put_configuration(request: web.Request) -> web.Response:
             "and apply its result instead.",
             target="isAutoOptimizationEnabled",
         )
-    new = from_wire(msgspec.to_builtins(contract), base=control.service.config)
-    await control.update_config(new)
-    return json_response(configuration_body(control))
+    service = request.app[SERVICE]
+    new = from_wire(msgspec.to_builtins(contract), base=service.config)
+    service.config.check_change(new)  # the trainer checks again against what it holds
+    await _commands(request).call("configure", to_wire(new))
+    return json_response(await asyncio.to_thread(configuration_body, service))
 
 
 # -- learning policy ---------------------------------------------------------------------------
@@ -92,12 +102,13 @@ async def get_policy(request: web.Request) -> web.Response:
 
 async def put_policy(request: web.Request) -> web.Response:
     contract = decode(await request.read(), c.PolicyContract, InvalidPolicyConfiguration)
-    policy = PolicySettings(name=contract.name, arguments=contract.arguments)
-    return json_response(policy_body(await _control(request).set_policy(policy)))
+    validate_arguments(contract.arguments)
+    body = {"name": contract.name, "arguments": contract.arguments}
+    return json_response(await _commands(request).call("set_policy", body))
 
 
 async def delete_policy(request: web.Request) -> web.Response:
-    return json_response(policy_body(await _control(request).reset_policy()))
+    return json_response(await _commands(request).call("reset_policy"))
 
 
 # -- model -------------------------------------------------------------------------------------
@@ -110,29 +121,47 @@ def _flag(request: web.Request, name: str) -> bool:
     return value == "true"
 
 
+def export_model(service: Service, signed: bool) -> bytes:
+    """The serving model's VW bytes, or a signed archive of them (store reads)."""
+    store = service.store
+    record = store.get_model(service.serving.version) or store.latest_model()
+    if record is None:
+        raise InvalidModelImportFormat("no model has been published yet.")
+    if not signed:
+        return record.data
+    metadata = model_archive.ModelMetadata(
+        name=service.policy_settings.name,
+        arguments=record.arguments,
+        version=record.version,
+        created_at=record.created_at,
+    )
+    key = model_archive.signing_key(store, service.settings.model_signing_key)
+    return model_archive.sign(record.data, metadata, key)
+
+
 async def get_model(request: web.Request) -> web.Response:
-    data = _control(request).export_model(_flag(request, "signed"))
+    signed = _flag(request, "signed")
+    data = await asyncio.to_thread(export_model, request.app[SERVICE], signed)
     return web.Response(body=data, headers={"Content-Type": OCTETS})
 
 
 async def put_model(request: web.Request) -> web.Response:
-    control = _control(request)
-    limit = control.service.settings.max_model_bytes
+    limit = request.app[SERVICE].settings.max_model_bytes
     data = await request.content.read(limit + 1)
     if len(data) > limit:
         raise PayloadSizeExceeded(f"a model may be at most {limit} bytes.")
-    await control.import_model(data)
+    await _commands(request).call("import_model", raw=data)
     return web.Response(status=204)
 
 
 async def delete_model(request: web.Request) -> web.Response:
-    await _control(request).reset_model()
+    await _commands(request).call("reset_model")
     return web.Response(status=204)
 
 
 async def get_model_properties(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    created = _time(service.store.get_meta(MODEL_CREATED_KEY))
+    created = _time(await asyncio.to_thread(service.store.get_meta, MODEL_CREATED_KEY))
     return json_response(
         {"creationTime": created, "lastModifiedTime": iso_time(service.serving.created_at)}
     )
@@ -142,7 +171,7 @@ async def get_model_properties(request: web.Request) -> web.Response:
 
 
 async def delete_logs(request: web.Request) -> web.Response:
-    await _control(request).delete_logs()
+    await _commands(request).call("delete_logs")
     return web.Response(status=204)
 
 

@@ -1,5 +1,5 @@
-"""What every route module shares: the app keys of the objects handlers call, the URL prefixes
-Personalizer clients use, and JSON responses with Personalizer's content type.
+"""What every route module shares: the app keys of the edge's objects handlers call, the URL
+prefixes Personalizer clients use, and JSON responses with Personalizer's content type.
 
 The objects themselves are built and stored under these keys by :mod:`server.entry.app`, the
 one module that assembles the application.
@@ -10,15 +10,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.api.schemas import dumps
+from server.serving.commands import Commands
 from server.serving.service import Service
-from server.trainer.control import LoopControl
-from server.trainer.jobs import JobRunner
-from server.trainer.observer import LoopObserver
 
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
-CONTROL: web.AppKey[LoopControl] = web.AppKey("control", LoopControl)
-JOBS: web.AppKey[JobRunner] = web.AppKey("jobs", JobRunner)
-OBSERVER: web.AppKey[LoopObserver] = web.AppKey("observer", LoopObserver)
+COMMANDS: web.AppKey[Commands] = web.AppKey("commands", Commands)
 
 PREFIXES = (
     "/v1",

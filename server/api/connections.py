@@ -322,11 +322,14 @@ class StartupError(Exception):
     """The application failed to start (its cause is the original error)."""
 
 
-def serve(app: web.Application, settings: Settings, *, announce: Any = print) -> None:
+def serve(
+    app: web.Application, settings: Settings, *, announce: Any = print, reuse_port: bool = False
+) -> None:
     """Run ``app`` on ``settings.host``:``settings.port`` until SIGINT or SIGTERM.
 
     Like :func:`aiohttp.web.run_app` (whose shutdown sequence it follows), with
-    :class:`GuardedRunner`'s connections.
+    :class:`GuardedRunner`'s connections. With ``reuse_port`` several processes bind the one
+    port (``SO_REUSEPORT``) and the kernel spreads connections over them.
 
     Raises:
         StartupError: the application's start-up failed (the store could not be opened, …).
@@ -334,7 +337,7 @@ def serve(app: web.Application, settings: Settings, *, announce: Any = print) ->
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    main = loop.create_task(_serve(app, settings, announce))
+    main = loop.create_task(_serve(app, settings, announce, reuse_port))
     try:
         loop.run_until_complete(main)
     except (web.GracefulExit, KeyboardInterrupt):
@@ -382,7 +385,7 @@ def ensure_descriptors(max_connections: int) -> int:
     return soft
 
 
-async def _serve(app: web.Application, settings: Settings, announce: Any) -> None:
+async def _serve(app: web.Application, settings: Settings, announce: Any, reuse_port: bool) -> None:
     ensure_descriptors(settings.max_connections)
     runner = GuardedRunner(app, Limits.of(settings), handle_signals=True, access_log=None)
     try:
@@ -390,7 +393,7 @@ async def _serve(app: web.Application, settings: Settings, announce: Any) -> Non
     except Exception as exc:
         raise StartupError(str(exc)) from exc
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
         try:
             await site.start()
         except OSError as exc:

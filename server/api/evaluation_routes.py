@@ -9,13 +9,13 @@ from aiohttp import web
 
 from bandit.errors import InvalidEvaluationContract, InvalidRequest
 from server.api import contracts as c
-from server.api import evaluation_wire as wire
 from server.api.base import json_response
 from server.api.evaluations import Evaluations, api_version, parse_time, path_id
 from server.api.operations import Operation, Response, declare, decode, mount
 from server.api.schemas import parse_whole_number
-from server.trainer.control import LoopControl
-from server.trainer.jobs import JobRunner
+from server.serving.commands import Commands
+from server.serving.service import Service
+from server.trainer import job_records as wire
 
 EVALUATIONS: web.AppKey[Evaluations] = web.AppKey("evaluations", Evaluations)
 
@@ -202,7 +202,7 @@ OPERATIONS = declare(
 )
 
 
-def add_evaluation_routes(app: web.Application, control: LoopControl, jobs: JobRunner) -> None:
+def add_evaluation_routes(app: web.Application, service: Service, commands: Commands) -> None:
     """Mount the evaluation operations."""
-    app[EVALUATIONS] = Evaluations(control, jobs)
+    app[EVALUATIONS] = Evaluations(service, commands)
     mount(app, OPERATIONS)

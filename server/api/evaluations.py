@@ -2,19 +2,17 @@
 
 v1.x creates with ``POST /evaluations`` (201, ``Location``, the Evaluation) and lists as a bare
 array; 2022-09-01-preview creates with ``PUT /evaluations/{id}`` (200) and lists as
-``{value, nextLink}``. The job replays the joined events of the window through the online
-policy, the baseline, uniform random, each custom policy and, with policy optimization, a grid
-of learning settings (:mod:`bandit.evaluation`), on the job thread.
+``{value, nextLink}``. An edge stores the evaluation as ``Running``; the trainer's job replays the
+joined events of the window through the online policy, the baseline, uniform random, each custom
+policy and, with policy optimization, a grid of learning settings (:mod:`bandit.evaluation`),
+and saves the result into the record (:mod:`server.trainer.job_work`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import unquote
 
-import msgspec
 from aiohttp import web
 
 from bandit.errors import (
@@ -27,15 +25,14 @@ from bandit.errors import (
     OperationNotAllowed,
     ResourceConflict,
 )
-from bandit.evaluation import Candidate, PolicySource, best, evaluate, optimization_grid
-from bandit.events import JobRecord, PolicySettings
+from bandit.evaluation import PolicySource
 from bandit.store import JobStore
-from policies import BaselinePolicy, UniformPolicy, make_factory, validate_arguments
+from policies import validate_arguments
 from server.api import contracts as c
-from server.api import evaluation_wire as wire
 from server.api.base import PREFIXES
-from server.trainer.control import LoopControl
-from server.trainer.jobs import JobRunner, StopCheck, logged_events
+from server.serving.commands import Commands
+from server.serving.service import Service
+from server.trainer import job_records as wire
 
 MAX_POLICIES = 20
 RESERVED = ("Online", "Baseline", "Random")
@@ -67,23 +64,12 @@ def path_id(request: web.Request, key: str) -> str:
 
 
 class Evaluations:
-    """Evaluation records and their jobs."""
+    """Evaluation records (the trainer runs their jobs: :mod:`server.trainer.job_work`)."""
 
-    def __init__(self, control: LoopControl, jobs: JobRunner) -> None:
-        self.control = control
-        self.store: JobStore = control.service.store
-        self.jobs = jobs
-        jobs.recover(wire.KIND, self._fail_interrupted)
-
-    @staticmethod
-    def _fail_interrupted(record: JobRecord) -> JobRecord | None:
-        evaluation = wire.decode(record.data)
-        if evaluation.status != "Running":
-            return None
-        failed = msgspec.structs.replace(
-            evaluation, status="Failed", description="interrupted by a server restart"
-        )
-        return replace(record, data=wire.encode(failed))
+    def __init__(self, service: Service, commands: Commands) -> None:
+        self.service = service
+        self.store: JobStore = service.store
+        self.commands = commands
 
     def get(self, evaluation_id: str) -> wire.StoredEvaluation:
         record = self.store.get_job(wire.KIND, evaluation_id)
@@ -96,8 +82,7 @@ class Evaluations:
 
     def delete(self, evaluation_id: str) -> None:
         self.get(evaluation_id)
-        self.jobs.stop(wire.KIND, evaluation_id)
-        self.store.delete_job(wire.KIND, evaluation_id)
+        self.store.delete_job(wire.KIND, evaluation_id)  # the trainer stops its job
 
     def create(self, evaluation_id: str, contract: c.EvaluationContract) -> wire.StoredEvaluation:
         """Validate, store as Running and queue the job; an identical repeat is a no-op."""
@@ -137,7 +122,7 @@ class Evaluations:
             raise NoLogsExistInDateRange(
                 "no joined events were logged between startTime and endTime.", target="startTime"
             )
-        service = self.control.service
+        service = self.service
         evaluation = wire.StoredEvaluation(
             id=evaluation_id,
             name=contract.name,
@@ -151,83 +136,8 @@ class Evaluations:
             epsilon=service.config.exploration_percentage,
             min_propensity=service.config.min_propensity,
         )
-        self._save(evaluation)
-        self.jobs.submit(wire.KIND, evaluation_id, lambda stop: self._run(evaluation, stop))
+        self.store.save_job(wire.evaluation_record(evaluation))  # the trainer runs it
         return evaluation
-
-    def _save(self, evaluation: wire.StoredEvaluation) -> None:
-        record = JobRecord(
-            kind=wire.KIND,
-            id=evaluation.id,
-            created_at=evaluation.created,
-            data=wire.encode(evaluation),
-        )
-        self.store.save_job(record)
-
-    def _candidates(self, e: wire.StoredEvaluation) -> list[Candidate]:
-        def learner(name: str, arguments: str, source: PolicySource) -> Candidate:
-            return Candidate(
-                name=name,
-                arguments=arguments,
-                source=source,
-                factory=make_factory(arguments, epsilon=e.epsilon),
-                epsilon=e.epsilon,
-                min_propensity=e.min_propensity,
-            )
-
-        out = [
-            learner("Online", e.online[1], PolicySource.ONLINE),
-            Candidate(
-                name="Baseline",
-                arguments="baseline",
-                source=PolicySource.BASELINE,
-                factory=lambda _: BaselinePolicy(),
-            ),
-            Candidate(
-                name="Random",
-                arguments="uniform",
-                source=PolicySource.RANDOM,
-                factory=lambda _: UniformPolicy(),
-            ),
-        ]
-        out += [learner(n, a, PolicySource.CUSTOM) for n, a in e.policies]
-        if e.optimize:
-            out += [learner(n, a, PolicySource.OPTIMIZED) for n, a in optimization_grid()]
-        return out
-
-    def _run(self, e: wire.StoredEvaluation, should_stop: StopCheck) -> None:
-        """The job (worker thread): replay, estimate, save."""
-        try:
-            results = evaluate(
-                lambda: logged_events(self.store, e.start, e.end),
-                self._candidates(e),
-                should_stop=should_stop,
-            )
-        except InterruptedError:
-            raise
-        except Exception as exc:
-            self._finish(e, should_stop, status="Failed", description=f"evaluation failed: {exc}")
-            raise
-        count = results[0].ips.n if results else 0
-        if count == 0:
-            self._finish(e, should_stop, status="Failed", description="no events in the window")
-            return
-        sources = (PolicySource.ONLINE, PolicySource.CUSTOM, PolicySource.OPTIMIZED)
-        optimal = best(results, sources)
-        self._finish(
-            e,
-            should_stop,
-            status="Succeeded",
-            description=f"{count} events evaluated",
-            optimal=optimal.name if optimal is not None else None,
-            events=count,
-            results=[wire.store_result(r) for r in results],
-        )
-
-    def _finish(self, e: wire.StoredEvaluation, should_stop: StopCheck, **changes: Any) -> None:
-        if should_stop() or self.store.get_job(wire.KIND, e.id) is None:
-            return
-        self._save(msgspec.structs.replace(e, **changes))
 
     async def apply(self, reference: c.PolicyReferenceContract) -> None:
         """Make a custom, online or optimized policy of a finished evaluation the online one."""
@@ -247,4 +157,4 @@ class Evaluations:
             raise InvalidPolicyConfiguration(
                 f"{found.name} is not a learning policy and cannot be applied.", target="policyName"
             )
-        await self.control.set_policy(PolicySettings(name=found.name, arguments=found.arguments))
+        await self.commands.call("set_policy", {"name": found.name, "arguments": found.arguments})

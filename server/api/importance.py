@@ -1,18 +1,16 @@
 """Feature importances (2022-09-01-preview): create with PUT, get, list, delete.
 
-The job replays the window's joined events through the online policy once with every
-namespace and once without each (:mod:`bandit.importance`), on the job thread, and stores the
-scores (0–100, most important first). Scores are per namespace; ``featureName`` is ``*``.
+An edge stores the job as ``Running``; the trainer's job replays the window's joined events
+through the online policy once with every namespace and once without each
+(:mod:`bandit.importance`, :mod:`server.trainer.job_work`), and stores the scores (0–100, most
+important first). Scores are per namespace; ``featureName`` is ``*``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from bandit.dsjson import iso_time
@@ -22,84 +20,42 @@ from bandit.errors import (
     NoLogsExistInDateRange,
     ResourceConflict,
 )
-from bandit.evaluation import Candidate, PolicySource
-from bandit.events import JobRecord, JoinedEvent
-from bandit.importance import importance, namespaces
 from bandit.store import JobStore
-from policies import make_factory
 from server.api import contracts as c
 from server.api.base import json_response
 from server.api.evaluation_routes import PAGE_SIZE, int_query
 from server.api.evaluations import parse_time, path_id
 from server.api.operations import Operation, Response, declare, decode, mount
-from server.trainer.control import LoopControl
-from server.trainer.jobs import JobRunner, StopCheck, logged_events
-
-KIND = "featureImportance"
-MAX_NAMESPACES = 32
-
-
-class StoredImportance(msgspec.Struct, frozen=True):
-    """A feature-importance job's definition, status and scores."""
-
-    id: str
-    name: str
-    start: float
-    end: float
-    created: float
-    status: str
-    arguments: str
-    epsilon: float
-    min_propensity: float
-    description: str = ""
-    scores: list[tuple[str, float, float]] = []
-
-
-def _encode(item: StoredImportance) -> str:
-    return msgspec.json.encode(item).decode()
-
-
-def _decode(text: str) -> StoredImportance:
-    return msgspec.json.decode(text, type=StoredImportance)
+from server.serving.service import Service
+from server.trainer.job_records import (
+    IMPORTANCE_KIND as KIND,
+)
+from server.trainer.job_records import (
+    StoredImportance,
+    decode_importance,
+    importance_record,
+)
 
 
 class FeatureImportances:
-    """Feature-importance records and their jobs."""
+    """Feature-importance records (the trainer runs their jobs: :mod:`server.trainer.job_work`)."""
 
-    def __init__(self, control: LoopControl, jobs: JobRunner) -> None:
-        self.control = control
-        self.store: JobStore = control.service.store
-        self.jobs = jobs
-        jobs.recover(KIND, self._fail_interrupted)
-
-    @staticmethod
-    def _fail_interrupted(record: JobRecord) -> JobRecord | None:
-        item = _decode(record.data)
-        if item.status != "Running":
-            return None
-        failed = msgspec.structs.replace(
-            item, status="Failed", description="interrupted by a server restart"
-        )
-        return replace(record, data=_encode(failed))
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.store: JobStore = service.store
 
     def get(self, item_id: str) -> StoredImportance:
         record = self.store.get_job(KIND, item_id)
         if record is None:
             raise FeatureImportanceNotFound(f"No feature importance with id {item_id!r} exists.")
-        return _decode(record.data)
+        return decode_importance(record.data)
 
     def all(self) -> list[StoredImportance]:
-        return [_decode(r.data) for r in self.store.list_jobs(KIND)]
+        return [decode_importance(r.data) for r in self.store.list_jobs(KIND)]
 
     def delete(self, item_id: str) -> None:
         self.get(item_id)
-        self.jobs.stop(KIND, item_id)
-        self.store.delete_job(KIND, item_id)
-
-    def _save(self, item: StoredImportance) -> None:
-        self.store.save_job(
-            JobRecord(kind=KIND, id=item.id, created_at=item.created, data=_encode(item))
-        )
+        self.store.delete_job(KIND, item_id)  # the trainer stops its job
 
     def create(self, item_id: str, contract: c.FeatureImportanceContract) -> StoredImportance:
         """Validate, store as Running and queue the job; an identical repeat is a no-op."""
@@ -111,7 +67,7 @@ class FeatureImportances:
             raise InvalidEvaluationContract("startTime must be before endTime.", target="startTime")
         existing = self.store.get_job(KIND, item_id)
         if existing is not None:
-            stored = _decode(existing.data)
+            stored = decode_importance(existing.data)
             if (stored.name, stored.start, stored.end) != (contract.name, start, end):
                 raise ResourceConflict(
                     f"feature importance {item_id!r} exists with a different definition."
@@ -121,7 +77,7 @@ class FeatureImportances:
             raise NoLogsExistInDateRange(
                 "no joined events were logged between startTime and endTime.", target="startTime"
             )
-        service = self.control.service
+        service = self.service
         item = StoredImportance(
             id=item_id,
             name=contract.name,
@@ -133,39 +89,8 @@ class FeatureImportances:
             epsilon=service.config.exploration_percentage,
             min_propensity=service.config.min_propensity,
         )
-        self._save(item)
-        self.jobs.submit(KIND, item_id, lambda stop: self._run(item, stop))
+        self.store.save_job(importance_record(item))  # the trainer runs it
         return item
-
-    def _run(self, item: StoredImportance, should_stop: StopCheck) -> None:
-        """The job (worker thread)."""
-
-        def events() -> Iterator[JoinedEvent]:
-            return logged_events(self.store, item.start, item.end)
-
-        candidate = Candidate(
-            name="Online",
-            arguments=item.arguments,
-            source=PolicySource.ONLINE,
-            factory=make_factory(item.arguments, epsilon=item.epsilon),
-            epsilon=item.epsilon,
-            min_propensity=item.min_propensity,
-        )
-        names = namespaces(events())[:MAX_NAMESPACES]
-        changes: dict[str, Any]
-        try:
-            scores = importance(events, candidate, names, should_stop=should_stop)
-            changes = {
-                "status": "Succeeded",
-                "description": f"{len(names)} namespaces scored",
-                "scores": [(s.namespace, s.score, s.drop) for s in scores],
-            }
-        except InterruptedError:
-            raise
-        except Exception as exc:
-            changes = {"status": "Failed", "description": f"feature importance failed: {exc}"}
-        if not should_stop() and self.store.get_job(KIND, item.id) is not None:
-            self._save(msgspec.structs.replace(item, **changes))
 
 
 FEATURE_IMPORTANCES: web.AppKey[FeatureImportances] = web.AppKey(
@@ -283,7 +208,7 @@ OPERATIONS = declare(
 )
 
 
-def add_importance_routes(app: web.Application, control: LoopControl, jobs: JobRunner) -> None:
+def add_importance_routes(app: web.Application, service: Service) -> None:
     """Mount the feature-importance operations."""
-    app[FEATURE_IMPORTANCES] = FeatureImportances(control, jobs)
+    app[FEATURE_IMPORTANCES] = FeatureImportances(service)
     mount(app, OPERATIONS)

@@ -21,7 +21,7 @@ from bandit.config import LearningMode
 from bandit.dsjson import joined_object, logged_to_joined, parse_logged
 from bandit.errors import InvalidExportLogsRequest
 from bandit.events import JoinedEvent
-from bandit.store import LogArchive, Store
+from bandit.store import LogArchive
 from server.api import contracts as c
 from server.api.base import SERVICE
 from server.api.evaluations import parse_time

@@ -1,5 +1,8 @@
 """Observe the loop over HTTP: status, model versions and rollback, watch settings, dashboard.
 
+What the watcher knows comes from the trainer's last report in the store; changes and
+counterfactual replays are commands the trainer carries out (:mod:`server.serving.commands`).
+
 * ``GET /v1/loop/status``: the counterfactual watch (policy, baseline, uniform, improvement with
   anytime-valid intervals), guardrail, drift, learner and watcher state, and chart history.
 * ``GET``/``PUT /v1/loop/configuration``: the watch, guardrail and drift settings.
@@ -13,18 +16,17 @@ from __future__ import annotations
 
 import asyncio
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 
 from bandit.dsjson import iso_time
-from bandit.errors import InvalidRequest, NotFound, OperationNotAllowed
-from server.api.base import CONTROL, OBSERVER, json_response
+from bandit.errors import InvalidRequest, NotFound, ServiceUnavailable
+from server.api.base import COMMANDS, SERVICE, json_response
 from server.api.edge import add_route
-from server.api.loop_status import estimate_body, status_body
 from server.api.operations import Operation, Response, declare, mount
 from server.api.schemas import decode_json, parse_whole_number
-from server.trainer.observer import LoopObserver
-from server.trainer.watch_settings import to_wire
+from server.trainer.records import TrainerReport, load_report, restored_from
 
 MAX_MODEL_VERSION = 2**63 - 1
 """SQLite's largest integer: no stored model has a larger version."""
@@ -32,101 +34,71 @@ MAX_MODEL_VERSION = 2**63 - 1
 # -- handlers ----------------------------------------------------------------------------------
 
 
-def _observer(request: web.Request) -> LoopObserver:
-    return request.app[OBSERVER]
+async def _report(request: web.Request) -> TrainerReport:
+    report = await asyncio.to_thread(load_report, request.app[SERVICE].store)
+    if report is None:
+        raise ServiceUnavailable("the trainer has not reported yet; try again in a moment.")
+    return report
 
 
 async def get_status(request: web.Request) -> web.Response:
     history = request.query.get("history", "true").lower() not in {"0", "false", "no"}
-    return json_response(await status_body(_observer(request), history))
+    body = dict((await _report(request)).status)
+    if not history:
+        body.pop("history", None)
+    service = request.app[SERVICE]
+    fallbacks = service.metrics.registry.get_sample_value(
+        "banditd_guardrail_fallback_decisions_total"
+    )
+    body["guardrail"] = {**body["guardrail"], "fallbackDecisions": int(fallbacks or 0)}
+    return json_response(body)
 
 
 async def get_loop_configuration(request: web.Request) -> web.Response:
-    return json_response(to_wire(_observer(request).settings))
+    return json_response((await _report(request)).watch)
 
 
 async def put_loop_configuration(request: web.Request) -> web.Response:
     body = decode_json(await request.read(), InvalidRequest)
     if not isinstance(body, dict):
         raise InvalidRequest("the loop configuration must be a JSON object.")
-    try:
-        settings = await _observer(request).configure(body)
-    except ValueError as exc:
-        raise InvalidRequest(f"{exc}.") from exc
-    return json_response(to_wire(settings))
+    return json_response(await request.app[COMMANDS].call("configure_watch", body))
 
 
 async def list_models(request: web.Request) -> web.Response:
-    observer = _observer(request)
-    service = observer.service
-    records = await asyncio.to_thread(service.store.list_models)
+    service = request.app[SERVICE]
+    store = service.store
+    records = await asyncio.to_thread(store.list_models)
     with_replay = request.query.get("counterfactual", "true").lower() not in {"0", "false", "no"}
-    replay = await observer.replay(records) if with_replay else {}
-    restored = await asyncio.to_thread(observer.restored_from)
-    served = observer.report.versions
-    models = []
-    for r in records:
-        score = served.get(r.version)
-        cf = replay.get(r.version)
-        models.append(
-            {
-                "version": r.version,
-                "createdAt": iso_time(r.created_at),
-                "learnedCount": r.learned_count,
-                "cursor": r.cursor,
-                "arguments": r.arguments,
-                "serving": r.version == service.serving.version,
-                "restoredFrom": restored.get(r.version),
-                "served": None
-                if score is None
-                else {
-                    "events": score.policy.n,
-                    "policy": estimate_body(score.policy),
-                    "baseline": estimate_body(score.baseline),
-                    "improvement": estimate_body(score.improvement),
-                },
-                "counterfactual": None
-                if cf is None
-                else {
-                    "events": cf.n,
-                    "policy": estimate_body(cf.policy),
-                    "baseline": estimate_body(cf.baseline),
-                    "uniform": estimate_body(cf.uniform),
-                    "improvement": estimate_body(cf.improvement),
-                },
-            }
-        )
+    replay: dict[str, Any] = {}
+    if with_replay and records:
+        versions = [r.version for r in records]
+        replay = await request.app[COMMANDS].call("score_models", {"versions": versions})
+    restored = await asyncio.to_thread(restored_from, store)
+    served = (await _report(request)).versions
+    models = [
+        {
+            "version": r.version,
+            "createdAt": iso_time(r.created_at),
+            "learnedCount": r.learned_count,
+            "cursor": r.cursor,
+            "arguments": r.arguments,
+            "serving": r.version == service.serving.version,
+            "restoredFrom": restored.get(r.version),
+            "served": served.get(str(r.version)),
+            "counterfactual": replay.get(str(r.version)),
+        }
+        for r in records
+    ]
     return json_response({"servingVersion": service.serving.version, "models": models})
 
 
 async def activate_model(request: web.Request) -> web.Response:
-    observer = _observer(request)
-    service = observer.service
     version = parse_whole_number(request.match_info["version"], "version")
     # A version past SQLite's integer range was never stored (and cannot be looked up).
-    record = (
-        None
-        if version > MAX_MODEL_VERSION
-        else await asyncio.to_thread(service.store.get_model, version)
-    )
-    if record is None:
+    if version > MAX_MODEL_VERSION:
         raise NotFound(f"model version {version} is not stored (only the newest are kept).")
-    if record.arguments != service.policy_settings.arguments:
-        raise OperationNotAllowed(
-            f"model version {version} was learned with other policy arguments "
-            f"({record.arguments!r}); set that policy first."
-        )
-    control = request.app[CONTROL]
-    # One change at a time with the administration surface; abandon any retrain in flight.
-    async with control._lock:
-        control._generation += 1
-        async with control.paused():
-            new, serving = await observer.run(observer.restore, record)
-            service.install(new, serving)
-    await observer.activated(record, new)
-    return json_response(
-        {"version": new.version, "restoredFrom": version, "createdAt": iso_time(new.created_at)}
-    )
+    return json_response(await request.app[COMMANDS].call("activate_model", {"version": version}))
 
 
 # -- dashboard ---------------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
+from bandit.dsjson import iso_time
 from bandit.errors import InvalidRequest, InvalidRewardRequest
 from server.api.base import PREFIXES, SERVICE, json_response
 from server.api.edge import add_route
@@ -16,6 +19,7 @@ from server.api.schemas import (
     rank_response,
 )
 from server.serving.metrics import CONTENT_TYPE
+from server.trainer.records import load_report
 
 
 def event_id_of(request: web.Request) -> str:
@@ -58,21 +62,27 @@ async def activate(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness, learner state, and whether store writes succeed.
+    """Liveness, the learner's state as the trainer last reported it, and whether store
+    writes succeed.
 
     200 ``ok``; 503 ``unavailable`` with the ``reason`` (and ``Retry-After``) while store
     writes fail (a full disk, a database locked by another process)."""
     service = request.app[SERVICE]
     failing = await service.failing_writes()
-    thread = service.learner_thread
+    report = await asyncio.to_thread(load_report, service.store)
+    fresh = report is not None and (
+        service.clock() - report.at <= 3 * service.settings.report_interval + 1.0
+    )
     body: dict[str, object] = {
         "status": "ok" if failing is None else "unavailable",
         "modelVersion": service.serving.version,
         "learner": {
-            "running": bool(thread and thread.is_alive()),
-            "cursor": service.learner.cursor,
-            "learnedCount": service.learner.learned_count,
-            "failures": thread.failures if thread else 0,
+            "running": bool(fresh and report is not None and report.running),
+            "cursor": report.cursor if report else 0,
+            "learnedCount": report.learned_count if report else 0,
+            "failures": report.failures if report else 0,
+            "trainer": report.holder if report else None,
+            "reportedAt": iso_time(report.at) if report else None,
         },
     }
     if failing is None:
@@ -85,8 +95,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    service.refresh_metrics()
-    return web.Response(body=service.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+    trainer = await asyncio.to_thread(service.refresh_metrics)
+    body = service.metrics.render() + trainer.encode()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 def add_routes(app: web.Application) -> None:

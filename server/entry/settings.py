@@ -60,6 +60,17 @@ class Settings:
             process, say) before the request answers 503 with ``Retry-After``.
         retrain_events_per_second: most logged events a background retrain replays per
             second (0: as fast as it can), so a retrain leaves the machine to ranking.
+        refresh_interval: seconds between an edge's looks at the store for a new model,
+            configuration, policy or guardrail state (the period within which every edge
+            serves what the trainer published or another edge changed).
+        report_interval: seconds between the trainer's reports (status, metrics, learner
+            figures) that edges serve.
+        command_poll: seconds between the trainer's looks for admin changes to carry out.
+        command_timeout: seconds an edge waits for the trainer to take (and again to finish)
+            an admin change before answering 503.
+        lease_ttl: seconds a trainer's lease lasts unrenewed (it renews every third); a
+            standby takes over this long after the trainer died.
+        workers: edge processes ``banditd serve`` runs on the one port (``--workers``).
         watch: the loop watcher's settings (the ``[watch]`` table; see
             :mod:`server.trainer.watch_settings`), validated when the app is built.
     """
@@ -88,6 +99,12 @@ class Settings:
     max_connections: int = 1024
     lock_timeout: float = 1.0
     retrain_events_per_second: float = 0.0
+    refresh_interval: float = 0.5
+    report_interval: float = 0.5
+    command_poll: float = 0.1
+    command_timeout: float = 30.0
+    lease_ttl: float = 5.0
+    workers: int = 1
     watch: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -112,6 +129,15 @@ class Settings:
             )
         if not 0.01 <= self.learn_share_under_load <= 1.0:
             raise SettingsError("learn_share_under_load must be within [0.01, 1].")
+        for name in ("refresh_interval", "report_interval", "command_poll"):
+            if not 0 < getattr(self, name) <= 60:
+                raise SettingsError(f"{name} must be within (0, 60] seconds.")
+        if not self.command_timeout > 0:
+            raise SettingsError("command_timeout must be above 0 seconds.")
+        if not self.lease_ttl >= 1:
+            raise SettingsError("lease_ttl must be at least 1 second.")
+        if not 1 <= self.workers <= 64:
+            raise SettingsError("workers must be within 1..64.")
         if not 1 <= self.max_actions <= 1000:
             raise SettingsError("max_actions must be within 1..1000.")
         if self.retention_interval <= 0 or self.max_model_bytes <= 0:

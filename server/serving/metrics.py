@@ -1,4 +1,6 @@
-"""Prometheus metrics for every stage of the loop, on a registry of the app's own.
+"""Prometheus metrics of an edge (requests, group commits, the store's figures), on a registry
+of the app's own; the trainer's are :mod:`server.trainer.metrics`, and an edge's ``/metrics``
+adds the ones the trainer last stored.
 
 Metrics updated on every request (latency, outcomes, group commits) are :class:`LoopCounter`
 and :class:`LoopHistogram`: plain numbers that only the event loop changes, exposed through a
@@ -139,7 +141,7 @@ class _LoopCollector(Collector):
 
 
 class Metrics:
-    """The service's metrics. Counters count since process start; gauges read the store.
+    """An edge's metrics. Counters count since process start; gauges read the store.
 
     ``*_by`` give a labelled loop metric's child for label values (one dict lookup: the request
     path asks for one on every request).
@@ -164,22 +166,16 @@ class Metrics:
         self.ranks_by = ranks.child
         self.rewards_by = rewards.child
         self.activations_by = activations.child
-        self.joined = Counter(
-            "banditd_joined_events", "Decisions joined with their reward.", registry=r
-        )
-        self.learned = Counter(
-            "banditd_learned_events", "Joined events learned by the learner.", registry=r
-        )
-        self.published = Counter(
-            "banditd_models_published", "Model versions published.", registry=r
-        )
-        self.apprentice_graduations = Counter(
-            "banditd_apprentice_graduations",
-            "Automatic switches from Apprentice to Online (apprenticeAutoGraduate).",
+        self.store_errors = Counter(
+            "banditd_store_errors",
+            "Store operations of this edge that failed.",
+            ["operation"],
             registry=r,
         )
-        self.store_errors = Counter(
-            "banditd_store_errors", "Store operations that failed.", ["operation"], registry=r
+        self.fallback_decisions = Counter(
+            "banditd_guardrail_fallback_decisions",
+            "Rank decisions served by the baseline because the guardrail was tripped.",
+            registry=r,
         )
         request_seconds = loop.histogram(
             "banditd_request_duration_seconds",

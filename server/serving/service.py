@@ -1,8 +1,8 @@
-"""The running service: configuration, serving model, group-commit writer and learner thread.
+"""An edge's service: its caches of store state, and rank, reward and activate against them.
 
 Handlers call :class:`Service`; it runs the pure loop pieces from :mod:`bandit.loop` against the
-store. Ranking never waits for learning: the learner runs on its own thread with its own
-workspace and hands each published model to the event loop.
+store through the group-commit writer. It never learns: the trainer, in a process of its own,
+joins, learns and publishes, and the edge picks up what the trainer stores.
 """
 
 from __future__ import annotations
@@ -10,37 +10,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bandit.config import ServiceConfiguration
+from prometheus_client import Counter
+
 from bandit.errors import EventNotFound, ServiceUnavailable
 from bandit.events import (
     Activation,
     ActivationOutcome,
     Decision,
-    ModelRecord,
-    PolicySettings,
+    JoinedEvent,
     RankRequest,
     Reward,
     RewardOutcome,
 )
-from bandit.loop import Learner, check_reward, decide, resolve_replay
+from bandit.loop import check_reward, decide, resolve_replay
 from bandit.policy import Policy, PolicyFactory
+from bandit.state import read_loop_state
 from bandit.store import Store
-from policies import DEFAULT_ARGUMENTS, make_factory
+from policies import make_factory
+from policies.fallback import ExploringBaselinePolicy
 from server.entry.settings import Settings
 from server.serving.metrics import Metrics
 from server.serving.writer import GroupCommitWriter
-from server.trainer.learner import LearnerThread
+from server.trainer.records import guardrail_tripped, load_report
 
 log = logging.getLogger(__name__)
 
-SEED_KEY = "loop_seed"
 HEALTH_PROBE_KEY = "health_probe_at"
 """Meta key ``/healthz`` writes to find out whether failing store writes succeed again."""
+
+
+class NotReady(Exception):
+    """The store has no loop to serve yet: no trainer has started on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +56,37 @@ class Serving:
     created_at: float
 
 
+class CountingFallback:
+    """The fallback policy, counting each decision it makes."""
+
+    def __init__(self, inner: Policy, counter: Counter) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    @property
+    def arguments(self) -> str:
+        return self._inner.arguments
+
+    def predict_one(self, request: RankRequest) -> list[float]:
+        self._counter.inc()
+        return self._inner.predict_one(request)
+
+    def learn_one(self, event: JoinedEvent) -> None:
+        self._inner.learn_one(event)
+
+    def to_bytes(self) -> bytes:
+        return self._inner.to_bytes()
+
+
 class Service:
-    """State and operations of one banditd process."""
+    """An edge: what it serves with (caches of store state) and the operations it serves.
+
+    The cache (configuration, policy, serving model, guardrail state) is read from the store at
+    start and again whenever the store's generation changes (:meth:`refresh`, every
+    ``settings.refresh_interval`` seconds and after every admin change this edge made), so a
+    model the trainer publishes or a change made through another edge is served here within one
+    period. A new model is built off the event loop and swapped in whole: no request fails.
+    """
 
     def __init__(
         self, settings: Settings, store: Store, *, clock: Callable[[], float] = time.time
@@ -62,51 +95,92 @@ class Service:
         self.store = store
         self.clock = clock
         self.metrics = Metrics()
-        now = clock()
-        config = store.load_config()
-        if config is None:
-            config = ServiceConfiguration()
-            store.save_config(config)
-        policy = store.load_policy()
-        if policy is None:
-            policy = PolicySettings(name="default", arguments=DEFAULT_ARGUMENTS)
-            store.save_policy(policy)
-        seed_text = store.set_meta_if_absent(SEED_KEY, str(secrets.randbits(62)))
-        self.seed = int(seed_text)
-        self.config = config
-        self.policy_settings = policy
+        state = read_loop_state(store)
+        latest = store.latest_model()
+        if state is None or latest is None:
+            raise NotReady("no trainer has started on this store yet")
+        self.seed = state.seed
+        self.config = state.config
+        self.policy_settings = state.policy
         self.factory: PolicyFactory = make_factory(
-            policy.arguments, epsilon=config.exploration_percentage
+            state.policy.arguments, epsilon=state.config.exploration_percentage
         )
-        self.learner = Learner(
-            store, self.factory, now=now, checkpoint_interval=settings.checkpoint_interval
-        )
-        latest = store.latest_model() or self.learner.publish(now, settings.keep_models)
         self.serving = Serving(self.factory(latest.data), latest.version, latest.created_at)
+        self.generation = store.generation()
         self.writer = GroupCommitWriter(
             store, observer=self.metrics.observe_batch, sync_observer=self.metrics.observe_sync
         )
-        self.learner_thread: LearnerThread | None = None
         self.requests = 0
         """Rank, reward and activate calls served; background work reads it to yield under load."""
         self._load = (0, time.monotonic(), False)  # (requests seen, when, under load)
+        self._baseline = CountingFallback(
+            ExploringBaselinePolicy(lambda: self.config.exploration_percentage),
+            self.metrics.fallback_decisions,
+        )
         # While set, ranks are decided by this policy in place of the model: the guardrail's
-        # baseline fallback (server.trainer.observer). Decisions still log the serving model's
-        # version.
-        self.fallback: Policy | None = None
+        # baseline fallback, while the stored guardrail state is tripped. Decisions still log
+        # the serving model's version.
+        self.fallback: Policy | None = self._baseline if guardrail_tripped(store) else None
+        self._refresher: asyncio.Task[None] | None = None
+        self._refreshing = asyncio.Lock()
 
     async def start(self) -> None:
-        """Start the writer and the learner thread."""
+        """Start the writer and the cache refresh."""
         await self.writer.start()
-        self.learner_thread = LearnerThread(self, asyncio.get_running_loop())
-        self.learner_thread.start()
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_every())
 
     async def stop(self) -> None:
-        """Stop learning, commit what is queued, close the store."""
-        if self.learner_thread is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.learner_thread.stop)
+        """Commit what is queued, stop refreshing, close the store."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
         await self.writer.stop()
         self.store.close()
+
+    async def _refresh_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.refresh_interval)
+            try:
+                await self.refresh()
+            except Exception:
+                self.metrics.store_errors.labels("refresh").inc()
+                log.exception("refreshing the edge's cache from the store failed; retrying")
+
+    async def refresh(self) -> None:
+        """Bring the cache up to date with the store (a store read or two when nothing changed).
+
+        The guardrail state is read on every call; the rest when the store's generation moved.
+        """
+        async with self._refreshing:
+            generation, tripped = await asyncio.to_thread(self._poll)
+            if generation != self.generation:
+                await self._reload(generation)
+            self.fallback = self._baseline if tripped else None
+
+    def _poll(self) -> tuple[int, bool]:
+        return self.store.generation(), guardrail_tripped(self.store)
+
+    async def _reload(self, generation: int) -> None:
+        store = self.store
+        config, policy, latest = await asyncio.to_thread(
+            lambda: (store.load_config(), store.load_policy(), store.latest_model())
+        )
+        if config is None or policy is None or latest is None:
+            return
+        rebuild = (
+            policy.arguments != self.policy_settings.arguments
+            or config.exploration_percentage != self.config.exploration_percentage
+        )
+        factory = (
+            make_factory(policy.arguments, epsilon=config.exploration_percentage)
+            if rebuild
+            else self.factory
+        )
+        if rebuild or latest.version != self.serving.version:
+            model = await asyncio.to_thread(factory, latest.data)
+            self.serving = Serving(model, latest.version, latest.created_at)
+        self.config, self.policy_settings, self.factory = config, policy, factory
+        self.generation = generation
 
     async def rank(self, request: RankRequest) -> Decision:
         """Decide, commit, and return the decision (or the stored one on a replay).
@@ -193,33 +267,17 @@ class Service:
         share = self.settings.learn_share_under_load * part
         return worked * (1.0 - share) / share
 
-    def update_config(self, new: ServiceConfiguration) -> ServiceConfiguration:
-        """Validate a change against the current configuration, store and apply it."""
-        old = self.config
-        old.check_change(new)
-        self.store.save_config(new)
-        self.config = new
-        if new.exploration_percentage != old.exploration_percentage:
-            self.factory = make_factory(
-                self.policy_settings.arguments, epsilon=new.exploration_percentage
-            )
-            record = self.store.get_model(self.serving.version)
-            if record is not None:
-                self.install(record, self.factory(record.data))
-        return new
-
-    def install(self, record: ModelRecord, policy: Policy) -> None:
-        """Serve ``policy`` (built from ``record``) from now on. Event-loop thread only."""
-        self.serving = Serving(policy, record.version, record.created_at)
-
-    def refresh_metrics(self) -> None:
-        """Bring the store-derived gauges up to date."""
+    def refresh_metrics(self) -> str:
+        """Bring the store-derived gauges up to date; returns the text exposition of the
+        trainer's metrics as it last stored them (empty before its first report)."""
         now = self.clock()
+        report = load_report(self.store)
         self.metrics.refresh(
             self.store.counts(now),
             now=now,
-            cursor=self.learner.cursor,
+            cursor=report.cursor if report is not None else 0,
             exploration_cap=self.config.exploration_percentage,
             model_version=self.serving.version,
             model_created_at=self.serving.created_at,
         )
+        return report.metrics if report is not None else ""

@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -40,37 +39,29 @@ from bandit.errors import InvalidModelImportFormat, InvalidPolicyConfiguration, 
 from bandit.events import ModelRecord, PendingRetrain, PolicySettings
 from bandit.graduation import ApprenticeValue
 from bandit.policy import Policy, PolicyFactory
-from policies import DEFAULT_ARGUMENTS, make_factory, validate_arguments
+from policies import DEFAULT_POLICY, make_factory, validate_arguments
 from server.serving import model_archive
-from server.serving.service import Service
-from server.trainer.apprentice import ApprenticeTracker
 from server.trainer.learner import LearnerThread
+from server.trainer.records import CONFIG_EDITED_KEY, MODEL_CREATED_KEY
+from server.trainer.runtime import Trainer
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MODEL_CREATED_KEY = "model_created_at"
-CONFIG_EDITED_KEY = "config_edited_at"
-SIGNING_KEY = "model_signing_key"
-DEFAULT_POLICY = PolicySettings(name="default", arguments=DEFAULT_ARGUMENTS)
 _PAGE = 512
 RETRY_PAUSE = 1.0
 """Seconds a retrain waits before trying again when the store cannot take it (full, locked)."""
 
 
 class LoopControl:
-    """Configuration, policy and model operations of one service, and their background jobs."""
+    """Configuration, policy and model operations of the trainer, and their background jobs."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Trainer) -> None:
         self.service = service
         store = service.store
-        self.apprentice = ApprenticeTracker(store)
-        service.learner.observer = self.apprentice.observe
-        key = service.settings.model_signing_key or store.set_meta_if_absent(
-            SIGNING_KEY, secrets.token_hex(32)
-        )
-        self.signing_key = key.encode()
+        self.apprentice = service.apprentice
+        self.signing_key = model_archive.signing_key(store, service.settings.model_signing_key)
         store.set_meta_if_absent(MODEL_CREATED_KEY, repr(service.serving.created_at))
         if service.config.learning_mode is LearningMode.APPRENTICE and not self.apprentice.metrics:
             self.apprentice.start(service.clock())
@@ -173,6 +164,7 @@ class LoopControl:
         service.store.set_meta(CONFIG_EDITED_KEY, repr(now))
         if new.learning_mode != old.learning_mode and new.learning_mode is LearningMode.APPRENTICE:
             self.apprentice.start(now)
+            await asyncio.to_thread(self.apprentice.flush)  # edges show it from the store
         changed = new.reward_settings() != old.reward_settings()
         if changed or new.exploration_percentage != old.exploration_percentage:
             await self._reset_and_retrain()
@@ -237,22 +229,6 @@ class LoopControl:
                 record, serving, _ = await self._run(self._reset_now)
                 self.service.install(record, serving)
 
-    def export_model(self, signed: bool) -> bytes:
-        """The serving model's VW bytes, or a signed archive of them."""
-        service = self.service
-        record = service.store.get_model(service.serving.version) or service.store.latest_model()
-        if record is None:
-            raise InvalidModelImportFormat("no model has been published yet.")
-        if not signed:
-            return record.data
-        metadata = model_archive.ModelMetadata(
-            name=service.policy_settings.name,
-            arguments=record.arguments,
-            version=record.version,
-            created_at=record.created_at,
-        )
-        return model_archive.sign(record.data, metadata, self.signing_key)
-
     async def import_model(self, data: bytes) -> None:
         """Verify a signed archive and serve and learn from its model (and its policy)."""
         service = self.service
@@ -275,6 +251,22 @@ class LoopControl:
                 service.factory = factory
                 record, serving = await self._run(self._adopt_now, policy, 0, True)
                 service.install(record, serving)
+
+    async def activate_model(
+        self,
+        record: ModelRecord,
+        restore: Callable[[ModelRecord], tuple[ModelRecord, Policy]],
+        run: Callable[..., Awaitable[tuple[ModelRecord, Policy]]],
+    ) -> ModelRecord:
+        """Roll back to ``record``: ``restore`` (the watcher's, run on its thread by ``run``)
+        continues learning from it and publishes it as a new version; any retrain in flight is
+        abandoned. Returns the new version's record."""
+        async with self._lock:
+            self._generation += 1
+            async with self.paused():
+                new, serving = await run(restore, record)
+                self.service.install(new, serving)
+        return new
 
     # -- logs --------------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
-"""Long-running jobs (offline evaluations, feature importances) on a worker thread.
+"""Long-running jobs (offline evaluations, feature importances) on the trainer's worker thread.
 
-A job's record lives in the store (:class:`bandit.events.JobRecord`); the job itself runs on one
-worker thread, never on the event loop, and saves its record as it finishes. A job can be
-stopped (deleted, or the server shutting down): its ``should_stop`` callable turns true and the
-replay raises :class:`InterruptedError` at its next check. On startup, records a previous
-process left running are marked failed by :meth:`JobRunner.recover`.
+A job's record lives in the store (:class:`bandit.events.JobRecord`): an edge creates it, and the
+trainer finds it (:meth:`JobRunner.scan`, every second) and runs its work on one worker thread,
+never on the event loop; the work saves the record as it finishes. A job is stopped when its
+record is deleted (through any edge) or the trainer shuts down: its ``should_stop`` callable
+turns true and the replay raises :class:`InterruptedError` at its next check. A record a
+stopped trainer left running is run again by the next one.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from bandit.events import JobRecord, JoinedEvent
-from bandit.store import Jobs, LogArchive
+from bandit.store import JobStore, LogArchive
 
 log = logging.getLogger(__name__)
 
 StopCheck = Callable[[], bool]
 Work = Callable[[StopCheck], None]
+Builder = Callable[[JobStore, JobRecord], Work | None]
+"""The work of a stored record, or None when it has nothing left to do (finished)."""
 
 _PAGE = 512
 
@@ -40,26 +43,39 @@ def logged_events(store: LogArchive, start: float, end: float) -> Iterator[Joine
 class JobRunner:
     """Runs jobs one at a time on a worker thread; each can be stopped by key."""
 
-    def __init__(self, store: Jobs) -> None:
+    def __init__(self, store: JobStore) -> None:
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banditd-jobs")
         self._lock = threading.Lock()
         self._stopped: set[tuple[str, str]] = set()
         self._running: dict[tuple[str, str], Future[None]] = {}
+        self._ran: set[tuple[str, str]] = set()
         self._closing = False
 
-    def recover(self, kind: str, fail: Callable[[JobRecord], JobRecord | None]) -> None:
-        """Pass every stored record of ``kind`` through ``fail``; save what it returns."""
-        for record in self.store.list_jobs(kind):
-            failed = fail(record)
-            if failed is not None:
-                self.store.save_job(failed)
+    def scan(self, builders: dict[str, Builder]) -> None:
+        """Start the work of every stored record that has some and is not running or run here
+        already; stop the jobs whose record is gone (store reads; call it off the event loop)."""
+        for kind, build in builders.items():
+            records = self.store.list_jobs(kind)
+            stored = {r.id for r in records}
+            with self._lock:
+                running = {job_id for k, job_id in self._running if k == kind}
+            for job_id in running - stored:
+                self.stop(kind, job_id)
+            for record in records:
+                key = (kind, record.id)
+                if key in self._ran or record.id in running:
+                    continue
+                work = build(self.store, record)
+                if work is not None:
+                    self.submit(kind, record.id, work)
 
     def submit(self, kind: str, job_id: str, work: Work) -> None:
         """Queue ``work``; it gets a callable telling it whether to stop."""
         key = (kind, job_id)
         with self._lock:
             self._stopped.discard(key)
+            self._ran.add(key)
 
         def should_stop() -> bool:
             return self._closing or key in self._stopped

@@ -10,15 +10,47 @@ import asyncio
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
+from bandit.config import ServiceConfiguration
 from bandit.errors import ServiceUnavailable
 from bandit.events import ModelRecord
-
-if TYPE_CHECKING:
-    from server.serving.service import Service
+from bandit.loop import Learner
+from bandit.policy import Policy, PolicyFactory
+from server.entry.settings import Settings
+from server.trainer.metrics import TrainerMetrics
 
 log = logging.getLogger(__name__)
+
+
+class Published(Protocol):
+    """The newest published model as the host knows it."""
+
+    @property
+    def created_at(self) -> float: ...
+
+
+class LearnerHost(Protocol):
+    """What the learner thread reads and calls: :class:`server.trainer.runtime.Trainer`."""
+
+    settings: Settings
+    learner: Learner
+    config: ServiceConfiguration
+    factory: PolicyFactory
+    metrics: TrainerMetrics
+    clock: Callable[[], float]
+
+    @property
+    def serving(self) -> Published: ...
+
+    def under_load(self) -> bool: ...
+
+    def holds_lease(self) -> bool: ...
+
+    def yield_time(self, worked: float, part: float = 1.0) -> float: ...
+
+    def install(self, record: ModelRecord, policy: Policy) -> None: ...
 
 
 LOADED_BATCH = 16
@@ -34,7 +66,7 @@ class LearnerThread(threading.Thread):
     when ``modelExportFrequency`` has passed and something new was learned.
     """
 
-    def __init__(self, service: Service, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, service: LearnerHost, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(name="banditd-learner", daemon=True)
         self._service = service
         self._loop = loop
@@ -54,6 +86,9 @@ class LearnerThread(threading.Thread):
         service = self._service
         settings = service.settings
         while not self._stopping.is_set():
+            if not service.holds_lease():
+                log.error("the trainer lease may have passed to another trainer; not learning")
+                return  # and no final checkpoint: the new holder's must stand
             started = time.monotonic()
             loaded = service.under_load()
             limit = min(settings.learn_batch, LOADED_BATCH) if loaded else settings.learn_batch
@@ -78,6 +113,8 @@ class LearnerThread(threading.Thread):
                 # Under request load, hold the learner to its share of the (GIL-bound) process
                 # so ranking keeps its throughput; it catches up at full speed when load drops.
                 self._stopping.wait(service.yield_time(time.monotonic() - started, 2 / 3))
+        if not service.holds_lease():
+            return
         try:
             service.learner.checkpoint(service.clock())
         except Exception:

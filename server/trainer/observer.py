@@ -1,9 +1,9 @@
-"""Runs the loop watcher beside the service and applies what it finds.
+"""Runs the loop watcher in the trainer and applies what it finds.
 
-A background task hands each round of :class:`server.trainer.watcher.Watcher` to one worker thread
-(``run_in_executor``), then, on the event loop: updates the metrics, logs and persists guardrail
-changes, and switches serving between the learned policy and the baseline fallback
-(``Service.fallback``). Learning is never touched: the learner keeps learning while the
+A background task hands each round of :class:`server.trainer.watcher.Watcher` to one worker
+thread (``run_in_executor``), then, on the event loop: updates the metrics, logs and stores
+guardrail changes. Edges read the stored state and switch serving between the learned policy
+and the baseline fallback. Learning is never touched: the learner keeps learning while the
 fallback serves, which is how the policy earns its way back.
 """
 
@@ -17,14 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from prometheus_client import Counter
-
-from bandit.events import JoinedEvent, ModelRecord, RankRequest
+from bandit.events import ModelRecord
 from bandit.guardrail import Guardrail, GuardrailSettings, GuardrailState, Transition
 from bandit.policy import Policy
 from bandit.watch import WatchSnapshot
-from policies.fallback import ExploringBaselinePolicy
-from server.serving.service import Service
+from server.trainer.records import GUARDRAIL_KEY, RESTORED_KEY, restored_from
+from server.trainer.runtime import Trainer
 from server.trainer.watch_metrics import WatchMetrics
 from server.trainer.watch_settings import WatcherSettings, from_mapping, to_wire
 from server.trainer.watcher import Report, Round, Watcher
@@ -33,32 +31,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-GUARDRAIL_KEY = "guardrail_state"
 SETTINGS_KEY = "watch_settings"
-RESTORED_KEY = "model_restored_from"
 _REPLAY_TTL = 5.0
-
-
-class CountingFallback:
-    """The fallback policy, counting each decision it makes."""
-
-    def __init__(self, inner: Policy, counter: Counter) -> None:
-        self._inner = inner
-        self._counter = counter
-
-    @property
-    def arguments(self) -> str:
-        return self._inner.arguments
-
-    def predict_one(self, request: RankRequest) -> list[float]:
-        self._counter.inc()
-        return self._inner.predict_one(request)
-
-    def learn_one(self, event: JoinedEvent) -> None:
-        self._inner.learn_one(event)
-
-    def to_bytes(self) -> bytes:
-        return self._inner.to_bytes()
 
 
 def restore_guardrail(text: str | None, settings: GuardrailSettings) -> tuple[Guardrail, bool]:
@@ -83,7 +57,7 @@ def restore_guardrail(text: str | None, settings: GuardrailSettings) -> tuple[Gu
 class LoopObserver:
     """The watcher's runtime: its thread, its task, and what it changes in the service."""
 
-    def __init__(self, service: Service, file_settings: dict[str, Any]) -> None:
+    def __init__(self, service: Trainer, file_settings: dict[str, Any]) -> None:
         self.service = service
         store = service.store
         settings = from_mapping(file_settings, wire=False)
@@ -96,10 +70,6 @@ class LoopObserver:
         self.metrics = WatchMetrics(service.metrics.registry)
         guardrail, known = restore_guardrail(store.get_meta(GUARDRAIL_KEY), settings.guardrail)
         self.watcher = Watcher(service, settings, guardrail, history_known=known)
-        self.fallback = CountingFallback(
-            ExploringBaselinePolicy(lambda: service.config.exploration_percentage),
-            self.metrics.fallback_decisions,
-        )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banditd-watch")
         self._task: asyncio.Task[None] | None = None
         self._replay: tuple[float, int, dict[int, WatchSnapshot]] = (0.0, -1, {})
@@ -202,8 +172,7 @@ class LoopObserver:
             self._serve(self.watcher.guardrail.tripped)
 
     def _serve(self, tripped: bool) -> None:
-        """Switch what ``Service.rank`` serves (event-loop thread)."""
-        self.service.fallback = self.fallback if tripped else None
+        """Record what edges serve now: they read the guardrail state the trainer stored."""
         self.metrics.tripped.set(1.0 if tripped else 0.0)
 
     def _persist_guardrail(self) -> None:
@@ -245,14 +214,6 @@ class LoopObserver:
         self._replay = (now, self.watcher.cursor, scores)
         return scores
 
-    def restored_from(self) -> dict[int, int]:
-        """For each version made by a manual activation, the version it restored."""
-        text = self.service.store.get_meta(RESTORED_KEY)
-        try:
-            return {int(k): int(v) for k, v in json.loads(text).items()} if text else {}
-        except (ValueError, AttributeError):
-            return {}
-
     def restore(self, record: ModelRecord) -> tuple[ModelRecord, Policy]:
         """Continue learning from ``record`` and publish it as a new version (learner paused,
         worker thread). Returns the new record and a serving instance of it."""
@@ -260,7 +221,7 @@ class LoopObserver:
         now = service.clock()
         service.learner.adopt(service.factory(record.data), record.learned_count, now)
         new = service.learner.publish(now, service.settings.keep_models)
-        restored = self.restored_from()
+        restored = restored_from(service.store)
         restored[new.version] = record.version
         kept = {m.version for m in service.store.list_models()}
         service.store.set_meta(

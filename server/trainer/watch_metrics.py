@@ -1,7 +1,7 @@
 """Prometheus metrics of the loop watcher: counterfactual estimates, guardrail, drift, rollbacks.
 
-Registered on the service's own registry (:attr:`server.serving.metrics.Metrics.registry`), so they
-appear on ``/metrics`` beside the per-stage metrics.
+Registered on the trainer's registry (:attr:`server.trainer.metrics.TrainerMetrics.registry`);
+edges show them on ``/metrics`` as the trainer last stored them.
 """
 
 from __future__ import annotations
@@ -90,11 +90,6 @@ class WatchMetrics:
         self.recoveries = Counter(
             "banditd_guardrail_recoveries",
             "Times the guardrail returned serving to the learned policy.",
-            registry=r,
-        )
-        self.fallback_decisions = Counter(
-            "banditd_guardrail_fallback_decisions",
-            "Rank decisions served by the baseline because the guardrail was tripped.",
             registry=r,
         )
         self.drift_alarms = Counter(

@@ -28,7 +28,7 @@ from bandit.sequential import Moments
 from bandit.store import WatchedLog
 from bandit.watch import BASELINE, POLICY, Segment, Watch, WatchSnapshot, observe, summarize
 from policies import make_factory
-from server.serving.service import Service
+from server.trainer.runtime import Trainer
 from server.trainer.watch_settings import WatcherSettings
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class Watcher:
 
     def __init__(
         self,
-        service: Service,
+        service: Trainer,
         settings: WatcherSettings,
         guardrail: Guardrail,
         *,

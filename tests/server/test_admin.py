@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestClient
 from bandit.config import DAY
 from bandit.events import JoinedEvent
 from policies import DEFAULT_ARGUMENTS
-from server.api.base import CONTROL, SERVICE
-from server.entry.app import create_app
+from server.api.base import SERVICE
+from server.entry.app import TRAINER, create_app
 from server.entry.settings import Settings
 from server.serving import model_archive
 from server.serving.service import Service
@@ -40,10 +40,11 @@ def service_of(client: Client) -> Service:
     return client.app[SERVICE]
 
 
-async def learned_all(service: Service, timeout: float = 10.0) -> None:
-    """Wait until the learner's cursor reaches the last joined event."""
+async def learned_all(client: Client, timeout: float = 10.0) -> None:
+    """Wait until the trainer's learner cursor reaches the last joined event."""
+    trainer = client.app[TRAINER].trainer
     for _ in range(int(timeout / 0.01)):
-        if service.learner.cursor >= service.store.last_seq():
+        if trainer.learner.cursor >= trainer.store.last_seq():
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the learner did not catch up")
@@ -54,7 +55,7 @@ async def log_world(client: Client, n: int, *, seed: int = 1, start: float | Non
     now = service.clock()
     logs = world.draw(n, seed=seed, start=start if start is not None else now - n - 100)
     service.store.import_joined(logs.events)
-    await learned_all(service)
+    await learned_all(client)
 
 
 # -- service configuration ---------------------------------------------------------------
@@ -106,7 +107,8 @@ async def test_reward_change_resets_and_retrains_from_retained_logs(client: Clie
     body = {**CONFIG, "defaultReward": -0.5, "modelRetrainDays": 1}
     assert (await client.put("/v1/configurations/service", json=body)).status == 200
     assert service.serving.version > old  # reset at once
-    await client.app[CONTROL].idle()
+    await client.app[TRAINER].control.idle()
+    await service.refresh()  # the edge picks up what the trainer published
     record = service.store.latest_model()
     assert record is not None and record.learned_count == 60
     assert service.serving.version == record.version
@@ -117,7 +119,7 @@ async def test_exploration_change_with_no_retrain_days_only_resets(client: Clien
     await log_world(client, 20)
     body = {**CONFIG, "explorationPercentage": 0.05, "modelRetrainDays": 0}
     assert (await client.put("/v1/configurations/service", json=body)).status == 200
-    await client.app[CONTROL].idle()
+    await client.app[TRAINER].control.idle()
     record = service.store.latest_model()
     assert record is not None and record.learned_count == 0
 
@@ -128,7 +130,7 @@ async def test_retrain_uses_only_the_last_model_retrain_days(client: Client) -> 
     await log_world(client, 20, seed=2)
     body = {**CONFIG, "rewardAggregation": "sum", "modelRetrainDays": 1}
     assert (await client.put("/v1/configurations/service", json=body)).status == 200
-    await client.app[CONTROL].idle()
+    await client.app[TRAINER].control.idle()
     record = service.store.latest_model()
     assert record is not None and record.learned_count == 20
 
@@ -155,8 +157,8 @@ async def test_apprentice_serves_baseline_and_counts_imitation(client: Client) -
     ]
     appended = service.store.append_joined(joined)
     assert len(appended) == 20
-    await learned_all(service)
-    client.app[CONTROL].apprentice.flush()
+    await learned_all(client)
+    client.app[TRAINER].control.apprentice.flush()
     config = await (await client.get("/personalizer/configurations/service")).json()
     metrics = config["latestApprenticeModeMetrics"]
     assert metrics["numberOfEvents"] == 20
@@ -170,12 +172,12 @@ async def test_apprentice_serves_baseline_and_counts_imitation(client: Client) -
 async def test_logging_only_learns_nothing(client: Client) -> None:
     body = {**CONFIG, "learningMode": "LoggingOnly"}
     assert (await client.put("/v1/configurations/service", json=body)).status == 200
-    service = service_of(client)
-    before = service.learner.learned_count
+    trainer = client.app[TRAINER].trainer
+    before = trainer.learner.learned_count
     response = await client.post("/v1/rank", json=rank_body("lo1"))
     assert (await response.json())["rewardActionId"] == "a0"
     await log_world(client, 10)
-    assert service.learner.learned_count == before
+    assert trainer.learner.learned_count == before
     assert (
         "latestApprenticeModeMetrics"
         not in await (await client.get("/v1/configurations/service")).json()
@@ -237,8 +239,10 @@ async def test_bad_policies_are_400(client: Client, case: str, body: Any) -> Non
 async def test_model_export_import_reset_and_properties(client: Client) -> None:
     service = service_of(client)
     await log_world(client, 30)
-    service.learner_thread.publish(service.clock())  # type: ignore[union-attr]
-    await asyncio.sleep(0.05)
+    trainer = client.app[TRAINER].trainer
+    trainer.learner_thread.publish(trainer.clock())  # type: ignore[union-attr]
+    await asyncio.sleep(0.05)  # the trainer's install runs on the event loop
+    await service.refresh()
     raw = await client.get("/v1/model")
     assert raw.status == 200
     assert raw.headers["Content-Type"] == "application/octet-stream"
@@ -318,7 +322,7 @@ async def test_logs_properties_delete_and_retention(client: Client) -> None:
     await log_world(client, 10, seed=2, start=now - 1000)
     properties = await (await client.get("/personalizer/logs/properties")).json()
     assert properties["dateRange"]["from"] < properties["dateRange"]["to"]
-    deleted = await client.app[CONTROL].enforce_retention()  # 90 days by default
+    deleted = await client.app[TRAINER].control.enforce_retention()  # 90 days by default
     assert deleted == 10
     response = await client.delete("/v1/logs")
     assert response.status == 204
@@ -330,7 +334,7 @@ async def test_retention_minus_one_keeps_everything(client: Client) -> None:
     body = {**CONFIG, "logRetentionDays": -1}
     assert (await client.put("/v1/configurations/service", json=body)).status == 200
     await log_world(client, 5, start=service_of(client).clock() - 1000 * DAY)
-    assert await client.app[CONTROL].enforce_retention() == 0
+    assert await client.app[TRAINER].control.enforce_retention() == 0
 
 
 async def test_admin_operations_need_the_admin_key(
@@ -367,7 +371,7 @@ async def test_multislot_is_refused_as_on_a_single_slot_loop(client: Client, pat
 
 
 async def test_signed_archives_that_cannot_be_loaded_are_rejected(client: Client) -> None:
-    key = client.app[CONTROL].signing_key
+    key = client.app[TRAINER].control.signing_key
     meta = model_archive.ModelMetadata(name="x", arguments=DEFAULT_ARGS, version=1, created_at=0)
     garbage = model_archive.sign(b"not a vw model", meta, key)
     response = await client.put("/v1/model", data=garbage)

@@ -19,8 +19,8 @@ from bandit.events import Action, JoinedEvent, RankRequest
 from bandit.loop import decide
 from bandit.memory import MemoryStore
 from policies import BaselinePolicy, UniformPolicy
-from server.api.base import CONTROL, SERVICE
-from server.entry.app import create_app
+from server.api.base import SERVICE
+from server.entry.app import TRAINER, create_app
 from server.entry.settings import Settings
 from server.trainer.apprentice import ApprenticeTracker
 from tests.server.test_api import CONFIG, expect_error, rank_body
@@ -82,7 +82,7 @@ async def test_apprentice_exploration_values_the_policy_and_graduates_to_online(
     client: Client,
 ) -> None:
     service = client.app[SERVICE]
-    control = client.app[CONTROL]
+    control = client.app[TRAINER].control
     await put_config(client)  # the reward wait first: it cannot change with the mode
     echoed = await put_config(
         client,
@@ -154,7 +154,7 @@ async def test_personalizer_apprentice_reports_no_estimate(client: Client) -> No
         assert ranked["ranking"][0]["probability"] == 1.0
     metrics = (await get_config(client))["latestApprenticeModeMetrics"]
     assert "evaluatedEvents" not in metrics
-    assert not await client.app[CONTROL].graduate_if_ready()
+    assert not await client.app[TRAINER].control.graduate_if_ready()
 
 
 @pytest.mark.parametrize(

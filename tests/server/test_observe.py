@@ -16,8 +16,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bandit.events import Action, Decision, JoinedEvent, ModelRecord, RankRequest, WriteBatch
-from server.api.base import OBSERVER, SERVICE
-from server.entry.app import create_app
+from server.api.base import SERVICE
+from server.entry.app import TRAINER, create_app
 from server.entry.settings import Settings, SettingsError
 from server.serving.service import Service
 from server.trainer.observer import GUARDRAIL_KEY
@@ -147,9 +147,11 @@ def test_bad_watch_settings_in_the_file_fail_loudly(tmp_path: Path) -> None:
 
 async def test_models_are_listed_with_scores_and_rolled_back_by_hand(client: Client) -> None:
     service = client.app[SERVICE]
+    trainer = client.app[TRAINER].trainer
     for _ in range(2):
-        record = service.learner.publish(time.time(), service.settings.keep_models)
-        service.install(record, service.factory(record.data))
+        record = trainer.learner.publish(time.time(), trainer.settings.keep_models)
+        trainer.install(record, trainer.factory(record.data))
+    await service.refresh()
     body = await (await client.get("/v1/models")).json()
     assert [m["version"] for m in body["models"]] == [3, 2, 1]
     assert body["servingVersion"] == 3 and body["models"][0]["serving"]
@@ -242,7 +244,7 @@ async def test_a_tripped_guardrail_serves_the_baseline_within_the_cap_and_says_w
     await client.close()
     again = await aiohttp_client(create_app(settings))  # a restart keeps the fallback
     assert again.app[SERVICE].fallback is not None
-    assert again.app[OBSERVER].report.state.value == "tripped"
+    assert again.app[TRAINER].observer.report.state.value == "tripped"
 
 
 async def test_the_dashboard_loads_without_a_key_and_its_data_needs_the_admin_key(
@@ -282,4 +284,5 @@ async def test_events_from_before_a_start_are_scored_from_their_log_if_it_never_
     # Nothing stored says the guardrail ever tripped, so the policy served these decisions and
     # their logged (uniform) pmf is what it served: the policy's value is the logged mean, 1/4.
     assert status["window"]["policy"]["value"] == pytest.approx(0.25)
-    assert client.app[OBSERVER].watcher._policies == {}  # no model version was loaded to ask
+    # no model version was loaded to ask
+    assert client.app[TRAINER].observer.watcher._policies == {}

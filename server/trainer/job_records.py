@@ -1,4 +1,6 @@
-"""Evaluation records: their stored form, and the Personalizer wire shapes built from them.
+"""Job records (evaluations, feature importances): their stored form, and the Personalizer
+wire shapes of evaluations built from them. Edges create and read the records; the trainer runs
+the jobs and saves their results (:mod:`server.trainer.job_work`).
 
 Stored: one JSON document per evaluation (a :class:`bandit.events.JobRecord` of kind
 ``evaluation``), holding each policy's IPS and SNIPS estimates and its 5-minute bucket sums.
@@ -17,6 +19,7 @@ import msgspec
 from bandit.dsjson import iso_time
 from bandit.estimators import Estimate
 from bandit.evaluation import BUCKET_SECONDS, Bucket, PolicyResult, combine
+from bandit.events import JobRecord
 
 KIND = "evaluation"
 STATUS_V1 = {
@@ -261,3 +264,46 @@ def render_brief(evaluation: StoredEvaluation) -> dict[str, Any]:
         "status": evaluation.status,
         "evaluationType": "Manual",
     }
+
+
+def evaluation_record(evaluation: StoredEvaluation) -> JobRecord:
+    """The store's record of an evaluation."""
+    return JobRecord(
+        kind=KIND, id=evaluation.id, created_at=evaluation.created, data=encode(evaluation)
+    )
+
+
+# -- feature importances ------------------------------------------------------------------------
+
+IMPORTANCE_KIND = "featureImportance"
+
+
+class StoredImportance(msgspec.Struct, frozen=True):
+    """A feature-importance job's definition, status and scores."""
+
+    id: str
+    name: str
+    start: float
+    end: float
+    created: float
+    status: str
+    arguments: str
+    epsilon: float
+    min_propensity: float
+    description: str = ""
+    scores: list[tuple[str, float, float]] = []
+
+
+def encode_importance(item: StoredImportance) -> str:
+    return msgspec.json.encode(item).decode()
+
+
+def decode_importance(text: str) -> StoredImportance:
+    return msgspec.json.decode(text, type=StoredImportance)
+
+
+def importance_record(item: StoredImportance) -> JobRecord:
+    """The store's record of a feature-importance job."""
+    return JobRecord(
+        kind=IMPORTANCE_KIND, id=item.id, created_at=item.created, data=encode_importance(item)
+    )

@@ -7,13 +7,13 @@ since the epoch.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import Any
 
 from bandit.drift import DriftAlarm
 from bandit.dsjson import iso_time
 from bandit.estimators import Estimate
+from bandit.events import StoreCounts
 from bandit.guardrail import Transition
 from bandit.watch import WatchSnapshot
 from server.trainer.observer import LoopObserver
@@ -119,15 +119,13 @@ def history_body(points: tuple[Point, ...]) -> dict[str, list[Any]]:
     return cols
 
 
-async def status_body(observer: LoopObserver, history: bool = True) -> dict[str, Any]:
-    """The whole ``/v1/loop/status`` document."""
+def status_body(observer: LoopObserver, counts: StoreCounts, now: float) -> dict[str, Any]:
+    """The whole ``/v1/loop/status`` document as the trainer sees it at ``now`` (``counts``
+    read from the store just before). Edges serve it from the trainer's report, with their own
+    ``fallbackDecisions`` (each edge counts the decisions it served by the baseline)."""
     service = observer.service
     report: Report = observer.report
     settings = observer.settings
-    now = service.clock()
-    counts = await asyncio.to_thread(service.store.counts, now)
-    registry = service.metrics.registry
-    fallbacks = registry.get_sample_value("banditd_guardrail_fallback_decisions_total") or 0.0
     oldest = counts.oldest_pending_close_at
     body: dict[str, Any] = {
         "time": iso_time(now),
@@ -135,7 +133,7 @@ async def status_body(observer: LoopObserver, history: bool = True) -> dict[str,
         "explorationCap": service.config.exploration_percentage,
         "modelVersion": service.serving.version,
         "modelCreatedAt": iso_time(service.serving.created_at),
-        "serving": "baseline" if service.fallback is not None else "policy",
+        "serving": "baseline" if observer.watcher.guardrail.tripped else "policy",
         "window": {
             "size": settings.watch.window,
             "alpha": settings.watch.alpha,
@@ -151,7 +149,7 @@ async def status_body(observer: LoopObserver, history: bool = True) -> dict[str,
             "minEvents": settings.guardrail.min_events,
             "trips": report.trips,
             "recoveries": report.recoveries,
-            "fallbackDecisions": int(fallbacks),
+            "fallbackDecisions": 0,
             "history": [transition_body(t) for t in reversed(report.transitions)],
         },
         "drift": {
@@ -176,6 +174,5 @@ async def status_body(observer: LoopObserver, history: bool = True) -> dict[str,
             "explored": counts.explored,
         },
     }
-    if history:
-        body["history"] = history_body(report.history)
+    body["history"] = history_body(report.history)
     return body

@@ -1,0 +1,220 @@
+"""The trainer role: its parts started and stopped together, its lease, and its report.
+
+:class:`TrainerRole` holds the trainer (:class:`server.trainer.runtime.Trainer`), loop control,
+the watcher, the job runner and the command runner. :func:`run_trainer` is the ``banditd train``
+process: a standby until it holds the store's trainer lease, then the one trainer, renewing the
+lease every third of its time to live; a trainer that finds its lease taken (it stalled past the
+expiry and a standby took over) stops at once, so two never learn together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bandit.store import Store
+from server.entry.settings import Settings, SettingsError
+from server.trainer import job_records
+from server.trainer.commands import CommandRunner
+from server.trainer.control import LoopControl
+from server.trainer.job_work import evaluation_work, importance_work
+from server.trainer.jobs import Builder, JobRunner
+from server.trainer.loop_status import estimate_body, status_body
+from server.trainer.observer import LoopObserver
+from server.trainer.records import TrainerReport, save_report
+from server.trainer.runtime import Trainer, never_loaded
+from server.trainer.watch_settings import to_wire as watch_to_wire
+
+log = logging.getLogger(__name__)
+
+JOB_SCAN = 1.0
+"""Seconds between looks for job records to run."""
+
+BUILDERS: dict[str, Builder] = {
+    job_records.KIND: evaluation_work,
+    job_records.IMPORTANCE_KIND: importance_work,
+}
+
+
+def holder_name() -> str:
+    """How this process names itself in the lease: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LeaseLost(Exception):
+    """Another trainer holds the lease this one held: this one must stop at once."""
+
+
+class TrainerRole:
+    """Every part of the trainer, started and stopped together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        holder: str,
+        clock: Callable[[], float] = time.time,
+        under_load: Callable[[], bool] = never_loaded,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.holder = holder
+        self.trainer = Trainer(settings, store, clock=clock, under_load=under_load)
+        self.control = LoopControl(self.trainer)
+        self.jobs = JobRunner(store)
+        try:
+            self.observer = LoopObserver(self.trainer, settings.watch)
+        except ValueError as exc:
+            raise SettingsError(f"[watch] in the settings: {exc}.") from exc
+        self.commands = CommandRunner(
+            self.control, self.observer, poll=settings.command_poll, report=self.write_report
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start learning, watching, commands, jobs and reports."""
+        await self.trainer.start()
+        self.control.start()
+        self.observer.start()
+        self.commands.start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._every(self.settings.report_interval, self.write_report)),
+            loop.create_task(self._every(JOB_SCAN, lambda: self.jobs.scan(BUILDERS))),
+        ]
+        await asyncio.to_thread(self.write_report)
+
+    async def run_jobs(self) -> None:
+        """Start the work of the stored job records now and wait until none is running (tests
+        and orderly hand-offs; the trainer otherwise looks every ``JOB_SCAN`` seconds)."""
+        await asyncio.to_thread(self.jobs.scan, BUILDERS)
+        await self.jobs.idle()
+
+    async def stop(self) -> None:
+        """Stop everything; the learner checkpoints, and a last report says it stopped."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.commands.close()
+        await self.jobs.close()
+        await self.control.close()
+        await self.observer.close()
+        await self.trainer.stop()
+        await asyncio.to_thread(self.write_report)
+
+    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(job)
+            except Exception:
+                log.exception("trainer task %s failed; retrying", getattr(job, "__name__", job))
+            await asyncio.sleep(seconds)
+
+    def write_report(self) -> None:
+        """Store the trainer's report (worker thread)."""
+        trainer = self.trainer
+        now = trainer.clock()
+        counts = self.store.counts(now)
+        thread = trainer.learner_thread
+        report = self.observer.report
+        served = {
+            str(version): {
+                "events": score.policy.n,
+                "policy": estimate_body(score.policy),
+                "baseline": estimate_body(score.baseline),
+                "improvement": estimate_body(score.improvement),
+            }
+            for version, score in report.versions.items()
+        }
+        save_report(
+            self.store,
+            TrainerReport(
+                at=now,
+                holder=self.holder,
+                running=bool(thread and thread.is_alive()),
+                cursor=trainer.learner.cursor,
+                learned_count=trainer.learner.learned_count,
+                failures=thread.failures if thread else 0,
+                model_version=trainer.serving.version,
+                status=status_body(self.observer, counts, now),
+                versions=served,
+                apprentice=trainer.apprentice.to_wire(
+                    trainer.config.apprentice_graduation_min_events
+                ),
+                watch=watch_to_wire(self.observer.settings),
+                metrics=trainer.metrics.render().decode(),
+            ),
+        )
+
+
+async def hold_lease(store: Store, holder: str, settings: Settings, stop: asyncio.Event) -> bool:
+    """Wait as a standby until ``holder`` holds the lease (True) or ``stop`` is set (False)."""
+    ttl = settings.lease_ttl
+    announced = False
+    while not stop.is_set():
+        if await asyncio.to_thread(store.acquire_lease, holder, time.time(), ttl):
+            log.info("holding the trainer lease as %s", holder)
+            return True
+        if not announced:
+            current = await asyncio.to_thread(store.lease, time.time())
+            log.info(
+                "standby: the trainer lease is held by %s; taking over if it expires",
+                current.holder if current else "another trainer",
+            )
+            announced = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), ttl / 3)
+    return False
+
+
+async def keep_lease(role: TrainerRole, stop: asyncio.Event) -> bool:
+    """Renew ``role``'s lease every third of its time to live until ``stop`` is set (False) or
+    another trainer holds it (True: lost; the learner has stopped writing)."""
+    store, ttl, trainer = role.store, role.settings.lease_ttl, role.trainer
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), ttl / 3)
+        if stop.is_set():
+            return False
+        asked = time.time()
+        try:
+            held = await asyncio.to_thread(store.acquire_lease, role.holder, asked, ttl)
+        except Exception as exc:  # the store is failing: the lease runs out if it lasts
+            log.warning("could not renew the trainer lease: %s; trying again", exc)
+            continue
+        if not held:
+            trainer.lease_until = 0.0
+            log.error("the trainer lease was taken by another trainer; stopping at once")
+            return True
+        trainer.lease_until = asked + ttl
+    return False
+
+
+async def run_trainer(settings: Settings, store: Store, stop: asyncio.Event) -> int:
+    """``banditd train`` until ``stop`` is set: standby, then trainer; returns the exit status
+    (0 after a stop, 1 when the lease was lost)."""
+    holder = holder_name()
+    try:
+        if not await hold_lease(store, holder, settings, stop):
+            return 0
+        role = TrainerRole(settings, store, holder=holder)
+        role.trainer.lease_until = time.time() + settings.lease_ttl
+        await role.start()
+        print(f"======== Training as {holder} ========", flush=True)
+        lost = False
+        try:
+            lost = await keep_lease(role, stop)
+        finally:
+            await role.stop()
+            if not lost:
+                await asyncio.to_thread(store.release_lease, holder)
+        return 1 if lost else 0
+    finally:
+        store.close()
