@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from bandit.config import LearningMode
+from bandit.guardrail import GuardrailState
 
 JSONObject = dict[str, Any]
 
@@ -180,6 +181,8 @@ class ModelRecord:
     arguments: str
     learned_count: int
     cursor: int
+    restored_from: int | None = None
+    """The version this one restored, when a manual activation made it (a rollback)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,6 +256,56 @@ class JobRecord:
     id: str
     created_at: float
     data: str = field(repr=False)
+
+
+class LoopTime(StrEnum):
+    """Named moments of a loop's life a store keeps (seconds since the epoch each)."""
+
+    MODEL_CREATED = "model_created_at"
+    """When the current model was started afresh (Personalizer's model ``creationTime``)."""
+    CONFIG_EDITED = "config_edited_at"
+    """When the service configuration was last changed through the API."""
+    HEALTH_PROBE = "health_probe_at"
+    """When ``/healthz`` last tried a small write to see whether failing writes recovered."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardrailRecord:
+    """The guardrail's state as stored, so a tripped guardrail stays tripped across restarts.
+
+    Attributes:
+        state: what serves: the learned policy, or the baseline while tripped.
+        since: when it entered ``state`` (seconds since the epoch).
+        reason: why, as logged.
+        trips: how many times it has tripped, in all.
+        recoveries: how many times it has released, in all.
+    """
+
+    state: GuardrailState
+    since: float
+    reason: str
+    trips: int = 0
+    recoveries: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchSettingsRecord:
+    """Watch, guardrail and drift settings changed through the API, as stored; they win over
+    the settings file's from then on. Named as in the settings file's ``[watch]`` table (the
+    server validates them when it reads them back).
+    """
+
+    window: int
+    alpha: float
+    guardrail_enabled: bool
+    margin: float
+    min_events: int
+    drift_delta: float
+    drift_threshold: float
+    drift_min_events: int
+    interval: float
+    batch: int
+    history: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,8 +38,8 @@ def _control(request: web.Request) -> LoopControl:
     return request.app[CONTROL]
 
 
-def _time(meta: str | None) -> str | None:
-    return iso_time(float(meta)) if meta else None
+def _time(at: float | None) -> str | None:
+    return iso_time(at) if at is not None else None
 
 
 # -- service configuration ---------------------------------------------------------------------
@@ -48,7 +48,7 @@ def _time(meta: str | None) -> str | None:
 def configuration_body(control: LoopControl) -> dict[str, Any]:
     """The ServiceConfiguration as served: settings, edit date, apprentice metrics."""
     body = to_wire(control.service.config)
-    edited = _time(control.service.store.get_meta(CONFIG_EDITED_KEY))
+    edited = _time(control.service.store.get_time(CONFIG_EDITED_KEY))
     if edited:
         body["lastConfigurationEditDate"] = edited
     body["isAutoOptimizationEnabled"] = False
@@ -136,7 +136,7 @@ async def delete_model(request: web.Request) -> web.Response:
 
 async def get_model_properties(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    created = _time(service.store.get_meta(MODEL_CREATED_KEY))
+    created = _time(service.store.get_time(MODEL_CREATED_KEY))
     return json_response(
         {"creationTime": created, "lastModifiedTime": iso_time(service.serving.created_at)}
     )

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from bandit import join as rules
 from bandit.config import DAY, LearningMode, ServiceConfiguration
 from bandit.errors import InvalidModelImportFormat, InvalidPolicyConfiguration, ServiceUnavailable
-from bandit.events import ModelRecord, PendingRetrain, PolicySettings
+from bandit.events import LoopTime, ModelRecord, PendingRetrain, PolicySettings
 from bandit.graduation import ApprenticeValue
 from bandit.policy import Policy, PolicyFactory
 from policies import DEFAULT_ARGUMENTS, make_factory, validate_arguments
@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MODEL_CREATED_KEY = "model_created_at"
-CONFIG_EDITED_KEY = "config_edited_at"
+MODEL_CREATED_KEY = LoopTime.MODEL_CREATED
+CONFIG_EDITED_KEY = LoopTime.CONFIG_EDITED
 SIGNING_KEY = "model_signing_key"
 DEFAULT_POLICY = PolicySettings(name="default", arguments=DEFAULT_ARGUMENTS)
 _PAGE = 512
@@ -70,7 +70,7 @@ class LoopControl:
             SIGNING_KEY, secrets.token_hex(32)
         )
         self.signing_key = key.encode()
-        store.set_meta_if_absent(MODEL_CREATED_KEY, repr(service.serving.created_at))
+        store.set_time_if_absent(MODEL_CREATED_KEY, service.serving.created_at)
         if service.config.learning_mode is LearningMode.APPRENTICE and not self.apprentice.metrics:
             self.apprentice.start(service.clock())
         self._lock = asyncio.Lock()
@@ -169,7 +169,7 @@ class LoopControl:
         old = service.config
         service.update_config(new)
         now = service.clock()
-        service.store.set_meta(CONFIG_EDITED_KEY, repr(now))
+        service.store.set_time(CONFIG_EDITED_KEY, now)
         if new.learning_mode != old.learning_mode and new.learning_mode is LearningMode.APPRENTICE:
             self.apprentice.start(now)
         changed = new.reward_settings() != old.reward_settings()
@@ -331,7 +331,7 @@ class LoopControl:
         service.learner.reset(now, service.factory, retrain)
         self.apprentice.restart_evaluation()
         record = service.learner.publish(now, service.settings.keep_models)
-        service.store.set_meta(MODEL_CREATED_KEY, repr(now))
+        service.store.set_time(MODEL_CREATED_KEY, now)
         return record, service.factory(record.data), retrain
 
     def _adopt_now(self, policy: Policy, learned: int, fresh: bool) -> tuple[ModelRecord, Policy]:
@@ -341,7 +341,7 @@ class LoopControl:
         if fresh:
             service.learner.reset(now, service.factory)
             self.apprentice.restart_evaluation()
-            service.store.set_meta(MODEL_CREATED_KEY, repr(now))
+            service.store.set_time(MODEL_CREATED_KEY, now)
         service.learner.adopt(policy, learned, now, retrained=True)
         record = service.learner.publish(now, service.settings.keep_models)
         return record, service.factory(record.data)

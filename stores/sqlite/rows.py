@@ -22,13 +22,16 @@ from bandit.events import (
     Action,
     Checkpoint,
     Decision,
+    GuardrailRecord,
     JoinedEvent,
     ModelRecord,
     PendingRetrain,
     PolicySettings,
     RankRequest,
     Reward,
+    WatchSettingsRecord,
 )
+from bandit.guardrail import GuardrailState
 
 Row = Mapping[str, Any]
 
@@ -250,7 +253,25 @@ def model_from_row(row: Row) -> ModelRecord:
         arguments=row["arguments"],
         learned_count=row["learned_count"],
         cursor=row["cursor"],
+        restored_from=row["restored_from"],
     )
+
+
+def guardrail_from_row(row: Row) -> GuardrailRecord:
+    """The guardrail state from its single row."""
+    return GuardrailRecord(
+        state=GuardrailState(row["state"]),
+        since=row["since"],
+        reason=row["reason"],
+        trips=row["trips"],
+        recoveries=row["recoveries"],
+    )
+
+
+def watch_settings_from_row(row: Row) -> WatchSettingsRecord:
+    """The saved watch settings from their single row (``guardrail_enabled`` is 0 or 1)."""
+    values = {name: row[name] for name in WatchSettingsRecord.__dataclass_fields__}
+    return WatchSettingsRecord(**values | {"guardrail_enabled": bool(row["guardrail_enabled"])})
 
 
 def checkpoint_from_row(row: Row) -> Checkpoint:

@@ -5,6 +5,7 @@ The behaviour it shares with every store is checked by the contract suites in ``
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -32,12 +33,16 @@ from bandit.events import (
     Activation,
     Checkpoint,
     Decision,
+    GuardrailRecord,
     JoinedEvent,
+    LoopTime,
     RankRequest,
     Reward,
     RewardOutcome,
+    WatchSettingsRecord,
     WriteBatch,
 )
+from bandit.guardrail import GuardrailState
 from policies import DEFAULT_ARGUMENTS
 from policies.vw import VWPolicy
 from stores.sqlite import connection as sqlite_connection
@@ -610,6 +615,85 @@ def test_a_version_4_file_keeps_its_settings_and_starts_at_generation_0(
         assert store.lease(T0) is None and store.pending_commands(0, 10) == []
         store.save_config(ServiceConfiguration())
         assert store.generation() == 1
+    finally:
+        store.close()
+
+
+def test_a_version_5_file_moves_its_json_and_text_meta_into_typed_records(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS[:5])
+        old = SQLiteStore(path)
+        for i in range(3):
+            old.publish_model(
+                created_at=T0 + i, data=b"m", arguments="", learned_count=0, cursor=0, keep=2
+            )
+        watch = {
+            "window": 400,
+            "alpha": 0.05,
+            "guardrailEnabled": False,
+            "margin": 0.01,
+            "minEvents": 150,
+            "driftDelta": 0.005,
+            "driftThreshold": 50.0,
+            "driftMinEvents": 30,
+            "interval": 0.5,
+            "batch": 2048,
+            "history": 600,
+        }
+        for key, value in {
+            "guardrail_state": json.dumps(
+                {"state": "tripped", "since": T0, "reason": "worse", "trips": 2, "recoveries": 1}
+            ),
+            "watch_settings": json.dumps(watch),
+            "model_restored_from": json.dumps({"3": 1, "1": 2}),  # version 1 is pruned
+            "model_created_at": repr(T0 + 0.1),
+            "config_edited_at": "not a time",
+            "loop_seed": "42",
+        }.items():
+            old.set_meta(key, value)
+        old.close()
+    store = SQLiteStore(path)
+    try:
+        assert store.load_guardrail() == GuardrailRecord(
+            state=GuardrailState.TRIPPED, since=T0, reason="worse", trips=2, recoveries=1
+        )
+        assert store.load_watch_settings() == WatchSettingsRecord(
+            window=400,
+            alpha=0.05,
+            guardrail_enabled=False,
+            margin=0.01,
+            min_events=150,
+            drift_delta=0.005,
+            drift_threshold=50.0,
+            drift_min_events=30,
+            interval=0.5,
+            batch=2048,
+            history=600,
+        )
+        assert [(m.version, m.restored_from) for m in store.list_models()] == [(3, 1), (2, None)]
+        assert store.get_time(LoopTime.MODEL_CREATED) == T0 + 0.1
+        assert store.get_time(LoopTime.CONFIG_EDITED) is None  # unreadable: dropped
+        assert inspect(path, "SELECT key FROM meta") == [("loop_seed",)]
+    finally:
+        store.close()
+
+
+def test_unreadable_old_guardrail_and_watch_settings_are_dropped(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS[:5])
+        old = SQLiteStore(path)
+        old.set_meta("guardrail_state", json.dumps({"state": "confused", "since": 1, "reason": ""}))
+        old.set_meta("watch_settings", json.dumps({"window": 400}))  # not every setting
+        old.close()
+    store = SQLiteStore(path)
+    try:
+        assert store.load_guardrail() is None
+        assert store.load_watch_settings() is None
+        assert inspect(path, "SELECT key FROM meta") == []
     finally:
         store.close()
 
