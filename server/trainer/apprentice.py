@@ -20,9 +20,9 @@ import threading
 from dataclasses import asdict, replace
 from typing import Any
 
-from bandit.apprentice import ApprenticeMetrics, ImitationCounts, greedy_index, is_apprentice
+from bandit.apprentice import greedy_index, is_apprentice
 from bandit.dsjson import iso_time
-from bandit.events import JoinedEvent
+from bandit.events import ApprenticeMetrics, ImitationCounts, JoinedEvent
 from bandit.graduation import ApprenticeEvaluation, ApprenticeValue, graduates
 from bandit.policy import Policy
 from bandit.store import LoopSettings
