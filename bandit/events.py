@@ -232,6 +232,39 @@ class ApprenticeMetrics:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MomentSums:
+    """The running sums of a :class:`bandit.sequential.Moments` over ``k`` target policies, as
+    stored (:meth:`bandit.graduation.ApprenticeEvaluation.sums`).
+
+    ``wmax``, ``sw`` and ``swr`` hold ``k`` values, ``sww``, ``swwr`` and ``swwrr`` ``k * k``
+    (row-major); ``rmin`` and ``rmax`` are infinite until the first event.
+    """
+
+    n: int
+    rmin: float
+    rmax: float
+    wmax: tuple[float, ...]
+    sw: tuple[float, ...]
+    swr: tuple[float, ...]
+    sww: tuple[float, ...]
+    swwr: tuple[float, ...]
+    swwrr: tuple[float, ...]
+
+
+MOMENT_VECTORS = ("wmax", "sw", "swr", "sww", "swwr", "swwrr")
+"""The fields of :class:`MomentSums` that hold vectors."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprenticeRecord:
+    """Apprentice mode's persisted state: the totals served as ``latestApprenticeModeMetrics``
+    and the running sums that value the learned policy against the baseline."""
+
+    metrics: ApprenticeMetrics
+    evaluation: MomentSums
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelRecord:
     """A published serving model."""
 

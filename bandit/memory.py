@@ -12,6 +12,7 @@ from bandit import join as rules
 from bandit.config import ServiceConfiguration
 from bandit.events import (
     ActivationOutcome,
+    ApprenticeRecord,
     Checkpoint,
     Command,
     Decision,
@@ -58,6 +59,7 @@ class MemoryStore:
         self._guardrail: GuardrailRecord | None = None
         self._watch_settings: WatchSettingsRecord | None = None
         self._times: dict[LoopTime, float] = {}
+        self._apprentice: ApprenticeRecord | None = None
         self._generation = 0
         self._lease: Lease | None = None
         self._commands: dict[int, Command] = {}  # by generation, in submission order
@@ -239,6 +241,12 @@ class MemoryStore:
     def save_watch_settings(self, record: WatchSettingsRecord) -> None:
         self._watch_settings = record
         self._generation += 1
+
+    def load_apprentice(self) -> ApprenticeRecord | None:
+        return self._apprentice
+
+    def save_apprentice(self, record: ApprenticeRecord) -> None:
+        self._apprentice = record
 
     def get_time(self, name: LoopTime) -> float | None:
         return self._times.get(name)

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from bandit.config import ServiceConfiguration
 from bandit.events import (
+    ApprenticeRecord,
     Checkpoint,
     Command,
     Decision,
@@ -172,7 +173,7 @@ class ModelRegistry(Protocol):
 
 class LoopSettings(Protocol):
     """The loop's settings and small records: service configuration, learning policy, guardrail
-    state, watch settings, named moments and named strings."""
+    state, watch settings, apprentice totals, named moments and named strings."""
 
     def load_config(self) -> ServiceConfiguration | None:
         """The stored service configuration."""
@@ -204,6 +205,15 @@ class LoopSettings(Protocol):
 
     def save_watch_settings(self, record: WatchSettingsRecord) -> None:
         """Replace the saved watch settings (bumps the generation, same transaction)."""
+        ...
+
+    def load_apprentice(self) -> ApprenticeRecord | None:
+        """Apprentice mode's stored totals and running sums, or None."""
+        ...
+
+    def save_apprentice(self, record: ApprenticeRecord) -> None:
+        """Replace apprentice mode's totals and sums. Saved every second or so while learning
+        in Apprentice mode, so it leaves the generation alone: edges read it when asked."""
         ...
 
     def get_time(self, name: LoopTime) -> float | None:

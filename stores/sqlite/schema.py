@@ -39,6 +39,16 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bandit.events import (
+    MOMENT_VECTORS,
+    ApprenticeMetrics,
+    ApprenticeRecord,
+    ImitationCounts,
+    MomentSums,
+)
+from bandit.graduation import ApprenticeEvaluation
+from stores.sqlite import rows
+
 _INITIAL = (
     """
     CREATE TABLE decisions (
@@ -349,6 +359,30 @@ _TYPED_RECORDS = (
     )
     """,
     "CREATE TABLE times (name TEXT PRIMARY KEY NOT NULL, at REAL NOT NULL)",
+    """
+    CREATE TABLE apprentice (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        start_time REAL NOT NULL,
+        last_processed_event_time REAL NOT NULL,
+        total_events INTEGER NOT NULL,
+        total_rewards REAL NOT NULL,
+        total_imitated_events INTEGER NOT NULL,
+        total_imitated_rewards REAL NOT NULL,
+        batch_events INTEGER NOT NULL,
+        batch_rewards REAL NOT NULL,
+        batch_imitated_events INTEGER NOT NULL,
+        batch_imitated_rewards REAL NOT NULL,
+        evaluated_events INTEGER NOT NULL,
+        reward_min REAL NOT NULL,
+        reward_max REAL NOT NULL,
+        wmax BLOB NOT NULL,
+        sw BLOB NOT NULL,
+        swr BLOB NOT NULL,
+        sww BLOB NOT NULL,
+        swwr BLOB NOT NULL,
+        swwrr BLOB NOT NULL
+    )
+    """,
     "ALTER TABLE models ADD COLUMN restored_from INTEGER",
     *(
         f"""
@@ -387,6 +421,13 @@ _OLD_WATCH_NAMES = {
 """The camelCase names version 5 and before stored watch settings under, where they differ."""
 
 _OLD_TIME_KEYS = ("model_created_at", "config_edited_at", "health_probe_at")
+_OLD_KEYS = (
+    "guardrail_state",
+    "watch_settings",
+    "model_restored_from",
+    "apprentice_metrics",
+    *_OLD_TIME_KEYS,
+)
 
 
 def add_typed_records(db: Database) -> None:
@@ -399,6 +440,8 @@ def add_typed_records(db: Database) -> None:
       holding ``repr`` of a float).
     * ``models.restored_from``: the version a manual activation restored (was
       ``meta.model_restored_from``, JSON mapping new version to restored version).
+    * ``apprentice``: apprentice mode's totals and running sums, a column each (the sums'
+      vectors as little-endian float64 arrays; was ``meta.apprentice_metrics``, JSON).
 
     Each old value is read once, here, and its meta row deleted. One that cannot be read (it
     never could be used either) is dropped, as is a restore entry for a model no longer kept.
@@ -407,13 +450,8 @@ def add_typed_records(db: Database) -> None:
     """
     for statement in _TYPED_RECORDS:
         db.execute(statement)
-    old = {
-        key: value
-        for key, value in db.execute(
-            "SELECT key, value FROM meta WHERE key IN (?, ?, ?, ?, ?, ?)",
-            ["guardrail_state", "watch_settings", "model_restored_from", *_OLD_TIME_KEYS],
-        ).fetchall()
-    }
+    keys = ", ".join("?" * len(_OLD_KEYS))
+    old = dict(db.execute(f"SELECT key, value FROM meta WHERE key IN ({keys})", _OLD_KEYS))
     guardrail = _old_guardrail(_old_json(old.get("guardrail_state")))
     if guardrail is not None:
         db.execute(
@@ -446,10 +484,10 @@ def add_typed_records(db: Database) -> None:
             continue
         if math.isfinite(at):
             db.execute("INSERT INTO times (name, at) VALUES (?, ?)", [key, at])
-    db.execute(
-        "DELETE FROM meta WHERE key IN (?, ?, ?, ?, ?, ?)",
-        ["guardrail_state", "watch_settings", "model_restored_from", *_OLD_TIME_KEYS],
-    )
+    apprentice = _old_apprentice(_old_json(old.get("apprentice_metrics")))
+    if apprentice is not None:
+        db.execute(rows.APPRENTICE_SAVE, rows.apprentice_params(apprentice))
+    db.execute(f"DELETE FROM meta WHERE key IN ({keys})", _OLD_KEYS)
 
 
 def _old_guardrail(saved: Any) -> list[Any] | None:
@@ -462,6 +500,32 @@ def _old_guardrail(saved: Any) -> list[Any] | None:
     if state not in ("serving", "tripped") or not math.isfinite(since):
         return None
     return [state, since, *rest]
+
+
+def _old_apprentice(saved: Any) -> ApprenticeRecord | None:
+    """An old apprentice state (the totals, and the running sums from version 5's ``meta``
+    on), or None when it cannot be read."""
+    try:
+        metrics = ApprenticeMetrics(
+            start_time=float(saved["start_time"]),
+            last_processed_event_time=float(saved["last_processed_event_time"]),
+            total=ImitationCounts(**saved["total"]),
+            last_batch=ImitationCounts(**saved["last_batch"]),
+        )
+        evaluation = saved.get("evaluation")
+        sums = (
+            ApprenticeEvaluation().sums()
+            if not evaluation
+            else MomentSums(
+                n=int(evaluation["n"]),
+                rmin=float(evaluation["rmin"]),
+                rmax=float(evaluation["rmax"]),
+                **{name: tuple(map(float, evaluation[name])) for name in MOMENT_VECTORS},
+            )
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return ApprenticeRecord(metrics=metrics, evaluation=sums)
 
 
 def _old_json(text: str | None) -> Any:

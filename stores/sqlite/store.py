@@ -27,6 +27,7 @@ from sqlite_utils import Database
 from bandit import join as rules
 from bandit.config import ServiceConfiguration
 from bandit.events import (
+    ApprenticeRecord,
     Checkpoint,
     Command,
     Decision,
@@ -310,6 +311,14 @@ class SQLiteStore(SQLiteConnections):
                 f"VALUES (1, {', '.join('?' * len(WATCH_SETTINGS_COLUMNS))})",
                 [getattr(record, name) for name in WATCH_SETTINGS_COLUMNS],
             )
+
+    def load_apprentice(self) -> ApprenticeRecord | None:
+        row = self._first("SELECT * FROM apprentice WHERE id = 1")
+        return rows.apprentice_from_row(row) if row is not None else None
+
+    def save_apprentice(self, record: ApprenticeRecord) -> None:
+        with self._write() as db:
+            db.execute(rows.APPRENTICE_SAVE, rows.apprentice_params(record))
 
     def get_time(self, name: LoopTime) -> float | None:
         row = self._first("SELECT at FROM times WHERE name = ?", [name.value])

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,11 @@ from bandit.errors import StoreUnavailable
 from bandit.events import (
     Action,
     Activation,
+    ApprenticeMetrics,
     Checkpoint,
     Decision,
     GuardrailRecord,
+    ImitationCounts,
     JoinedEvent,
     LoopTime,
     RankRequest,
@@ -651,6 +653,25 @@ def test_a_version_5_file_moves_its_json_and_text_meta_into_typed_records(
             "model_created_at": repr(T0 + 0.1),
             "config_edited_at": "not a time",
             "loop_seed": "42",
+            "apprentice_metrics": json.dumps(
+                {
+                    "start_time": T0,
+                    "last_processed_event_time": T0 + 5,
+                    "total": asdict(ImitationCounts().add(1.0, True).add(0.5, False)),
+                    "last_batch": asdict(ImitationCounts().add(0.5, False)),
+                    "evaluation": {
+                        "n": 1,
+                        "rmin": 1.0,
+                        "rmax": 1.0,
+                        "wmax": [2.0, 0.0],
+                        "sw": [2.0, 0.0],
+                        "swr": [2.0, 0.0],
+                        "sww": [4.0, 0.0, 0.0, 0.0],
+                        "swwr": [4.0, 0.0, 0.0, 0.0],
+                        "swwrr": [4.0, 0.0, 0.0, 0.0],
+                    },
+                }
+            ),
         }.items():
             old.set_meta(key, value)
         old.close()
@@ -675,24 +696,33 @@ def test_a_version_5_file_moves_its_json_and_text_meta_into_typed_records(
         assert [(m.version, m.restored_from) for m in store.list_models()] == [(3, 1), (2, None)]
         assert store.get_time(LoopTime.MODEL_CREATED) == T0 + 0.1
         assert store.get_time(LoopTime.CONFIG_EDITED) is None  # unreadable: dropped
+        apprentice = store.load_apprentice()
+        assert apprentice is not None
+        assert apprentice.metrics == ApprenticeMetrics(
+            start_time=T0,
+            last_processed_event_time=T0 + 5,
+            total=ImitationCounts().add(1.0, True).add(0.5, False),
+            last_batch=ImitationCounts().add(0.5, False),
+        )
+        assert apprentice.evaluation.n == 1 and apprentice.evaluation.sww == (4.0, 0.0, 0.0, 0.0)
         assert inspect(path, "SELECT key FROM meta") == [("loop_seed",)]
     finally:
         store.close()
 
 
-def test_unreadable_old_guardrail_and_watch_settings_are_dropped(
-    path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unreadable_old_records_are_dropped(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as patched:
         patched.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS[:5])
         old = SQLiteStore(path)
         old.set_meta("guardrail_state", json.dumps({"state": "confused", "since": 1, "reason": ""}))
         old.set_meta("watch_settings", json.dumps({"window": 400}))  # not every setting
+        old.set_meta("apprentice_metrics", json.dumps({"start_time": T0}))  # no counts
         old.close()
     store = SQLiteStore(path)
     try:
         assert store.load_guardrail() is None
         assert store.load_watch_settings() is None
+        assert store.load_apprentice() is None
         assert inspect(path, "SELECT key FROM meta") == []
     finally:
         store.close()

@@ -1,12 +1,21 @@
-"""The ``LoopSettings`` contract: configuration, policy, guardrail state, watch settings, named
-times and named strings."""
+"""The ``LoopSettings`` contract: configuration, policy, guardrail state, watch settings,
+apprentice totals, named times and named strings."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from bandit.config import Aggregation, LearningMode, ServiceConfiguration
-from bandit.events import GuardrailRecord, LoopTime, PolicySettings, WatchSettingsRecord
+from bandit.events import (
+    ApprenticeMetrics,
+    ApprenticeRecord,
+    GuardrailRecord,
+    ImitationCounts,
+    LoopTime,
+    PolicySettings,
+    WatchSettingsRecord,
+)
+from bandit.graduation import ApprenticeEvaluation
 from bandit.guardrail import GuardrailState
 from bandit.store import LoopSettings, Store
 from tests.stores.conftest import T0
@@ -108,3 +117,31 @@ def test_named_times_round_trip_and_are_set_once_if_absent(store: LoopSettings) 
     assert store.get_time(LoopTime.MODEL_CREATED) == T0 + 5
     assert store.get_time(LoopTime.CONFIG_EDITED) == 1_764_000_000.123456
     assert store.get_time(LoopTime.HEALTH_PROBE) is None
+
+
+def test_apprentice_totals_and_running_sums_round_trip(store: LoopSettings) -> None:
+    assert store.load_apprentice() is None
+    fresh = ApprenticeRecord(
+        metrics=ApprenticeMetrics(start_time=T0, last_processed_event_time=T0),
+        evaluation=ApprenticeEvaluation().sums(),  # infinite reward bounds before any event
+    )
+    store.save_apprentice(fresh)
+    assert store.load_apprentice() == fresh
+    evaluation = ApprenticeEvaluation()
+    for w_policy, w_baseline, reward in [(2.0, 0.0, 1.0), (0.0, 2.0, -0.25), (1.0, 1.0, 0.1)]:
+        evaluation.add_weights(w_policy, w_baseline, reward)
+    later = ApprenticeRecord(
+        metrics=ApprenticeMetrics(
+            start_time=T0,
+            last_processed_event_time=T0 + 30.5,
+            total=ImitationCounts().add(1.0, True).add(-0.25, False).add(0.1, True),
+            last_batch=ImitationCounts().add(0.1, True),
+        ),
+        evaluation=evaluation.sums(),
+    )
+    store.save_apprentice(later)
+    loaded = store.load_apprentice()
+    assert loaded == later
+    assert loaded is not None
+    restored = ApprenticeEvaluation.from_sums(loaded.evaluation).value(100)
+    assert restored == evaluation.value(100)
