@@ -23,8 +23,9 @@ Tables:
 * ``jobs``: offline evaluations and feature-importance jobs, a JSON document each (version 2).
 * ``lease``, ``commands``, ``generation``: the trainer lease, the admin commands the trainer
   carries out, and the number edges poll to see that something they cache changed (version 5).
-* ``guardrail``, ``watch_settings``: single rows, typed; ``times``: named moments of the loop;
-  ``models.restored_from`` (version 6; these were JSON and text in ``meta`` before).
+* ``guardrail``, ``watch_settings``, ``apprentice``: single rows, a typed column each;
+  ``times``: named moments of the loop; ``models.restored_from`` (version 6; these were JSON
+  and text in ``meta`` before, which now holds plain strings: the loop seed, the signing key).
 
 ``counters`` holds the totals of :class:`bandit.events.StoreCounts`, kept by triggers in the
 inserting transaction, so ``/metrics`` never counts a whole table.
@@ -503,8 +504,8 @@ def _old_guardrail(saved: Any) -> list[Any] | None:
 
 
 def _old_apprentice(saved: Any) -> ApprenticeRecord | None:
-    """An old apprentice state (the totals, and the running sums from version 5's ``meta``
-    on), or None when it cannot be read."""
+    """An old apprentice state (its totals, and its running sums where it has them; empty
+    sums where not), or None when it cannot be read."""
     try:
         metrics = ApprenticeMetrics(
             start_time=float(saved["start_time"]),
