@@ -23,13 +23,9 @@ from bandit.errors import (
 )
 from bandit.events import PolicySettings
 from server.api import contracts as c
+from server.api.base import CONTROL, SERVICE, json_response
 from server.api.operations import JSON, OCTETS, Operation, Response, declare, decode, mount
-from server.api.routes import SERVICE, json_response
 from server.trainer.control import CONFIG_EDITED_KEY, MODEL_CREATED_KEY, LoopControl
-from server.trainer.jobs import JobRunner
-
-CONTROL: web.AppKey[LoopControl] = web.AppKey("control", LoopControl)
-JOBS: web.AppKey[JobRunner] = web.AppKey("jobs", JobRunner)
 
 _ERROR = c.ErrorResponse
 
@@ -280,33 +276,8 @@ OPERATIONS = declare(
 
 
 def add_admin_routes(app: web.Application) -> None:
-    """Mount the administration surface and run its background jobs with the app."""
-    from server.api.evaluation_routes import add_evaluation_routes
-    from server.api.importance import add_importance_routes
-    from server.api.logs import add_log_routes
-    from server.api.multislot import add_multislot_routes
-    from server.api.openapi import add_openapi_route
-
-    control = LoopControl(app[SERVICE])
-    jobs = JobRunner(control.service.store)
-    app[CONTROL] = control
-    app[JOBS] = jobs
+    """Mount the administration surface (configuration, policy, model, logs)."""
     mount(app, OPERATIONS)
-    add_evaluation_routes(app, control, jobs)
-    add_importance_routes(app, control, jobs)
-    add_log_routes(app)
-    add_multislot_routes(app)
-    add_openapi_route(app)
-
-    async def start(_: web.Application) -> None:
-        control.start()
-
-    async def stop(_: web.Application) -> None:
-        await jobs.close()
-        await control.close()
-
-    app.on_startup.append(start)
-    app.on_shutdown.append(stop)
 
 
-__all__ = ["CONTROL", "JOBS", "JSON", "OPERATIONS", "add_admin_routes"]
+__all__ = ["JSON", "OPERATIONS", "add_admin_routes"]

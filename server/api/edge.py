@@ -21,6 +21,7 @@ from aiohttp import hdrs, web
 from bandit.errors import (
     BanditError,
     EventConflict,
+    EventNotFound,
     Forbidden,
     HeaderFieldsTooLarge,
     InvalidRequest,
@@ -69,8 +70,6 @@ CLIENT_ROUTES = frozenset({"rank", "reward", "activate"})
 
 def status_of(error: BanditError) -> tuple[int, str]:
     """HTTP status and high-level code for an error."""
-    from bandit.errors import EventNotFound
-
     if isinstance(error, EventNotFound):
         return 404, "ResourceNotFound"
     for cls, status, code in _STATUS:

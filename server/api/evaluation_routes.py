@@ -10,9 +10,9 @@ from aiohttp import web
 from bandit.errors import InvalidEvaluationContract, InvalidRequest
 from server.api import contracts as c
 from server.api import evaluation_wire as wire
+from server.api.base import json_response
 from server.api.evaluations import Evaluations, api_version, parse_time, path_id
 from server.api.operations import Operation, Response, declare, decode, mount
-from server.api.routes import json_response
 from server.api.schemas import parse_whole_number
 from server.trainer.control import LoopControl
 from server.trainer.jobs import JobRunner

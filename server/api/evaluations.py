@@ -33,7 +33,7 @@ from bandit.store import JobStore
 from policies import BaselinePolicy, UniformPolicy, make_factory, validate_arguments
 from server.api import contracts as c
 from server.api import evaluation_wire as wire
-from server.api.routes import PREFIXES
+from server.api.base import PREFIXES
 from server.trainer.control import LoopControl
 from server.trainer.jobs import JobRunner, StopCheck, logged_events
 

@@ -28,10 +28,10 @@ from bandit.importance import importance, namespaces
 from bandit.store import JobStore
 from policies import make_factory
 from server.api import contracts as c
+from server.api.base import json_response
 from server.api.evaluation_routes import PAGE_SIZE, int_query
 from server.api.evaluations import parse_time, path_id
 from server.api.operations import Operation, Response, declare, decode, mount
-from server.api.routes import json_response
 from server.trainer.control import LoopControl
 from server.trainer.jobs import JobRunner, StopCheck, logged_events
 

@@ -1,4 +1,5 @@
-"""DSJSON logs out and in: ``GET /v1/logs/export``, ``banditd export`` and ``banditd import``.
+"""DSJSON logs out and in: ``GET /v1/logs/export``, and the reading and writing behind
+``banditd export`` and ``banditd import`` (:mod:`server.entry.logs_cli`).
 
 An exported line is the labelled DSJSON VW learns from (:func:`bandit.dsjson.joined_object`),
 with each ``c._multi`` entry also carrying the action's ``_id`` (VW ignores ``_`` keys), so
@@ -8,14 +9,11 @@ Lines are streamed page by page, read from the store on a worker thread.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from aiohttp import web
 
@@ -23,11 +21,11 @@ from bandit.config import LearningMode
 from bandit.dsjson import joined_object, logged_to_joined, parse_logged
 from bandit.errors import InvalidExportLogsRequest
 from bandit.events import JoinedEvent
-from bandit.store import LogArchive, Store
+from bandit.store import LogArchive
 from server.api import contracts as c
+from server.api.base import SERVICE
 from server.api.evaluations import parse_time
 from server.api.operations import Operation, Response, declare, mount
-from server.api.routes import SERVICE
 
 MEDIA_TYPE = "application/x-ndjson"
 _PAGE = 512
@@ -53,7 +51,7 @@ def pages(store: LogArchive, start: float, end: float) -> Iterator[list[JoinedEv
         after = page[-1].seq
 
 
-def _range(start: str | None, end: str | None) -> tuple[float, float]:
+def parse_range(start: str | None, end: str | None) -> tuple[float, float]:
     low = parse_time(start, "from", InvalidExportLogsRequest) if start else float("-inf")
     high = parse_time(end, "to", InvalidExportLogsRequest) if end else float("inf")
     if not low < high:
@@ -62,7 +60,7 @@ def _range(start: str | None, end: str | None) -> tuple[float, float]:
 
 
 async def export_logs(request: web.Request) -> web.StreamResponse:
-    start, end = _range(request.query.get("from"), request.query.get("to"))
+    start, end = parse_range(request.query.get("from"), request.query.get("to"))
     store = request.app[SERVICE].store
     response = web.StreamResponse(headers={"Content-Type": f"{MEDIA_TYPE}; charset=utf-8"})
     await response.prepare(request)
@@ -145,70 +143,3 @@ def import_logs(store: LogArchive, lines: Iterable[str], mode: LearningMode) -> 
         added = len(store.import_joined(batch))
         imported, skipped = imported + added, skipped + len(batch) - added
     return imported, skipped
-
-
-def _open_store(db: str) -> Store:
-    from stores.sqlite.store import SQLiteStore
-
-    return SQLiteStore(db)
-
-
-def export_main(argv: list[str]) -> int:
-    """``banditd export --db PATH --out FILE [--from T] [--to T] [--json]``."""
-    parser = argparse.ArgumentParser(prog="banditd export", description="Export DSJSON logs.")
-    parser.add_argument("--db", default="banditd.db", help="SQLite file (default banditd.db)")
-    parser.add_argument("--out", required=True, help="DSJSON file to write ('-' for stdout)")
-    parser.add_argument("--from", dest="start", help="ISO-8601 date-time (inclusive)")
-    parser.add_argument("--to", dest="end", help="ISO-8601 date-time (exclusive)")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary")
-    args = parser.parse_args(argv)
-    try:
-        start, end = _range(args.start, args.end)
-    except InvalidExportLogsRequest as exc:
-        print(f"banditd export: {exc.message}", file=sys.stderr)
-        return 2
-    store = _open_store(args.db)
-    try:
-        if args.out == "-":
-            count = write_logs(store, sys.stdout, start, end)
-        else:
-            with Path(args.out).open("w", encoding="utf-8") as out:
-                count = write_logs(store, out, start, end)
-    finally:
-        store.close()
-    summary = {"exported": count, "out": args.out}
-    _report(args.json and args.out != "-", summary, f"exported {count} events")
-    return 0
-
-
-def import_main(argv: list[str]) -> int:
-    """``banditd import --db PATH FILE [--mode Online|Apprentice] [--json]``."""
-    parser = argparse.ArgumentParser(
-        prog="banditd import",
-        description="Import DSJSON logs as joined events; the learner learns them next (warm "
-        "start), and with --mode Apprentice they also count as apprentice events.",
-    )
-    parser.add_argument("file", help="DSJSON file ('-' for stdin)")
-    parser.add_argument("--db", default="banditd.db", help="SQLite file (default banditd.db)")
-    parser.add_argument("--mode", choices=["Online", "Apprentice"], default="Online")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary")
-    args = parser.parse_args(argv)
-    store = _open_store(args.db)
-    try:
-        if args.file == "-":
-            imported, skipped = import_logs(store, sys.stdin, LearningMode(args.mode))
-        else:
-            with Path(args.file).open(encoding="utf-8") as lines:
-                imported, skipped = import_logs(store, lines, LearningMode(args.mode))
-    except (OSError, ValueError) as exc:
-        print(f"banditd import: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
-    summary = {"imported": imported, "skipped": skipped}
-    _report(args.json, summary, f"imported {imported} events, skipped {skipped} already stored")
-    return 0
-
-
-def _report(as_json: bool, summary: dict[str, Any], text: str) -> None:
-    print(json.dumps(summary) if as_json else text, file=sys.stdout if as_json else sys.stderr)

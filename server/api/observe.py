@@ -18,20 +18,16 @@ from aiohttp import web
 
 from bandit.dsjson import iso_time
 from bandit.errors import InvalidRequest, NotFound, OperationNotAllowed
-from server.api.admin import CONTROL
+from server.api.base import CONTROL, OBSERVER, json_response
 from server.api.edge import add_route
 from server.api.loop_status import estimate_body, status_body
 from server.api.operations import Operation, Response, declare, mount
-from server.api.routes import SERVICE, json_response
 from server.api.schemas import decode_json, parse_whole_number
-from server.entry.settings import SettingsError
 from server.trainer.observer import LoopObserver
 from server.trainer.watch_settings import to_wire
 
 MAX_MODEL_VERSION = 2**63 - 1
 """SQLite's largest integer: no stored model has a larger version."""
-
-OBSERVER: web.AppKey[LoopObserver] = web.AppKey("observer", LoopObserver)
 
 # -- handlers ----------------------------------------------------------------------------------
 
@@ -230,22 +226,7 @@ OPERATIONS = declare(
 
 
 def add_observe_routes(app: web.Application) -> None:
-    """Mount the observation routes and the dashboard; run the watcher with the app."""
-    service = app[SERVICE]
-    try:
-        observer = LoopObserver(service, service.settings.watch)
-    except ValueError as exc:
-        raise SettingsError(f"[watch] in the settings: {exc}.") from exc
-    app[OBSERVER] = observer
+    """Mount the observation routes and the dashboard."""
     mount(app, OPERATIONS)
     add_route(app, "GET", "/dashboard", dashboard_page, name="dashboard.page")
     add_route(app, "GET", "/dashboard/{asset}", dashboard_asset, name="dashboard.asset")
-
-    async def start(_: web.Application) -> None:
-        observer.start()
-
-    async def stop(_: web.Application) -> None:
-        await observer.close()
-
-    app.on_startup.append(start)
-    app.on_shutdown.append(stop)

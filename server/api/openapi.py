@@ -17,9 +17,9 @@ from msgspec import Meta
 
 from server.api import contracts as c
 from server.api import routes
+from server.api.base import PREFIXES, SERVICE, json_response
 from server.api.edge import CLIENT_ROUTES, PUBLIC_ROUTES, add_route, role_of
 from server.api.operations import JSON, REGISTRY, Operation, Response, declare
-from server.api.routes import PREFIXES, json_response
 from server.api.schemas import MAX_ID_LENGTH, _RankBody
 
 
@@ -299,7 +299,7 @@ def document(app: web.Application | None = None) -> dict[str, Any]:
     max_actions = 50
     if app is not None:
         _undeclared(app, paths)
-        max_actions = app[routes.SERVICE].settings.max_actions
+        max_actions = app[SERVICE].settings.max_actions
     for path, item in paths.items():
         for method, op in item.items():
             if method != "servers":

@@ -15,8 +15,8 @@ import msgspec
 from aiohttp import web
 
 from bandit.errors import InvalidRequest
+from server.api.base import PREFIXES
 from server.api.edge import add_route
-from server.api.routes import PREFIXES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 S = TypeVar("S")

@@ -1,41 +1,21 @@
-"""Route table and handlers. Handlers parse, call the service, and encode; nothing more."""
+"""Rank, reward and activate under every Personalizer URL form, and ``/healthz`` and
+``/metrics``. Handlers parse, call the service, and encode; nothing more."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from bandit.errors import InvalidRequest, InvalidRewardRequest
+from server.api.base import PREFIXES, SERVICE, json_response
 from server.api.edge import add_route
 from server.api.schemas import (
     MAX_ID_LENGTH,
     decode_json,
-    dumps,
     parse_rank,
     parse_reward_value,
     rank_response,
 )
 from server.serving.metrics import CONTENT_TYPE
-from server.serving.service import Service
-
-SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
-
-PREFIXES = (
-    "/v1",
-    "/personalizer/v1.0",
-    "/personalizer/v1.1-preview.1",
-    "/personalizer/v1.1-preview.2",
-    "/personalizer/v1.1-preview.3",
-    "/personalizer",
-)
-"""Every URL form Personalizer clients use; ``/personalizer`` takes any ``api-version``."""
-
-
-_JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
-
-
-def json_response(payload: object, status: int = 200) -> web.Response:
-    """A JSON response with Personalizer's exact content type."""
-    return web.Response(status=status, body=dumps(payload), headers=_JSON_HEADERS)
 
 
 def event_id_of(request: web.Request) -> str:
@@ -132,8 +112,3 @@ def add_routes(app: web.Application) -> None:
         )
     add_route(app, "GET", "/healthz", healthz, name="healthz")
     add_route(app, "GET", "/metrics", metrics, name="metrics")
-    from server.api.admin import add_admin_routes  # imports this module: import when called
-    from server.api.observe import add_observe_routes
-
-    add_admin_routes(app)
-    add_observe_routes(app)

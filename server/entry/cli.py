@@ -16,6 +16,9 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from server.api.connections import ListenError, StartupError, serve
+from server.entry.app import create_app
+from server.entry.logs_cli import export_main, import_main
 from server.entry.settings import SettingsError, load
 
 
@@ -38,9 +41,6 @@ def _serve(argv: list[str]) -> int:
     if problem:
         print(f"banditd: {problem}", file=sys.stderr)
         return 2
-    from server.api.connections import ListenError, StartupError, serve
-    from server.entry.app import create_app
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         app = create_app(settings)
@@ -109,22 +109,10 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def _export(argv: list[str]) -> int:
-    from server.api.logs import export_main
-
-    return export_main(argv)
-
-
-def _import(argv: list[str]) -> int:
-    from server.api.logs import import_main
-
-    return import_main(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``banditd COMMAND ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    builtin = {"serve": _serve, "export": _export, "import": _import}
+    builtin = {"serve": _serve, "export": export_main, "import": import_main}
     # Plugins are loaded only when named, so a broken optional package cannot stop `serve`.
     plugins = {ep.name: ep for ep in entry_points(group="banditd.commands")}
     names = sorted(builtin.keys() | plugins.keys())

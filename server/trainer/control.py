@@ -42,8 +42,9 @@ from bandit.graduation import ApprenticeValue
 from bandit.policy import Policy, PolicyFactory
 from policies import DEFAULT_ARGUMENTS, make_factory, validate_arguments
 from server.serving import model_archive
-from server.serving.service import LearnerThread, Service
+from server.serving.service import Service
 from server.trainer.apprentice import ApprenticeTracker
+from server.trainer.learner import LearnerThread
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from bandit.errors import InvalidRankRequest
 from bandit.events import Action, Decision, JoinedEvent, RankRequest
 from policies.vw import DEFAULT_ARGUMENTS, MARKER, VWPolicy, vw_line, vw_name
 from tests.policies.vw_search import ARGUMENTS, search
-from tests.policies.vw_worker import Worker
+from tests.policies.vw_worker import Outcome, Worker
 
 EXAMPLES = int(os.environ.get("VW_FUZZ_EXAMPLES", "240"))
 """Generated examples for the mapped search: a bounded run in the suite; ``make fuzz-vw`` raises
@@ -87,9 +87,17 @@ def test_a_nested_aid_key_kills_vw_unmapped_and_not_mapped(
     check_class(worker, *AID_CLASSES[case], mode=mode)
 
 
+def corrupted(outcome: Outcome) -> bool:
+    """Whether VW's memory was corrupted: the process died, or (rarely, as the corruption falls)
+    VW threw ``std::bad_alloc`` for an example of a few bytes."""
+    return outcome.kind == "crashed" or (
+        outcome.kind == "rejected" and "std::bad_alloc" in outcome.detail
+    )
+
+
 def check_class(worker: Worker, context: list[Any], actions: list[list[Any]], *, mode: str) -> None:
     raw = worker.run(context, actions, arguments=DEFAULT_ARGUMENTS, mode=mode, mapped=False)
-    assert raw.kind == "crashed", f"unmapped VW survived: {raw}"
+    assert corrupted(raw), f"unmapped VW survived: {raw}"
     for arguments in ARGUMENTS:
         mapped = worker.run(context, actions, arguments=arguments, mode=mode, mapped=True)
         # What VW refuses once mapped (as it refuses the same shape with ASCII names) is a 400.
@@ -100,7 +108,7 @@ def check_class(worker: Worker, context: list[Any], actions: list[list[Any]], *,
         raw = worker.run(
             context, actions, arguments=DEFAULT_ARGUMENTS, mode=mode, mapped=False, stored=True
         )
-        assert raw.kind == "crashed", f"unmapped VW survived the stored event: {raw}"
+        assert corrupted(raw), f"unmapped VW survived the stored event: {raw}"
         stored = worker.run(
             context, actions, arguments=DEFAULT_ARGUMENTS, mode=mode, mapped=True, stored=True
         )

@@ -17,8 +17,7 @@ from aiohttp.test_utils import TestClient
 from bandit.config import DAY
 from bandit.events import JoinedEvent
 from policies import DEFAULT_ARGUMENTS
-from server.api.admin import CONTROL
-from server.api.routes import SERVICE
+from server.api.base import CONTROL, SERVICE
 from server.entry.app import create_app
 from server.entry.settings import Settings
 from server.serving import model_archive

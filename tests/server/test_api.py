@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from server.api.routes import SERVICE
+from server.api.base import SERVICE
 from server.entry.app import create_app
 from server.entry.settings import Settings
 

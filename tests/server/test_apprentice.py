@@ -19,8 +19,7 @@ from bandit.events import Action, JoinedEvent, RankRequest
 from bandit.loop import decide
 from bandit.memory import MemoryStore
 from policies import BaselinePolicy, UniformPolicy
-from server.api.admin import CONTROL
-from server.api.routes import SERVICE
+from server.api.base import CONTROL, SERVICE
 from server.entry.app import create_app
 from server.entry.settings import Settings
 from server.trainer.apprentice import ApprenticeTracker

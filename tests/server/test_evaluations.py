@@ -14,8 +14,7 @@ from aiohttp.test_utils import TestClient
 from bandit.dsjson import iso_time
 from bandit.events import JobRecord
 from server.api import evaluation_wire as wire
-from server.api.admin import JOBS
-from server.api.routes import SERVICE
+from server.api.base import JOBS, SERVICE
 from server.entry.app import create_app
 from server.entry.settings import Settings
 from stores.sqlite.store import SQLiteStore

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from bandit.config import LearningMode
 from bandit.dsjson import iso_time, joined_line
 from bandit.events import JoinedEvent
-from server.api.routes import SERVICE
+from server.api.base import SERVICE
 from server.entry.app import create_app
 from server.entry.cli import main
 from server.entry.settings import Settings

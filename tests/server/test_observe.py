@@ -24,8 +24,7 @@ from bandit.events import (
     WriteBatch,
 )
 from bandit.guardrail import GuardrailState
-from server.api.observe import OBSERVER
-from server.api.routes import SERVICE
+from server.api.base import OBSERVER, SERVICE
 from server.entry.app import create_app
 from server.entry.settings import Settings, SettingsError
 from server.serving.service import Service

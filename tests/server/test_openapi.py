@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
-from server.api.routes import PREFIXES
+from server.api.base import PREFIXES
 from server.entry.app import create_app
 from server.entry.settings import Settings
 from tests.server.test_api import expect_error
