@@ -16,72 +16,11 @@ learned policy's greedy action is the baseline, whichever action was served.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
 from bandit.config import LearningMode
 from bandit.events import JoinedEvent
 from bandit.exploration import apply_caps
 from bandit.policy import Policy
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ImitationCounts:
-    """Totals over a set of apprentice events.
-
-    Attributes:
-        number_of_events: events learned in Apprentice mode.
-        sum_of_rewards: their rewards (what the baseline earned).
-        number_of_imitated_events: events where the learned policy's greedy action was the
-            baseline.
-        sum_of_imitated_rewards: the rewards of those events.
-    """
-
-    number_of_events: int = 0
-    sum_of_rewards: float = 0.0
-    number_of_imitated_events: int = 0
-    sum_of_imitated_rewards: float = 0.0
-
-    def add(self, reward: float, imitated: bool) -> ImitationCounts:
-        """These counts with one more event.
-
-        >>> ImitationCounts().add(0.5, True).add(1.0, False)
-        ImitationCounts(number_of_events=2, sum_of_rewards=1.5, number_of_imitated_events=1, sum_of_imitated_rewards=0.5)
-        """  # noqa: E501
-        return ImitationCounts(
-            number_of_events=self.number_of_events + 1,
-            sum_of_rewards=self.sum_of_rewards + reward,
-            number_of_imitated_events=self.number_of_imitated_events + imitated,
-            sum_of_imitated_rewards=self.sum_of_imitated_rewards + (reward if imitated else 0.0),
-        )
-
-    @property
-    def imitation_rate(self) -> float:
-        """Share of events imitated, in [0, 1] (0 with no events)."""
-        return (
-            self.number_of_imitated_events / self.number_of_events if self.number_of_events else 0.0
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ApprenticeMetrics:
-    """Apprentice totals since Apprentice mode was turned on, and of the last learner batch.
-
-    Times are seconds since the epoch; ``last_processed_event_time`` is the decision time of
-    the newest apprentice event learned (``start_time`` until one is).
-    """
-
-    start_time: float
-    last_processed_event_time: float
-    total: ImitationCounts = ImitationCounts()
-    last_batch: ImitationCounts = ImitationCounts()
-
-    def add(self, event: JoinedEvent, imitated: bool) -> ApprenticeMetrics:
-        """These metrics with one more learned apprentice event in the total."""
-        return replace(
-            self,
-            last_processed_event_time=max(self.last_processed_event_time, event.decision.timestamp),
-            total=self.total.add(event.reward, imitated),
-        )
 
 
 def apprentice_pmf(excluded: Sequence[bool], epsilon: float) -> list[float]:

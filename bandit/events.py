@@ -6,11 +6,12 @@ validated at the edge and only ever read after that.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from bandit.config import LearningMode
+from bandit.guardrail import GuardrailState
 
 JSONObject = dict[str, Any]
 
@@ -171,6 +172,99 @@ class JoinedEvent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ImitationCounts:
+    """Totals over a set of apprentice events.
+
+    Attributes:
+        number_of_events: events learned in Apprentice mode.
+        sum_of_rewards: their rewards (what the baseline earned).
+        number_of_imitated_events: events where the learned policy's greedy action was the
+            baseline.
+        sum_of_imitated_rewards: the rewards of those events.
+    """
+
+    number_of_events: int = 0
+    sum_of_rewards: float = 0.0
+    number_of_imitated_events: int = 0
+    sum_of_imitated_rewards: float = 0.0
+
+    def add(self, reward: float, imitated: bool) -> ImitationCounts:
+        """These counts with one more event.
+
+        >>> ImitationCounts().add(0.5, True).add(1.0, False)
+        ImitationCounts(number_of_events=2, sum_of_rewards=1.5, number_of_imitated_events=1, sum_of_imitated_rewards=0.5)
+        """  # noqa: E501
+        return ImitationCounts(
+            number_of_events=self.number_of_events + 1,
+            sum_of_rewards=self.sum_of_rewards + reward,
+            number_of_imitated_events=self.number_of_imitated_events + imitated,
+            sum_of_imitated_rewards=self.sum_of_imitated_rewards + (reward if imitated else 0.0),
+        )
+
+    @property
+    def imitation_rate(self) -> float:
+        """Share of events imitated, in [0, 1] (0 with no events)."""
+        return (
+            self.number_of_imitated_events / self.number_of_events if self.number_of_events else 0.0
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprenticeMetrics:
+    """Apprentice totals since Apprentice mode was turned on, and of the last learner batch.
+
+    Times are seconds since the epoch; ``last_processed_event_time`` is the decision time of
+    the newest apprentice event learned (``start_time`` until one is).
+    """
+
+    start_time: float
+    last_processed_event_time: float
+    total: ImitationCounts = ImitationCounts()
+    last_batch: ImitationCounts = ImitationCounts()
+
+    def add(self, event: JoinedEvent, imitated: bool) -> ApprenticeMetrics:
+        """These metrics with one more learned apprentice event in the total."""
+        return replace(
+            self,
+            last_processed_event_time=max(self.last_processed_event_time, event.decision.timestamp),
+            total=self.total.add(event.reward, imitated),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MomentSums:
+    """The running sums of a :class:`bandit.sequential.Moments` over ``k`` target policies, as
+    stored (:meth:`bandit.graduation.ApprenticeEvaluation.sums`).
+
+    ``wmax``, ``sw`` and ``swr`` hold ``k`` values, ``sww``, ``swwr`` and ``swwrr`` ``k * k``
+    (row-major); ``rmin`` and ``rmax`` are infinite until the first event.
+    """
+
+    n: int
+    rmin: float
+    rmax: float
+    wmax: tuple[float, ...]
+    sw: tuple[float, ...]
+    swr: tuple[float, ...]
+    sww: tuple[float, ...]
+    swwr: tuple[float, ...]
+    swwrr: tuple[float, ...]
+
+
+MOMENT_VECTORS = ("wmax", "sw", "swr", "sww", "swwr", "swwrr")
+"""The fields of :class:`MomentSums` that hold vectors."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprenticeRecord:
+    """Apprentice mode's persisted state: the totals served as ``latestApprenticeModeMetrics``
+    and the running sums that value the learned policy against the baseline."""
+
+    metrics: ApprenticeMetrics
+    evaluation: MomentSums
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelRecord:
     """A published serving model."""
 
@@ -180,6 +274,8 @@ class ModelRecord:
     arguments: str
     learned_count: int
     cursor: int
+    restored_from: int | None = None
+    """The version this one restored, when a manual activation made it (a rollback)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,6 +349,56 @@ class JobRecord:
     id: str
     created_at: float
     data: str = field(repr=False)
+
+
+class LoopTime(StrEnum):
+    """Named moments of a loop's life a store keeps (seconds since the epoch each)."""
+
+    MODEL_CREATED = "model_created_at"
+    """When the current model was started afresh (Personalizer's model ``creationTime``)."""
+    CONFIG_EDITED = "config_edited_at"
+    """When the service configuration was last changed through the API."""
+    HEALTH_PROBE = "health_probe_at"
+    """When ``/healthz`` last tried a small write to see whether failing writes recovered."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardrailRecord:
+    """The guardrail's state as stored, so a tripped guardrail stays tripped across restarts.
+
+    Attributes:
+        state: what serves: the learned policy, or the baseline while tripped.
+        since: when it entered ``state`` (seconds since the epoch).
+        reason: why, as logged.
+        trips: how many times it has tripped, in all.
+        recoveries: how many times it has released, in all.
+    """
+
+    state: GuardrailState
+    since: float
+    reason: str
+    trips: int = 0
+    recoveries: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchSettingsRecord:
+    """Watch, guardrail and drift settings changed through the API, as stored; they win over
+    the settings file's from then on. Named as in the settings file's ``[watch]`` table (the
+    server validates them when it reads them back).
+    """
+
+    window: int
+    alpha: float
+    guardrail_enabled: bool
+    margin: float
+    min_events: int
+    drift_delta: float
+    drift_threshold: float
+    drift_min_events: int
+    interval: float
+    batch: int
+    history: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,16 +32,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from bandit.estimators import Estimate
-from bandit.events import JoinedEvent
+from bandit.events import MOMENT_VECTORS, JoinedEvent, MomentSums
 from bandit.sequential import Moments
 
 ALPHA = 0.05
 """1 − the coverage of the reported intervals, uniformly over the whole apprentice stream."""
 POLICY, BASELINE = 0, 1
-_FIELDS = ("n", "rmin", "rmax", "wmax", "sw", "swr", "sww", "swwr", "swwrr")
 
 
 def evaluation_weights(event: JoinedEvent, greedy: int) -> tuple[float, float] | None:
@@ -142,18 +140,23 @@ class ApprenticeEvaluation:
             improvement=m.difference(POLICY, BASELINE, alpha, horizon),
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """The running sums as plain JSON-able values (infinities only before the first event)."""
-        return {name: getattr(self.moments, name) for name in _FIELDS}
+    def sums(self) -> MomentSums:
+        """The running sums, as a record to store (infinities only before the first event)."""
+        m = self.moments
+        return MomentSums(
+            n=m.n,
+            rmin=m.rmin,
+            rmax=m.rmax,
+            **{name: tuple(getattr(m, name)) for name in MOMENT_VECTORS},
+        )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ApprenticeEvaluation:
-        """Restore :meth:`to_dict` output."""
+    def from_sums(cls, sums: MomentSums) -> ApprenticeEvaluation:
+        """Restore :meth:`sums` output."""
         moments = Moments(2)
-        for name in _FIELDS:
-            value = data[name]
-            setattr(moments, name, [float(v) for v in value] if isinstance(value, list) else value)
-        moments.n = int(data["n"])
+        moments.n, moments.rmin, moments.rmax = sums.n, sums.rmin, sums.rmax
+        for name in MOMENT_VECTORS:
+            setattr(moments, name, [float(v) for v in getattr(sums, name)])
         return cls(moments)
 
 

@@ -12,17 +12,21 @@ from bandit import join as rules
 from bandit.config import ServiceConfiguration
 from bandit.events import (
     ActivationOutcome,
+    ApprenticeRecord,
     Checkpoint,
     Command,
     Decision,
+    GuardrailRecord,
     JobRecord,
     JoinedEvent,
     Lease,
+    LoopTime,
     ModelRecord,
     PolicySettings,
     Reward,
     RewardOutcome,
     StoreCounts,
+    WatchSettingsRecord,
     WriteBatch,
     WriteResult,
 )
@@ -52,6 +56,10 @@ class MemoryStore:
         self._config: ServiceConfiguration | None = None
         self._policy: PolicySettings | None = None
         self._meta: dict[str, str] = {}
+        self._guardrail: GuardrailRecord | None = None
+        self._watch_settings: WatchSettingsRecord | None = None
+        self._times: dict[LoopTime, float] = {}
+        self._apprentice: ApprenticeRecord | None = None
         self._generation = 0
         self._lease: Lease | None = None
         self._commands: dict[int, Command] = {}  # by generation, in submission order
@@ -201,6 +209,11 @@ class MemoryStore:
     def list_models(self) -> list[ModelRecord]:
         return list(reversed(self._models))
 
+    def mark_restored(self, version: int, restored_from: int) -> None:
+        for i, model in enumerate(self._models):
+            if model.version == version:
+                self._models[i] = replace(model, restored_from=restored_from)
+
     def load_config(self) -> ServiceConfiguration | None:
         return self._config
 
@@ -214,6 +227,35 @@ class MemoryStore:
     def save_policy(self, policy: PolicySettings) -> None:
         self._policy = policy
         self._generation += 1
+
+    def load_guardrail(self) -> GuardrailRecord | None:
+        return self._guardrail
+
+    def save_guardrail(self, record: GuardrailRecord) -> None:
+        self._guardrail = record
+        self._generation += 1
+
+    def load_watch_settings(self) -> WatchSettingsRecord | None:
+        return self._watch_settings
+
+    def save_watch_settings(self, record: WatchSettingsRecord) -> None:
+        self._watch_settings = record
+        self._generation += 1
+
+    def load_apprentice(self) -> ApprenticeRecord | None:
+        return self._apprentice
+
+    def save_apprentice(self, record: ApprenticeRecord) -> None:
+        self._apprentice = record
+
+    def get_time(self, name: LoopTime) -> float | None:
+        return self._times.get(name)
+
+    def set_time(self, name: LoopTime, at: float) -> None:
+        self._times[name] = at
+
+    def set_time_if_absent(self, name: LoopTime, at: float) -> float:
+        return self._times.setdefault(name, at)
 
     def get_meta(self, key: str) -> str | None:
         return self._meta.get(key)

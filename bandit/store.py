@@ -17,16 +17,20 @@ from typing import Protocol
 
 from bandit.config import ServiceConfiguration
 from bandit.events import (
+    ApprenticeRecord,
     Checkpoint,
     Command,
     Decision,
+    GuardrailRecord,
     JobRecord,
     JoinedEvent,
     Lease,
+    LoopTime,
     ModelRecord,
     PolicySettings,
     Reward,
     StoreCounts,
+    WatchSettingsRecord,
     WriteBatch,
     WriteResult,
 )
@@ -142,7 +146,10 @@ class ModelRegistry(Protocol):
         cursor: int,
         keep: int,
     ) -> ModelRecord:
-        """Store a new serving model with the next version number; keep the newest ``keep``."""
+        """Store a new serving model with the next version number; keep the newest ``keep``.
+
+        Bumps the generation (:meth:`ControlChannel.generation`) in the same transaction.
+        """
         ...
 
     def latest_model(self) -> ModelRecord | None:
@@ -157,16 +164,23 @@ class ModelRegistry(Protocol):
         """Kept models, newest first (``data`` may be empty to save memory)."""
         ...
 
+    def mark_restored(self, version: int, restored_from: int) -> None:
+        """Record that model ``version`` was made by restoring ``restored_from`` (a manual
+        activation): its :attr:`ModelRecord.restored_from` from now on. A no-op for a version
+        no longer kept."""
+        ...
+
 
 class LoopSettings(Protocol):
-    """The loop's settings: service configuration, learning policy and small named values."""
+    """The loop's settings and small records: service configuration, learning policy, guardrail
+    state, watch settings, apprentice totals, named moments and named strings."""
 
     def load_config(self) -> ServiceConfiguration | None:
         """The stored service configuration."""
         ...
 
     def save_config(self, config: ServiceConfiguration) -> None:
-        """Replace the stored service configuration."""
+        """Replace the stored service configuration (bumps the generation, same transaction)."""
         ...
 
     def load_policy(self) -> PolicySettings | None:
@@ -174,11 +188,49 @@ class LoopSettings(Protocol):
         ...
 
     def save_policy(self, policy: PolicySettings) -> None:
-        """Replace the stored learning policy."""
+        """Replace the stored learning policy (bumps the generation, same transaction)."""
+        ...
+
+    def load_guardrail(self) -> GuardrailRecord | None:
+        """The stored guardrail state, or None while none was saved."""
+        ...
+
+    def save_guardrail(self, record: GuardrailRecord) -> None:
+        """Replace the stored guardrail state (bumps the generation, same transaction)."""
+        ...
+
+    def load_watch_settings(self) -> WatchSettingsRecord | None:
+        """The watch settings saved through the API, or None."""
+        ...
+
+    def save_watch_settings(self, record: WatchSettingsRecord) -> None:
+        """Replace the saved watch settings (bumps the generation, same transaction)."""
+        ...
+
+    def load_apprentice(self) -> ApprenticeRecord | None:
+        """Apprentice mode's stored totals and running sums, or None."""
+        ...
+
+    def save_apprentice(self, record: ApprenticeRecord) -> None:
+        """Replace apprentice mode's totals and sums. Saved every second or so while learning
+        in Apprentice mode, so it leaves the generation alone: edges read it when asked."""
+        ...
+
+    def get_time(self, name: LoopTime) -> float | None:
+        """A named moment (seconds since the epoch), or None while never set."""
+        ...
+
+    def set_time(self, name: LoopTime, at: float) -> None:
+        """Set a named moment."""
+        ...
+
+    def set_time_if_absent(self, name: LoopTime, at: float) -> float:
+        """Set a named moment unless it is set already; returns the moment stored (one
+        transaction, as :meth:`set_meta_if_absent`)."""
         ...
 
     def get_meta(self, key: str) -> str | None:
-        """A small named value (for example the loop seed)."""
+        """A small named string (the loop seed, the signing key)."""
         ...
 
     def set_meta(self, key: str, value: str) -> None:

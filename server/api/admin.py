@@ -40,8 +40,8 @@ def _commands(request: web.Request) -> Commands:
     return request.app[COMMANDS]
 
 
-def _time(meta: str | None) -> str | None:
-    return iso_time(float(meta)) if meta else None
+def _time(at: float | None) -> str | None:
+    return iso_time(at) if at is not None else None
 
 
 # -- service configuration ---------------------------------------------------------------------
@@ -51,7 +51,7 @@ def configuration_body(service: Service) -> dict[str, Any]:
     """The ServiceConfiguration as served: settings, edit date, apprentice metrics (as the
     trainer last stored them, every second). Store reads: call it off the event loop."""
     body = to_wire(service.config)
-    edited = _time(service.store.get_meta(CONFIG_EDITED_KEY))
+    edited = _time(service.store.get_time(CONFIG_EDITED_KEY))
     if edited:
         body["lastConfigurationEditDate"] = edited
     body["isAutoOptimizationEnabled"] = False
@@ -161,7 +161,7 @@ async def delete_model(request: web.Request) -> web.Response:
 
 async def get_model_properties(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    created = _time(await asyncio.to_thread(service.store.get_meta, MODEL_CREATED_KEY))
+    created = _time(await asyncio.to_thread(service.store.get_time, MODEL_CREATED_KEY))
     return json_response(
         {"creationTime": created, "lastModifiedTime": iso_time(service.serving.created_at)}
     )

@@ -22,6 +22,7 @@ from bandit.events import (
     ActivationOutcome,
     Decision,
     JoinedEvent,
+    LoopTime,
     RankRequest,
     Reward,
     RewardOutcome,
@@ -39,8 +40,8 @@ from server.trainer.records import guardrail_tripped, load_report
 
 log = logging.getLogger(__name__)
 
-HEALTH_PROBE_KEY = "health_probe_at"
-"""Meta key ``/healthz`` writes to find out whether failing store writes succeed again."""
+HEALTH_PROBE_KEY = LoopTime.HEALTH_PROBE
+"""The moment ``/healthz`` writes to find out whether failing store writes succeed again."""
 
 
 class NotReady(Exception):
@@ -242,7 +243,7 @@ class Service:
         if self.store.failing_writes() is None:
             return None
         with contextlib.suppress(ServiceUnavailable):
-            await asyncio.to_thread(self.store.set_meta, HEALTH_PROBE_KEY, repr(self.clock()))
+            await asyncio.to_thread(self.store.set_time, HEALTH_PROBE_KEY, self.clock())
         return self.store.failing_writes()
 
     def under_load(self) -> bool:

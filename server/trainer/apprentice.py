@@ -2,9 +2,9 @@
 ``latestApprenticeModeMetrics``.
 
 The learner calls :meth:`ApprenticeTracker.observe` before it learns each event; the totals are
-written to the store's meta table by :meth:`ApprenticeTracker.flush`, which the control loop
-calls every second. Each flush closes a *batch*: ``lastBatchMetrics`` are the counts of the last
-non-empty one.
+saved in the store (:class:`bandit.events.ApprenticeRecord`) by :meth:`ApprenticeTracker.flush`,
+which the control loop calls every second. Each flush closes a *batch*: ``lastBatchMetrics`` are
+the counts of the last non-empty one.
 
 With apprentice exploration the tracker also values the learned policy against the baseline
 (:mod:`bandit.graduation`), persisted with the counts and served as banditd's extra fields of
@@ -14,20 +14,17 @@ move to Online.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
-from bandit.apprentice import ApprenticeMetrics, ImitationCounts, greedy_index, is_apprentice
+from bandit.apprentice import greedy_index, is_apprentice
 from bandit.dsjson import iso_time
-from bandit.events import JoinedEvent
+from bandit.events import ApprenticeMetrics, ApprenticeRecord, ImitationCounts, JoinedEvent
 from bandit.graduation import ApprenticeEvaluation, ApprenticeValue, graduates
 from bandit.policy import Policy
 from bandit.store import LoopSettings
-
-META_KEY = "apprentice_metrics"
 
 
 class ApprenticeTracker:
@@ -38,9 +35,11 @@ class ApprenticeTracker:
         self._lock = threading.Lock()
         self._batch = ImitationCounts()
         self._dirty = False
-        text = store.get_meta(META_KEY)
-        self.metrics: ApprenticeMetrics | None = _from_json(text) if text else None
-        self._evaluation = _evaluation_from_json(text) if text else ApprenticeEvaluation()
+        saved = store.load_apprentice()
+        self.metrics: ApprenticeMetrics | None = saved.metrics if saved else None
+        self._evaluation = (
+            ApprenticeEvaluation.from_sums(saved.evaluation) if saved else ApprenticeEvaluation()
+        )
 
     def start(self, now: float) -> None:
         """Apprentice mode was turned on at ``now``: start counting afresh."""
@@ -81,9 +80,9 @@ class ApprenticeTracker:
             if self._batch.number_of_events:
                 self.metrics = replace(self.metrics, last_batch=self._batch)
                 self._batch = ImitationCounts()
-            text = json.dumps({**asdict(self.metrics), "evaluation": self._evaluation.to_dict()})
+            record = ApprenticeRecord(metrics=self.metrics, evaluation=self._evaluation.sums())
             self._dirty = False
-        self._store.set_meta(META_KEY, text)
+        self._store.save_apprentice(record)
 
     def value(self, horizon: float) -> ApprenticeValue:
         """The learned policy against the baseline so far (intervals tightest at ``horizon``)."""
@@ -139,18 +138,3 @@ def _counts(counts: ImitationCounts) -> dict[str, Any]:
         "sumOfImitatedRewards": counts.sum_of_imitated_rewards,
         "numberOfImitatedEvents": counts.number_of_imitated_events,
     }
-
-
-def _evaluation_from_json(text: str) -> ApprenticeEvaluation:
-    data = json.loads(text).get("evaluation")
-    return ApprenticeEvaluation.from_dict(data) if data else ApprenticeEvaluation()
-
-
-def _from_json(text: str) -> ApprenticeMetrics:
-    data = json.loads(text)
-    return ApprenticeMetrics(
-        start_time=float(data["start_time"]),
-        last_processed_event_time=float(data["last_processed_event_time"]),
-        total=ImitationCounts(**data["total"]),
-        last_batch=ImitationCounts(**data["last_batch"]),
-    )

@@ -62,7 +62,7 @@ class LoopControl:
         store = service.store
         self.apprentice = service.apprentice
         self.signing_key = model_archive.signing_key(store, service.settings.model_signing_key)
-        store.set_meta_if_absent(MODEL_CREATED_KEY, repr(service.serving.created_at))
+        store.set_time_if_absent(MODEL_CREATED_KEY, service.serving.created_at)
         if service.config.learning_mode is LearningMode.APPRENTICE and not self.apprentice.metrics:
             self.apprentice.start(service.clock())
         self._lock = asyncio.Lock()
@@ -161,7 +161,7 @@ class LoopControl:
         old = service.config
         service.update_config(new)
         now = service.clock()
-        service.store.set_meta(CONFIG_EDITED_KEY, repr(now))
+        service.store.set_time(CONFIG_EDITED_KEY, now)
         if new.learning_mode != old.learning_mode and new.learning_mode is LearningMode.APPRENTICE:
             self.apprentice.start(now)
             await asyncio.to_thread(self.apprentice.flush)  # edges show it from the store
@@ -324,7 +324,7 @@ class LoopControl:
         service.learner.reset(now, service.factory, retrain)
         self.apprentice.restart_evaluation()
         record = service.learner.publish(now, service.settings.keep_models)
-        service.store.set_meta(MODEL_CREATED_KEY, repr(now))
+        service.store.set_time(MODEL_CREATED_KEY, now)
         return record, service.factory(record.data), retrain
 
     def _adopt_now(self, policy: Policy, learned: int, fresh: bool) -> tuple[ModelRecord, Policy]:
@@ -334,7 +334,7 @@ class LoopControl:
         if fresh:
             service.learner.reset(now, service.factory)
             self.apprentice.restart_evaluation()
-            service.store.set_meta(MODEL_CREATED_KEY, repr(now))
+            service.store.set_time(MODEL_CREATED_KEY, now)
         service.learner.adopt(policy, learned, now, retrained=True)
         record = service.learner.publish(now, service.settings.keep_models)
         return record, service.factory(record.data)

@@ -10,48 +10,40 @@ fallback serves, which is how the policy earns its way back.
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from bandit.events import ModelRecord
+from bandit.events import GuardrailRecord, ModelRecord, WatchSettingsRecord
 from bandit.guardrail import Guardrail, GuardrailSettings, GuardrailState, Transition
 from bandit.policy import Policy
 from bandit.watch import WatchSnapshot
-from server.trainer.records import GUARDRAIL_KEY, RESTORED_KEY, restored_from
 from server.trainer.runtime import Trainer
 from server.trainer.watch_metrics import WatchMetrics
-from server.trainer.watch_settings import WatcherSettings, from_mapping, to_wire
+from server.trainer.watch_settings import WatcherSettings, from_mapping, to_mapping
 from server.trainer.watcher import Report, Round, Watcher
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SETTINGS_KEY = "watch_settings"
 _REPLAY_TTL = 5.0
 
 
-def restore_guardrail(text: str | None, settings: GuardrailSettings) -> tuple[Guardrail, bool]:
-    """The guardrail as persisted (a tripped guardrail stays tripped across restarts), and
-    whether the stored state could be read (none stored counts as read: it never tripped)."""
+def restore_guardrail(saved: GuardrailRecord | None, settings: GuardrailSettings) -> Guardrail:
+    """The guardrail as persisted (a tripped guardrail stays tripped across restarts); one
+    that never tripped when none is stored."""
     guardrail = Guardrail(settings)
-    if not text:
-        return guardrail, True
-    try:
-        saved = json.loads(text)
-        guardrail.state = GuardrailState(saved["state"])
-        guardrail.since = float(saved["since"])
-        guardrail.reason = str(saved["reason"])
-        guardrail.trips = int(saved.get("trips", 0))
-        guardrail.recoveries = int(saved.get("recoveries", 0))
-    except (ValueError, KeyError, TypeError):
-        log.warning("ignoring an unreadable stored guardrail state: %r", text[:200])
-        return Guardrail(settings), False
-    return guardrail, True
+    if saved is not None:
+        guardrail.state = saved.state
+        guardrail.since = saved.since
+        guardrail.reason = saved.reason
+        guardrail.trips = saved.trips
+        guardrail.recoveries = saved.recoveries
+    return guardrail
 
 
 class LoopObserver:
@@ -61,15 +53,15 @@ class LoopObserver:
         self.service = service
         store = service.store
         settings = from_mapping(file_settings, wire=False)
-        stored = store.get_meta(SETTINGS_KEY)
-        if stored:
+        stored = store.load_watch_settings()
+        if stored is not None:
             try:
-                settings = from_mapping(json.loads(stored), wire=True, base=settings)
+                settings = from_mapping(dataclasses.asdict(stored), wire=False, base=settings)
             except ValueError:
-                log.warning("ignoring unreadable stored watch settings: %r", stored[:200])
+                log.warning("ignoring invalid stored watch settings: %r", stored)
         self.metrics = WatchMetrics(service.metrics.registry)
-        guardrail, known = restore_guardrail(store.get_meta(GUARDRAIL_KEY), settings.guardrail)
-        self.watcher = Watcher(service, settings, guardrail, history_known=known)
+        guardrail = restore_guardrail(store.load_guardrail(), settings.guardrail)
+        self.watcher = Watcher(service, settings, guardrail)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banditd-watch")
         self._task: asyncio.Task[None] | None = None
         self._replay: tuple[float, int, dict[int, WatchSnapshot]] = (0.0, -1, {})
@@ -177,14 +169,10 @@ class LoopObserver:
 
     def _persist_guardrail(self) -> None:
         g = self.watcher.guardrail
-        state = {
-            "state": g.state.value,
-            "since": g.since,
-            "reason": g.reason,
-            "trips": g.trips,
-            "recoveries": g.recoveries,
-        }
-        self.service.store.set_meta(GUARDRAIL_KEY, json.dumps(state))
+        record = GuardrailRecord(
+            state=g.state, since=g.since, reason=g.reason, trips=g.trips, recoveries=g.recoveries
+        )
+        self.service.store.save_guardrail(record)
 
     # -- operations --------------------------------------------------------------------------
 
@@ -196,8 +184,8 @@ class LoopObserver:
         """
         new = from_mapping(changes, wire=True, base=self.settings)
         transition = await self.run(self.watcher.configure, new, self.service.clock())
-        stored = json.dumps(to_wire(new))
-        await self.run(self.service.store.set_meta, SETTINGS_KEY, stored)
+        stored = WatchSettingsRecord(**to_mapping(new, wire=False))
+        await self.run(self.service.store.save_watch_settings, stored)
         if transition is not None:
             await self._changed((transition,))
         return new
@@ -221,12 +209,7 @@ class LoopObserver:
         now = service.clock()
         service.learner.adopt(service.factory(record.data), record.learned_count, now)
         new = service.learner.publish(now, service.settings.keep_models)
-        restored = restored_from(service.store)
-        restored[new.version] = record.version
-        kept = {m.version for m in service.store.list_models()}
-        service.store.set_meta(
-            RESTORED_KEY, json.dumps({str(k): v for k, v in restored.items() if k in kept})
-        )
+        service.store.mark_restored(new.version, record.version)
         return new, service.factory(new.data)
 
     async def activated(self, record: ModelRecord, new: ModelRecord) -> None:

@@ -1,4 +1,4 @@
-"""What the trainer stores for edges to read: its report, and the guardrail state.
+"""What the trainer stores for edges to read: its report, the guardrail state, the loop's times.
 
 The trainer writes a :class:`TrainerReport` every ``report_interval`` seconds
 (:mod:`server.trainer.reporter`): the ``/v1/loop/status`` document, the learner's figures for
@@ -8,21 +8,17 @@ Every edge serves these from the store, so any edge answers for the whole loop.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
 
-from bandit.store import LoopSettings
+from bandit.events import LoopTime
+from bandit.guardrail import GuardrailState
+from bandit.store import LoopSettings, ModelRegistry
 
 REPORT_KEY = "trainer_report"
-GUARDRAIL_KEY = "guardrail_state"
-RESTORED_KEY = "model_restored_from"
-"""For each version a manual activation made, the version it restored (JSON)."""
-MODEL_CREATED_KEY = "model_created_at"
-"""When the learner's model was last replaced by a fresh one (``creationTime``)."""
-CONFIG_EDITED_KEY = "config_edited_at"
-"""When the service configuration was last changed (``lastConfigurationEditDate``)."""
+MODEL_CREATED_KEY = LoopTime.MODEL_CREATED
+CONFIG_EDITED_KEY = LoopTime.CONFIG_EDITED
 
 
 class TrainerReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,19 +56,11 @@ def load_report(store: LoopSettings) -> TrainerReport | None:
 
 def guardrail_tripped(store: LoopSettings) -> bool:
     """Whether the stored guardrail state is tripped (edges then serve the baseline)."""
-    text = store.get_meta(GUARDRAIL_KEY)
-    if not text:
-        return False
-    try:
-        return bool(json.loads(text).get("state") == "tripped")
-    except (ValueError, AttributeError):
-        return False
+    saved = store.load_guardrail()
+    return saved is not None and saved.state is GuardrailState.TRIPPED
 
 
-def restored_from(store: LoopSettings) -> dict[int, int]:
-    """For each version made by a manual activation, the version it restored."""
-    text = store.get_meta(RESTORED_KEY)
-    try:
-        return {int(k): int(v) for k, v in json.loads(text).items()} if text else {}
-    except (ValueError, AttributeError):
-        return {}
+def restored_from(store: ModelRegistry) -> dict[int, int]:
+    """For each kept version made by a manual activation, the version it restored."""
+    models = store.list_models()
+    return {m.version: m.restored_from for m in models if m.restored_from is not None}

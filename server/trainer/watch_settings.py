@@ -114,8 +114,14 @@ def from_mapping(
 
 def to_wire(settings: WatcherSettings) -> dict[str, Any]:
     """The camelCase form served by ``GET /v1/loop/configuration``."""
+    return to_mapping(settings, wire=True)
+
+
+def to_mapping(settings: WatcherSettings, *, wire: bool) -> dict[str, Any]:
+    """Every setting by name (camelCase when ``wire``, else the settings file's names, which
+    :class:`bandit.events.WatchSettingsRecord` uses too): what :func:`from_mapping` reads."""
     out: dict[str, Any] = {}
-    for wire_name, _, group, attr, _ in _FIELDS:
+    for wire_name, file_name, group, attr, _ in _FIELDS:
         holder = getattr(settings, group) if group else settings
-        out[wire_name] = getattr(holder, attr)
+        out[wire_name if wire else file_name] = getattr(holder, attr)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -19,16 +20,24 @@ import msgspec
 
 from bandit.config import LearningMode, ServiceConfiguration
 from bandit.events import (
+    MOMENT_VECTORS,
     Action,
+    ApprenticeMetrics,
+    ApprenticeRecord,
     Checkpoint,
     Decision,
+    GuardrailRecord,
+    ImitationCounts,
     JoinedEvent,
     ModelRecord,
+    MomentSums,
     PendingRetrain,
     PolicySettings,
     RankRequest,
     Reward,
+    WatchSettingsRecord,
 )
+from bandit.guardrail import GuardrailState
 
 Row = Mapping[str, Any]
 
@@ -250,7 +259,100 @@ def model_from_row(row: Row) -> ModelRecord:
         arguments=row["arguments"],
         learned_count=row["learned_count"],
         cursor=row["cursor"],
+        restored_from=row["restored_from"],
     )
+
+
+def guardrail_from_row(row: Row) -> GuardrailRecord:
+    """The guardrail state from its single row."""
+    return GuardrailRecord(
+        state=GuardrailState(row["state"]),
+        since=row["since"],
+        reason=row["reason"],
+        trips=row["trips"],
+        recoveries=row["recoveries"],
+    )
+
+
+def watch_settings_from_row(row: Row) -> WatchSettingsRecord:
+    """The saved watch settings from their single row (``guardrail_enabled`` is 0 or 1)."""
+    values = {name: row[name] for name in WatchSettingsRecord.__dataclass_fields__}
+    return WatchSettingsRecord(**values | {"guardrail_enabled": bool(row["guardrail_enabled"])})
+
+
+_COUNT_COLUMNS = ("events", "rewards", "imitated_events", "imitated_rewards")
+_COUNT_FIELDS = (
+    "number_of_events",
+    "sum_of_rewards",
+    "number_of_imitated_events",
+    "sum_of_imitated_rewards",
+)
+_APPRENTICE_COLUMNS = (
+    "start_time",
+    "last_processed_event_time",
+    *(f"{group}_{name}" for group in ("total", "batch") for name in _COUNT_COLUMNS),
+    "evaluated_events",
+    "reward_min",
+    "reward_max",
+    *MOMENT_VECTORS,
+)
+
+APPRENTICE_SAVE = (
+    f"INSERT OR REPLACE INTO apprentice (id, {', '.join(_APPRENTICE_COLUMNS)}) "
+    f"VALUES (1, {', '.join(':' + c for c in _APPRENTICE_COLUMNS)})"
+)
+"""Replace the apprentice row with :func:`apprentice_params`."""
+
+
+def apprentice_params(record: ApprenticeRecord) -> dict[str, Any]:
+    """The named parameters of :data:`APPRENTICE_SAVE`."""
+    m, sums = record.metrics, record.evaluation
+    params: dict[str, Any] = {
+        "start_time": m.start_time,
+        "last_processed_event_time": m.last_processed_event_time,
+        "evaluated_events": sums.n,
+        "reward_min": sums.rmin,
+        "reward_max": sums.rmax,
+    }
+    for group, counts in (("total", m.total), ("batch", m.last_batch)):
+        for column, name in zip(_COUNT_COLUMNS, _COUNT_FIELDS, strict=True):
+            params[f"{group}_{column}"] = getattr(counts, name)
+    for name in MOMENT_VECTORS:
+        values = getattr(sums, name)
+        params[name] = struct.pack(f"<{len(values)}d", *values)
+    return params
+
+
+def apprentice_from_row(row: Row) -> ApprenticeRecord:
+    """Apprentice mode's record from its single row."""
+
+    def counts(group: str) -> ImitationCounts:
+        return ImitationCounts(
+            **{
+                name: row[f"{group}_{column}"]
+                for column, name in zip(_COUNT_COLUMNS, _COUNT_FIELDS, strict=True)
+            }
+        )
+
+    vectors = {
+        name: struct.unpack(f"<{len(row[name]) // 8}d", row[name]) for name in MOMENT_VECTORS
+    }
+    return ApprenticeRecord(
+        metrics=ApprenticeMetrics(
+            start_time=row["start_time"],
+            last_processed_event_time=row["last_processed_event_time"],
+            total=counts("total"),
+            last_batch=counts("batch"),
+        ),
+        evaluation=MomentSums(
+            n=row["evaluated_events"], rmin=row["reward_min"], rmax=row["reward_max"], **vectors
+        ),
+    )
+
+
+def _floats(blob: bytes) -> tuple[float, ...]:
+    """A little-endian float64 array's values."""
+    return struct.unpack(f"<{len(blob) // 8}d", blob)
 
 
 def checkpoint_from_row(row: Row) -> Checkpoint:

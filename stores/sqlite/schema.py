@@ -23,6 +23,9 @@ Tables:
 * ``jobs``: offline evaluations and feature-importance jobs, a JSON document each (version 2).
 * ``lease``, ``commands``, ``generation``: the trainer lease, the admin commands the trainer
   carries out, and the number edges poll to see that something they cache changed (version 5).
+* ``guardrail``, ``watch_settings``, ``apprentice``: single rows, a typed column each;
+  ``times``: named moments of the loop; ``models.restored_from`` (version 6; these were JSON
+  and text in ``meta`` before, which now holds plain strings: the loop seed, the signing key).
 
 ``counters`` holds the totals of :class:`bandit.events.StoreCounts`, kept by triggers in the
 inserting transaction, so ``/metrics`` never counts a whole table.
@@ -30,9 +33,22 @@ inserting transaction, so ``/metrics`` never counts a whole table.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
+from typing import Any
 
 from sqlite_utils import Database
+
+from bandit.events import (
+    MOMENT_VECTORS,
+    ApprenticeMetrics,
+    ApprenticeRecord,
+    ImitationCounts,
+    MomentSums,
+)
+from bandit.graduation import ApprenticeEvaluation
+from stores.sqlite import rows
 
 _INITIAL = (
     """
@@ -316,11 +332,217 @@ def add_lease_commands_and_generation(db: Database) -> None:
         db.execute(statement)
 
 
+_TYPED_RECORDS = (
+    """
+    CREATE TABLE guardrail (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        state TEXT NOT NULL CHECK (state IN ('serving', 'tripped')),
+        since REAL NOT NULL,
+        reason TEXT NOT NULL,
+        trips INTEGER NOT NULL,
+        recoveries INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE watch_settings (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        window INTEGER NOT NULL,
+        alpha REAL NOT NULL,
+        guardrail_enabled INTEGER NOT NULL CHECK (guardrail_enabled IN (0, 1)),
+        margin REAL NOT NULL,
+        min_events INTEGER NOT NULL,
+        drift_delta REAL NOT NULL,
+        drift_threshold REAL NOT NULL,
+        drift_min_events INTEGER NOT NULL,
+        interval REAL NOT NULL,
+        batch INTEGER NOT NULL,
+        history INTEGER NOT NULL
+    )
+    """,
+    "CREATE TABLE times (name TEXT PRIMARY KEY NOT NULL, at REAL NOT NULL)",
+    """
+    CREATE TABLE apprentice (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        start_time REAL NOT NULL,
+        last_processed_event_time REAL NOT NULL,
+        total_events INTEGER NOT NULL,
+        total_rewards REAL NOT NULL,
+        total_imitated_events INTEGER NOT NULL,
+        total_imitated_rewards REAL NOT NULL,
+        batch_events INTEGER NOT NULL,
+        batch_rewards REAL NOT NULL,
+        batch_imitated_events INTEGER NOT NULL,
+        batch_imitated_rewards REAL NOT NULL,
+        evaluated_events INTEGER NOT NULL,
+        reward_min REAL NOT NULL,
+        reward_max REAL NOT NULL,
+        wmax BLOB NOT NULL,
+        sw BLOB NOT NULL,
+        swr BLOB NOT NULL,
+        sww BLOB NOT NULL,
+        swwr BLOB NOT NULL,
+        swwrr BLOB NOT NULL
+    )
+    """,
+    "ALTER TABLE models ADD COLUMN restored_from INTEGER",
+    *(
+        f"""
+        CREATE TRIGGER {table}_{event}_announced AFTER {event.upper()} ON {table} BEGIN
+            UPDATE generation SET value = value + 1 WHERE id = 1;
+        END
+        """
+        for table in ("guardrail", "watch_settings")
+        for event in ("insert", "update")
+    ),
+)
+
+WATCH_SETTINGS_COLUMNS = (
+    "window",
+    "alpha",
+    "guardrail_enabled",
+    "margin",
+    "min_events",
+    "drift_delta",
+    "drift_threshold",
+    "drift_min_events",
+    "interval",
+    "batch",
+    "history",
+)
+"""The columns of ``watch_settings``, in order (also :class:`bandit.events.WatchSettingsRecord`'s
+fields)."""
+
+_OLD_WATCH_NAMES = {
+    "guardrailEnabled": "guardrail_enabled",
+    "minEvents": "min_events",
+    "driftDelta": "drift_delta",
+    "driftThreshold": "drift_threshold",
+    "driftMinEvents": "drift_min_events",
+}
+"""The camelCase names version 5 and before stored watch settings under, where they differ."""
+
+_OLD_TIME_KEYS = ("model_created_at", "config_edited_at", "health_probe_at")
+_OLD_KEYS = (
+    "guardrail_state",
+    "watch_settings",
+    "model_restored_from",
+    "apprentice_metrics",
+    *_OLD_TIME_KEYS,
+)
+
+
+def add_typed_records(db: Database) -> None:
+    """Version 6: typed records for what ``meta`` held as JSON or text.
+
+    * ``guardrail``: the guardrail state (was ``meta.guardrail_state``, JSON).
+    * ``watch_settings``: the watch settings saved through the API, a column each (was
+      ``meta.watch_settings``, JSON with camelCase names).
+    * ``times``: named moments of the loop (:class:`bandit.events.LoopTime`; were meta values
+      holding ``repr`` of a float).
+    * ``models.restored_from``: the version a manual activation restored (was
+      ``meta.model_restored_from``, JSON mapping new version to restored version).
+    * ``apprentice``: apprentice mode's totals and running sums, a column each (the sums'
+      vectors as little-endian float64 arrays; was ``meta.apprentice_metrics``, JSON).
+
+    Each old value is read once, here, and its meta row deleted. One that cannot be read (it
+    never could be used either) is dropped, as is a restore entry for a model no longer kept.
+    Saving a guardrail state or watch settings bumps the generation, like the saves of
+    version 5.
+    """
+    for statement in _TYPED_RECORDS:
+        db.execute(statement)
+    keys = ", ".join("?" * len(_OLD_KEYS))
+    old = dict(db.execute(f"SELECT key, value FROM meta WHERE key IN ({keys})", _OLD_KEYS))
+    guardrail = _old_guardrail(_old_json(old.get("guardrail_state")))
+    if guardrail is not None:
+        db.execute(
+            "INSERT INTO guardrail (id, state, since, reason, trips, recoveries) "
+            "VALUES (1, ?, ?, ?, ?, ?)",
+            guardrail,
+        )
+    watch = _old_json(old.get("watch_settings"))
+    if isinstance(watch, dict):
+        named = {_OLD_WATCH_NAMES.get(k, k): v for k, v in watch.items()}
+        values = [named.get(column) for column in WATCH_SETTINGS_COLUMNS]
+        if all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            db.execute(
+                f"INSERT INTO watch_settings (id, {', '.join(WATCH_SETTINGS_COLUMNS)}) "
+                f"VALUES (1, {', '.join('?' * len(values))})",
+                values,
+            )
+    restored = _old_json(old.get("model_restored_from"))
+    if isinstance(restored, dict):
+        for version, restored_from in restored.items():
+            if str(version).isdigit() and isinstance(restored_from, int):
+                db.execute(
+                    "UPDATE models SET restored_from = ? WHERE version = ?",
+                    [restored_from, int(version)],
+                )
+    for key in _OLD_TIME_KEYS:
+        try:
+            at = float(old[key])
+        except (KeyError, ValueError):
+            continue
+        if math.isfinite(at):
+            db.execute("INSERT INTO times (name, at) VALUES (?, ?)", [key, at])
+    apprentice = _old_apprentice(_old_json(old.get("apprentice_metrics")))
+    if apprentice is not None:
+        db.execute(rows.APPRENTICE_SAVE, rows.apprentice_params(apprentice))
+    db.execute(f"DELETE FROM meta WHERE key IN ({keys})", _OLD_KEYS)
+
+
+def _old_guardrail(saved: Any) -> list[Any] | None:
+    """The ``guardrail`` row of an old guardrail state, or None when it cannot be read."""
+    try:
+        state, since = str(saved["state"]), float(saved["since"])
+        rest = [str(saved["reason"]), int(saved.get("trips", 0)), int(saved.get("recoveries", 0))]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if state not in ("serving", "tripped") or not math.isfinite(since):
+        return None
+    return [state, since, *rest]
+
+
+def _old_apprentice(saved: Any) -> ApprenticeRecord | None:
+    """An old apprentice state (its totals, and its running sums where it has them; empty
+    sums where not), or None when it cannot be read."""
+    try:
+        metrics = ApprenticeMetrics(
+            start_time=float(saved["start_time"]),
+            last_processed_event_time=float(saved["last_processed_event_time"]),
+            total=ImitationCounts(**saved["total"]),
+            last_batch=ImitationCounts(**saved["last_batch"]),
+        )
+        evaluation = saved.get("evaluation")
+        sums = (
+            ApprenticeEvaluation().sums()
+            if not evaluation
+            else MomentSums(
+                n=int(evaluation["n"]),
+                rmin=float(evaluation["rmin"]),
+                rmax=float(evaluation["rmax"]),
+                **{name: tuple(map(float, evaluation[name])) for name in MOMENT_VECTORS},
+            )
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return ApprenticeRecord(metrics=metrics, evaluation=sums)
+
+
+def _old_json(text: str | None) -> Any:
+    """An old meta value's JSON, or None when absent or unreadable."""
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     create_initial_schema,
     add_jobs_and_log_deletion,
     add_pending_table,
     add_pending_retrain,
     add_lease_commands_and_generation,
+    add_typed_records,
 )
 """Applied in order; a file's ``PRAGMA user_version`` counts how many it has."""

@@ -27,16 +27,20 @@ from sqlite_utils import Database
 from bandit import join as rules
 from bandit.config import ServiceConfiguration
 from bandit.events import (
+    ApprenticeRecord,
     Checkpoint,
     Command,
     Decision,
+    GuardrailRecord,
     JobRecord,
     JoinedEvent,
     Lease,
+    LoopTime,
     ModelRecord,
     PolicySettings,
     Reward,
     StoreCounts,
+    WatchSettingsRecord,
     WriteBatch,
     WriteResult,
 )
@@ -49,7 +53,7 @@ from stores.sqlite.connection import (
     select,
     select_tuples,
 )
-from stores.sqlite.schema import MIGRATIONS
+from stores.sqlite.schema import MIGRATIONS, WATCH_SETTINGS_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -240,10 +244,16 @@ class SQLiteStore(SQLiteConnections):
 
     def list_models(self) -> list[ModelRecord]:
         found = self._all(
-            "SELECT version, created_at, arguments, learned_count, cursor "
+            "SELECT version, created_at, arguments, learned_count, cursor, restored_from "
             "FROM models ORDER BY version DESC"
         )
         return [rows.model_from_row(row) for row in found]
+
+    def mark_restored(self, version: int, restored_from: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE models SET restored_from = ? WHERE version = ?", [restored_from, version]
+            )
 
     # -- settings --------------------------------------------------------------------------
 
@@ -268,6 +278,60 @@ class SQLiteStore(SQLiteConnections):
                 "INSERT OR REPLACE INTO policy (id, name, arguments) VALUES (1, ?, ?)",
                 [policy.name, policy.arguments],
             )
+
+    def load_guardrail(self) -> GuardrailRecord | None:
+        row = self._first("SELECT * FROM guardrail WHERE id = 1")
+        return rows.guardrail_from_row(row) if row is not None else None
+
+    def save_guardrail(self, record: GuardrailRecord) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO guardrail (id, state, since, reason, trips, recoveries) "
+                "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
+                "since = excluded.since, reason = excluded.reason, trips = excluded.trips, "
+                "recoveries = excluded.recoveries",
+                [
+                    record.state.value,
+                    record.since,
+                    record.reason,
+                    record.trips,
+                    record.recoveries,
+                ],
+            )
+
+    def load_watch_settings(self) -> WatchSettingsRecord | None:
+        row = self._first("SELECT * FROM watch_settings WHERE id = 1")
+        return rows.watch_settings_from_row(row) if row is not None else None
+
+    def save_watch_settings(self, record: WatchSettingsRecord) -> None:
+        columns = ", ".join(WATCH_SETTINGS_COLUMNS)
+        with self._write() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO watch_settings (id, {columns}) "
+                f"VALUES (1, {', '.join('?' * len(WATCH_SETTINGS_COLUMNS))})",
+                [getattr(record, name) for name in WATCH_SETTINGS_COLUMNS],
+            )
+
+    def load_apprentice(self) -> ApprenticeRecord | None:
+        row = self._first("SELECT * FROM apprentice WHERE id = 1")
+        return rows.apprentice_from_row(row) if row is not None else None
+
+    def save_apprentice(self, record: ApprenticeRecord) -> None:
+        with self._write() as db:
+            db.execute(rows.APPRENTICE_SAVE, rows.apprentice_params(record))
+
+    def get_time(self, name: LoopTime) -> float | None:
+        row = self._first("SELECT at FROM times WHERE name = ?", [name.value])
+        return float(row["at"]) if row is not None else None
+
+    def set_time(self, name: LoopTime, at: float) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO times (name, at) VALUES (?, ?)", [name.value, at])
+
+    def set_time_if_absent(self, name: LoopTime, at: float) -> float:
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO times (name, at) VALUES (?, ?)", [name.value, at])
+            return float(select(db, "SELECT at FROM times WHERE name = ?", [name.value])[0]["at"])
 
     def get_meta(self, key: str) -> str | None:
         row = self._first("SELECT value FROM meta WHERE key = ?", [key])

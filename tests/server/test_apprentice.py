@@ -133,6 +133,7 @@ async def test_apprentice_exploration_values_the_policy_and_graduates_to_online(
     assert body["latestApprenticeModeMetrics"]["improvementLowerBound"] > 0
     stored = service.store.load_config()
     assert stored is not None and stored.learning_mode is LearningMode.ONLINE
+    await asyncio.to_thread(client.app[TRAINER].write_report)  # else within report_interval
     text = await (await client.get("/metrics")).text()
     assert "banditd_apprentice_graduations_total 1.0" in text
 

@@ -4,7 +4,6 @@ rollback, the guardrail's fallback in ``rank``, and the dashboard's files behind
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -15,12 +14,20 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bandit.events import Action, Decision, JoinedEvent, ModelRecord, RankRequest, WriteBatch
+from bandit.events import (
+    Action,
+    Decision,
+    GuardrailRecord,
+    JoinedEvent,
+    ModelRecord,
+    RankRequest,
+    WriteBatch,
+)
+from bandit.guardrail import GuardrailState
 from server.api.base import SERVICE
 from server.entry.app import TRAINER, create_app
 from server.entry.settings import Settings, SettingsError
 from server.serving.service import Service
-from server.trainer.observer import GUARDRAIL_KEY
 from stores.sqlite.store import SQLiteStore
 
 Client = TestClient[web.Request, web.Application]
@@ -199,8 +206,11 @@ def store_tripped_once(settings: Settings, recovered_at: float) -> None:
     """Store a guardrail that tripped and recovered at ``recovered_at``, as a past run left it."""
     store = SQLiteStore(settings.db)
     try:
-        state = {"state": "serving", "since": recovered_at, "reason": "", "trips": 1}
-        store.set_meta(GUARDRAIL_KEY, json.dumps(state | {"recoveries": 1}))
+        store.save_guardrail(
+            GuardrailRecord(
+                state=GuardrailState.SERVING, since=recovered_at, reason="", trips=1, recoveries=1
+            )
+        )
     finally:
         store.close()
 
@@ -239,7 +249,7 @@ async def test_a_tripped_guardrail_serves_the_baseline_within_the_cap_and_says_w
     assert "banditd_guardrail_fallback_decisions_total 1.0" in metrics
     assert "banditd_guardrail_tripped 1.0" in metrics
     assert "banditd_guardrail_trips_total 1.0" in metrics
-    assert service.store.get_meta(GUARDRAIL_KEY) is not None
+    assert service.store.load_guardrail() is not None
 
     await client.close()
     again = await aiohttp_client(create_app(settings))  # a restart keeps the fallback

@@ -5,6 +5,7 @@ The behaviour it shares with every store is checked by the contract suites in ``
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -13,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,20 @@ from bandit.errors import StoreUnavailable
 from bandit.events import (
     Action,
     Activation,
+    ApprenticeMetrics,
     Checkpoint,
     Decision,
+    GuardrailRecord,
+    ImitationCounts,
     JoinedEvent,
+    LoopTime,
     RankRequest,
     Reward,
     RewardOutcome,
+    WatchSettingsRecord,
     WriteBatch,
 )
+from bandit.guardrail import GuardrailState
 from policies import DEFAULT_ARGUMENTS
 from policies.vw import VWPolicy
 from stores.sqlite import connection as sqlite_connection
@@ -610,6 +617,113 @@ def test_a_version_4_file_keeps_its_settings_and_starts_at_generation_0(
         assert store.lease(T0) is None and store.pending_commands(0, 10) == []
         store.save_config(ServiceConfiguration())
         assert store.generation() == 1
+    finally:
+        store.close()
+
+
+def test_a_version_5_file_moves_its_json_and_text_meta_into_typed_records(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS[:5])
+        old = SQLiteStore(path)
+        for i in range(3):
+            old.publish_model(
+                created_at=T0 + i, data=b"m", arguments="", learned_count=0, cursor=0, keep=2
+            )
+        watch = {
+            "window": 400,
+            "alpha": 0.05,
+            "guardrailEnabled": False,
+            "margin": 0.01,
+            "minEvents": 150,
+            "driftDelta": 0.005,
+            "driftThreshold": 50.0,
+            "driftMinEvents": 30,
+            "interval": 0.5,
+            "batch": 2048,
+            "history": 600,
+        }
+        for key, value in {
+            "guardrail_state": json.dumps(
+                {"state": "tripped", "since": T0, "reason": "worse", "trips": 2, "recoveries": 1}
+            ),
+            "watch_settings": json.dumps(watch),
+            "model_restored_from": json.dumps({"3": 1, "1": 2}),  # version 1 is pruned
+            "model_created_at": repr(T0 + 0.1),
+            "config_edited_at": "not a time",
+            "loop_seed": "42",
+            "apprentice_metrics": json.dumps(
+                {
+                    "start_time": T0,
+                    "last_processed_event_time": T0 + 5,
+                    "total": asdict(ImitationCounts().add(1.0, True).add(0.5, False)),
+                    "last_batch": asdict(ImitationCounts().add(0.5, False)),
+                    "evaluation": {
+                        "n": 1,
+                        "rmin": 1.0,
+                        "rmax": 1.0,
+                        "wmax": [2.0, 0.0],
+                        "sw": [2.0, 0.0],
+                        "swr": [2.0, 0.0],
+                        "sww": [4.0, 0.0, 0.0, 0.0],
+                        "swwr": [4.0, 0.0, 0.0, 0.0],
+                        "swwrr": [4.0, 0.0, 0.0, 0.0],
+                    },
+                }
+            ),
+        }.items():
+            old.set_meta(key, value)
+        old.close()
+    store = SQLiteStore(path)
+    try:
+        assert store.load_guardrail() == GuardrailRecord(
+            state=GuardrailState.TRIPPED, since=T0, reason="worse", trips=2, recoveries=1
+        )
+        assert store.load_watch_settings() == WatchSettingsRecord(
+            window=400,
+            alpha=0.05,
+            guardrail_enabled=False,
+            margin=0.01,
+            min_events=150,
+            drift_delta=0.005,
+            drift_threshold=50.0,
+            drift_min_events=30,
+            interval=0.5,
+            batch=2048,
+            history=600,
+        )
+        assert [(m.version, m.restored_from) for m in store.list_models()] == [(3, 1), (2, None)]
+        assert store.get_time(LoopTime.MODEL_CREATED) == T0 + 0.1
+        assert store.get_time(LoopTime.CONFIG_EDITED) is None  # unreadable: dropped
+        apprentice = store.load_apprentice()
+        assert apprentice is not None
+        assert apprentice.metrics == ApprenticeMetrics(
+            start_time=T0,
+            last_processed_event_time=T0 + 5,
+            total=ImitationCounts().add(1.0, True).add(0.5, False),
+            last_batch=ImitationCounts().add(0.5, False),
+        )
+        assert apprentice.evaluation.n == 1 and apprentice.evaluation.sww == (4.0, 0.0, 0.0, 0.0)
+        assert inspect(path, "SELECT key FROM meta") == [("loop_seed",)]
+    finally:
+        store.close()
+
+
+def test_unreadable_old_records_are_dropped(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS[:5])
+        old = SQLiteStore(path)
+        old.set_meta("guardrail_state", json.dumps({"state": "confused", "since": 1, "reason": ""}))
+        old.set_meta("watch_settings", json.dumps({"window": 400}))  # not every setting
+        old.set_meta("apprentice_metrics", json.dumps({"start_time": T0}))  # no counts
+        old.close()
+    store = SQLiteStore(path)
+    try:
+        assert store.load_guardrail() is None
+        assert store.load_watch_settings() is None
+        assert store.load_apprentice() is None
+        assert inspect(path, "SELECT key FROM meta") == []
     finally:
         store.close()
 

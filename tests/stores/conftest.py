@@ -116,7 +116,7 @@ def log_events(
     return join_due(store, CONFIG, start + n * step + WAIT + GRACE + 1, 10_000)
 
 
-@pytest.fixture(params=["memory", "sqlite-two-files-open"])
+@pytest.fixture(params=["memory", "sqlite-two-instances"])
 def views(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
     """Two handles on one store, as two processes see it: for SQLite two ``SQLiteStore``
     instances on one file (connections of their own); for memory the one store twice."""

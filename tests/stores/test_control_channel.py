@@ -4,13 +4,36 @@ trainer carries out once."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from bandit.config import ServiceConfiguration
-from bandit.events import Command, PolicySettings
+from bandit.events import (
+    Command,
+    GuardrailRecord,
+    LoopTime,
+    PolicySettings,
+    WatchSettingsRecord,
+)
+from bandit.guardrail import GuardrailState
 from bandit.store import Store
 from tests.stores.conftest import T0
+
+GUARDRAIL = GuardrailRecord(state=GuardrailState.TRIPPED, since=T0, reason="worse", trips=1)
+WATCH = WatchSettingsRecord(
+    window=100,
+    alpha=0.05,
+    guardrail_enabled=True,
+    margin=0.0,
+    min_events=50,
+    drift_delta=0.005,
+    drift_threshold=50.0,
+    drift_min_events=30,
+    interval=0.5,
+    batch=2048,
+    history=600,
+)
 
 
 def publish(store: Store, at: float = T0) -> None:
@@ -26,6 +49,10 @@ def test_every_save_an_edge_caches_bumps_the_generation(store: Store) -> None:
         lambda: store.save_policy(PolicySettings(name="vw", arguments="--epsilon 0.1")),
         lambda: store.save_policy(PolicySettings(name="vw", arguments="--epsilon 0.2")),
         lambda: publish(store),
+        lambda: store.save_guardrail(GUARDRAIL),
+        lambda: store.save_guardrail(replace(GUARDRAIL, state=GuardrailState.SERVING)),
+        lambda: store.save_watch_settings(WATCH),
+        lambda: store.save_watch_settings(replace(WATCH, window=50)),
     ]
     for save in saves:
         save()
@@ -36,7 +63,10 @@ def test_every_save_an_edge_caches_bumps_the_generation(store: Store) -> None:
 def test_other_writes_leave_the_generation_alone(store: Store) -> None:
     publish(store)
     before = store.generation()
-    store.set_meta("health_probe_at", "1.0")
+    store.set_meta("signing_key", "k")
+    store.set_time(LoopTime.HEALTH_PROBE, T0)
+    store.set_time(LoopTime.CONFIG_EDITED, T0)
+    store.mark_restored(1, 1)
     store.acquire_lease("a", T0, 10.0)
     assert store.generation() == before
 

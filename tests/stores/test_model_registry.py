@@ -36,3 +36,25 @@ def test_published_versions_increase_and_pruning_keeps_the_newest(store: ModelRe
     )
     assert again.version == 6
     assert [m.version for m in store.list_models()] == [6]
+
+
+def test_a_restored_version_records_what_it_restored(store: ModelRegistry) -> None:
+    def publish(i: int) -> int:
+        return store.publish_model(
+            created_at=T0 + i, data=b"m", arguments="", learned_count=i, cursor=i, keep=3
+        ).version
+
+    first, second, third = publish(0), publish(1), publish(2)
+    assert store.get_model(third).restored_from is None  # type: ignore[union-attr]
+    store.mark_restored(third, first)
+    assert store.get_model(third).restored_from == first  # type: ignore[union-attr]
+    assert [(m.version, m.restored_from) for m in store.list_models()] == [
+        (third, first),
+        (second, None),
+        (first, None),
+    ]
+    assert store.latest_model().restored_from == first  # type: ignore[union-attr]
+    store.mark_restored(third + 10, first)  # not kept: nothing to mark
+    publish(3)
+    publish(4)
+    assert [m.restored_from for m in store.list_models()] == [None, None, first]
