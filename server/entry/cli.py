@@ -46,7 +46,8 @@ def _serve(argv: list[str]) -> int:
         app = create_app(settings)
         tune_gc()
         serve(app, settings, announce=lambda msg: print(msg, flush=True))
-    except ListenError as exc:
+    except (ListenError, SettingsError) as exc:
+        # SettingsError: settings stored or checked only when the app is built.
         print(f"banditd: {exc}", file=sys.stderr)
         return 2
     except (StartupError, sqlite3.Error, OSError) as exc:

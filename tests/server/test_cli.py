@@ -46,14 +46,23 @@ def test_unknown_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> Non
     assert "serve" in err
 
 
-def serve(db: Path | str, port: int = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def serve(
+    db: Path | str,
+    port: int = 0,
+    timeout: float = 60,
+    *,
+    config: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """``banditd serve`` on ``db`` that is expected to exit by itself (it failed to start)."""
+    args = ["serve", "--db", str(db), "--port", str(port)]
+    args += ["--config", str(config)] if config else []
     return subprocess.run(
-        [sys.executable, "-m", "server.entry.cli", "serve", "--db", str(db), "--port", str(port)],
+        [sys.executable, "-m", "server.entry.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={"PATH": "/usr/bin:/bin", **_pythonpath()},
+        env={"PATH": "/usr/bin:/bin", **_pythonpath(), **(env or {})},
     )
 
 
@@ -152,3 +161,27 @@ def test_open_file_limit_below_max_connections_starves_the_process() -> None:
     if hard != -1 and hard < wanted:
         pytest.skip(f"the hard open-file limit ({hard}) is below {wanted}")
     assert soft == wanted
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ('port = "8080"', {}, "port: expected `int`, got `str`"),
+        ("port = 70000", {}, "port: expected `int` <= 65535"),
+        ("[watch]\nwindow = -5", {}, "watch.window: must be within 2..10,000,000 events"),
+        ("learn_batch = 0", {}, "learn_batch: expected `int` >= 1"),
+        ('synchronous = "SOMETIMES"', {}, "synchronous: expected `str` matching regex"),
+        ("colour = 'blue'", {}, "colour: unknown setting"),
+        ("[watch]\nwindw = 400", {}, "watch.windw: unknown setting"),
+        ("", {"BANDITD_PORT": "abc"}, "port: expected `int`, got `str` (from BANDITD_PORT)"),
+        ("", {"BANDITD_WATCH_WINDOW": "1"}, "watch.window: must be within 2..10,000,000"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_status_2(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    config = tmp_path / "banditd.toml"
+    config.write_text(text + "\n")
+    line = assert_one_line(serve(tmp_path / "x.db", config=config, env=env), 2)
+    assert line.startswith(f"banditd: {message}"), line
+    assert not (tmp_path / "x.db").exists()
