@@ -10,6 +10,8 @@ import pytest
 from server.entry.settings import Settings, SettingsError, env_name, is_loopback, load
 from server.trainer.watch_settings import FILE_NAMES, WatcherSettings, from_mapping
 
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "example.org"])
 def test_non_loopback_bind_without_key_is_refused(host: str) -> None:
@@ -239,3 +241,15 @@ def test_check_validates_settings_built_in_code() -> None:
         Settings(watch={"windw": 10}).check()
     with pytest.raises(SettingsError, match=r"^learn_batch: expected `int` >= 1$"):
         Settings(learn_batch=0).check()
+
+
+def _documented(section: str) -> dict[str, str]:
+    """The first two columns (setting, environment variable) of each row of a docs table."""
+    rows = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| `")]
+    return {name.strip().strip("`"): var.strip().strip("`") for name, var in rows}
+
+
+def test_the_settings_doc_lists_the_variable_of_every_setting() -> None:
+    top, watch = (DOCS / "settings.md").read_text().split("## The `[watch]` table")
+    assert _documented(top) == {name: env_name(name) for name in EVERY_SETTING}
+    assert _documented(watch) == {key: env_name(f"watch.{key}") for key in EVERY_WATCH_SETTING}
