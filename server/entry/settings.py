@@ -175,7 +175,7 @@ def is_loopback(host: str) -> bool:
 
 # The settings a file, the environment or a flag may set (``extra`` is for code only).
 _NAMES: tuple[str, ...] = tuple(f.name for f in fields(Settings) if f.name != "extra")
-# Settings holding several values; their environment variables are comma-separated.
+# Settings holding several values; given as one text, they are comma-separated.
 _LISTS = frozenset(n for n, kind in get_type_hints(Settings).items() if get_origin(kind) is tuple)
 # Names kept from before every setting had a variable, for the two key lists.
 _ENV_NAMES = {"client_keys": "BANDITD_CLIENT_KEY", "admin_keys": "BANDITD_ADMIN_KEY"}
@@ -230,19 +230,25 @@ def _decode(layer: _Layer) -> Settings:
     if unknown:
         many = "s" if len(unknown) > 1 else ""
         raise _error(", ".join(unknown), f"unknown setting{many}", layer.source(unknown[0]))
-    decoded = _convert(layer.values, strict=not layer.parse, source=layer.source)
+    # A list given as one text (every variable, and a file's ``client_keys = "a,b"``) is split
+    # at commas, blanks dropped.
+    values = {
+        name: [item.strip() for item in value.split(",") if item.strip()]
+        if name in _LISTS and isinstance(value, str)
+        else value
+        for name, value in layer.values.items()
+    }
+    decoded = _convert(values, strict=not layer.parse, source=layer.source)
     watch = _watch(decoded.watch, strict=not layer.parse, source=layer.source)
     return replace(decoded, watch=watch)
 
 
 def _environment(env: Mapping[str, str]) -> dict[str, Any]:
-    """The settings set in ``env``, as strings (lists split at commas); empty ones are unset."""
+    """The settings set in ``env``, as strings; empty ones are unset."""
     values: dict[str, Any] = {}
     for name in _NAMES:
         raw = env.get(env_name(name), "")
-        if raw and name in _LISTS:
-            values[name] = [key.strip() for key in raw.split(",") if key.strip()]
-        elif raw and name != "watch":
+        if raw and name != "watch":
             values[name] = raw
     watch = {key: env.get(env_name(f"watch.{key}"), "") for key in FILE_NAMES}
     if any(watch.values()):

@@ -77,7 +77,7 @@ def _load_file(tmp_path: Path, text: str, environ: dict[str, str] | None = None)
         ("learn_interval = nan", "learn_interval: expected `float` > 0.0"),
         ("keep_models = 2.5", "keep_models: expected `int`, got `float`"),
         ('synchronous = "SOMETIMES"', "synchronous: expected `str` matching regex"),
-        ('client_keys = "a,b"', "client_keys: expected `array`, got `str`"),
+        ("client_keys = 5", "client_keys: expected `array`, got `int`"),
         ('admin_keys = ["a", ""]', "admin_keys[1]: expected `str` matching regex"),
         ("colour = 'blue'", "colour: unknown setting"),
         ("colour = 1\nsize = 2", "colour, size: unknown settings"),
@@ -228,7 +228,10 @@ def test_every_source_is_checked_even_where_a_later_one_overrides_it(tmp_path: P
 
 
 def test_file_values_take_the_type_of_their_setting(tmp_path: Path) -> None:
-    settings = _load_file(tmp_path, "learn_interval = 1\n[watch]\nmargin = 1")
+    settings = _load_file(
+        tmp_path, 'client_keys = "c1, c2"\nlearn_interval = 1\n[watch]\nmargin = 1'
+    )
+    assert settings.client_keys == ("c1", "c2")  # one text, comma-separated, as before
     assert type(settings.learn_interval) is float and settings.learn_interval == 1.0
     assert type(settings.watch["margin"]) is float and settings.watch["margin"] == 1.0
 
