@@ -112,7 +112,8 @@ def _serve(argv: list[str]) -> int:
             announce=lambda msg: print(msg, flush=True),
             reuse_port=args.reuse_port,
         )
-    except ListenError as exc:
+    except (ListenError, SettingsError) as exc:
+        # SettingsError: settings stored or checked only when the app is built.
         print(f"banditd: {exc}", file=sys.stderr)
         return 2
     except (StartupError, sqlite3.Error, OSError) as exc:

@@ -2,6 +2,20 @@
 
 Loop settings that clients can change (reward wait, exploration, …) live in the store as a
 :class:`bandit.config.ServiceConfiguration`; these are the operator's.
+
+Every setting has a type and a range, written once in :class:`Settings`'s annotations, and is
+decoded by msgspec wherever it comes from: a wrong type, a value out of range or an unknown
+name is a :class:`SettingsError` of one line that names the setting (``watch.window`` for the
+``[watch]`` table) and where it came from. Each setting can also come from an environment
+variable (:func:`env_name`); variables are strings, parsed to the setting's type, with lists
+comma-separated.
+
+>>> load(environ={"BANDITD_PORT": "9000", "BANDITD_WATCH_WINDOW": "400"}).port
+9000
+>>> load(environ={"BANDITD_PORT": "abc"})
+Traceback (most recent call last):
+...
+server.entry.settings.SettingsError: port: expected `int`, got `str` (from BANDITD_PORT)
 """
 
 from __future__ import annotations
@@ -9,11 +23,32 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_origin, get_type_hints
+
+import msgspec
+from msgspec import Meta
+
+from server.trainer.watch_settings import (
+    FILE_NAMES,
+    InvalidWatchSetting,
+    decode,
+    from_mapping,
+    validation_problem,
+)
 
 DEFAULT_PORT = 8080
+
+Seconds = Annotated[float, Meta(gt=0, le=86400)]
+"""A duration in seconds, within (0, 86400]."""
+Key = Annotated[str, Meta(pattern=r"^\S+$")]
+"""An API key: one or more characters, none of them white space."""
+Keys = Annotated[tuple[Key, ...], Meta(max_length=2)]
+"""The keys valid at once for one role: at most two, so a key can be rotated without downtime."""
+Count = Annotated[int, Meta(ge=1)]
+"""A positive integer."""
 
 
 class SettingsError(ValueError):
@@ -24,24 +59,29 @@ class SettingsError(ValueError):
 class Settings:
     """How one banditd process runs.
 
+    Each attribute's type bounds it (``docs/settings.md`` lists them with their environment
+    variables); :meth:`check` enforces the bounds and the rules across settings.
+
     Attributes:
         db: path of the SQLite file.
         host: address to bind; a non-loopback one requires an API key.
-        port: TCP port.
+        port: TCP port (0: any free port).
         client_keys: keys accepted for rank, reward and activate (up to two, for rotation).
         admin_keys: keys accepted for everything (configuration, models, logs).
-        max_actions: most actions one rank request may offer.
+        max_actions: most actions one rank request may offer (1..1000).
         max_body_bytes: largest request body accepted.
         learn_interval: seconds the learner sleeps when it has nothing to do.
         learn_batch: joined events the learner takes at a time.
-        checkpoint_interval: seconds between learner checkpoints (model + cursor); a crash
-            redoes at most this much learning, never more or less than once per event.
+        checkpoint_interval: seconds between learner checkpoints (model + cursor; 0: after
+            every batch); a crash redoes at most this much learning, never more or less than
+            once per event.
         learn_share_under_load: while requests arrive at ``busy_requests_per_second`` or more,
             the learner and the watcher together work at most this share of the time (they
-            share the interpreter with ranking); idle, they run at full speed.
+            share the interpreter with ranking); idle, they run at full speed. In [0.01, 1].
         busy_requests_per_second: the request rate above which the learner yields.
         keep_models: published model versions kept for rollback.
-        synchronous: SQLite ``synchronous`` pragma: FULL (durable on power loss) or NORMAL.
+        synchronous: SQLite ``synchronous`` pragma: FULL (durable on power loss), NORMAL or
+            EXTRA, in any case.
         model_signing_key: HMAC key that signs exported models and verifies imported ones;
             when empty a random key is generated once and kept in the store.
         retention_interval: seconds between runs of the log-retention job.
@@ -57,7 +97,7 @@ class Settings:
         max_connections: most connections served at once; one more is answered 503 and
             closed at once, so slow or idle clients cannot starve the process of descriptors.
         lock_timeout: seconds a write waits for the database's write lock (held by another
-            process, say) before the request answers 503 with ``Retry-After``.
+            process, say) before the request answers 503 with ``Retry-After``; in [0, 60].
         retrain_events_per_second: most logged events a background retrain replays per
             second (0: as fast as it can), so a retrain leaves the machine to ranking.
         refresh_interval: seconds between an edge's looks at the store for a new model,
@@ -71,40 +111,41 @@ class Settings:
         lease_ttl: seconds a trainer's lease lasts unrenewed (it renews every third); a
             standby takes over this long after the trainer died.
         workers: edge processes ``banditd serve`` runs on the one port (``--workers``).
-        watch: the loop watcher's settings (the ``[watch]`` table; see
-            :mod:`server.trainer.watch_settings`), validated when the app is built.
+        watch: the loop watcher's settings (the ``[watch]`` table, by file name; see
+            :mod:`server.trainer.watch_settings`), typed and range-checked by :func:`load`.
+        extra: not a setting; never read from a file, a flag or the environment.
     """
 
-    db: str = "banditd.db"
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    client_keys: tuple[str, ...] = ()
-    admin_keys: tuple[str, ...] = ()
-    max_actions: int = 50
-    max_body_bytes: int = 1 << 20
-    learn_interval: float = 0.2
-    learn_batch: int = 128
-    checkpoint_interval: float = 1.0
-    learn_share_under_load: float = 0.15
-    busy_requests_per_second: float = 200.0
-    keep_models: int = 20
-    synchronous: str = "FULL"
+    db: Annotated[str, Meta(min_length=1)] = "banditd.db"
+    host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = DEFAULT_PORT
+    client_keys: Keys = ()
+    admin_keys: Keys = ()
+    max_actions: Annotated[int, Meta(ge=1, le=1000)] = 50
+    max_body_bytes: Count = 1 << 20
+    learn_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.2
+    learn_batch: Annotated[int, Meta(ge=1, le=1_000_000)] = 128
+    checkpoint_interval: Annotated[float, Meta(ge=0, le=86400)] = 1.0
+    learn_share_under_load: Annotated[float, Meta(ge=0.01, le=1)] = 0.15
+    busy_requests_per_second: Annotated[float, Meta(ge=0, le=1e9)] = 200.0
+    keep_models: Count = 20
+    synchronous: Annotated[str, Meta(pattern=r"(?i)^(FULL|NORMAL|EXTRA)$")] = "FULL"
     model_signing_key: str = ""
-    retention_interval: float = 3600.0
-    max_model_bytes: int = 256 << 20
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    body_min_rate: int = 64 << 10
-    idle_timeout: float = 75.0
-    max_connections: int = 1024
-    lock_timeout: float = 1.0
-    retrain_events_per_second: float = 0.0
-    refresh_interval: float = 0.5
-    report_interval: float = 0.5
-    command_poll: float = 0.1
-    command_timeout: float = 30.0
-    lease_ttl: float = 5.0
-    workers: int = 1
+    retention_interval: Annotated[float, Meta(gt=0, le=366 * 86400)] = 3600.0
+    max_model_bytes: Count = 256 << 20
+    header_timeout: Seconds = 10.0
+    body_timeout: Seconds = 30.0
+    body_min_rate: Count = 64 << 10
+    idle_timeout: Seconds = 75.0
+    max_connections: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
+    lock_timeout: Annotated[float, Meta(ge=0, le=60)] = 1.0
+    retrain_events_per_second: Annotated[float, Meta(ge=0)] = 0.0
+    refresh_interval: Annotated[float, Meta(gt=0, le=60)] = 0.5
+    report_interval: Annotated[float, Meta(gt=0, le=60)] = 0.5
+    command_poll: Annotated[float, Meta(gt=0, le=60)] = 0.1
+    command_timeout: Seconds = 30.0
+    lease_ttl: Annotated[float, Meta(ge=1, le=3600)] = 5.0
+    workers: Annotated[int, Meta(ge=1, le=64)] = 1
     watch: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -114,50 +155,24 @@ class Settings:
         return bool(self.client_keys or self.admin_keys)
 
     def check(self) -> Settings:
-        """Validate; refuse a non-loopback bind without a key."""
-        if not 0 <= self.port <= 65535:
-            raise SettingsError(f"port must be within 0..65535, got {self.port}.")
-        if self.synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
-            raise SettingsError("synchronous must be FULL, NORMAL or EXTRA.")
-        if len(self.client_keys) > 2 or len(self.admin_keys) > 2:
-            raise SettingsError("at most two client keys and two admin keys may be valid at once.")
+        """Validate each setting against its type and range, then the rules across settings.
+
+        Returns:
+            ``self``, unchanged.
+
+        Raises:
+            SettingsError: the first setting that is wrong, named; or a non-loopback ``host``
+                without an API key.
+        """
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        _convert(values, strict=True, source=lambda _: "")
+        _watch(self.watch, strict=True, source=lambda _: "")
         if not self.auth_enabled and not is_loopback(self.host):
             raise SettingsError(
                 f"refusing to bind {self.host!r} without an API key: anyone who can reach it "
                 "could rank, reward and reconfigure. Set BANDITD_ADMIN_KEY (and optionally "
                 "BANDITD_CLIENT_KEY) or admin_keys in the config file, or bind 127.0.0.1."
             )
-        if not 0.01 <= self.learn_share_under_load <= 1.0:
-            raise SettingsError("learn_share_under_load must be within [0.01, 1].")
-        for name in ("refresh_interval", "report_interval", "command_poll"):
-            if not 0 < getattr(self, name) <= 60:
-                raise SettingsError(f"{name} must be within (0, 60] seconds.")
-        if not self.command_timeout > 0:
-            raise SettingsError("command_timeout must be above 0 seconds.")
-        if not self.lease_ttl >= 1:
-            raise SettingsError("lease_ttl must be at least 1 second.")
-        if not 1 <= self.workers <= 64:
-            raise SettingsError("workers must be within 1..64.")
-        if not 1 <= self.max_actions <= 1000:
-            raise SettingsError("max_actions must be within 1..1000.")
-        if self.retention_interval <= 0 or self.max_model_bytes <= 0:
-            raise SettingsError("retention_interval and max_model_bytes must be positive.")
-        for name in ("header_timeout", "body_timeout", "idle_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise SettingsError(f"{name} must be a number of seconds.")
-            if not 0 < value <= 86400:
-                raise SettingsError(f"{name} must be within (0, 86400] seconds.")
-        for name in ("max_connections", "body_min_rate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SettingsError(f"{name} must be a positive integer.")
-        if self.max_connections > 1_000_000:
-            raise SettingsError("max_connections must be within 1..1000000.")
-        if not 0 <= self.lock_timeout <= 60:
-            raise SettingsError("lock_timeout must be within [0, 60] seconds.")
-        if self.retrain_events_per_second < 0:
-            raise SettingsError("retrain_events_per_second must not be negative.")
         return self
 
 
@@ -175,49 +190,136 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _keys(value: Any, name: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [k for k in value.split(",") if k.strip()]
-    if not isinstance(value, list) or not all(isinstance(k, str) and k.strip() for k in value):
-        raise SettingsError(f"{name} must be a list of non-empty strings.")
-    return tuple(k.strip() for k in value)
+# The settings a file, the environment or a flag may set (``extra`` is for code only).
+_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Settings) if f.name != "extra")
+# Settings holding several values; given as one text, they are comma-separated.
+_LISTS = frozenset(n for n, kind in get_type_hints(Settings).items() if get_origin(kind) is tuple)
+# Names kept from before every setting had a variable, for the two key lists.
+_ENV_NAMES = {"client_keys": "BANDITD_CLIENT_KEY", "admin_keys": "BANDITD_ADMIN_KEY"}
+
+
+def env_name(setting: str) -> str:
+    """The environment variable ``setting`` can come from (``watch.x`` for the ``[watch]`` table).
+
+    >>> env_name("learn_batch"), env_name("watch.window"), env_name("admin_keys")
+    ('BANDITD_LEARN_BATCH', 'BANDITD_WATCH_WINDOW', 'BANDITD_ADMIN_KEY')
+    """
+    return _ENV_NAMES.get(setting) or "BANDITD_" + setting.replace(".", "_").upper()
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer:
+    """Settings from one source, by name (``watch`` a mapping by ``[watch]`` key)."""
+
+    values: Mapping[str, Any]
+    parse: bool  # strings are parsed to each setting's type (environment variables)
+    source: Callable[[str], str]  # where a setting (``watch.window``, say) came from
+
+
+def _error(where: str, problem: str, source: str = "") -> SettingsError:
+    return SettingsError(f"{where}: {problem}" + (f" ({source})" if source else ""))
+
+
+def _convert(values: Mapping[str, Any], *, strict: bool, source: Callable[[str], str]) -> Settings:
+    """``values`` decoded into :class:`Settings` over the defaults (strings parsed unless
+    ``strict``); a bad value is a :class:`SettingsError` naming it and its ``source``."""
+    try:
+        return msgspec.convert(values, Settings, strict=strict)
+    except msgspec.ValidationError as exc:
+        where, problem = validation_problem(exc)
+        raise _error(where, problem, source(where.split("[")[0].split(".")[0])) from None
+
+
+def _watch(values: object, *, strict: bool, source: Callable[[str], str]) -> dict[str, Any]:
+    """The ``[watch]`` table, typed (strings parsed unless ``strict``), range-checked, by key."""
+    try:
+        table = decode(values, wire=False, strict=strict)
+        from_mapping(table, wire=False)
+    except InvalidWatchSetting as exc:
+        where = f"watch.{exc.name}"
+        raise _error(where, exc.problem, source(where)) from None
+    return table
+
+
+def _decode(layer: _Layer) -> Settings:
+    """The layer's settings over the defaults, each checked against its type and range."""
+    unknown = sorted(set(layer.values) - set(_NAMES))
+    if unknown:
+        many = "s" if len(unknown) > 1 else ""
+        raise _error(", ".join(unknown), f"unknown setting{many}", layer.source(unknown[0]))
+    # A list given as one text (every variable, and a file's ``client_keys = "a,b"``) is split
+    # at commas, blanks dropped.
+    values = {
+        name: [item.strip() for item in value.split(",") if item.strip()]
+        if name in _LISTS and isinstance(value, str)
+        else value
+        for name, value in layer.values.items()
+    }
+    decoded = _convert(values, strict=not layer.parse, source=layer.source)
+    watch = _watch(decoded.watch, strict=not layer.parse, source=layer.source)
+    return replace(decoded, watch=watch)
+
+
+def _environment(env: Mapping[str, str]) -> dict[str, Any]:
+    """The settings set in ``env``, as strings; empty ones are unset."""
+    values: dict[str, Any] = {}
+    for name in _NAMES:
+        raw = env.get(env_name(name), "")
+        if raw and name != "watch":
+            values[name] = raw
+    watch = {key: env.get(env_name(f"watch.{key}"), "") for key in FILE_NAMES}
+    if any(watch.values()):
+        values["watch"] = {key: raw for key, raw in watch.items() if raw}
+    return values
+
+
+def _read(config_file: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(config_file).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read config file {config_file!r}: {exc}") from None
 
 
 def load(
     *,
     config_file: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build settings from defaults, then a TOML file, then environment, then ``overrides``.
 
-    Environment: ``BANDITD_CLIENT_KEY`` and ``BANDITD_ADMIN_KEY`` (comma-separated for two),
-    ``BANDITD_MODEL_SIGNING_KEY``.
+    Environment: ``BANDITD_<SETTING>`` for each setting (:func:`env_name`;
+    ``BANDITD_WATCH_<KEY>`` for the ``[watch]`` table), parsed to the setting's type; lists
+    are comma-separated (``BANDITD_CLIENT_KEY`` and ``BANDITD_ADMIN_KEY``: at most two keys
+    each). An empty variable counts as unset; other ``BANDITD_*`` names are left alone. A
+    ``[watch]`` key from the environment replaces that key only, not the file's whole table.
+
+    Args:
+        config_file: path of a TOML file of settings, or None.
+        overrides: values from command-line flags, by setting name; None values are ignored.
+        environ: the environment (default :data:`os.environ`).
+
+    Raises:
+        SettingsError: one line naming the setting that is unknown, of the wrong type or out
+            of range (and where it came from), an unreadable file, or an unsafe combination.
     """
-    env = os.environ if environ is None else environ
+    file = _read(config_file) if config_file else {}
+    flags = {name: value for name, value in (overrides or {}).items() if value is not None}
+    layers = (
+        _Layer(file, parse=False, source=lambda _: f"in {config_file}"),
+        _Layer(
+            _environment(os.environ if environ is None else environ),
+            parse=True,
+            source=lambda name: f"from {env_name(name)}",
+        ),
+        _Layer(flags, parse=False, source=lambda name: f"from --{name}"),
+    )
+    # Every layer is checked whole, even where a later one overrides a value: a bad value
+    # anywhere is a mistake to report, not one to leave waiting until the override goes.
     values: dict[str, Any] = {}
-    if config_file:
-        try:
-            values.update(tomllib.loads(Path(config_file).read_text()))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SettingsError(f"cannot read config file {config_file!r}: {exc}") from exc
-    if env.get("BANDITD_CLIENT_KEY"):
-        values["client_keys"] = env["BANDITD_CLIENT_KEY"]
-    if env.get("BANDITD_ADMIN_KEY"):
-        values["admin_keys"] = env["BANDITD_ADMIN_KEY"]
-    if env.get("BANDITD_MODEL_SIGNING_KEY"):
-        values["model_signing_key"] = env["BANDITD_MODEL_SIGNING_KEY"]
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    known = {f.name for f in fields(Settings)} - {"extra"}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}.")
-    values["client_keys"] = _keys(values.get("client_keys"), "client_keys")
-    values["admin_keys"] = _keys(values.get("admin_keys"), "admin_keys")
-    try:
-        settings = replace(Settings(), **values)
-    except TypeError as exc:
-        raise SettingsError(str(exc)) from exc
-    return settings.check()
+    watch: dict[str, Any] = {}
+    for layer in layers:
+        decoded = _decode(layer)
+        values |= {name: getattr(decoded, name) for name in layer.values if name != "watch"}
+        watch |= decoded.watch
+    return Settings(**values, watch=watch).check()

@@ -4,19 +4,31 @@ In the TOML settings file they sit in a ``[watch]`` table with snake_case keys; 
 (``GET``/``PUT /v1/loop/configuration``) the same settings use camelCase. A ``PUT`` is stored
 and wins over the file's values from then on, across restarts.
 
+Both forms are decoded by msgspec into one schema (a field per setting, its name and type), so
+a wrong type or an unknown name is refused the same way wherever it comes from; the ranges are
+the ones :class:`~bandit.watch.WatchSettings`, :class:`~bandit.guardrail.GuardrailSettings`
+and :class:`~bandit.drift.DriftSettings` enforce, reported under the name the caller used.
+
 >>> s = from_mapping({"window": 400, "min_events": 150, "margin": 0.05}, wire=False)
 >>> (s.watch.window, s.guardrail.min_events, s.guardrail.margin)
 (400, 150, 0.05)
 >>> to_wire(s)["minEvents"]
 150
+>>> from_mapping({"window": -5}, wire=False)
+Traceback (most recent call last):
+...
+server.trainer.watch_settings.InvalidWatchSetting: window: must be within 2..10,000,000 events
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from bandit.drift import DriftSettings
 from bandit.guardrail import GuardrailSettings
@@ -52,34 +64,118 @@ class WatcherSettings:
             raise ValueError("history must be within 1..100,000")
 
 
-# (wire name, file name, group, attribute, type)
-_FIELDS: tuple[tuple[str, str, str, str, type], ...] = (
-    ("window", "window", "watch", "window", int),
-    ("alpha", "alpha", "watch", "alpha", float),
-    ("guardrailEnabled", "guardrail_enabled", "guardrail", "enabled", bool),
-    ("margin", "margin", "guardrail", "margin", float),
-    ("minEvents", "min_events", "guardrail", "min_events", int),
-    ("driftDelta", "drift_delta", "drift", "delta", float),
-    ("driftThreshold", "drift_threshold", "drift", "threshold", float),
-    ("driftMinEvents", "drift_min_events", "drift", "min_events", int),
-    ("interval", "interval", "", "interval", float),
-    ("batch", "batch", "", "batch", int),
-    ("history", "history", "", "history", int),
+class InvalidWatchSetting(ValueError):
+    """A watch setting is unknown, of the wrong type or out of range.
+
+    Attributes:
+        name: the setting as the caller named it (snake_case from the file, camelCase from
+            the wire).
+        problem: what is wrong with it, in a few words.
+    """
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+# (file name, group, attribute, type); the wire name is the file name in camelCase.
+_FIELDS: tuple[tuple[str, str, str, type], ...] = (
+    ("window", "watch", "window", int),
+    ("alpha", "watch", "alpha", float),
+    ("guardrail_enabled", "guardrail", "enabled", bool),
+    ("margin", "guardrail", "margin", float),
+    ("min_events", "guardrail", "min_events", int),
+    ("drift_delta", "drift", "delta", float),
+    ("drift_threshold", "drift", "threshold", float),
+    ("drift_min_events", "drift", "min_events", int),
+    ("interval", "", "interval", float),
+    ("batch", "", "batch", int),
+    ("history", "", "history", int),
 )
+FILE_NAMES: tuple[str, ...] = tuple(name for name, _, _, _ in _FIELDS)
+"""The keys of the ``[watch]`` table, in the order the docs list them."""
 
 
-def _typed(name: str, value: Any, kind: type) -> Any:
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false")
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number")
-    if kind is int:
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"{name} must be an integer")
-        return int(value)
-    return float(value)
+def _schema(name: str, rename: Literal["camel"] | None) -> type[msgspec.Struct]:
+    # A setting that is not given stays UNSET, so a change names only what it changes.
+    fields = [(f, kind | msgspec.UnsetType, msgspec.UNSET) for f, _, _, kind in _FIELDS]
+    return msgspec.defstruct(
+        name, fields, rename=rename, frozen=True, forbid_unknown_fields=True, kw_only=True
+    )
+
+
+_FILE = _schema("WatchTable", None)
+_WIRE = _schema("WatchChanges", "camel")
+_WIRE_NAMES = {f.name: f.encode_name for f in msgspec.structs.fields(_WIRE)}
+_PLACES = {name: (group, attr) for name, group, attr, _ in _FIELDS}
+
+_AT = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+
+
+def validation_problem(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """Split one of msgspec's validation errors into (where, what): the dotted path of the bad
+    value (``""`` for the top level) and the problem, or for an unknown field its path and
+    ``"unknown setting"``.
+
+    >>> Table = msgspec.defstruct("Table", [("port", int)], forbid_unknown_fields=True)
+    >>> for values in ({"port": "80"}, {"port": 80, "colour": "blue"}):
+    ...     try:
+    ...         msgspec.convert(values, Table)
+    ...     except msgspec.ValidationError as exc:
+    ...         print(validation_problem(exc))
+    ('port', 'expected `int`, got `str`')
+    ('colour', 'unknown setting')
+    """
+    found = _AT.match(str(exc))
+    assert found is not None  # the pattern matches any text
+    problem, path = found["problem"], (found["path"] or "").lstrip(".")
+    unknown = _UNKNOWN.match(problem)
+    if unknown:
+        return ".".join(p for p in (path, unknown["name"]) if p), "unknown setting"
+    return path, problem[:1].lower() + problem[1:]
+
+
+def decode(values: object, *, wire: bool, strict: bool = True) -> dict[str, Any]:
+    """Type-check watch settings given by name (camelCase when ``wire``), ranges aside.
+
+    Args:
+        values: a mapping of setting names to values.
+        wire: whether the names are camelCase (the API's) rather than snake_case (the file's).
+        strict: whether values must already have their type; when False, strings are parsed
+            (``"400"`` for an integer, ``"true"`` for a boolean), as environment variables need.
+
+    Returns:
+        The given settings, by file name, with their types (an int given for a float is a float).
+
+    Raises:
+        InvalidWatchSetting: an unknown name or a value of the wrong type.
+    """
+    try:
+        given = msgspec.convert(values, _WIRE if wire else _FILE, strict=strict)
+    except msgspec.ValidationError as exc:
+        where, problem = validation_problem(exc)
+        raise InvalidWatchSetting(where or "[watch]", problem) from None
+    return {
+        name: value
+        for name, value in msgspec.structs.asdict(given).items()
+        if value is not msgspec.UNSET
+    }
+
+
+def _apply(given: Mapping[str, Any], base: WatcherSettings) -> WatcherSettings:
+    groups: dict[str, dict[str, Any]] = {"watch": {}, "guardrail": {}, "drift": {}, "": {}}
+    for name, value in given.items():
+        group, attr = _PLACES[name]
+        groups[group][attr] = value
+    return replace(
+        base,
+        watch=replace(base.watch, **groups["watch"]),
+        guardrail=replace(base.guardrail, **groups["guardrail"]),
+        drift=replace(base.drift, **groups["drift"]),
+        **groups[""],
+    )
 
 
 def from_mapping(
@@ -88,28 +184,20 @@ def from_mapping(
     """Validate settings given by name (camelCase when ``wire``), over ``base``.
 
     Raises:
-        ValueError: an unknown name, a value of the wrong type or out of range; the message
-            names the setting.
+        InvalidWatchSetting: an unknown name, a value of the wrong type or out of range; its
+            ``name`` is the setting as given.
     """
     base = base or WatcherSettings()
-    names = {(w if wire else f): (group, attr, kind) for w, f, group, attr, kind in _FIELDS}
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ValueError(f"unknown watch setting(s): {', '.join(unknown)}")
-    groups: dict[str, dict[str, Any]] = {"watch": {}, "guardrail": {}, "drift": {}, "": {}}
-    for name, value in values.items():
-        group, attr, kind = names[name]
-        groups[group][attr] = _typed(name, value, kind)
-    try:
-        return replace(
-            base,
-            watch=replace(base.watch, **groups["watch"]),
-            guardrail=replace(base.guardrail, **groups["guardrail"]),
-            drift=replace(base.drift, **groups["drift"]),
-            **groups[""],
-        )
-    except ValueError as exc:
-        raise ValueError(f"invalid watch settings: {exc}") from exc
+    given = decode(values, wire=wire)
+    # Each range is checked alone first, so the error names the one setting that is wrong.
+    for name, value in given.items():
+        try:
+            _apply({name: value}, base)
+        except ValueError as exc:
+            attr = _PLACES[name][1]
+            problem = str(exc).removeprefix(f"{attr} ")
+            raise InvalidWatchSetting(_WIRE_NAMES[name] if wire else name, problem) from None
+    return _apply(given, base)
 
 
 def to_wire(settings: WatcherSettings) -> dict[str, Any]:
@@ -121,7 +209,7 @@ def to_mapping(settings: WatcherSettings, *, wire: bool) -> dict[str, Any]:
     """Every setting by name (camelCase when ``wire``, else the settings file's names, which
     :class:`bandit.events.WatchSettingsRecord` uses too): what :func:`from_mapping` reads."""
     out: dict[str, Any] = {}
-    for wire_name, file_name, group, attr, _ in _FIELDS:
+    for name, group, attr, _ in _FIELDS:
         holder = getattr(settings, group) if group else settings
-        out[wire_name if wire else file_name] = getattr(holder, attr)
+        out[_WIRE_NAMES[name] if wire else name] = getattr(holder, attr)
     return out

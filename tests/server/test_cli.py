@@ -1,4 +1,4 @@
-"""The ``banditd`` command line and process settings."""
+"""The ``banditd`` command line, run as a user runs it (real subprocesses)."""
 
 from __future__ import annotations
 
@@ -13,44 +13,6 @@ from pathlib import Path
 import pytest
 
 from server.entry.cli import main
-from server.entry.settings import Settings, SettingsError, is_loopback, load
-
-
-@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "example.org"])
-def test_non_loopback_bind_without_key_is_refused(host: str) -> None:
-    with pytest.raises(SettingsError, match="without an API key"):
-        load(overrides={"host": host}, environ={})
-
-
-def test_non_loopback_bind_with_admin_key_is_allowed() -> None:
-    settings = load(overrides={"host": "0.0.0.0"}, environ={"BANDITD_ADMIN_KEY": "k1,k2"})
-    assert settings.admin_keys == ("k1", "k2")
-    assert settings.auth_enabled
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
-def test_loopback_hosts(host: str) -> None:
-    assert is_loopback(host)
-    assert load(overrides={"host": host}, environ={}).host == host
-
-
-def test_config_file_and_unknown_keys(tmp_path: Path) -> None:
-    good = tmp_path / "good.toml"
-    good.write_text('db = "x.db"\nport = 9999\nlearn_interval = 0.5\nclient_keys = ["c"]\n')
-    settings = load(config_file=str(good), overrides={"port": 7000}, environ={})
-    assert (settings.db, settings.port, settings.learn_interval) == ("x.db", 7000, 0.5)
-    assert settings.client_keys == ("c",)
-    bad = tmp_path / "bad.toml"
-    bad.write_text("colour = 'blue'\n")
-    with pytest.raises(SettingsError, match="unknown setting"):
-        load(config_file=str(bad), environ={})
-    with pytest.raises(SettingsError, match="cannot read"):
-        load(config_file=str(tmp_path / "missing.toml"), environ={})
-
-
-def test_more_than_two_keys_per_role_is_refused() -> None:
-    with pytest.raises(SettingsError, match="at most two"):
-        Settings(admin_keys=("a", "b", "c")).check()
 
 
 def test_serve_refuses_public_bind_with_a_clear_message(tmp_path: Path) -> None:
@@ -84,14 +46,23 @@ def test_unknown_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> Non
     assert "serve" in err
 
 
-def serve(db: Path | str, port: int = 0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def serve(
+    db: Path | str,
+    port: int = 0,
+    timeout: float = 60,
+    *,
+    config: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """``banditd serve`` on ``db`` that is expected to exit by itself (it failed to start)."""
+    args = ["serve", "--db", str(db), "--port", str(port)]
+    args += ["--config", str(config)] if config else []
     return subprocess.run(
-        [sys.executable, "-m", "server.entry.cli", "serve", "--db", str(db), "--port", str(port)],
+        [sys.executable, "-m", "server.entry.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={"PATH": "/usr/bin:/bin", **_pythonpath()},
+        env={"PATH": "/usr/bin:/bin", **_pythonpath(), **(env or {})},
     )
 
 
@@ -172,17 +143,6 @@ def test_port_in_use_prints_a_traceback(tmp_path: Path) -> None:
     assert "address already in use" in line and "--port" in line
 
 
-@pytest.mark.parametrize(
-    "setting",
-    ["header_timeout = 0", "body_timeout = -1", "idle_timeout = 'x'", "max_connections = 0"],
-)
-def test_connection_settings_are_checked(tmp_path: Path, setting: str) -> None:
-    config = tmp_path / "banditd.toml"
-    config.write_text(setting + "\n")
-    with pytest.raises(SettingsError, match=f"{setting.split()[0]} must be"):
-        load(config_file=str(config), environ={})
-
-
 def test_open_file_limit_below_max_connections_starves_the_process() -> None:
     """With a soft limit of 256 open files, 1,024 connections would fail to be accepted before
     the limit could answer them; start-up raises the soft limit (here, in a child process)."""
@@ -201,3 +161,27 @@ def test_open_file_limit_below_max_connections_starves_the_process() -> None:
     if hard != -1 and hard < wanted:
         pytest.skip(f"the hard open-file limit ({hard}) is below {wanted}")
     assert soft == wanted
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ('port = "8080"', {}, "port: expected `int`, got `str`"),
+        ("port = 70000", {}, "port: expected `int` <= 65535"),
+        ("[watch]\nwindow = -5", {}, "watch.window: must be within 2..10,000,000 events"),
+        ("learn_batch = 0", {}, "learn_batch: expected `int` >= 1"),
+        ('synchronous = "SOMETIMES"', {}, "synchronous: expected `str` matching regex"),
+        ("colour = 'blue'", {}, "colour: unknown setting"),
+        ("[watch]\nwindw = 400", {}, "watch.windw: unknown setting"),
+        ("", {"BANDITD_PORT": "abc"}, "port: expected `int`, got `str` (from BANDITD_PORT)"),
+        ("", {"BANDITD_WATCH_WINDOW": "1"}, "watch.window: must be within 2..10,000,000"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_status_2(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    config = tmp_path / "banditd.toml"
+    config.write_text(text + "\n")
+    line = assert_one_line(serve(tmp_path / "x.db", config=config, env=env), 2)
+    assert line.startswith(f"banditd: {message}"), line
+    assert not (tmp_path / "x.db").exists()
