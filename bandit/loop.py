@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bandit import join as rules
-from bandit.apprentice import apprentice_pmf
 from bandit.config import LearningMode, ServiceConfiguration
 from bandit.errors import EventConflict, EventNotFound, InvalidRewardRequest
 from bandit.events import (
@@ -28,7 +27,7 @@ from bandit.events import (
     RewardOutcome,
     WriteBatch,
 )
-from bandit.exploration import apply_caps
+from bandit.exploration import apply_caps, apprentice_pmf
 from bandit.policy import Policy, PolicyFactory
 from bandit.sampling import sample
 from bandit.store import Store
@@ -64,7 +63,7 @@ def decide(
 
     Online: the policy's pmf, capped (DESIGN §2.4). Apprentice: the baseline (first
     non-excluded action) with probability 1 − ε_a and ε_a spread evenly over the other
-    non-excluded actions (:func:`bandit.apprentice.apprentice_pmf`), capped with budget ε_a, so
+    non-excluded actions (:func:`bandit.exploration.apprentice_pmf`), capped with budget ε_a, so
     every invariant of §2.4 holds; ε_a = 0 (the default) is the baseline with probability 1.
     LoggingOnly: the baseline with probability 1.
     """

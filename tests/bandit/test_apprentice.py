@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 
 from bandit import apprentice as apprentice_module
-from bandit.apprentice import apprentice_pmf, imitates
+from bandit.apprentice import imitates
 from bandit.config import LearningMode, ServiceConfiguration
 from bandit.events import Action, Decision, JoinedEvent, RankRequest
-from bandit.exploration import propensity_floor
+from bandit.exploration import apprentice_pmf, propensity_floor
 from bandit.loop import decide
 from policies import UniformPolicy
 
