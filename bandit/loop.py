@@ -27,27 +27,10 @@ from bandit.events import (
     RewardOutcome,
     WriteBatch,
 )
-from bandit.exploration import apply_caps, apprentice_pmf
+from bandit.exploration import served_distribution
 from bandit.policy import Policy, PolicyFactory
 from bandit.sampling import sample
 from bandit.store import Store
-
-
-def exploration_budget(config: ServiceConfiguration, request: RankRequest) -> float:
-    """The ε for one request, lowered by the request's ``maxExploration``.
-
-    Online: ``explorationPercentage``; Apprentice: ``apprenticeExplorationPercentage``;
-    LoggingOnly: 0.
-    """
-    if config.learning_mode is LearningMode.ONLINE:
-        epsilon = config.exploration_percentage
-    elif config.learning_mode is LearningMode.APPRENTICE:
-        epsilon = config.apprentice_exploration
-    else:
-        return 0.0
-    if request.max_exploration is not None:
-        epsilon = min(epsilon, request.max_exploration)
-    return epsilon
 
 
 def decide(
@@ -61,18 +44,16 @@ def decide(
 ) -> Decision:
     """Compute the served distribution and the seeded draw for one request.
 
-    Online: the policy's pmf, capped (DESIGN §2.4). Apprentice: the baseline (first
-    non-excluded action) with probability 1 − ε_a and ε_a spread evenly over the other
-    non-excluded actions (:func:`bandit.exploration.apprentice_pmf`), capped with budget ε_a, so
-    every invariant of §2.4 holds; ε_a = 0 (the default) is the baseline with probability 1.
-    LoggingOnly: the baseline with probability 1.
+    The distribution is :func:`bandit.exploration.served_distribution` in the configured
+    learning mode, with the budget lowered by the request's ``maxExploration``.
     """
-    excluded = request.excluded_mask()
-    if config.learning_mode is LearningMode.ONLINE:
-        pmf = policy.predict_one(request)
-    else:
-        pmf = apprentice_pmf(excluded, exploration_budget(config, request))
-    capped = apply_caps(pmf, excluded, exploration_budget(config, request), config.min_propensity)
+    capped = served_distribution(
+        policy,
+        request,
+        config,
+        mode=config.learning_mode,
+        max_exploration=request.max_exploration,
+    )
     chosen = sample(capped.pmf, seed, request.event_id)
     active = not request.defer_activation
     return Decision(
