@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from bandit import estimators
-from bandit.config import LearningMode, ServiceConfiguration
+from bandit.config import ServiceConfiguration
 from bandit.dsjson import LoggedEvent, logged_to_joined, parse_logged
 from bandit.estimators import Estimate
-from bandit.exploration import served_distribution
+from bandit.evaluation import served_pmf
 from policies import make_factory
 
 ESTIMATORS = ("ips", "snips", "dm", "dr")
@@ -78,7 +78,8 @@ def replay(
         policy: the candidate's argument string.
         exploration: when given, the candidate's distribution goes through banditd's caps with
             this ε (what the service would serve in Online mode; the logged ``maxExploration``
-            is not applied); when None it is used as the policy returns it.
+            is not applied); when None it is used as the policy returns it, excluded actions
+            masked out (:func:`bandit.evaluation.served_pmf`, as the server's evaluations do).
         min_propensity: the caps' requested floor.
 
     Raises:
@@ -98,17 +99,7 @@ def replay(
     counts: dict[str, int] = {}
     total = 0.0
     for i, event in enumerate(events):
-        if caps is not None:
-            capped = served_distribution(
-                learner, event.request, caps, mode=LearningMode.ONLINE, max_exploration=None
-            )
-            pmf = list(capped.pmf)
-        else:
-            excluded = event.request.excluded_mask()
-            pmf = learner.predict_one(event.request)
-            pmf = [0.0 if ex else max(p, 0.0) for p, ex in zip(pmf, excluded, strict=True)]
-            mass = sum(pmf)
-            pmf = [p / mass for p in pmf] if mass > 0 else pmf
+        pmf = served_pmf(learner, event.request, caps)
         target_pmf[i, : len(pmf)] = pmf
         prior = total / i if i else 0.0
         for j, action in enumerate(event.request.actions):
