@@ -123,6 +123,43 @@ def join_due(
     return store.append_joined(joined)
 
 
+class Schedule:
+    """When the learner next publishes, or checkpoints: the one rule the trainer and the
+    simulator share.
+
+    Due once ``every`` seconds have passed since the last time *and* there is progress that
+    time did not cover: learned events for a publication (every ``modelExportFrequency``, so a
+    version is never published twice with nothing new), the cursor for a checkpoint (every
+    ``checkpoint_interval``). Pure: the caller passes ``now`` (seconds since the epoch).
+
+    >>> schedule = Schedule(at=0.0, progress=0)
+    >>> schedule.due(10.0, 0, every=5.0), schedule.due(4.0, 3, every=5.0)
+    (False, False)
+    >>> schedule.due(5.0, 3, every=5.0)
+    True
+    >>> schedule.done(5.0, 3)
+    >>> schedule.due(20.0, 3, every=5.0)
+    False
+    """
+
+    __slots__ = ("at", "progress")
+
+    def __init__(self, *, at: float, progress: int) -> None:
+        self.at = at
+        """When it was last done."""
+        self.progress = progress
+        """The progress it covered then (learned events, or the cursor)."""
+
+    def due(self, now: float, progress: int, *, every: float) -> bool:
+        """Whether to do it at ``now``, with the learner at ``progress``."""
+        return progress != self.progress and now - self.at >= every
+
+    def done(self, now: float, progress: int) -> None:
+        """Record that it was done at ``now``, covering ``progress``."""
+        self.at = now
+        self.progress = progress
+
+
 LearnObserver = Callable[[Policy, JoinedEvent], None]
 """Called with the learner's policy and each joined event just before the policy learns it."""
 
@@ -142,7 +179,8 @@ class Learner:
     The model and the cursor are saved in one store transaction, so after a crash the learner
     restarts from the last checkpoint and re-learns only what that checkpoint had not covered.
     That holds however often it checkpoints: ``checkpoint_interval`` (seconds; 0 = after every
-    batch) trades the cost of serialising the model against the work redone after a crash.
+    batch that moved the cursor, by :class:`Schedule`) trades the cost of serialising the model
+    against the work redone after a crash.
     """
 
     def __init__(
@@ -157,9 +195,7 @@ class Learner:
         self._factory = factory
         self.observer: LearnObserver | None = None
         self.checkpoint_interval = checkpoint_interval
-        self._saved_at = now
         self._saved_bytes: tuple[int, int, bytes] | None = None  # (learned, cursor, model)
-        self._unsaved = False
         checkpoint = store.load_checkpoint()
         self.retrain: PendingRetrain | None = None
         """The retrain owed to the model (saved with every checkpoint), or None."""
@@ -167,12 +203,14 @@ class Learner:
             self.policy = factory(None)
             self.cursor = 0
             self.learned_count = 0
+            self._checkpoints = Schedule(at=now, progress=0)
             self._save(now)
         else:
             self.policy = factory(checkpoint.model)
             self.cursor = checkpoint.cursor
             self.learned_count = checkpoint.learned_count
             self.retrain = checkpoint.retrain
+            self._checkpoints = Schedule(at=now, progress=self.cursor)
 
     def _model_bytes(self) -> bytes:
         saved = self._saved_bytes
@@ -198,8 +236,7 @@ class Learner:
             )
         )
         # Only once saved: a failed save (disk full, database locked) is retried next time.
-        self._saved_at = now
-        self._unsaved = False
+        self._checkpoints.done(now, self.cursor)
 
     def step(self, config: ServiceConfiguration, now: float, limit: int = 512) -> LearnStep:
         """Join what is due, then learn up to ``limit`` joined events and checkpoint."""
@@ -223,9 +260,7 @@ class Learner:
                 self.policy.learn_one(event)
                 self.learned_count += 1
             self.cursor = event.seq
-        if batch:
-            self._unsaved = True
-        if self._unsaved and now - self._saved_at >= self.checkpoint_interval:
+        if self._checkpoints.due(now, self.cursor, every=self.checkpoint_interval):
             self._save(now)
         return LearnStep(joined=len(joined), learned=len(batch) if learn else 0, cursor=self.cursor)
 
@@ -305,7 +340,7 @@ class Loop:
         self.serving = factory(latest.data)
         self.serving_version = latest.version
         self._factory = factory
-        self._last_publish = now
+        self._publications = Schedule(at=latest.created_at, progress=self.learner.learned_count)
 
     def rank(self, request: RankRequest, now: float) -> Decision:
         """Decide and log; a repeated event id returns the stored decision (or conflicts)."""
@@ -347,9 +382,11 @@ class Loop:
         return outcome
 
     def step(self, now: float, limit: int = 4096) -> LearnStep:
-        """Join and learn what is due; publish when ``modelExportFrequency`` has passed."""
+        """Join and learn what is due; publish when ``modelExportFrequency`` has passed and
+        something new was learned (:class:`Schedule`, as the trainer does)."""
         result = self.learner.step(self.config, now, limit)
-        if now - self._last_publish >= self.config.model_export_frequency:
+        learned = self.learner.learned_count
+        if self._publications.due(now, learned, every=self.config.model_export_frequency):
             self.publish(now)
         return result
 
@@ -358,5 +395,5 @@ class Loop:
         record = self.learner.publish(now, self.keep_models)
         self.serving = self._factory(record.data)
         self.serving_version = record.version
-        self._last_publish = now
+        self._publications.done(now, record.learned_count)
         return record

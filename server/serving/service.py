@@ -28,7 +28,7 @@ from bandit.events import (
     Reward,
     RewardOutcome,
 )
-from bandit.loop import Learner, check_reward, decide, resolve_replay
+from bandit.loop import Learner, Schedule, check_reward, decide, resolve_replay
 from bandit.policy import Policy, PolicyFactory
 from bandit.store import Store
 from policies import DEFAULT_ARGUMENTS, make_factory
@@ -246,8 +246,9 @@ class LearnerThread(threading.Thread):
         self._service = service
         self._loop = loop
         self._stopping = threading.Event()
-        self._last_publish = service.serving.created_at
-        self._published_count = service.learner.learned_count
+        self._publications = Schedule(
+            at=service.serving.created_at, progress=service.learner.learned_count
+        )
         self.failures = 0
         self.backlogged = False
         """Whether the last round found more work waiting (the watcher defers to a backlog)."""
@@ -300,8 +301,7 @@ class LearnerThread(threading.Thread):
         step = learner.step(config, now, limit)
         service.metrics.joined.inc(step.joined)
         service.metrics.learned.inc(step.learned)
-        due = now - self._last_publish >= config.model_export_frequency
-        if due and learner.learned_count != self._published_count:
+        if self._publications.due(now, learner.learned_count, every=config.model_export_frequency):
             self.publish(now)
         return step.joined >= limit or step.learned > 0
 
@@ -310,8 +310,7 @@ class LearnerThread(threading.Thread):
         service = self._service
         record = service.learner.publish(now, service.settings.keep_models)
         policy = service.factory(record.data)
-        self._last_publish = now
-        self._published_count = record.learned_count
+        self._publications.done(now, record.learned_count)
         service.metrics.published.inc()
         self._loop.call_soon_threadsafe(service.install, record, policy)
         return record
