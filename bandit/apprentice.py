@@ -7,51 +7,19 @@ so far is asked which action it would have served; when that is the baseline, th
 baseline earned on all events, and on the imitated ones.
 
 Personalizer always serves the baseline in Apprentice mode. banditd can also explore a little
-(``apprenticeExplorationPercentage`` ε_a, :func:`apprentice_pmf`), which makes the apprentice
-logs valid off-policy data: :mod:`bandit.graduation` values the learned policy on them. The
-counts then hold the rewards of the actions actually served, and an event is imitated when the
-learned policy's greedy action is the baseline, whichever action was served.
+(``apprenticeExplorationPercentage`` ε_a, :func:`bandit.exploration.apprentice_pmf`), which
+makes the apprentice logs valid off-policy data: :mod:`bandit.graduation` values the learned
+policy on them. The counts then hold the rewards of the actions actually served, and an event
+is imitated when the learned policy's greedy action is the baseline, whichever action was
+served.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 from bandit.config import LearningMode
 from bandit.events import JoinedEvent
 from bandit.exploration import apply_caps
 from bandit.policy import Policy
-
-
-def apprentice_pmf(excluded: Sequence[bool], epsilon: float) -> list[float]:
-    """The distribution Apprentice mode asks for, before the exploration caps.
-
-    The baseline (the first non-excluded action) gets ``1 − epsilon`` and every other
-    non-excluded action ``epsilon / (K' − 1)``; excluded actions get 0. With ``epsilon = 0``, or
-    when only the baseline is offered, it is the baseline with probability 1. Sums to 1.
-
-    Args:
-        excluded: for each offered action, whether it must get probability 0 (not all true).
-        epsilon: the apprentice exploration rate ε_a in [0, 1].
-
-    >>> apprentice_pmf([False, False, False], 0.2)
-    [0.8, 0.1, 0.1]
-    >>> apprentice_pmf([True, False, False], 0.0)
-    [0.0, 1.0, 0.0]
-    """
-    allowed = [i for i, is_excluded in enumerate(excluded) if not is_excluded]
-    if not allowed:
-        raise ValueError("every action is excluded")
-    pmf = [0.0] * len(excluded)
-    others = allowed[1:]
-    if epsilon <= 0.0 or not others:
-        pmf[allowed[0]] = 1.0
-        return pmf
-    pmf[allowed[0]] = 1.0 - epsilon
-    share = epsilon / len(others)
-    for i in others:
-        pmf[i] = share
-    return pmf
 
 
 def greedy_index(policy: Policy, event: JoinedEvent) -> int:

@@ -22,10 +22,11 @@ from enum import StrEnum
 import numpy as np
 
 from bandit import estimators
+from bandit.config import LearningMode, ServiceConfiguration
 from bandit.estimators import Estimate, FloatArray
-from bandit.events import JoinedEvent
-from bandit.exploration import apply_caps
-from bandit.policy import PolicyFactory
+from bandit.events import JoinedEvent, RankRequest
+from bandit.exploration import served_distribution
+from bandit.policy import Policy, PolicyFactory
 
 BUCKET_SECONDS = 300.0
 """Width of the time buckets the per-event terms are summed in (5 minutes)."""
@@ -52,8 +53,8 @@ class Candidate:
         name, arguments, source: how results name it.
         factory: builds the fresh policy (``factory(None)``).
         epsilon: when not None the policy's distribution goes through the exploration caps with
-            this budget, as the service would serve it; when None it is used as returned, with
-            excluded actions masked out.
+            this budget, as the service would serve it in Online mode; when None it is used as
+            returned, with excluded actions masked out.
         min_propensity: the caps' requested floor.
     """
 
@@ -63,6 +64,18 @@ class Candidate:
     factory: PolicyFactory
     epsilon: float | None = None
     min_propensity: float = 0.0
+
+    def configuration(self) -> ServiceConfiguration | None:
+        """The caps the candidate is served under, as a service configuration (None: uncapped).
+
+        Raises:
+            InvalidServiceConfiguration: ``epsilon`` or ``min_propensity`` is outside [0, 1].
+        """
+        if self.epsilon is None:
+            return None
+        return ServiceConfiguration(
+            exploration_percentage=self.epsilon, min_propensity=self.min_propensity
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,15 +107,31 @@ class PolicyResult:
     buckets: tuple[Bucket, ...]
 
 
-def served_pmf(candidate: Candidate, pmf: Sequence[float], excluded: Sequence[bool]) -> list[float]:
-    """The candidate's distribution as evaluated: capped, or masked and renormalised.
+def served_pmf(
+    policy: Policy, request: RankRequest, config: ServiceConfiguration | None
+) -> list[float]:
+    """A candidate's distribution for ``request``, as evaluated.
 
-    >>> c = Candidate(name="r", arguments="", source=PolicySource.RANDOM, factory=print)
-    >>> served_pmf(c, [0.5, 0.25, 0.25], [True, False, False])
+    With ``config`` (:meth:`Candidate.configuration`): what Online serving would serve under
+    its caps, by :func:`bandit.exploration.served_distribution`. The logged request's
+    ``maxExploration`` is not applied, so every candidate is valued at the same budget. Without:
+    the policy's pmf as it is, through :func:`masked_pmf`.
+    """
+    if config is None:
+        return masked_pmf(policy.predict_one(request), request.excluded_mask())
+    capped = served_distribution(
+        policy, request, config, mode=LearningMode.ONLINE, max_exploration=None
+    )
+    return list(capped.pmf)
+
+
+def masked_pmf(pmf: Sequence[float], excluded: Sequence[bool]) -> list[float]:
+    """``pmf`` with excluded actions (and negative or non-finite entries) at 0, renormalised;
+    uniform over the non-excluded actions when nothing is left.
+
+    >>> masked_pmf([0.5, 0.25, 0.25], [True, False, False])
     [0.0, 0.5, 0.5]
     """
-    if candidate.epsilon is not None:
-        return list(apply_caps(pmf, excluded, candidate.epsilon, candidate.min_propensity).pmf)
     masked = [
         0.0 if ex or not math.isfinite(p) else max(p, 0.0)
         for p, ex in zip(pmf, excluded, strict=True)
@@ -135,6 +164,7 @@ def replay(
         InterruptedError: ``should_stop`` returned true.
     """
     policy = candidate.factory(None)
+    config = candidate.configuration()
     times: list[float] = []
     weights: list[float] = []
     rewards: list[float] = []
@@ -143,7 +173,7 @@ def replay(
             raise InterruptedError("the evaluation was stopped")
         decision = event.decision
         request = decision.request
-        pmf = served_pmf(candidate, policy.predict_one(request), request.excluded_mask())
+        pmf = served_pmf(policy, request, config)
         if on_step is not None:
             on_step(event, pmf)
         times.append(decision.timestamp)

@@ -1,4 +1,10 @@
-"""Exploration caps: turn a policy's pmf into the distribution banditd serves (DESIGN §2.4).
+"""The distribution banditd serves: learning mode, request budget and exploration caps (DESIGN
+§2.4, §3).
+
+:func:`served_distribution` is the one place that decides it, for serving, the watcher, offline
+evaluation and the simulator alike: the learning mode says where the pmf comes from and which
+budget applies, the request's ``maxExploration`` may lower that budget, and :func:`apply_caps`
+enforces the caps.
 
 Given the policy's probabilities p over K offered actions, the excluded mask and a budget ε, the
 served distribution q satisfies:
@@ -19,6 +25,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from bandit.config import LearningMode, ServiceConfiguration
+from bandit.events import RankRequest
+from bandit.policy import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +156,81 @@ def apply_caps(
     else:
         q[greedy] = 1.0
     return Capped(pmf=tuple(q), greedy_index=greedy, floor=floor)
+
+
+def apprentice_pmf(excluded: Sequence[bool], epsilon: float) -> list[float]:
+    """The distribution Apprentice mode asks for, before the exploration caps.
+
+    The baseline (the first non-excluded action) gets ``1 − epsilon`` and every other
+    non-excluded action ``epsilon / (K' − 1)``; excluded actions get 0. With ``epsilon = 0``, or
+    when only the baseline is offered, it is the baseline with probability 1. Sums to 1.
+
+    Args:
+        excluded: for each offered action, whether it must get probability 0 (not all true).
+        epsilon: the apprentice exploration rate ε_a in [0, 1].
+
+    >>> apprentice_pmf([False, False, False], 0.2)
+    [0.8, 0.1, 0.1]
+    >>> apprentice_pmf([True, False, False], 0.0)
+    [0.0, 1.0, 0.0]
+    """
+    allowed = [i for i, is_excluded in enumerate(excluded) if not is_excluded]
+    if not allowed:
+        raise ValueError("every action is excluded")
+    pmf = [0.0] * len(excluded)
+    others = allowed[1:]
+    if epsilon <= 0.0 or not others:
+        pmf[allowed[0]] = 1.0
+        return pmf
+    pmf[allowed[0]] = 1.0 - epsilon
+    share = epsilon / len(others)
+    for i in others:
+        pmf[i] = share
+    return pmf
+
+
+def served_distribution(
+    policy: Policy,
+    request: RankRequest,
+    config: ServiceConfiguration,
+    *,
+    mode: LearningMode,
+    max_exploration: float | None,
+) -> Capped:
+    """The distribution served for ``request`` in learning ``mode`` under ``config``'s caps.
+
+    * ``Online``: ``policy``'s pmf, capped with ε = ``explorationPercentage``.
+    * ``Apprentice``: :func:`apprentice_pmf` with ε = ``apprenticeExplorationPercentage``
+      (the baseline with probability 1 when it is 0), capped with that ε.
+    * ``LoggingOnly``: the baseline with probability 1 (ε = 0).
+
+    ``max_exploration`` (the request's ``maxExploration``, or None) lowers ε, never raises it.
+    ``policy`` is asked only in Online mode. The result honours every invariant of the module
+    docstring with that ε and ``config.min_propensity``; the mode is passed apart from the
+    configuration because the watcher and offline evaluation value the learned policy as Online
+    serving would, whatever mode the loop is in.
+
+    Args:
+        policy: the model that serves in Online mode.
+        request: the rank request; its excluded actions get 0.
+        config: supplies the budgets and the requested floor (``min_propensity``).
+        mode: the learning mode to serve in.
+        max_exploration: the request's budget, or None for the mode's budget as it is.
+
+    Raises:
+        ValueError: every action is excluded.
+    """
+    excluded = request.excluded_mask()
+    if mode is LearningMode.ONLINE:
+        epsilon = config.exploration_percentage
+    elif mode is LearningMode.APPRENTICE:
+        epsilon = config.apprentice_exploration
+    else:
+        epsilon = 0.0
+    if max_exploration is not None:
+        epsilon = min(epsilon, max_exploration)
+    if mode is LearningMode.ONLINE:
+        pmf = policy.predict_one(request)
+    else:
+        pmf = apprentice_pmf(excluded, epsilon)
+    return apply_caps(pmf, excluded, epsilon, config.min_propensity)

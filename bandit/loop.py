@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bandit import join as rules
-from bandit.apprentice import apprentice_pmf
 from bandit.config import LearningMode, ServiceConfiguration
 from bandit.errors import EventConflict, EventNotFound, InvalidRewardRequest
 from bandit.events import (
@@ -28,27 +27,10 @@ from bandit.events import (
     RewardOutcome,
     WriteBatch,
 )
-from bandit.exploration import apply_caps
+from bandit.exploration import served_distribution
 from bandit.policy import Policy, PolicyFactory
 from bandit.sampling import sample
 from bandit.store import EventLog, LearnerStore
-
-
-def exploration_budget(config: ServiceConfiguration, request: RankRequest) -> float:
-    """The ε for one request, lowered by the request's ``maxExploration``.
-
-    Online: ``explorationPercentage``; Apprentice: ``apprenticeExplorationPercentage``;
-    LoggingOnly: 0.
-    """
-    if config.learning_mode is LearningMode.ONLINE:
-        epsilon = config.exploration_percentage
-    elif config.learning_mode is LearningMode.APPRENTICE:
-        epsilon = config.apprentice_exploration
-    else:
-        return 0.0
-    if request.max_exploration is not None:
-        epsilon = min(epsilon, request.max_exploration)
-    return epsilon
 
 
 def decide(
@@ -62,18 +44,16 @@ def decide(
 ) -> Decision:
     """Compute the served distribution and the seeded draw for one request.
 
-    Online: the policy's pmf, capped (DESIGN §2.4). Apprentice: the baseline (first
-    non-excluded action) with probability 1 − ε_a and ε_a spread evenly over the other
-    non-excluded actions (:func:`bandit.apprentice.apprentice_pmf`), capped with budget ε_a, so
-    every invariant of §2.4 holds; ε_a = 0 (the default) is the baseline with probability 1.
-    LoggingOnly: the baseline with probability 1.
+    The distribution is :func:`bandit.exploration.served_distribution` in the configured
+    learning mode, with the budget lowered by the request's ``maxExploration``.
     """
-    excluded = request.excluded_mask()
-    if config.learning_mode is LearningMode.ONLINE:
-        pmf = policy.predict_one(request)
-    else:
-        pmf = apprentice_pmf(excluded, exploration_budget(config, request))
-    capped = apply_caps(pmf, excluded, exploration_budget(config, request), config.min_propensity)
+    capped = served_distribution(
+        policy,
+        request,
+        config,
+        mode=config.learning_mode,
+        max_exploration=request.max_exploration,
+    )
     chosen = sample(capped.pmf, seed, request.event_id)
     active = not request.defer_activation
     return Decision(
@@ -143,6 +123,43 @@ def join_due(
     return store.append_joined(joined)
 
 
+class Schedule:
+    """When the learner next publishes, or checkpoints: the one rule the trainer and the
+    simulator share.
+
+    Due once ``every`` seconds have passed since the last time *and* there is progress that
+    time did not cover: learned events for a publication (every ``modelExportFrequency``, so a
+    version is never published twice with nothing new), the cursor for a checkpoint (every
+    ``checkpoint_interval``). Pure: the caller passes ``now`` (seconds since the epoch).
+
+    >>> schedule = Schedule(at=0.0, progress=0)
+    >>> schedule.due(10.0, 0, every=5.0), schedule.due(4.0, 3, every=5.0)
+    (False, False)
+    >>> schedule.due(5.0, 3, every=5.0)
+    True
+    >>> schedule.done(5.0, 3)
+    >>> schedule.due(20.0, 3, every=5.0)
+    False
+    """
+
+    __slots__ = ("at", "progress")
+
+    def __init__(self, *, at: float, progress: int) -> None:
+        self.at = at
+        """When it was last done."""
+        self.progress = progress
+        """The progress it covered then (learned events, or the cursor)."""
+
+    def due(self, now: float, progress: int, *, every: float) -> bool:
+        """Whether to do it at ``now``, with the learner at ``progress``."""
+        return progress != self.progress and now - self.at >= every
+
+    def done(self, now: float, progress: int) -> None:
+        """Record that it was done at ``now``, covering ``progress``."""
+        self.at = now
+        self.progress = progress
+
+
 LearnObserver = Callable[[Policy, JoinedEvent], None]
 """Called with the learner's policy and each joined event just before the policy learns it."""
 
@@ -162,7 +179,8 @@ class Learner:
     The model and the cursor are saved in one store transaction, so after a crash the learner
     restarts from the last checkpoint and re-learns only what that checkpoint had not covered.
     That holds however often it checkpoints: ``checkpoint_interval`` (seconds; 0 = after every
-    batch) trades the cost of serialising the model against the work redone after a crash.
+    batch that moved the cursor, by :class:`Schedule`) trades the cost of serialising the model
+    against the work redone after a crash.
     """
 
     def __init__(
@@ -178,9 +196,7 @@ class Learner:
         self._factory = factory
         self.observer = observer
         self.checkpoint_interval = checkpoint_interval
-        self._saved_at = now
         self._saved_bytes: tuple[int, int, bytes] | None = None  # (learned, cursor, model)
-        self._unsaved = False
         checkpoint = store.load_checkpoint()
         self.retrain: PendingRetrain | None = None
         """The retrain owed to the model (saved with every checkpoint), or None."""
@@ -188,12 +204,14 @@ class Learner:
             self.policy = factory(None)
             self.cursor = 0
             self.learned_count = 0
+            self._checkpoints = Schedule(at=now, progress=0)
             self._save(now)
         else:
             self.policy = factory(checkpoint.model)
             self.cursor = checkpoint.cursor
             self.learned_count = checkpoint.learned_count
             self.retrain = checkpoint.retrain
+            self._checkpoints = Schedule(at=now, progress=self.cursor)
 
     def _model_bytes(self) -> bytes:
         saved = self._saved_bytes
@@ -219,8 +237,7 @@ class Learner:
             )
         )
         # Only once saved: a failed save (disk full, database locked) is retried next time.
-        self._saved_at = now
-        self._unsaved = False
+        self._checkpoints.done(now, self.cursor)
 
     def step(self, config: ServiceConfiguration, now: float, limit: int = 512) -> LearnStep:
         """Join what is due, then learn up to ``limit`` joined events and checkpoint."""
@@ -244,9 +261,7 @@ class Learner:
                 self.policy.learn_one(event)
                 self.learned_count += 1
             self.cursor = event.seq
-        if batch:
-            self._unsaved = True
-        if self._unsaved and now - self._saved_at >= self.checkpoint_interval:
+        if self._checkpoints.due(now, self.cursor, every=self.checkpoint_interval):
             self._save(now)
         return LearnStep(joined=len(joined), learned=len(batch) if learn else 0, cursor=self.cursor)
 
@@ -326,7 +341,7 @@ class Loop:
         self.serving = factory(latest.data)
         self.serving_version = latest.version
         self._factory = factory
-        self._last_publish = now
+        self._publications = Schedule(at=latest.created_at, progress=self.learner.learned_count)
 
     def rank(self, request: RankRequest, now: float) -> Decision:
         """Decide and log; a repeated event id returns the stored decision (or conflicts)."""
@@ -368,9 +383,11 @@ class Loop:
         return outcome
 
     def step(self, now: float, limit: int = 4096) -> LearnStep:
-        """Join and learn what is due; publish when ``modelExportFrequency`` has passed."""
+        """Join and learn what is due; publish when ``modelExportFrequency`` has passed and
+        something new was learned (:class:`Schedule`, as the trainer does)."""
         result = self.learner.step(self.config, now, limit)
-        if now - self._last_publish >= self.config.model_export_frequency:
+        learned = self.learner.learned_count
+        if self._publications.due(now, learned, every=self.config.model_export_frequency):
             self.publish(now)
         return result
 
@@ -379,5 +396,5 @@ class Loop:
         record = self.learner.publish(now, self.keep_models)
         self.serving = self._factory(record.data)
         self.serving_version = record.version
-        self._last_publish = now
+        self._publications.done(now, record.learned_count)
         return record

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from bandit import estimators
+from bandit.config import ServiceConfiguration
 from bandit.dsjson import LoggedEvent, logged_to_joined, parse_logged
 from bandit.estimators import Estimate
-from bandit.exploration import apply_caps
+from bandit.evaluation import served_pmf
 from policies import make_factory
 
 ESTIMATORS = ("ips", "snips", "dm", "dr")
@@ -76,9 +77,19 @@ def replay(
         events: the logged events, in log order.
         policy: the candidate's argument string.
         exploration: when given, the candidate's distribution goes through banditd's caps with
-            this ε (what the service would serve); when None it is used as the policy returns it.
+            this ε (what the service would serve in Online mode; the logged ``maxExploration``
+            is not applied); when None it is used as the policy returns it, excluded actions
+            masked out (:func:`bandit.evaluation.served_pmf`, as the server's evaluations do).
         min_propensity: the caps' requested floor.
+
+    Raises:
+        InvalidServiceConfiguration: ``exploration`` or ``min_propensity`` is outside [0, 1].
     """
+    caps = (
+        None
+        if exploration is None
+        else ServiceConfiguration(exploration_percentage=exploration, min_propensity=min_propensity)
+    )
     learner = make_factory(policy, epsilon=0.2 if exploration is None else exploration)(None)
     n = len(events)
     k = max((len(e.request.actions) for e in events), default=1)
@@ -88,14 +99,7 @@ def replay(
     counts: dict[str, int] = {}
     total = 0.0
     for i, event in enumerate(events):
-        excluded = event.request.excluded_mask()
-        pmf = learner.predict_one(event.request)
-        if exploration is not None:
-            pmf = list(apply_caps(pmf, excluded, exploration, min_propensity).pmf)
-        else:
-            pmf = [0.0 if ex else max(p, 0.0) for p, ex in zip(pmf, excluded, strict=True)]
-            mass = sum(pmf)
-            pmf = [p / mass for p in pmf] if mass > 0 else pmf
+        pmf = served_pmf(learner, event.request, caps)
         target_pmf[i, : len(pmf)] = pmf
         prior = total / i if i else 0.0
         for j, action in enumerate(event.request.actions):

@@ -16,7 +16,7 @@ from typing import Protocol
 from bandit.config import ServiceConfiguration
 from bandit.errors import ServiceUnavailable
 from bandit.events import ModelRecord
-from bandit.loop import Learner
+from bandit.loop import Learner, Schedule
 from bandit.policy import Policy, PolicyFactory
 from server.entry.settings import Settings
 from server.trainer.metrics import TrainerMetrics
@@ -71,8 +71,9 @@ class LearnerThread(threading.Thread):
         self._service = service
         self._loop = loop
         self._stopping = threading.Event()
-        self._last_publish = service.serving.created_at
-        self._published_count = service.learner.learned_count
+        self._publications = Schedule(
+            at=service.serving.created_at, progress=service.learner.learned_count
+        )
         self.failures = 0
         self.backlogged = False
         """Whether the last round found more work waiting (the watcher defers to a backlog)."""
@@ -130,8 +131,7 @@ class LearnerThread(threading.Thread):
         step = learner.step(config, now, limit)
         service.metrics.joined.inc(step.joined)
         service.metrics.learned.inc(step.learned)
-        due = now - self._last_publish >= config.model_export_frequency
-        if due and learner.learned_count != self._published_count:
+        if self._publications.due(now, learner.learned_count, every=config.model_export_frequency):
             self.publish(now)
         return step.joined >= limit or step.learned > 0
 
@@ -140,8 +140,7 @@ class LearnerThread(threading.Thread):
         service = self._service
         record = service.learner.publish(now, service.settings.keep_models)
         policy = service.factory(record.data)
-        self._last_publish = now
-        self._published_count = record.learned_count
+        self._publications.done(now, record.learned_count)
         service.metrics.published.inc()
         self._loop.call_soon_threadsafe(service.install, record, policy)
         return record

@@ -21,7 +21,7 @@ from bandit.config import LearningMode
 from bandit.drift import DriftAlarm, PageHinkley
 from bandit.estimators import Estimate
 from bandit.events import JoinedEvent, ModelRecord, RankRequest
-from bandit.exploration import apply_caps
+from bandit.exploration import served_distribution
 from bandit.guardrail import Guardrail, GuardrailState, Transition
 from bandit.policy import Policy
 from bandit.sequential import Moments
@@ -164,13 +164,14 @@ class Watcher:
         return policy
 
     def served_pmf(self, policy: Policy, request: RankRequest) -> list[float]:
-        """What ``policy`` serves for ``request`` under the current caps (Online budget)."""
-        config = self.service.config
-        epsilon = config.exploration_percentage
-        if request.max_exploration is not None:
-            epsilon = min(epsilon, request.max_exploration)
-        capped = apply_caps(
-            policy.predict_one(request), request.excluded_mask(), epsilon, config.min_propensity
+        """What ``policy`` serves for ``request`` under the current caps, as in Online mode
+        whatever the loop's mode: the watch values the learned policy against the baseline."""
+        capped = served_distribution(
+            policy,
+            request,
+            self.service.config,
+            mode=LearningMode.ONLINE,
+            max_exploration=request.max_exploration,
         )
         return list(capped.pmf)
 

@@ -3,12 +3,14 @@ interval covers its true value (fixed seeds)."""
 
 from __future__ import annotations
 
+import doctest
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
 from bandit import estimators
+from bandit import evaluation as evaluation_module
 from bandit.evaluation import (
     Candidate,
     PolicySource,
@@ -144,3 +146,8 @@ def test_feature_importance_ranks_the_informative_namespaces(logs: world.Logs) -
     assert {scores[0].namespace, scores[1].namespace} == {"item", "user"}
     assert by_name["device"].score < by_name["user"].score
     assert all(0.0 <= s.score <= 100.0 for s in scores)
+
+
+def test_module_doctests_pass() -> None:
+    result = doctest.testmod(evaluation_module)
+    assert result.failed == 0 and result.attempted > 0

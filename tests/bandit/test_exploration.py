@@ -1,15 +1,19 @@
-"""Exploration caps (DESIGN §2.4): invariants of :func:`bandit.exploration.apply_caps`."""
+"""Exploration caps (DESIGN §2.4): invariants of :func:`bandit.exploration.apply_caps` and of
+:func:`bandit.exploration.served_distribution` in every learning mode."""
 
 from __future__ import annotations
 
 import doctest
 import math
+from dataclasses import dataclass, replace
 
 import hypothesis.strategies as st
 from hypothesis import example, given, settings
 
 from bandit import exploration
-from bandit.exploration import apply_caps, propensity_floor
+from bandit.config import LearningMode, ServiceConfiguration
+from bandit.events import Action, JoinedEvent, RankRequest
+from bandit.exploration import Capped, apply_caps, propensity_floor, served_distribution
 
 SUM_TOL = 1e-6
 TOL = 1e-9
@@ -203,3 +207,149 @@ def test_module_doctests_pass() -> None:
     result = doctest.testmod(exploration)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# -- served_distribution: learning mode, request budget and caps in one function ----------------
+
+
+class FixedPolicy:
+    """A policy that answers every request with one pmf and counts how often it was asked."""
+
+    def __init__(self, pmf: list[float]) -> None:
+        self.pmf = pmf
+        self.asked = 0
+
+    @property
+    def arguments(self) -> str:
+        return "fixed"
+
+    def predict_one(self, request: RankRequest) -> list[float]:
+        self.asked += 1
+        return list(self.pmf)
+
+    def learn_one(self, event: JoinedEvent) -> None:
+        raise AssertionError("served_distribution never learns")
+
+    def to_bytes(self) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Served:
+    """One drawn case: the policy, the request, the configuration and the mode served in."""
+
+    policy: FixedPolicy
+    request: RankRequest
+    config: ServiceConfiguration
+    mode: LearningMode
+
+    @property
+    def excluded(self) -> list[bool]:
+        return list(self.request.excluded_mask())
+
+    @property
+    def budget(self) -> float:
+        """The ε DESIGN §2.4 and §3 give this mode, lowered by the request's maxExploration."""
+        if self.mode is LearningMode.ONLINE:
+            epsilon = self.config.exploration_percentage
+        elif self.mode is LearningMode.APPRENTICE:
+            epsilon = self.config.apprentice_exploration
+        else:
+            epsilon = 0.0
+        limit = self.request.max_exploration
+        return epsilon if limit is None else min(epsilon, limit)
+
+    def serve(self) -> Capped:
+        return served_distribution(
+            self.policy,
+            self.request,
+            self.config,
+            mode=self.mode,
+            max_exploration=self.request.max_exploration,
+        )
+
+
+@st.composite
+def served_cases(draw: st.DrawFn) -> Served:
+    """A policy's pmf, a request offering its actions (some excluded, maybe a maxExploration),
+    a configuration and a learning mode."""
+    pmf, excluded = draw(offers())
+    request = RankRequest(
+        event_id="e",
+        context_features=(),
+        actions=tuple(Action(id=f"a{i}") for i in range(len(pmf))),
+        excluded_action_ids=tuple(f"a{i}" for i, ex in enumerate(excluded) if ex),
+        max_exploration=draw(st.none() | budgets),
+    )
+    config = ServiceConfiguration(
+        exploration_percentage=draw(budgets),
+        apprentice_exploration=draw(budgets),
+        min_propensity=draw(budgets),
+    )
+    return Served(
+        policy=FixedPolicy(pmf),
+        request=request,
+        config=config,
+        mode=draw(st.sampled_from(LearningMode)),
+    )
+
+
+@given(served_cases())
+def test_served_distribution_sums_to_one_over_the_offered_actions(case: Served) -> None:
+    served = case.serve()
+    assert len(served.pmf) == len(case.request.actions)
+    assert abs(math.fsum(served.pmf) - 1.0) <= SUM_TOL
+    assert all(q >= 0.0 for q in served.pmf)
+
+
+@given(served_cases())
+def test_served_distribution_gives_excluded_actions_exactly_zero(case: Served) -> None:
+    served = case.serve()
+    assert all(q == 0.0 for q, ex in zip(served.pmf, case.excluded, strict=True) if ex)
+
+
+@given(served_cases())
+def test_served_distribution_keeps_the_mass_off_greedy_within_the_mode_and_request_budget(
+    case: Served,
+) -> None:
+    served = case.serve()
+    off = math.fsum(q for i, q in enumerate(served.pmf) if i != served.greedy_index)
+    assert off <= case.budget + TOL
+
+
+@given(served_cases())
+def test_served_distribution_lifts_every_allowed_action_to_the_floor(case: Served) -> None:
+    served = case.serve()
+    allowed = allowed_indices(case.excluded)
+    floor = propensity_floor(case.budget, len(allowed), case.config.min_propensity)
+    assert served.floor == floor
+    assert all(served.pmf[i] >= floor - TOL for i in allowed)
+
+
+@given(served_cases())
+def test_served_distribution_caps_the_policy_online_and_never_asks_it_otherwise(
+    case: Served,
+) -> None:
+    served = case.serve()
+    if case.mode is LearningMode.ONLINE:
+        assert case.policy.asked == 1
+        assert served == apply_caps(
+            case.policy.pmf, case.excluded, case.budget, case.config.min_propensity
+        )
+    else:
+        assert case.policy.asked == 0
+    if case.mode is LearningMode.LOGGING_ONLY:
+        assert served.pmf[case.request.baseline_index()] == 1.0
+
+
+@given(served_cases(), budgets)
+def test_max_exploration_lowers_the_budget_and_never_raises_it(
+    case: Served, max_exploration: float
+) -> None:
+    unlimited = replace(case, request=replace(case.request, max_exploration=None))
+    lowered = replace(case, request=replace(case.request, max_exploration=max_exploration))
+    served = lowered.serve()
+    if max_exploration >= unlimited.budget:
+        assert served == unlimited.serve()
+    off = math.fsum(q for i, q in enumerate(served.pmf) if i != served.greedy_index)
+    assert off <= max_exploration + TOL

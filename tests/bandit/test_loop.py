@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import doctest
 import math
 from typing import Any
 
 import pytest
 
+from bandit import loop as loop_module
 from bandit.config import Aggregation, LearningMode, ServiceConfiguration
 from bandit.errors import EventConflict, EventNotFound, InvalidRewardRequest
 from bandit.events import Action, RankRequest, RewardOutcome
 from bandit.join import JOIN_GRACE
-from bandit.loop import Learner, Loop
+from bandit.loop import Learner, Loop, Schedule
 from bandit.memory import MemoryStore
 from bandit.policy import PolicyFactory
 from policies import DEFAULT_ARGUMENTS, UniformPolicy, VWPolicy
@@ -316,3 +318,86 @@ def test_untrained_vw_ties_every_action_and_the_cap_binds_at_epsilon() -> None:
         assert off == pytest.approx(epsilon, abs=1e-6)
         explored += decision.explored
     assert abs(explored / n - epsilon) <= 0.02
+
+
+# --- one publish and checkpoint schedule -----------------------------------------------------
+
+
+def test_schedule_is_due_once_the_period_passed_with_progress_it_did_not_cover() -> None:
+    schedule = Schedule(at=100.0, progress=7)
+    assert not schedule.due(500.0, 7, every=10.0)  # nothing new, however long
+    assert not schedule.due(109.9, 8, every=10.0)  # something new, too soon
+    assert schedule.due(110.0, 8, every=10.0)
+    schedule.done(110.0, 8)
+    assert (schedule.at, schedule.progress) == (110.0, 8)
+    assert not schedule.due(200.0, 8, every=10.0)
+    assert schedule.due(110.0, 9, every=0.0)
+
+
+def test_loop_publishes_nothing_while_nothing_new_was_learned() -> None:
+    loop = make_loop(model_export_frequency=10.0)
+    version = loop.serving_version
+    for t in (20.0, 40.0, 60.0):
+        loop.step(now=t)
+    assert loop.serving_version == version
+    assert [m.version for m in loop.store.list_models()] == [version]
+
+
+def test_first_learning_after_an_idle_spell_is_published_at_once_and_then_every_period() -> None:
+    """The simulator used to publish unchanged models on the clock, which restarted the period:
+    a model that learned just after such a publication waited a full period more than the
+    trainer's."""
+    loop = make_loop(model_export_frequency=10.0)
+    first = loop.serving_version
+    loop.step(now=15.0)  # idle: nothing to learn, nothing published
+    loop.rank(rank_request("a"), now=15.0)
+    loop.rank(rank_request("b"), now=16.0)
+    loop.step(now=15.0 + WAIT + JOIN_GRACE)  # learns "a", 27 s after the last publication
+    assert loop.serving_version == first + 1
+    loop.step(now=16.0 + WAIT + JOIN_GRACE)  # learns "b" 1 s later: not yet
+    assert loop.serving_version == first + 1
+    loop.step(now=37.0)  # a period after the last publication, with "b" unpublished
+    assert loop.serving_version == first + 2
+    latest = loop.store.latest_model()
+    assert latest is not None and latest.learned_count == 2
+
+
+def test_logging_only_checkpoints_the_cursor_and_publishes_nothing() -> None:
+    loop = make_loop(learning_mode=LearningMode.LOGGING_ONLY, model_export_frequency=10.0)
+    version = loop.serving_version
+    t = run_events(loop, 5)
+    loop.step(now=t + 100.0)
+    checkpoint = loop.store.load_checkpoint()
+    assert checkpoint is not None and checkpoint.cursor == 5 and checkpoint.learned_count == 0
+    assert loop.serving_version == version
+
+
+def test_learner_checkpoints_once_the_interval_passed_and_the_cursor_moved() -> None:
+    store = MemoryStore()
+    config = ServiceConfiguration(reward_wait_time=WAIT)
+    loop = Loop(
+        store=store,
+        factory=uniform_factory,
+        config=config,
+        seed=SEED,
+        now=0.0,
+        checkpoint_interval=30.0,
+    )
+
+    def saved() -> tuple[int, float]:
+        checkpoint = store.load_checkpoint()
+        assert checkpoint is not None
+        return checkpoint.cursor, checkpoint.updated_at
+
+    loop.rank(rank_request("a"), now=0.0)
+    loop.step(now=WAIT + JOIN_GRACE)  # learned, but within the interval
+    assert loop.learner.cursor == 1 and saved() == (0, 0.0)
+    loop.step(now=31.0)  # nothing new to learn; the unsaved cursor is saved
+    assert saved() == (1, 31.0)
+    loop.step(now=100.0)  # nothing moved since: no checkpoint
+    assert saved() == (1, 31.0)
+
+
+def test_module_doctests_pass() -> None:
+    result = doctest.testmod(loop_module)
+    assert result.failed == 0 and result.attempted > 0

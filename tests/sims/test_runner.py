@@ -111,3 +111,21 @@ def test_parse_policy_reads_presets_caps_and_raw_arguments() -> None:
     assert raw.arguments == "--cb_explore_adf --epsilon 0.3 -q ::" and raw.exploration == 0.3
     with pytest.raises(ValueError):
         parse_policy("egreedy@1.5")
+
+
+def test_simulator_publishes_a_version_only_when_something_new_was_learned() -> None:
+    """The in-process loop keeps the trainer's schedule: no version is published while nothing
+    new was learned, not even before the first reward window closes (decisions every 3 s, a
+    step with each, a 5 s window and a 4 s period)."""
+    scenario = replace(
+        SCENARIOS["linear"],
+        rounds=20,
+        interval=3.0,
+        tick=1.0,
+        reward_wait_time=5.0,
+        model_export_frequency=4.0,
+    )
+    _, loop = run_loop(scenario, PRESETS["egreedy"], 0)
+    counts = [m.learned_count for m in loop.store.list_models()]  # newest first
+    assert len(counts) > 1
+    assert counts == sorted(set(counts), reverse=True)
