@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from stores.sqlite import rows
 from stores.sqlite import store as sqlite_store
 from stores.sqlite.schema import MIGRATIONS
 from stores.sqlite.store import SchemaTooNew, SQLiteStore
+from tests.conftest import decision as logged_decision
 
 T0 = 1_000.0
 WAIT = 10.0
@@ -63,24 +65,8 @@ def store(path: Path) -> Iterator[SQLiteStore]:
     opened.close()
 
 
-def decision(event_id: str, *, at: float = T0, defer: bool = False) -> Decision:
-    active = not defer
-    return Decision(
-        event_id=event_id,
-        timestamp=at,
-        request=RankRequest(
-            event_id=event_id,
-            context_features=({"user": "u1"},),
-            actions=(Action(id="a", features=({"x": 1.5},)), Action(id="b")),
-            defer_activation=defer,
-        ),
-        pmf=(0.75, 0.25),
-        chosen_index=0,
-        model_version=1,
-        active=active,
-        activated_at=at if active else None,
-        close_at=rules.close_at(at, WAIT) if active else None,
-    )
+decision = partial(logged_decision, at=T0, wait=WAIT, k=2, pmf=(0.75, 0.25))
+"""A decision logged at ``T0`` over two actions, its window closing ``WAIT`` s later."""
 
 
 def inspect(path: Path, sql: str) -> list[tuple[Any, ...]]:
