@@ -681,24 +681,34 @@ def test_try_write_gives_way_to_a_writer_of_this_process(store: SQLiteStore) -> 
     assert store.get_decision("e-wait") is not None
 
 
-def test_try_write_gives_way_to_another_process_without_waiting(
-    store: SQLiteStore, path: Path
-) -> None:
+def test_try_write_gives_way_to_another_process_without_waiting(path: Path) -> None:
+    # A busy timeout far past the test's bound: a try_write that sat it out, as write() does,
+    # would still be waiting when the bound ends.
+    store = SQLiteStore(path, lock_timeout=3600.0)
     other = sqlite3.connect(path, isolation_level=None)
+    answers: list[object] = []
+
+    def attempt() -> None:
+        answers.append(store.try_write(WriteBatch(decisions=(decision("e-other"),))))
+        # The connection it tried on waits for other writers again, for write().
+        answers.append(store._db().conn.execute("PRAGMA busy_timeout").fetchone()[0])
+
     try:
         other.execute("BEGIN IMMEDIATE")  # the write lock, as another process would hold it
-        started = time.monotonic()
-        assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is None
-        # It did not sit out the busy timeout (lock_timeout) that write() would wait.
-        assert time.monotonic() - started < store.lock_timeout / 2
+        trying = threading.Thread(target=attempt)
+        trying.start()
+        trying.join(10)
+        assert not trying.is_alive(), "try_write waited for the other process's write lock"
+        assert answers == [None, store.busy_timeout_ms]
         other.execute("ROLLBACK")
     finally:
         other.close()
-    assert store.counts(T0).decisions == 0
-    timeout = store._db().conn.execute("PRAGMA busy_timeout").fetchone()[0]
-    assert timeout == store.busy_timeout_ms, "write() still waits for other writers"
-    assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is not None
-    assert store.counts(T0).decisions == 1
+    try:
+        assert store.counts(T0).decisions == 0
+        assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is not None
+        assert store.counts(T0).decisions == 1
+    finally:
+        store.close()
 
 
 def test_normal_durability_never_fsyncs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
