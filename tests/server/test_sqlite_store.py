@@ -33,7 +33,6 @@ from bandit.events import (
     Activation,
     Checkpoint,
     Decision,
-    JoinedEvent,
     RankRequest,
     Reward,
     RewardOutcome,
@@ -47,6 +46,7 @@ from stores.sqlite import store as sqlite_store
 from stores.sqlite.schema import MIGRATIONS
 from stores.sqlite.store import SchemaTooNew, SQLiteStore
 from tests.conftest import decision as logged_decision
+from tests.conftest import joined
 
 T0 = 1_000.0
 WAIT = 10.0
@@ -123,9 +123,7 @@ def test_reopening_an_up_to_date_file_changes_nothing(path: Path) -> None:
     store = SQLiteStore(path)
     d = decision("e1")
     store.write(WriteBatch(decisions=(d,)))
-    [appended] = store.append_joined(
-        [JoinedEvent(decision=d, reward=1.0, reward_count=1, defaulted=False, joined_at=T0 + 20)]
-    )
+    [appended] = store.append_joined([joined(d, 1.0, at=T0 + 20)])
     store.save_config(ServiceConfiguration(reward_wait_time=WAIT))
     store.publish_model(
         created_at=T0,
@@ -302,17 +300,7 @@ def test_pending_holds_exactly_the_active_unjoined_decisions(store: SQLiteStore)
             decisions=(decision("open"), decision("joined"), decision("deferred", defer=True))
         )
     )
-    store.append_joined(
-        [
-            JoinedEvent(
-                decision=decision("joined"),
-                reward=1.0,
-                reward_count=1,
-                defaulted=False,
-                joined_at=T0 + 20,
-            )
-        ]
-    )
+    store.append_joined([joined(decision("joined"), 1.0, at=T0 + 20)])
     pending = "SELECT event_id FROM pending ORDER BY event_id"
     assert inspect(store.path, pending) == [("open",)]
     store.write(WriteBatch(activations=(Activation(event_id="deferred", at=T0 + 1, wait=WAIT),)))
@@ -327,12 +315,7 @@ def test_log_deletion_holds_the_write_lock_a_chunk_at_a_time(
 ) -> None:
     ds = [decision(f"e{i}", at=T0 + i) for i in range(7)]
     store.write(WriteBatch(decisions=(*ds, decision("deferred", defer=True))))
-    appended = store.append_joined(
-        [
-            JoinedEvent(decision=d, reward=1.0, reward_count=1, defaulted=False, joined_at=T0)
-            for d in ds
-        ]
-    )
+    appended = store.append_joined([joined(d, 1.0, at=T0) for d in ds])
     monkeypatch.setattr(sqlite_store, "_DELETE_CHUNK", 2)
     monkeypatch.setattr(sqlite_store.logs, "_FIND_PAGE", 3)
     found = sqlite_store.logs.never_activated_before
@@ -376,12 +359,7 @@ def test_joining_writes_little_beside_the_decisions_it_joins(store: SQLiteStore)
     store._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
     due = store.due(T0 + WAIT + rules.JOIN_GRACE + 1, 300)
     assert len(due) == 300
-    store.append_joined(
-        [
-            JoinedEvent(decision=d, reward=0.0, reward_count=0, defaulted=True, joined_at=T0 + 20)
-            for d, _ in due
-        ]
-    )
+    store.append_joined([joined(d, 0.0, at=T0 + 20, defaulted=True) for d, _ in due])
     wal_pages = (Path(f"{store.path}-wal").stat().st_size - 32) // (4096 + 24)
     assert stored_pages[0][0] >= 100
     assert wal_pages <= 20, (wal_pages, stored_pages)
@@ -646,9 +624,7 @@ def test_learner_writes_leave_their_fsync_to_the_requests(
         store.write(WriteBatch(decisions=(d,)))
         store.sync()
         synced.clear()
-        appended = store.append_joined(
-            [JoinedEvent(decision=d, reward=1.0, reward_count=1, defaulted=False, joined_at=T0)]
-        )
+        appended = store.append_joined([joined(d, 1.0, at=T0)])
         assert [e.seq for e in appended] == [1]
         store.save_checkpoint(
             Checkpoint(model=b"m", arguments="a", cursor=1, learned_count=1, updated_at=T0)
