@@ -12,10 +12,11 @@ from hypothesis import given
 from bandit import events as events_module
 from bandit.apprentice import imitates
 from bandit.config import LearningMode, ServiceConfiguration
-from bandit.events import Action, Decision, JoinedEvent, RankRequest
+from bandit.events import Decision, JoinedEvent, RankRequest
 from bandit.exploration import apprentice_pmf, propensity_floor
 from bandit.loop import decide
 from policies import UniformPolicy
+from tests.conftest import decision, joined, rank_request
 
 SEED = 77
 
@@ -38,14 +39,11 @@ class NeverAsked:
 def request_for(
     excluded: list[bool], *, event_id: str = "e", max_exploration: float | None = None
 ) -> RankRequest:
-    actions = tuple(
-        Action(id=f"a{i}", features=({"item": {"n": i}},)) for i in range(len(excluded))
-    )
-    return RankRequest(
-        event_id=event_id,
-        context_features=({"user": {"tier": "gold"}},),
-        actions=actions,
-        excluded_action_ids=tuple(a.id for a, ex in zip(actions, excluded, strict=True) if ex),
+    """A request over ``len(excluded)`` actions, ``a{i}`` excluded where ``excluded[i]``."""
+    return rank_request(
+        event_id,
+        k=len(excluded),
+        excluded=tuple(f"a{i}" for i, ex in enumerate(excluded) if ex),
         max_exploration=max_exploration,
     )
 
@@ -158,14 +156,10 @@ def test_realized_apprentice_exploration_matches_epsilon() -> None:
 
 def test_imitation_compares_with_the_baseline_not_the_action_served() -> None:
     """Regression: with apprentice exploration an explored event was never counted imitated."""
-    request = request_for([False, False, False])
-    decision = Decision(
-        event_id="e", timestamp=0.0, request=request, pmf=(0.8, 0.1, 0.1), chosen_index=2,
-        model_version=1, learning_mode=LearningMode.APPRENTICE,
-    )  # fmt: skip
-    event = JoinedEvent(
-        decision=decision, reward=1.0, reward_count=1, defaulted=False, joined_at=1.0
+    explored = decision(
+        "e", k=3, pmf=(0.8, 0.1, 0.1), chosen=2, learning_mode=LearningMode.APPRENTICE
     )
+    event = joined(explored, 1.0, at=1.0)
     assert imitates(UniformPolicy(), event)  # uniform ties: greedy is the first, the baseline
 
 

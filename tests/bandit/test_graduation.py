@@ -7,15 +7,17 @@ import doctest
 import math
 import random
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from bandit import graduation as graduation_module
 from bandit.config import LearningMode, ServiceConfiguration
-from bandit.events import Action, Decision, JoinedEvent, RankRequest
+from bandit.events import RankRequest
 from bandit.graduation import ApprenticeEvaluation, evaluation_weights, graduates
 from bandit.loop import decide
 from tests.bandit.test_apprentice import NeverAsked
+from tests.conftest import decision, joined, rank_request
 
 K = 3
 CONTEXTS = 4
@@ -62,12 +64,9 @@ class TabularGreedy:
         self.weights[context][action] += 1.0 / propensity
 
 
-def request(i: int, context: int) -> RankRequest:
-    return RankRequest(
-        event_id=f"e{i}",
-        context_features=({"user": {"segment": context}},),
-        actions=tuple(Action(id=f"a{a}") for a in range(K)),
-    )
+def segment_request(i: int, context: int) -> RankRequest:
+    """Event ``e{i}`` in ``context``: K actions without features (the learner here is tabular)."""
+    return rank_request(f"e{i}", k=K, context=({"user": {"segment": context}},), features=None)
 
 
 def stream(
@@ -97,13 +96,10 @@ def stream(
     baseline_truth = value(means, lambda _x: 0)
     for i in range(n):
         context = rng.randrange(CONTEXTS)
-        decision = decide(
-            request(i, context), NeverAsked(), config=config, seed=seed, model_version=1, now=0.0
-        )
+        request = segment_request(i, context)
+        decision = decide(request, NeverAsked(), config=config, seed=seed, model_version=1, now=0.0)
         reward = 1.0 if rng.random() < means(context, decision.chosen_index) else 0.0
-        event = JoinedEvent(
-            decision=decision, reward=reward, reward_count=1, defaulted=False, joined_at=0.0
-        )
+        event = joined(decision, reward, at=0.0)
         if learner is not None:
             greedy = learner.choose(context)
             truth_sum += value(means, learner.choose)
@@ -192,10 +188,10 @@ def test_a_policy_as_good_as_the_baseline_does_not_graduate() -> None:
 def test_events_without_full_support_are_not_evaluated() -> None:
     """Logs of Personalizer's Apprentice (ε_a = 0) cannot value another action."""
     config = ServiceConfiguration(learning_mode=LearningMode.APPRENTICE)
-    decision = decide(request(0, 0), NeverAsked(), config=config, seed=1, model_version=1, now=0.0)
-    event = JoinedEvent(
-        decision=decision, reward=1.0, reward_count=1, defaulted=False, joined_at=0.0
+    served = decide(
+        segment_request(0, 0), NeverAsked(), config=config, seed=1, model_version=1, now=0.0
     )
+    event = joined(served, 1.0, at=0.0)
     assert evaluation_weights(event, greedy=1) is None
     evaluation = ApprenticeEvaluation()
     assert not evaluation.add(event, greedy=0)
@@ -206,18 +202,15 @@ def test_events_without_full_support_are_not_evaluated() -> None:
 
 
 def test_excluded_actions_do_not_break_support() -> None:
-    base = request(0, 0)
-    excluded = RankRequest(
-        event_id="x", context_features=base.context_features, actions=base.actions,
-        excluded_action_ids=("a0",),
-    )  # fmt: skip
-    decision = Decision(
-        event_id="x", timestamp=0.0, request=excluded, pmf=(0.0, 0.75, 0.25), chosen_index=1,
-        model_version=1, learning_mode=LearningMode.APPRENTICE,
-    )  # fmt: skip
-    event = JoinedEvent(
-        decision=decision, reward=1.0, reward_count=1, defaulted=False, joined_at=0.0
+    excluded = replace(segment_request(0, 0), event_id="x", excluded_action_ids=("a0",))
+    served = decision(
+        "x",
+        request=excluded,
+        pmf=(0.0, 0.75, 0.25),
+        chosen=1,
+        learning_mode=LearningMode.APPRENTICE,
     )
+    event = joined(served, 1.0, at=0.0)
     # The baseline is a1, the first action not excluded.
     weights = evaluation_weights(event, greedy=2)
     assert weights is not None

@@ -10,19 +10,12 @@ import pytest
 from bandit import join as rules
 from bandit.config import Aggregation, ServiceConfiguration
 from bandit.errors import EventNotFound
-from bandit.events import (
-    Action,
-    Activation,
-    ActivationOutcome,
-    Decision,
-    JoinedEvent,
-    RankRequest,
-    RewardOutcome,
-)
+from bandit.events import Activation, ActivationOutcome, JoinedEvent, RewardOutcome
 from bandit.join import JOIN_GRACE
 from bandit.loop import Loop
 from bandit.memory import MemoryStore
 from policies import UniformPolicy
+from tests.conftest import decision, rank_request
 
 WAIT = 10.0
 
@@ -36,15 +29,6 @@ def make_loop(**config: Any) -> Loop:
         config=settings,
         seed=11,
         now=0.0,
-    )
-
-
-def rank_request(event_id: str, *, defer: bool = False) -> RankRequest:
-    return RankRequest(
-        event_id=event_id,
-        context_features=({"user": {"tier": "gold"}},),
-        actions=tuple(Action(id=f"a{i}", features=({"item": {"id": i}},)) for i in range(3)),
-        defer_activation=defer,
     )
 
 
@@ -215,16 +199,8 @@ def test_activating_an_unknown_event_raises(loop: Loop) -> None:
 
 
 def test_pure_activate_is_idempotent() -> None:
-    decision = Decision(
-        event_id="d",
-        timestamp=0.0,
-        request=rank_request("d", defer=True),
-        pmf=(0.5, 0.25, 0.25),
-        chosen_index=0,
-        model_version=1,
-        active=False,
-    )
-    once, outcome = rules.activate(decision, Activation(event_id="d", at=2.0, wait=WAIT))
+    deferred = decision("d", k=3, pmf=(0.5, 0.25, 0.25), defer=True)
+    once, outcome = rules.activate(deferred, Activation(event_id="d", at=2.0, wait=WAIT))
     assert outcome is ActivationOutcome.ACTIVATED
     twice, again = rules.activate(once, Activation(event_id="d", at=7.0, wait=WAIT))
     assert again is ActivationOutcome.ALREADY_ACTIVE

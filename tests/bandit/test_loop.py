@@ -11,12 +11,13 @@ import pytest
 from bandit import loop as loop_module
 from bandit.config import Aggregation, LearningMode, ServiceConfiguration
 from bandit.errors import EventConflict, EventNotFound, InvalidRewardRequest
-from bandit.events import Action, RankRequest, RewardOutcome
+from bandit.events import RewardOutcome
 from bandit.join import JOIN_GRACE
 from bandit.loop import Learner, Loop, Schedule
 from bandit.memory import MemoryStore
 from bandit.policy import PolicyFactory
 from policies import DEFAULT_ARGUMENTS, UniformPolicy, VWPolicy
+from tests.conftest import rank_request
 
 WAIT = 10.0
 SEED = 4242
@@ -35,23 +36,6 @@ def make_loop(
 ) -> Loop:
     settings = ServiceConfiguration(reward_wait_time=WAIT, **config)
     return Loop(store=store or MemoryStore(), factory=factory, config=settings, seed=SEED, now=0.0)
-
-
-def rank_request(
-    event_id: str,
-    *,
-    k: int = 4,
-    user: str = "gold",
-    excluded: tuple[str, ...] = (),
-    max_exploration: float | None = None,
-) -> RankRequest:
-    return RankRequest(
-        event_id=event_id,
-        context_features=({"user": {"tier": user}},),
-        actions=tuple(Action(id=f"a{i}", features=({"item": {"id": f"a{i}"}},)) for i in range(k)),
-        excluded_action_ids=excluded,
-        max_exploration=max_exploration,
-    )
 
 
 def run_events(loop: Loop, n: int, *, start: float = 0.0, prefix: str = "e") -> float:
@@ -85,7 +69,8 @@ def test_replayed_rank_returns_the_stored_decision() -> None:
 def test_same_event_id_with_a_different_body_conflicts() -> None:
     loop = make_loop()
     loop.rank(rank_request("ev"), now=0.0)
-    for other in (rank_request("ev", user="silver"), rank_request("ev", k=3)):
+    silver = rank_request("ev", context=({"user": {"tier": "silver"}},))
+    for other in (silver, rank_request("ev", k=3)):
         with pytest.raises(EventConflict) as info:
             loop.rank(other, now=1.0)
         assert info.value.event_id == "ev"

@@ -38,18 +38,14 @@ SEED = 20260501
 WORKERS = 8
 LEARNING_ROUNDS = 4000
 MEASURED_ROUNDS = 1000
-MIN_LEARNING_ROUNDS = 3000
-"""In simulations of this world on the real loop, 3,000 rounds sufficed for 40 of 40 seeds and
-2,000 for 18 of 20; a machine too slow for 3,000 rounds in the time limit fails here."""
-MIN_MEASURED_ROUNDS = 600
-"""If the machine is too slow to finish the window in time, fewer rounds still make a verdict
-(the tolerance below widens with 1/√n); fewer than this is a failure."""
 ROUNDS_PER_SECOND = 400.0
 """Pacing of round starts, so the learning phase spans several reward windows and export
 periods: the serving model changes while traffic runs, as it would in production."""
-LEARNING_TIME_LIMIT = 30.0
-MEASURED_TIME_LIMIT = 15.0
-"""Wall-clock bounds of the two traffic phases, seconds (about 10 s and 3 s when idle)."""
+LEARNING_TIME_LIMIT = 120.0
+MEASURED_TIME_LIMIT = 60.0
+"""Wall-clock bounds of the two traffic phases, seconds (about 10 s and 3 s when idle): they
+stop a hung run, and a run that hits one fails. Every phase plays all its rounds however long
+this machine takes, so the verdict is always on the same rounds."""
 CATCH_UP_TIMEOUT = 20.0
 
 EPSILON = float(SERVICE_CONFIG["explorationPercentage"])
@@ -74,8 +70,8 @@ async def run_rounds(
     http: aiohttp.ClientSession, server: BanditServer, start: int, count: int, time_limit: float
 ) -> list[Round]:
     """``count`` rank→reward rounds (indices from ``start``) on ``WORKERS`` concurrent workers,
-    paced at ``ROUNDS_PER_SECOND``, stopped early after ``time_limit`` seconds. Every request
-    must succeed."""
+    paced at ``ROUNDS_PER_SECOND``. Every request must succeed, and every round must have been
+    played within ``time_limit`` seconds (a bound on a hung server, not on its speed)."""
     next_index = start
     stop_at = start + count
     began = time.monotonic()
@@ -113,6 +109,8 @@ async def run_rounds(
     async with asyncio.TaskGroup() as workers:  # one failure cancels the other workers
         for _ in range(WORKERS):
             workers.create_task(worker())
+    if len(done) < count:
+        pytest.fail(f"{len(done)} of {count} rounds were played before the {time_limit} s bound")
     return sorted(done, key=lambda r: r.index)
 
 
@@ -165,11 +163,7 @@ async def test_served_policy_learns_the_best_action_within_the_exploration_cap(
 
     assert banditd.terminate() == 0, banditd.log_tail()
 
-    assert len(learning) >= MIN_LEARNING_ROUNDS, (
-        f"the learning phase was cut at {len(learning)} rounds by the {LEARNING_TIME_LIMIT} s limit"
-    )
     n = len(measured)
-    assert n >= MIN_MEASURED_ROUNDS, f"only {n} measured rounds in {MEASURED_TIME_LIMIT} s"
     best_rate = sum(r.chosen == WORLD.best_action(r.user) for r in measured) / n
     # ε-greedy serves one action with 1 − ε + ε/K and every other with ε/K: a unique greedy.
     shared = [r.index for r in measured if r.greedy is None]

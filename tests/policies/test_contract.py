@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from bandit.errors import InvalidPolicyConfiguration
-from bandit.events import Action, Decision, JoinedEvent, RankRequest
+from bandit.events import JSONObject, RankRequest
 from bandit.exploration import apply_caps
 from bandit.policy import Policy, PolicyFactory
 from policies import (
@@ -19,6 +19,7 @@ from policies import (
     VWPolicy,
     make_factory,
 )
+from tests.conftest import decision, joined, rank_request
 
 SUM_TOL = 1e-6  # VW returns float32 probabilities
 HYPOTHESIS = settings(
@@ -37,17 +38,21 @@ def factory(request: pytest.FixtureRequest) -> PolicyFactory:
     return FACTORIES[request.param]
 
 
-def rank_request(
+def priced(index: int) -> JSONObject:
+    """Action ``a{index}``'s features: its id and a numeric price."""
+    return {"item": {"id": f"a{index}", "price": index + 1}}
+
+
+def offer(
     event_id: str, k: int, *, user: str = "gold", excluded: tuple[str, ...] = ()
 ) -> RankRequest:
-    return RankRequest(
-        event_id=event_id,
-        context_features=({"user": {"tier": user}}, {"time": {"slot": "am"}}),
-        actions=tuple(
-            Action(id=f"a{i}", features=({"item": {"id": f"a{i}", "price": i + 1}},))
-            for i in range(k)
-        ),
-        excluded_action_ids=excluded,
+    """``k`` priced actions for a ``user``-tier user in the morning slot."""
+    return rank_request(
+        event_id,
+        k=k,
+        context=({"user": {"tier": user}}, {"time": {"slot": "am"}}),
+        features=priced,
+        excluded=excluded,
     )
 
 
@@ -56,7 +61,7 @@ def requests(draw: st.DrawFn) -> RankRequest:
     k = draw(st.integers(min_value=1, max_value=12))
     excluded = draw(st.lists(st.booleans(), min_size=k, max_size=k))
     excluded[draw(st.integers(0, k - 1))] = False
-    return rank_request(
+    return offer(
         draw(st.text(min_size=1, max_size=8)),
         k,
         user=draw(st.sampled_from(["gold", "silver", "bronze"])),
@@ -64,30 +69,11 @@ def requests(draw: st.DrawFn) -> RankRequest:
     )
 
 
-def joined(request: RankRequest, chosen: int, reward: float, seq: int) -> JoinedEvent:
-    k = len(request.actions)
-    decision = Decision(
-        event_id=f"{request.event_id}-{seq}",
-        timestamp=float(seq),
-        request=request,
-        pmf=tuple([1.0 / k] * k),
-        chosen_index=chosen,
-        model_version=1,
-    )
-    return JoinedEvent(
-        decision=decision,
-        reward=reward,
-        reward_count=1,
-        defaulted=False,
-        joined_at=float(seq) + 600.0,
-        seq=seq,
-    )
-
-
 def train(policy: Policy, n: int = 30) -> None:
     for i in range(n):
-        request = rank_request("train", 4, user=["gold", "silver"][i % 2])
-        policy.learn_one(joined(request, i % 4, 1.0 if i % 4 == 2 else 0.0, i + 1))
+        request = offer("train", 4, user=["gold", "silver"][i % 2])
+        served = decision(f"train-{i + 1}", request=request, chosen=i % 4)
+        policy.learn_one(joined(served, 1.0 if i % 4 == 2 else 0.0, seq=i + 1))
 
 
 def check_distribution(pmf: list[float], request: RankRequest) -> None:
@@ -137,7 +123,7 @@ def test_caps_zero_the_excluded_actions_whatever_the_policy_says(
 def test_predictions_are_deterministic(factory: PolicyFactory) -> None:
     policy = factory(None)
     train(policy)
-    request = rank_request("p", 5)
+    request = offer("p", 5)
     assert policy.predict_one(request) == policy.predict_one(request)
 
 
@@ -149,19 +135,14 @@ def test_to_bytes_and_factory_round_trip_preserves_predictions(factory: PolicyFa
     restored = factory(data)
     assert restored.arguments == policy.arguments
     for k in (1, 3, 4, 7):
-        request = rank_request(f"p{k}", k, excluded=("a0",) if k > 1 else ())
+        request = offer(f"p{k}", k, excluded=("a0",) if k > 1 else ())
         assert restored.predict_one(request) == pytest.approx(policy.predict_one(request), abs=1e-6)
 
 
 def test_learning_accepts_defaulted_events(factory: PolicyFactory) -> None:
     policy = factory(None)
-    request = rank_request("d", 3)
-    event = joined(request, 1, 0.0, 1)
-    policy.learn_one(
-        JoinedEvent(
-            decision=event.decision, reward=0.0, reward_count=0, defaulted=True, joined_at=9.0
-        )
-    )
+    request = offer("d", 3)
+    policy.learn_one(joined(decision("d", request=request, chosen=1), 0.0, defaulted=True))
     check_distribution(policy.predict_one(request), request)
 
 

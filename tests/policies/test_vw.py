@@ -12,8 +12,8 @@ from hypothesis import given, settings
 
 from bandit.dsjson import joined_line
 from bandit.errors import InvalidPolicyConfiguration
-from bandit.events import Action, Decision, JoinedEvent, RankRequest
 from policies import DEFAULT_ARGUMENTS, VWPolicy, validate_arguments
+from tests.conftest import decision, joined, rank_request
 
 ABS = 1e-6  # VW returns float32 probabilities
 DECOY = "existing.txt"  # a readable file in the test's working directory
@@ -45,39 +45,6 @@ REJECTED = {
     "raw-predictions-attached": "--cb_explore_adf -rraw.txt",
     "data-attached": f"-d{DECOY} --cb_explore_adf",
 }
-
-
-def rank_request(event_id: str = "e", k: int = 4) -> RankRequest:
-    return RankRequest(
-        event_id=event_id,
-        context_features=({"user": {"tier": "gold"}},),
-        actions=tuple(Action(id=f"a{i}", features=({"item": {"id": f"a{i}"}},)) for i in range(k)),
-    )
-
-
-def joined(
-    chosen: int, reward: float, *, k: int = 4, propensity: float | None = None, seq: int = 1
-) -> JoinedEvent:
-    request = rank_request(f"e{seq}", k)
-    p = 1.0 / k if propensity is None else propensity
-    rest = (1.0 - p) / (k - 1) if k > 1 else 0.0
-    pmf = tuple(p if i == chosen else rest for i in range(k))
-    decision = Decision(
-        event_id=request.event_id,
-        timestamp=float(seq),
-        request=request,
-        pmf=pmf,
-        chosen_index=chosen,
-        model_version=1,
-    )
-    return JoinedEvent(
-        decision=decision,
-        reward=reward,
-        reward_count=1,
-        defaulted=False,
-        joined_at=float(seq) + 600.0,
-        seq=seq,
-    )
 
 
 def argmax(values: list[float]) -> int:
@@ -117,7 +84,7 @@ def test_every_accepted_algorithm_returns_a_distribution(arguments: str) -> None
     request = rank_request()
     fresh = policy.predict_one(request)
     for i in range(40):
-        policy.learn_one(joined(i % 4, 1.0 if i % 4 == 2 else 0.0, seq=i + 1))
+        policy.learn_one(joined(decision(chosen=i % 4), 1.0 if i % 4 == 2 else 0.0, seq=i + 1))
     trained = policy.predict_one(request)
     for pmf in (fresh, trained):
         assert len(pmf) == 4
@@ -137,7 +104,7 @@ def test_service_epsilon_overrides_the_epsilon_argument(
 ) -> None:
     k = 4
     policy = VWPolicy(arguments, epsilon=service_epsilon)
-    policy.learn_one(joined(1, 1.0, k=k))
+    policy.learn_one(joined(decision(k=k, chosen=1), 1.0))
     pmf = policy.predict_one(rank_request(k=k))
     greedy = argmax(pmf)
     assert greedy == 1
@@ -158,7 +125,7 @@ def test_untrained_epsilon_greedy_ties_every_action() -> None:
 def test_learning_moves_probability_to_the_rewarded_action() -> None:
     policy = VWPolicy(DEFAULT_ARGUMENTS, epsilon=0.2)
     for i in range(200):
-        policy.learn_one(joined(i % 4, 1.0 if i % 4 == 2 else 0.0, seq=i + 1))
+        policy.learn_one(joined(decision(chosen=i % 4), 1.0 if i % 4 == 2 else 0.0, seq=i + 1))
     pmf = policy.predict_one(rank_request())
     assert argmax(pmf) == 2
     assert pmf[2] == pytest.approx(1 - 0.2 + 0.2 / 4, abs=ABS)
@@ -167,7 +134,7 @@ def test_learning_moves_probability_to_the_rewarded_action() -> None:
 def test_restored_model_predicts_what_the_original_does() -> None:
     policy = VWPolicy(DEFAULT_ARGUMENTS, epsilon=0.2)
     for i in range(50):
-        policy.learn_one(joined(i % 4, 1.0 if i % 4 == 3 else 0.0, seq=i + 1))
+        policy.learn_one(joined(decision(chosen=i % 4), 1.0 if i % 4 == 3 else 0.0, seq=i + 1))
     restored = VWPolicy(DEFAULT_ARGUMENTS, epsilon=0.2, model=policy.to_bytes())
     for k in (2, 4, 6):
         request = rank_request(k=k)
@@ -187,7 +154,9 @@ def test_joined_line_puts_the_cb_label_on_the_chosen_action(
     chosen = data.draw(st.integers(min_value=0, max_value=k - 1))
     if k == 1:
         propensity = 1.0
-    event = joined(chosen, reward, k=k, propensity=propensity)
+    rest = (1.0 - propensity) / (k - 1) if k > 1 else 0.0
+    pmf = tuple(propensity if i == chosen else rest for i in range(k))
+    event = joined(decision(k=k, pmf=pmf, chosen=chosen), reward)
     workspace = vw.Workspace(["--cb_explore_adf", "--quiet"])
     examples = vw.DSJsonFormatParser(workspace).parse_json(joined_line(event))
     assert len(examples) == k + 1
@@ -210,34 +179,16 @@ def test_joined_line_puts_the_cb_label_on_the_chosen_action(
 
 def test_direct_binding_path_matches_the_public_api() -> None:
     """The fast path (vowpal_wabbit_next's bindings) must predict and learn like the wrappers."""
-    from bandit.events import Action, Decision, JoinedEvent, RankRequest
-    from policies.vw import DEFAULT_ARGUMENTS, VWPolicy
-
     fast = VWPolicy(DEFAULT_ARGUMENTS, epsilon=0.2)
     public = VWPolicy(DEFAULT_ARGUMENTS, epsilon=0.2)
     assert fast._core is not None, "this vowpal_wabbit_next should expose the bindings"
     public._core = None
-    request = RankRequest(
-        event_id="e",
-        context_features=({"user": {"kind": "a"}},),
-        actions=tuple(Action(id=f"a{i}", features=({"item": {"id": f"i{i}"}},)) for i in range(4)),
+    request = rank_request(
+        context=({"user": {"kind": "a"}},), features=lambda i: {"item": {"id": f"i{i}"}}
     )
     for step in range(30):
-        decision = Decision(
-            event_id=f"e{step}",
-            timestamp=0.0,
-            request=request,
-            pmf=(0.25, 0.25, 0.25, 0.25),
-            chosen_index=step % 4,
-            model_version=1,
-        )
-        event = JoinedEvent(
-            decision=decision,
-            reward=float(step % 4 == 2),
-            reward_count=1,
-            defaulted=False,
-            joined_at=1.0,
-        )
+        served = decision(f"e{step}", request=request, chosen=step % 4)
+        event = joined(served, float(step % 4 == 2), at=1.0)
         fast.learn_one(event)
         public.learn_one(event)
         assert fast.predict_one(request) == public.predict_one(request)

@@ -18,8 +18,9 @@ import pytest
 from hypothesis import given, settings
 
 from bandit.errors import InvalidRankRequest
-from bandit.events import Action, Decision, JoinedEvent, RankRequest
+from bandit.events import Action, RankRequest
 from policies.vw import DEFAULT_ARGUMENTS, MARKER, VWPolicy, vw_line, vw_name
+from tests.conftest import decision, joined, rank_request
 from tests.policies.vw_search import ARGUMENTS, search
 from tests.policies.vw_worker import Outcome, Worker
 
@@ -226,31 +227,6 @@ def test_a_line_with_a_reserved_key_escape_or_marker_is_rebuilt(line: bytes) -> 
     assert all(not k or (k[0] < "\x80" and k[0] != MARKER) or k.startswith(MARKER) for k in keys)
 
 
-def request(context: dict[str, Any], k: int = 3) -> RankRequest:
-    return RankRequest(
-        event_id="e",
-        context_features=(context,),
-        actions=tuple(Action(id=f"a{i}", features=({"item": {"id": f"a{i}"}},)) for i in range(k)),
-    )
-
-
-def joined(req: RankRequest, chosen: int, reward: float) -> JoinedEvent:
-    k = len(req.actions)
-    decision = Decision(
-        event_id="e",
-        timestamp=0.0,
-        request=req,
-        pmf=tuple(1.0 / k for _ in range(k)),
-        chosen_index=chosen,
-        model_version=0,
-        activated_at=0.0,
-        close_at=0.0,
-    )
-    return JoinedEvent(
-        decision=decision, reward=reward, reward_count=1, defaulted=False, joined_at=0.0, seq=1
-    )
-
-
 def test_mapped_namespaces_keep_apart_what_the_client_kept_apart() -> None:
     # Two user types told apart only by non-ASCII namespace names (and their encoded look-alike):
     # VW must learn a different best action for each.
@@ -259,9 +235,10 @@ def test_mapped_namespaces_keep_apart_what_the_client_kept_apart() -> None:
     for _ in range(300):
         for best, user in enumerate(users):
             for action in range(3):
-                policy.learn_one(joined(request(user), action, 1.0 if action == best else 0.0))
+                served = decision(request=rank_request(k=3, context=(user,)), chosen=action)
+                policy.learn_one(joined(served, 1.0 if action == best else 0.0))
     for best, user in enumerate(users):
-        pmf = policy.predict_one(request(user))
+        pmf = policy.predict_one(rank_request(k=3, context=(user,)))
         assert max(range(3), key=pmf.__getitem__) == best, (user, pmf)
 
 
@@ -277,8 +254,8 @@ def test_features_nested_too_deeply_to_rebuild_are_an_invalid_rank_request() -> 
 def test_a_lone_surrogate_in_an_imported_log_is_an_invalid_rank_request() -> None:
     # HTTP bodies cannot carry one (the decoder refuses it), but DSJSON read with json can.
     policy = VWPolicy(DEFAULT_ARGUMENTS, epsilon=0.2)
-    req = request({"u": {"x": "\ud800"}})
+    req = rank_request(k=3, context=({"u": {"x": "\ud800"}},))
     with pytest.raises(InvalidRankRequest):
         policy.predict_one(req)
     with pytest.raises(InvalidRankRequest):
-        policy.learn_one(joined(req, 0, 1.0))
+        policy.learn_one(joined(decision(request=req), 1.0))

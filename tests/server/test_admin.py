@@ -22,6 +22,7 @@ from server.entry.app import TRAINER, create_app
 from server.entry.settings import Settings
 from server.serving import model_archive
 from server.serving.service import Service
+from tests.conftest import rank_request
 from tests.server import world
 from tests.server.test_api import CONFIG, JSON_TYPE, expect_error, rank_body
 
@@ -264,7 +265,7 @@ async def test_model_export_import_reset_and_properties(client: Client) -> None:
     )
     assert response.status == 204
     exported = service.factory(raw_bytes)
-    probe = world.request("probe", 1)
+    probe = rank_request("probe", k=world.ACTIONS, context=world.context(1))
     assert service.serving.policy.predict_one(probe) == exported.predict_one(probe)
     assert service.serving.policy.predict_one(probe) != service.factory(None).predict_one(probe)
     properties = await (await client.get("/v1/model/properties")).json()

@@ -15,12 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bandit.events import (
-    Action,
     Decision,
     GuardrailRecord,
-    JoinedEvent,
     ModelRecord,
-    RankRequest,
     WriteBatch,
 )
 from bandit.guardrail import GuardrailState
@@ -29,6 +26,7 @@ from server.entry.app import TRAINER, create_app
 from server.entry.settings import Settings, SettingsError
 from server.serving.service import Service
 from stores.sqlite.store import SQLiteStore
+from tests.conftest import decision, joined
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -67,28 +65,17 @@ async def until(client: Client, predicate: Callable[[dict[str, Any]], bool]) -> 
         await asyncio.sleep(0.05)
 
 
-def request(event_id: str) -> RankRequest:
-    return RankRequest(
-        event_id=event_id,
-        context_features=({"user": {"type": "u"}},),
-        actions=tuple(Action(id=f"a{i}", features=({"item": {"id": f"a{i}"}},)) for i in range(4)),
-    )
-
-
 def decisions(version: int, count: int, start: int = 0) -> list[Decision]:
     """Uniform-random decisions over four actions, by model ``version``, an hour old (from
     before the server started)."""
     now = time.time() - 3600
     return [
-        Decision(
-            event_id=f"ev{start + i}",
-            timestamp=now,
-            request=request(f"ev{start + i}"),
-            pmf=(0.25,) * 4,
-            chosen_index=i % 4,
+        decision(
+            f"ev{start + i}",
+            at=now,
+            context=({"user": {"type": "u"}},),
+            chosen=i % 4,
             model_version=version,
-            close_at=now,
-            activated_at=now,
         )
         for i in range(count)
     ]
@@ -100,18 +87,7 @@ def log_joined(client: Client, version: int, count: int) -> None:
     store = client.app[SERVICE].store
     logged = decisions(version, count)
     store.write(WriteBatch(decisions=tuple(logged)))
-    store.append_joined(
-        [
-            JoinedEvent(
-                decision=d,
-                reward=float(d.chosen_index == 0),
-                reward_count=1,
-                defaulted=False,
-                joined_at=time.time(),
-            )
-            for d in logged
-        ]
-    )
+    store.append_joined([joined(d, float(d.chosen_index == 0), at=time.time()) for d in logged])
 
 
 async def test_status_reports_the_watch_guardrail_drift_and_learner(client: Client) -> None:
@@ -183,15 +159,7 @@ def publish_model_preferring_a1(service: Service) -> ModelRecord:
     """Publish a model that learned, from 40 uniform decisions, that only a1 pays."""
     policy = service.factory(None)
     for d in decisions(0, 40, 1000):
-        policy.learn_one(
-            JoinedEvent(
-                decision=d,
-                reward=float(d.chosen_index == 1),
-                reward_count=1,
-                defaulted=False,
-                joined_at=0.0,
-            )
-        )
+        policy.learn_one(joined(d, float(d.chosen_index == 1), at=0.0))
     return service.store.publish_model(
         created_at=time.time(),
         data=policy.to_bytes(),

@@ -18,7 +18,7 @@ import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,10 +76,12 @@ def _wait_healthy(endpoint: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("banditd did not become healthy")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    db = tmp_path_factory.mktemp("sdk") / "banditd.db"
-    store = SQLiteStore(db)  # an hour of logs, so evaluations have events to replay
+@contextmanager
+def running_server(directory: Path) -> Iterator[Server]:
+    """A ``banditd serve`` on a fresh file in ``directory`` holding an hour of joined logs (so
+    evaluations have events to replay), stopped on exit."""
+    db = directory / "banditd.db"
+    store = SQLiteStore(db)
     store.import_joined(world.draw(LOGGED, seed=5, start=time.time() - 3600, step=3).events)
     store.close()
     port = _free_port()
@@ -101,14 +103,59 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the module: tests that change its state go through :func:`admin`, which
+    puts the state back, and a test that deletes its logs has a server of its own."""
+    with running_server(tmp_path_factory.mktemp("sdk")) as shared:
+        yield shared
+
+
+@pytest.fixture(scope="module")
 def client(server: Server) -> Iterator[PersonalizerClient]:
     with PersonalizerClient(server.endpoint, AzureKeyCredential(CLIENT_KEY)) as made:
         yield made
 
 
+@dataclass(frozen=True)
+class AdminState:
+    """What the shared server's administration started with."""
+
+    client: PersonalizerAdministrationClient
+    configuration: dict[str, Any]
+    policy: dict[str, Any]
+
+
 @pytest.fixture(scope="module")
-def admin(server: Server) -> Iterator[PersonalizerAdministrationClient]:
+def admin_state(server: Server) -> Iterator[AdminState]:
     with PersonalizerAdministrationClient(server.endpoint, AzureKeyCredential(ADMIN_KEY)) as made:
+        yield AdminState(
+            client=made,
+            configuration=dict(made.get_service_configuration()),
+            policy=dict(made.get_policy()),
+        )
+
+
+@pytest.fixture
+def admin(admin_state: AdminState) -> Iterator[PersonalizerAdministrationClient]:
+    """The shared server's administration client; after the test the server's configuration,
+    policy, evaluations and feature importances are as they were, so no test depends on what
+    another did before it."""
+    made = admin_state.client
+    yield made
+    if dict(made.get_service_configuration()) != admin_state.configuration:
+        made.update_service_configuration(admin_state.configuration)
+    if dict(made.get_policy()) != admin_state.policy:
+        made.reset_policy()
+    for evaluation in list(made.list_evaluations()):
+        made.delete_evaluation(evaluation["id"])
+    for importance in list(made.list_feature_importances()):
+        made.delete_feature_importance(importance["id"])
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own, for a test that destroys what the shared one holds."""
+    with running_server(tmp_path) as made:
         yield made
 
 
@@ -371,11 +418,15 @@ def test_admin_feature_importances(admin: PersonalizerAdministrationClient) -> N
         admin.get_feature_importance("sdk-fi")
 
 
-def test_admin_logs(admin: PersonalizerAdministrationClient) -> None:
-    properties = admin.get_log_properties()
-    assert properties["dateRange"]["from"] < properties["dateRange"]["to"]
-    assert admin.delete_logs() is None
-    assert admin.get_log_properties()["dateRange"] == {"from": None, "to": None}
+def test_admin_logs(own_server: Server) -> None:
+    # Deleting the logs cannot be put back: the evaluation tests need the shared server's.
+    with PersonalizerAdministrationClient(
+        own_server.endpoint, AzureKeyCredential(ADMIN_KEY)
+    ) as admin:
+        properties = admin.get_log_properties()
+        assert properties["dateRange"]["from"] < properties["dateRange"]["to"]
+        assert admin.delete_logs() is None
+        assert admin.get_log_properties()["dateRange"] == {"from": None, "to": None}
 
 
 def test_admin_needs_admin_key(server: Server) -> None:

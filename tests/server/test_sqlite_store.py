@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,6 @@ from bandit.events import (
     Decision,
     GuardrailRecord,
     ImitationCounts,
-    JoinedEvent,
     LoopTime,
     RankRequest,
     Reward,
@@ -52,6 +52,8 @@ from stores.sqlite import rows
 from stores.sqlite import store as sqlite_store
 from stores.sqlite.schema import MIGRATIONS
 from stores.sqlite.store import SchemaTooNew, SQLiteStore
+from tests.conftest import decision as logged_decision
+from tests.conftest import joined
 
 T0 = 1_000.0
 WAIT = 10.0
@@ -70,24 +72,8 @@ def store(path: Path) -> Iterator[SQLiteStore]:
     opened.close()
 
 
-def decision(event_id: str, *, at: float = T0, defer: bool = False) -> Decision:
-    active = not defer
-    return Decision(
-        event_id=event_id,
-        timestamp=at,
-        request=RankRequest(
-            event_id=event_id,
-            context_features=({"user": "u1"},),
-            actions=(Action(id="a", features=({"x": 1.5},)), Action(id="b")),
-            defer_activation=defer,
-        ),
-        pmf=(0.75, 0.25),
-        chosen_index=0,
-        model_version=1,
-        active=active,
-        activated_at=at if active else None,
-        close_at=rules.close_at(at, WAIT) if active else None,
-    )
+decision = partial(logged_decision, at=T0, wait=WAIT, k=2, pmf=(0.75, 0.25))
+"""A decision logged at ``T0`` over two actions, its window closing ``WAIT`` s later."""
 
 
 def inspect(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -144,9 +130,7 @@ def test_reopening_an_up_to_date_file_changes_nothing(path: Path) -> None:
     store = SQLiteStore(path)
     d = decision("e1")
     store.write(WriteBatch(decisions=(d,)))
-    [appended] = store.append_joined(
-        [JoinedEvent(decision=d, reward=1.0, reward_count=1, defaulted=False, joined_at=T0 + 20)]
-    )
+    [appended] = store.append_joined([joined(d, 1.0, at=T0 + 20)])
     store.save_config(ServiceConfiguration(reward_wait_time=WAIT))
     store.publish_model(
         created_at=T0,
@@ -323,17 +307,7 @@ def test_pending_holds_exactly_the_active_unjoined_decisions(store: SQLiteStore)
             decisions=(decision("open"), decision("joined"), decision("deferred", defer=True))
         )
     )
-    store.append_joined(
-        [
-            JoinedEvent(
-                decision=decision("joined"),
-                reward=1.0,
-                reward_count=1,
-                defaulted=False,
-                joined_at=T0 + 20,
-            )
-        ]
-    )
+    store.append_joined([joined(decision("joined"), 1.0, at=T0 + 20)])
     pending = "SELECT event_id FROM pending ORDER BY event_id"
     assert inspect(store.path, pending) == [("open",)]
     store.write(WriteBatch(activations=(Activation(event_id="deferred", at=T0 + 1, wait=WAIT),)))
@@ -348,12 +322,7 @@ def test_log_deletion_holds_the_write_lock_a_chunk_at_a_time(
 ) -> None:
     ds = [decision(f"e{i}", at=T0 + i) for i in range(7)]
     store.write(WriteBatch(decisions=(*ds, decision("deferred", defer=True))))
-    appended = store.append_joined(
-        [
-            JoinedEvent(decision=d, reward=1.0, reward_count=1, defaulted=False, joined_at=T0)
-            for d in ds
-        ]
-    )
+    appended = store.append_joined([joined(d, 1.0, at=T0) for d in ds])
     monkeypatch.setattr(sqlite_store, "_DELETE_CHUNK", 2)
     monkeypatch.setattr(sqlite_store.logs, "_FIND_PAGE", 3)
     found = sqlite_store.logs.never_activated_before
@@ -397,12 +366,7 @@ def test_joining_writes_little_beside_the_decisions_it_joins(store: SQLiteStore)
     store._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
     due = store.due(T0 + WAIT + rules.JOIN_GRACE + 1, 300)
     assert len(due) == 300
-    store.append_joined(
-        [
-            JoinedEvent(decision=d, reward=0.0, reward_count=0, defaulted=True, joined_at=T0 + 20)
-            for d, _ in due
-        ]
-    )
+    store.append_joined([joined(d, 0.0, at=T0 + 20, defaulted=True) for d, _ in due])
     wal_pages = (Path(f"{store.path}-wal").stat().st_size - 32) // (4096 + 24)
     assert stored_pages[0][0] >= 100
     assert wal_pages <= 20, (wal_pages, stored_pages)
@@ -864,9 +828,7 @@ def test_learner_writes_leave_their_fsync_to_the_requests(
         store.write(WriteBatch(decisions=(d,)))
         store.sync()
         synced.clear()
-        appended = store.append_joined(
-            [JoinedEvent(decision=d, reward=1.0, reward_count=1, defaulted=False, joined_at=T0)]
-        )
+        appended = store.append_joined([joined(d, 1.0, at=T0)])
         assert [e.seq for e in appended] == [1]
         store.save_checkpoint(
             Checkpoint(model=b"m", arguments="a", cursor=1, learned_count=1, updated_at=T0)
@@ -899,24 +861,34 @@ def test_try_write_gives_way_to_a_writer_of_this_process(store: SQLiteStore) -> 
     assert store.get_decision("e-wait") is not None
 
 
-def test_try_write_gives_way_to_another_process_without_waiting(
-    store: SQLiteStore, path: Path
-) -> None:
+def test_try_write_gives_way_to_another_process_without_waiting(path: Path) -> None:
+    # A busy timeout far past the test's bound: a try_write that sat it out, as write() does,
+    # would still be waiting when the bound ends.
+    store = SQLiteStore(path, lock_timeout=3600.0)
     other = sqlite3.connect(path, isolation_level=None)
+    answers: list[object] = []
+
+    def attempt() -> None:
+        answers.append(store.try_write(WriteBatch(decisions=(decision("e-other"),))))
+        # The connection it tried on waits for other writers again, for write().
+        answers.append(store._db().conn.execute("PRAGMA busy_timeout").fetchone()[0])
+
     try:
         other.execute("BEGIN IMMEDIATE")  # the write lock, as another process would hold it
-        started = time.monotonic()
-        assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is None
-        # It did not sit out the busy timeout (lock_timeout) that write() would wait.
-        assert time.monotonic() - started < store.lock_timeout / 2
+        trying = threading.Thread(target=attempt)
+        trying.start()
+        trying.join(10)
+        assert not trying.is_alive(), "try_write waited for the other process's write lock"
+        assert answers == [None, store.busy_timeout_ms]
         other.execute("ROLLBACK")
     finally:
         other.close()
-    assert store.counts(T0).decisions == 0
-    timeout = store._db().conn.execute("PRAGMA busy_timeout").fetchone()[0]
-    assert timeout == store.busy_timeout_ms, "write() still waits for other writers"
-    assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is not None
-    assert store.counts(T0).decisions == 1
+    try:
+        assert store.counts(T0).decisions == 0
+        assert store.try_write(WriteBatch(decisions=(decision("e-other"),))) is not None
+        assert store.counts(T0).decisions == 1
+    finally:
+        store.close()
 
 
 def test_normal_durability_never_fsyncs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,22 +10,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.events import Action, Decision, JoinedEvent, RankRequest
+from bandit.events import JoinedEvent, JSONObject, RankRequest
+from tests.conftest import decision, joined
 
 MEANS = np.array([[0.8, 0.2, 0.1], [0.1, 0.7, 0.2], [0.2, 0.1, 0.9]])
 KINDS = MEANS.shape[0]
 ACTIONS = MEANS.shape[1]
 
 
-def request(event_id: str, kind: int) -> RankRequest:
-    """The rank request of a user of ``kind``."""
-    return RankRequest(
-        event_id=event_id,
-        context_features=({"user": {"kind": f"k{kind}"}}, {"device": {"mobile": kind % 2}}),
-        actions=tuple(
-            Action(id=f"a{a}", features=({"item": {"id": f"a{a}"}},)) for a in range(ACTIONS)
-        ),
-    )
+def context(kind: int) -> tuple[JSONObject, ...]:
+    """The context features of a user of ``kind`` (:func:`kind_of` reads it back)."""
+    return ({"user": {"kind": f"k{kind}"}}, {"device": {"mobile": kind % 2}})
 
 
 def kind_of(req: RankRequest) -> int:
@@ -50,23 +45,14 @@ def draw(n: int, *, seed: int, start: float = 1_700_000_000.0, step: float = 1.0
     events = []
     for i in range(n):
         at = start + i * step
-        decision = Decision(
-            event_id=f"w{seed}-{i}",
-            timestamp=at,
-            request=request(f"w{seed}-{i}", int(kinds[i])),
+        logged = decision(
+            f"w{seed}-{i}",
+            at=at,
+            wait=60.0,
+            k=ACTIONS,
+            context=context(int(kinds[i])),
             pmf=(1 / 3, 1 / 3, 1 / 3),
-            chosen_index=int(chosen[i]),
-            model_version=1,
-            activated_at=at,
-            close_at=at + 60,
+            chosen=int(chosen[i]),
         )
-        events.append(
-            JoinedEvent(
-                decision=decision,
-                reward=float(rewards[i]),
-                reward_count=1,
-                defaulted=False,
-                joined_at=at + 62,
-            )
-        )
+        events.append(joined(logged, float(rewards[i]), at=at + 62))
     return Logs(events=events, kinds=kinds)
