@@ -164,12 +164,29 @@ def http_counts(work: Path, requests: int) -> tuple[dict[str, float], dict[str, 
         now=time.time(),
     )
     script = Path(sys.executable).with_name("banditd")
-    banditd = [str(script), "serve", "--db", str(db)]
+    # The edge alone runs under callgrind: it is what answers rank and reward; its trainer (not
+    # counted) runs beside it as in a supervised banditd serve.
+    banditd = [str(script), "serve", "--role", "edge", "--db", str(db)]
     minimal = [sys.executable, "-m", "bench.minimal_server"]
-    with ThreadPoolExecutor(2) as pool:  # two cores: both servers at once
-        ours = pool.submit(_server_counts, banditd, db.parent, requests)
-        theirs = pool.submit(_server_counts, minimal, work / "minimal", requests)
-        return ours.result(), theirs.result()
+    with (work / "trainer.log").open("wb") as trainer_log:
+        trainer = subprocess.Popen(
+            [str(script), "train", "--db", str(db)],
+            stdin=subprocess.DEVNULL,
+            stdout=trainer_log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            with ThreadPoolExecutor(2) as pool:  # two cores: both servers at once
+                ours = pool.submit(_server_counts, banditd, db.parent, requests)
+                theirs = pool.submit(_server_counts, minimal, work / "minimal", requests)
+                return ours.result(), theirs.result()
+        finally:
+            trainer.terminate()
+            try:
+                trainer.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                trainer.kill()
+                trainer.wait(timeout=10)
 
 
 # -- learner ---------------------------------------------------------------------------------

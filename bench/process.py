@@ -108,6 +108,35 @@ def process_cpu_seconds(pid: int) -> float:
     return sum(process_cpu_times(pid))
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it now (``banditd serve`` supervises a trainer
+    and edges as processes of their own), from each thread's ``children`` file."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def tree_cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` and its descendants (those still running)."""
+    user = kernel = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            u, k = process_cpu_times(member)
+            user, kernel = user + u, kernel + k
+    return user, kernel
+
+
+def command_line(pid: int) -> list[str]:
+    """The arguments ``pid`` was started with."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+
+
 def process_rss_kib(pid: int) -> int:
     """Resident set size of ``pid`` in KiB (``VmRSS`` of ``/proc/PID/status``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -211,16 +240,30 @@ class ServerProcess:
         return self._proc.poll() is None
 
     def cpu_seconds(self) -> float:
-        """CPU seconds the server used so far (all threads)."""
-        return process_cpu_seconds(self.pid)
+        """CPU seconds the server used so far (all threads of all its processes)."""
+        return sum(self.cpu_times())
 
     def cpu_times(self) -> tuple[float, float]:
-        """User and kernel CPU seconds the server used so far (all threads)."""
-        return process_cpu_times(self.pid)
+        """User and kernel CPU seconds the server used so far (all threads of all its
+        processes: a supervised banditd's trainer and edges too)."""
+        return tree_cpu_times(self.pid)
 
     def rss_kib(self) -> int:
-        """The server's resident size in KiB."""
-        return process_rss_kib(self.pid)
+        """The server's resident size in KiB (all its processes)."""
+        total = 0
+        for member in process_tree(self.pid):
+            with contextlib.suppress(OSError, RuntimeError):
+                total += process_rss_kib(member)
+        return total
+
+    def serving_pid(self) -> int:
+        """The process that answers requests: a supervised banditd's (first) edge, else the
+        server itself."""
+        for member in process_tree(self.pid):
+            with contextlib.suppress(OSError):
+                if "--role" in (args := command_line(member)) and "edge" in args:
+                    return member
+        return self.pid
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL; returns the exit code."""

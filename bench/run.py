@@ -425,7 +425,9 @@ class Bench:
         thread.start()
         time.sleep(0.5)
         try:
-            raw = pyspy.record(server.pid, spec.duration - 1.0, out, core=self.options.load_core)
+            raw = pyspy.record(
+                server.serving_pid(), spec.duration - 1.0, out, core=self.options.load_core
+            )
             self.profiles.append(pyspy.summarize(raw, name))
             log(f"profile {name}: {out}")
         except RuntimeError as exc:

@@ -111,6 +111,9 @@ class Settings:
         lease_ttl: seconds a trainer's lease lasts unrenewed (it renews every third); a
             standby takes over this long after the trainer died.
         workers: edge processes ``banditd serve`` runs on the one port (``--workers``).
+        trainer_nice: how much the trainer process lowers its scheduling priority (``nice``)
+            when it starts: on a machine it shares with edges it then learns with the CPU they
+            leave, and catches up when they idle.
         watch: the loop watcher's settings (the ``[watch]`` table, by file name; see
             :mod:`server.trainer.watch_settings`), typed and range-checked by :func:`load`.
         extra: not a setting; never read from a file, a flag or the environment.
@@ -146,6 +149,7 @@ class Settings:
     command_timeout: Seconds = 30.0
     lease_ttl: Annotated[float, Meta(ge=1, le=3600)] = 5.0
     workers: Annotated[int, Meta(ge=1, le=64)] = 1
+    trainer_nice: Annotated[int, Meta(ge=0, le=19)] = 10
     watch: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 

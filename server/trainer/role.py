@@ -201,6 +201,9 @@ async def run_trainer(settings: Settings, store: Store, stop: asyncio.Event) -> 
     """``banditd train`` until ``stop`` is set: standby, then trainer; returns the exit status
     (0 after a stop, 1 when the lease was lost)."""
     holder = holder_name()
+    if settings.trainer_nice:
+        with contextlib.suppress(OSError):
+            os.nice(settings.trainer_nice)
     try:
         if not await hold_lease(store, holder, settings, stop):
             return 0

@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 
 from bandit.events import Action, RankRequest
-from server.serving.service import SEED_KEY
+from bandit.state import SEED_KEY
 from stores.sqlite.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[2]

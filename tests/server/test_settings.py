@@ -164,6 +164,7 @@ EVERY_SETTING: dict[str, tuple[str, Any]] = {
     "command_timeout": ("12", 12.0),
     "lease_ttl": ("9", 9.0),
     "workers": ("3", 3),
+    "trainer_nice": ("5", 5),
 }
 EVERY_WATCH_SETTING: dict[str, tuple[str, Any]] = {
     "window": ("400", 400),
