@@ -12,13 +12,14 @@ these cost an addition or a bisect. Metrics other threads update stay prometheus
 from __future__ import annotations
 
 import functools
+import os
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from itertools import accumulate
 from typing import Generic, TypeVar, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -172,6 +173,13 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        self.process_info = Gauge(
+            "banditd_process_info",
+            "The loop's processes: this edge, and the trainer that last reported (1 each).",
+            ["role", "pid"],
+            registry=r,
+        )
+        ProcessCollector(namespace="banditd_edge", registry=r)
         self.fallback_decisions = Counter(
             "banditd_guardrail_fallback_decisions",
             "Rank decisions served by the baseline because the guardrail was tripped.",
@@ -278,6 +286,13 @@ class Metrics:
         self.lag_seconds.set(max(now - oldest, 0.0) if oldest is not None else 0.0)
         self.model_version.set(model_version)
         self.model_age.set(max(now - model_created_at, 0.0))
+
+    def processes(self, trainer_pid: str | None) -> None:
+        """Set ``banditd_process_info``: this edge, and the trainer's pid (from its report)."""
+        self.process_info.clear()
+        self.process_info.labels("edge", str(os.getpid())).set(1)
+        if trainer_pid is not None:
+            self.process_info.labels("trainer", trainer_pid).set(1)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

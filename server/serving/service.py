@@ -281,4 +281,5 @@ class Service:
             model_version=self.serving.version,
             model_created_at=self.serving.created_at,
         )
+        self.metrics.processes(report.holder.rsplit(":", 1)[-1] if report is not None else None)
         return report.metrics if report is not None else ""

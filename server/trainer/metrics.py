@@ -8,7 +8,7 @@ scrape of any edge covers the loop.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
 
 
 class TrainerMetrics:
@@ -31,6 +31,7 @@ class TrainerMetrics:
             "Automatic switches from Apprentice to Online (apprenticeAutoGraduate).",
             registry=r,
         )
+        ProcessCollector(namespace="banditd_trainer", registry=r)
         self.store_errors = Counter(
             "banditd_trainer_store_errors",
             "Store operations of the trainer that failed (retried).",

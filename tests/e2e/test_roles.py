@@ -226,9 +226,7 @@ async def test_two_edges_and_a_standby_trainer_share_nothing_but_the_store(tmp_p
             assert active.endswith(f":{trainers[0].proc.pid}"), active  # type: ignore[union-attr]
 
             # A configuration change through A is in force on B within one period.
-            async with http.put(
-                f"{urls['A']}/v1/configurations/service", json=CONFIG
-            ) as response:
+            async with http.put(f"{urls['A']}/v1/configurations/service", json=CONFIG) as response:
                 assert response.status == 200, await response.text()
             changed_at = time.monotonic()
             while True:
