@@ -107,6 +107,10 @@ class BacklogRankResult:
     backlog_left: int
 
 
+def _percent(share: float | None) -> float | None:
+    return None if share is None else 100 * share
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemoryResult:
     """Resident size of the banditd process over a long run at about half of peak throughput.
@@ -121,6 +125,20 @@ class MemoryResult:
     warmup_seconds: float
     samples: tuple[tuple[float, int], ...]
     learned: int
+    cursor: int = 0
+    """The learner's cursor when the load ended: joined events it had learned."""
+    lag_events: int = 0
+    """Events that had come due (their reward window closed) and were not learned yet."""
+    lag_seconds: float = 0.0
+    """Age of the oldest event due to be joined and not joined yet, then."""
+    wait_seconds: float = 1.0
+    """The run's ``rewardWaitTime``."""
+
+    @property
+    def learned_share(self) -> float | None:
+        """Of the events that had come due by the end of the load, the share learned."""
+        due = self.cursor + self.lag_events
+        return self.cursor / due if due else None
 
     def _steady(self) -> list[int]:
         steady = [kib for t, kib in self.samples if t >= self.warmup_seconds]
@@ -409,6 +427,24 @@ def targets(result: BenchResult) -> list[Target]:
             passed=None if memory is None else memory.spread <= 0.10,
         )
     )
+    share = None if memory is None else memory.learned_share
+    out.append(
+        Target(
+            name=f"trainer learned the events that came due in the {minutes} run (issue 18)",
+            measured=_fmt(None if share is None else 100 * share, ".2f", "%"),
+            target="≥ 99%",
+            passed=None if share is None else share >= 0.99,
+        )
+    )
+    out.append(
+        Target(
+            name=f"learner lag at the end of the {minutes} run (issue 18)",
+            measured=_fmt(None if memory is None else memory.lag_seconds, ".1f", " s"),
+            target="< rewardWaitTime + 10 s"
+            + ("" if memory is None else f" ({memory.wait_seconds + 10:g} s)"),
+            passed=None if memory is None else memory.lag_seconds < memory.wait_seconds + 10,
+        )
+    )
     return out
 
 
@@ -648,7 +684,7 @@ def render_markdown(result: BenchResult) -> str:
     if memory is not None:
         lines += [
             "",
-            "## Memory (VmRSS of the banditd process)",
+            "## Memory (VmRSS of the banditd processes) and learning under load",
             "",
             "| run | target req/s | achieved req/s | first | min | max | last | drift | spread |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -656,8 +692,13 @@ def render_markdown(result: BenchResult) -> str:
             f"| {memory.load.ok_per_second:,.0f} | {_mib(memory.first_kib)} "
             f"| {_mib(memory.min_kib)} | {_mib(memory.max_kib)} | {_mib(memory.last_kib)} "
             f"| {100 * memory.drift:+.1f}% | {100 * memory.spread:.1f}% |",
+            "",
+            f"At the end of the load the trainer had learned {memory.cursor:,} joined events, "
+            f"{memory.lag_events:,} due events were not learned yet "
+            f"({_fmt(_percent(memory.learned_share), '.2f', '%')} learned), and the oldest "
+            f"event due to be joined was {memory.lag_seconds:.1f} s old.",
         ]
-    lines += ["", "## Targets (issue 5)", "", "| target | measured | asked | result |"]
+    lines += ["", "## Targets (issues 5 and 18)", "", "| target | measured | asked | result |"]
     lines.append("|---|---:|---:|---|")
     for target in targets(result):
         lines.append(
@@ -788,6 +829,10 @@ def to_json(result: BenchResult) -> dict[str, Any]:
             last_kib=memory.last_kib,
             drift=memory.drift,
             spread=memory.spread,
+            cursor=memory.cursor,
+            lag_events=memory.lag_events,
+            lag_seconds=memory.lag_seconds,
+            learned_share=memory.learned_share,
         )
     data["targets"] = [asdict(t) for t in targets(result)]
     data["budgets"] = [

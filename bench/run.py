@@ -728,6 +728,8 @@ class Bench:
                 samples.append((round(time.monotonic() - started, 2), server.rss_kib()))
                 thread.join(1.0)
             learned = self.learned(server)
+            status = http_json("GET", server.url + "/v1/loop/status?history=false")
+            lag = status["learner"]
         finally:
             server.stop()
         if not outcome:
@@ -739,6 +741,10 @@ class Bench:
             warmup_seconds=max(5.0, 0.1 * options.memory_seconds),
             samples=tuple(samples),
             learned=learned,
+            cursor=int(lag["cursor"]),
+            lag_events=int(lag["lagEvents"]),
+            lag_seconds=float(lag["lagSeconds"]),
+            wait_seconds=1.0,  # DUE_CONFIG's rewardWaitTime
         )
         log(
             f"memory: {outcome[0].ok_per_second:,.0f} req/s (target {target_rate:,.0f}), "
