@@ -25,9 +25,7 @@ class LoopState:
     policy: PolicySettings
 
 
-def ensure_loop_state(
-    store: Store, *, new_seed: int, default_policy: PolicySettings
-) -> LoopState:
+def ensure_loop_state(store: Store, *, new_seed: int, default_policy: PolicySettings) -> LoopState:
     """The stored seed, configuration and policy, each stored first if the store has none.
 
     ``new_seed`` is the seed stored when there is none yet (the caller draws it); a store that
