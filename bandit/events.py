@@ -256,6 +256,19 @@ MOMENT_VECTORS = ("wmax", "sw", "swr", "sww", "swwr", "swwrr")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReportRecord:
+    """The trainer's last report, for edges to serve: who wrote it, when, and what it says.
+
+    ``body`` is the server's encoding of the report (its status document, learner figures and
+    metrics), opaque to the store, as a job record's ``data`` is.
+    """
+
+    at: float
+    holder: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApprenticeRecord:
     """Apprentice mode's persisted state: the totals served as ``latestApprenticeModeMetrics``
     and the running sums that value the learned policy against the baseline."""

@@ -195,6 +195,8 @@ class Learner:
         self._store = store
         self._factory = factory
         self.observer = observer
+        self.last_published: ModelRecord | None = None
+        """What :meth:`publish` last published (None before it has)."""
         self.checkpoint_interval = checkpoint_interval
         self._saved_bytes: tuple[int, int, bytes] | None = None  # (learned, cursor, model)
         checkpoint = store.load_checkpoint()
@@ -302,7 +304,7 @@ class Learner:
 
     def publish(self, now: float, keep: int = 20) -> ModelRecord:
         """Make the learner's current model a new serving version."""
-        return self._store.publish_model(
+        record = self._store.publish_model(
             created_at=now,
             data=self._model_bytes(),
             arguments=self.policy.arguments,
@@ -310,6 +312,8 @@ class Learner:
             cursor=self.cursor,
             keep=keep,
         )
+        self.last_published = record
+        return record
 
 
 class Loop:

@@ -23,6 +23,7 @@ from bandit.events import (
     LoopTime,
     ModelRecord,
     PolicySettings,
+    ReportRecord,
     Reward,
     RewardOutcome,
     StoreCounts,
@@ -60,6 +61,7 @@ class MemoryStore:
         self._watch_settings: WatchSettingsRecord | None = None
         self._times: dict[LoopTime, float] = {}
         self._apprentice: ApprenticeRecord | None = None
+        self._report: ReportRecord | None = None
         self._generation = 0
         self._lease: Lease | None = None
         self._commands: dict[int, Command] = {}  # by generation, in submission order
@@ -247,6 +249,12 @@ class MemoryStore:
 
     def save_apprentice(self, record: ApprenticeRecord) -> None:
         self._apprentice = record
+
+    def load_report(self) -> ReportRecord | None:
+        return self._report
+
+    def save_report(self, record: ReportRecord) -> None:
+        self._report = record
 
     def get_time(self, name: LoopTime) -> float | None:
         return self._times.get(name)

@@ -28,6 +28,7 @@ from bandit.events import (
     LoopTime,
     ModelRecord,
     PolicySettings,
+    ReportRecord,
     Reward,
     StoreCounts,
     WatchSettingsRecord,
@@ -214,6 +215,15 @@ class LoopSettings(Protocol):
     def save_apprentice(self, record: ApprenticeRecord) -> None:
         """Replace apprentice mode's totals and sums. Saved every second or so while learning
         in Apprentice mode, so it leaves the generation alone: edges read it when asked."""
+        ...
+
+    def load_report(self) -> ReportRecord | None:
+        """The trainer's last report, or None before its first."""
+        ...
+
+    def save_report(self, record: ReportRecord) -> None:
+        """Replace the trainer's report (several times a second: the generation is left
+        alone, edges read the report when asked)."""
         ...
 
     def get_time(self, name: LoopTime) -> float | None:

@@ -51,6 +51,8 @@ async def get_status(request: web.Request) -> web.Response:
         "banditd_guardrail_fallback_decisions_total"
     )
     body["guardrail"] = {**body["guardrail"], "fallbackDecisions": int(fallbacks or 0)}
+    # What this edge serves now (it follows the stored guardrail state within its period).
+    body["serving"] = "baseline" if service.fallback is not None else "policy"
     return json_response(body)
 
 

@@ -187,7 +187,7 @@ class CommandRunner:
                 f"({record.arguments!r}); set that policy first."
             )
         observer = self.observer
-        new = await self.control.activate_model(record, observer.restore, observer.run)
+        new = await self.control.activate_model(record, observer.restore)
         await observer.activated(record, new)
         return {
             "version": new.version,

@@ -6,9 +6,10 @@ through the same path as a client's PUT, once the learned policy is confidently 
 baseline (:mod:`bandit.graduation`). Replacing the learner's model with a fresh one (reset,
 policy or settings change, import) restarts that valuation: the evidence was about another model.
 
-Every change runs with the learner thread stopped (:meth:`LoopControl.paused`), so the learner's
-model, cursor and checkpoint change in one piece, and changes are serialised by one lock.
-Replaying logs runs on a thread of its own, never on the event loop.
+Every change to the learner runs on the learner's own thread between two of its steps
+(:meth:`server.trainer.learner.LearnerThread.call`), so the learner's model, cursor and
+checkpoint change in one piece without stopping the thread, and changes are serialised by one
+lock. Replaying logs runs on a thread of its own, never on the event loop.
 
 Retraining (after a change of reward settings, exploration or policy): the model is reset at
 once and serves from a fresh start; meanwhile a fresh policy learns the retained joined events
@@ -28,9 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from bandit import join as rules
@@ -41,7 +41,6 @@ from bandit.graduation import ApprenticeValue
 from bandit.policy import Policy, PolicyFactory
 from policies import DEFAULT_POLICY, make_factory, validate_arguments
 from server.serving import model_archive
-from server.trainer.learner import LearnerThread
 from server.trainer.records import CONFIG_EDITED_KEY, MODEL_CREATED_KEY
 from server.trainer.runtime import Trainer
 
@@ -133,19 +132,14 @@ class LoopControl:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    @asynccontextmanager
-    async def paused(self) -> AsyncIterator[None]:
-        """Stop the learner thread for the duration; start a new one afterwards."""
-        service = self.service
-        thread = service.learner_thread
-        if thread is not None:
-            await asyncio.to_thread(thread.stop)
-        try:
-            yield
-        finally:
-            if thread is not None:
-                service.learner_thread = LearnerThread(service, asyncio.get_running_loop())
-                service.learner_thread.start()
+    async def _on_learner(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the learner's thread between two of its steps (at once on the
+        executor when no learner thread runs), so the model, cursor and checkpoint change in
+        one piece without stopping the thread."""
+        thread = self.service.learner_thread
+        if thread is None or not thread.is_alive():
+            return await self._run(fn, *args)
+        return await asyncio.wrap_future(thread.call(fn, *args))
 
     # -- configuration and policy ------------------------------------------------------------
 
@@ -225,9 +219,8 @@ class LoopControl:
         """Serve and learn from a fresh model; no retrain."""
         async with self._lock:
             self._generation += 1
-            async with self.paused():
-                record, serving, _ = await self._run(self._reset_now)
-                self.service.install(record, serving)
+            record, serving, _ = await self._on_learner(self._reset_now)
+            self.service.install(record, serving)
 
     async def import_model(self, data: bytes) -> None:
         """Verify a signed archive and serve and learn from its model (and its policy)."""
@@ -245,27 +238,19 @@ class LoopControl:
         settings = PolicySettings(name=metadata.name, arguments=metadata.arguments)
         async with self._lock:
             self._generation += 1
-            async with self.paused():
-                service.store.save_policy(settings)
-                service.policy_settings = settings
-                service.factory = factory
-                record, serving = await self._run(self._adopt_now, policy, 0, True)
-                service.install(record, serving)
+            record, serving = await self._on_learner(self._import_now, settings, factory, policy)
+            service.install(record, serving)
 
     async def activate_model(
-        self,
-        record: ModelRecord,
-        restore: Callable[[ModelRecord], tuple[ModelRecord, Policy]],
-        run: Callable[..., Awaitable[tuple[ModelRecord, Policy]]],
+        self, record: ModelRecord, restore: Callable[[ModelRecord], tuple[ModelRecord, Policy]]
     ) -> ModelRecord:
-        """Roll back to ``record``: ``restore`` (the watcher's, run on its thread by ``run``)
+        """Roll back to ``record``: ``restore`` (the watcher's, run on the learner's thread)
         continues learning from it and publishes it as a new version; any retrain in flight is
         abandoned. Returns the new version's record."""
         async with self._lock:
             self._generation += 1
-            async with self.paused():
-                new, serving = await run(restore, record)
-                self.service.install(new, serving)
+            new, serving = await self._on_learner(restore, record)
+            self.service.install(new, serving)
         return new
 
     # -- logs --------------------------------------------------------------------------------
@@ -304,7 +289,7 @@ class LoopControl:
     def _reset_now(
         self, generation: int | None = None
     ) -> tuple[ModelRecord, Policy, PendingRetrain | None]:
-        """Fresh learner model, published (executor thread, learner paused); with
+        """Fresh learner model, published (learner thread, between two steps); with
         ``generation`` the model is owed a retrain up to the cursor, saved with the reset.
 
         Returns the published record, its policy, and the retrain owed (None when there is
@@ -328,7 +313,7 @@ class LoopControl:
         return record, service.factory(record.data), retrain
 
     def _adopt_now(self, policy: Policy, learned: int, fresh: bool) -> tuple[ModelRecord, Policy]:
-        """The learner continues from ``policy``, published (executor thread, learner paused)."""
+        """The learner continues from ``policy``, published (learner thread)."""
         service = self.service
         now = service.clock()
         if fresh:
@@ -339,13 +324,30 @@ class LoopControl:
         record = service.learner.publish(now, service.settings.keep_models)
         return record, service.factory(record.data)
 
+    def _import_now(
+        self, settings: PolicySettings, factory: PolicyFactory, policy: Policy
+    ) -> tuple[ModelRecord, Policy]:
+        """The learner continues from an imported model and its policy (learner thread)."""
+        service = self.service
+        service.store.save_policy(settings)
+        service.policy_settings = settings
+        service.factory = factory
+        return self._adopt_now(policy, 0, True)
+
+    def _finish_retrain(
+        self, policy: Policy, learned: int, cursor: int
+    ) -> tuple[ModelRecord, Policy, int]:
+        """Catch the retrained policy up with the live learner and adopt it (learner thread)."""
+        learned = self._catch_up(policy, learned, cursor)
+        record, serving = self._adopt_now(policy, learned, False)
+        return record, serving, learned
+
     async def _reset_and_retrain(self) -> None:
         """Reset now; retrain from the retained logs in the background (caller holds the lock)."""
         self._generation += 1
         generation = self._generation
-        async with self.paused():
-            record, serving, pending = await self._run(self._reset_now, generation)
-            self.service.install(record, serving)
+        record, serving, pending = await self._on_learner(self._reset_now, generation)
+        self.service.install(record, serving)
         if pending is not None:
             service = self.service
             self._spawn(self._retrain(pending, service.config, service.factory), retrain=True)
@@ -376,11 +378,11 @@ class LoopControl:
         async with self._lock:
             if self._stale(generation):
                 return
-            async with self.paused():
-                policy, learned = replayed
-                learned = await self._run(self._catch_up, policy, learned, cursor)
-                record, serving = await self._run(self._adopt_now, policy, learned, False)
-                self.service.install(record, serving)
+            policy, learned = replayed
+            record, serving, learned = await self._on_learner(
+                self._finish_retrain, policy, learned, cursor
+            )
+            self.service.install(record, serving)
         log.info("retrained model v%d from %d logged events", record.version, learned)
 
     def _replay(
@@ -424,7 +426,7 @@ class LoopControl:
         return policy, learned
 
     def _catch_up(self, policy: Policy, learned: int, cursor: int) -> int:
-        """Learn what the live learner learned after ``cursor`` (executor thread, paused)."""
+        """Learn what the live learner learned after ``cursor`` (learner thread)."""
         service = self.service
         target = service.learner.cursor
         learn = service.config.learning_mode is not LearningMode.LOGGING_ONLY

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from concurrent.futures import Future
+from typing import Any, Protocol, TypeVar
 
 from bandit.config import ServiceConfiguration
 from bandit.errors import ServiceUnavailable
@@ -22,6 +24,8 @@ from server.entry.settings import Settings
 from server.trainer.metrics import TrainerMetrics
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Published(Protocol):
@@ -63,7 +67,9 @@ class LearnerThread(threading.Thread):
     """Joins, learns and publishes in the background until stopped.
 
     Works in batches of ``settings.learn_batch``; sleeps ``learn_interval`` when idle. Publishes
-    when ``modelExportFrequency`` has passed and something new was learned.
+    when ``modelExportFrequency`` has passed and something new was learned. Changes to the
+    learner (a reset, an adopted model, a rollback) are handed to it with :meth:`call` and
+    carried out on this thread between two steps, so the thread is never stopped for them.
     """
 
     def __init__(self, service: LearnerHost, loop: asyncio.AbstractEventLoop) -> None:
@@ -71,6 +77,8 @@ class LearnerThread(threading.Thread):
         self._service = service
         self._loop = loop
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
         self._publications = Schedule(
             at=service.serving.created_at, progress=service.learner.learned_count
         )
@@ -81,12 +89,66 @@ class LearnerThread(threading.Thread):
     def stop(self) -> None:
         """Ask the thread to finish its batch and exit; waits for it."""
         self._stopping.set()
+        self._wake.set()
         self.join()
+        self._run_calls()  # handed over while it was stopping: carried out all the same
+
+    def call(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``fn(*args)`` on this thread between two steps; its future holds the outcome.
+
+        A thread that is not running (not started yet, or stopped) runs it at once, on the
+        caller's thread: nothing else is learning then.
+        """
+        future: Future[T] = Future()
+        if not self.is_alive():
+            self._carry_out(lambda: fn(*args), future)
+            return future
+        self._calls.put((lambda: fn(*args), future))
+        self._wake.set()
+        if not self.is_alive():  # stopped meanwhile: whoever comes first carries it out
+            self._run_calls()
+        return future
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                work, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            self._carry_out(work, future)
+
+    def _carry_out(self, work: Callable[[], Any], future: Future[Any]) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        if not self._service.holds_lease():
+            future.set_exception(ServiceUnavailable("this trainer no longer holds the lease"))
+            return
+        try:
+            result = work()
+        except BaseException as exc:
+            future.set_exception(exc)
+            return
+        published = self._service.learner.last_published
+        if published is not None:  # the change published: the schedule starts from it
+            self._publications.done(published.created_at, published.learned_count)
+        future.set_result(result)
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when a call or a stop comes in."""
+        if self._wake.wait(seconds):
+            self._wake.clear()
 
     def run(self) -> None:
+        try:
+            self._learn()
+        finally:
+            self._run_calls()  # what came in as it stopped (refused if the lease is gone)
+
+    def _learn(self) -> None:
         service = self._service
         settings = service.settings
         while not self._stopping.is_set():
+            self._run_calls()
             if not service.holds_lease():
                 log.error("the trainer lease may have passed to another trainer; not learning")
                 return  # and no final checkpoint: the new holder's must stand
@@ -109,11 +171,11 @@ class LearnerThread(threading.Thread):
                 busy = False
             self.backlogged = busy
             if not busy:
-                self._stopping.wait(settings.learn_interval)
+                self._sleep(settings.learn_interval)
             elif loaded:
                 # Under request load, hold the learner to its share of the (GIL-bound) process
                 # so ranking keeps its throughput; it catches up at full speed when load drops.
-                self._stopping.wait(service.yield_time(time.monotonic() - started, 2 / 3))
+                self._sleep(service.yield_time(time.monotonic() - started, 2 / 3))
         if not service.holds_lease():
             return
         try:

@@ -203,8 +203,8 @@ class LoopObserver:
         return scores
 
     def restore(self, record: ModelRecord) -> tuple[ModelRecord, Policy]:
-        """Continue learning from ``record`` and publish it as a new version (learner paused,
-        worker thread). Returns the new record and a serving instance of it."""
+        """Continue learning from ``record`` and publish it as a new version (on the learner's
+        thread, between two steps). Returns the new record and a serving instance of it."""
         service = self.service
         now = service.clock()
         service.learner.adopt(service.factory(record.data), record.learned_count, now)

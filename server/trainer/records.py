@@ -12,11 +12,10 @@ from typing import Any
 
 import msgspec
 
-from bandit.events import LoopTime
+from bandit.events import LoopTime, ReportRecord
 from bandit.guardrail import GuardrailState
 from bandit.store import LoopSettings, ModelRegistry
 
-REPORT_KEY = "trainer_report"
 MODEL_CREATED_KEY = LoopTime.MODEL_CREATED
 CONFIG_EDITED_KEY = LoopTime.CONFIG_EDITED
 
@@ -40,17 +39,18 @@ class TrainerReport(msgspec.Struct, frozen=True, kw_only=True):
 
 def save_report(store: LoopSettings, report: TrainerReport) -> None:
     """Replace the stored report."""
-    store.set_meta(REPORT_KEY, msgspec.json.encode(report).decode())
+    body = msgspec.json.encode(report)
+    store.save_report(ReportRecord(at=report.at, holder=report.holder, body=body))
 
 
 def load_report(store: LoopSettings) -> TrainerReport | None:
     """The last report a trainer stored, or None (none yet, or unreadable)."""
-    text = store.get_meta(REPORT_KEY)
-    if not text:
+    record = store.load_report()
+    if record is None:
         return None
     try:
-        return msgspec.json.decode(text, type=TrainerReport)
-    except msgspec.ValidationError:
+        return msgspec.json.decode(record.body, type=TrainerReport)
+    except msgspec.DecodeError:
         return None
 
 

@@ -537,6 +537,17 @@ def _old_json(text: str | None) -> Any:
         return None
 
 
+def add_trainer_report(db: Database) -> None:
+    """Version 7: ``trainer_report``, one row: the trainer's last report for edges (when, by
+    whom, and its body); it was ``meta.trainer_report``, JSON, which is dropped (the trainer
+    writes a new one within a second of starting)."""
+    db.execute(
+        "CREATE TABLE trainer_report (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL, "
+        "holder TEXT NOT NULL, body BLOB NOT NULL)"
+    )
+    db.execute("DELETE FROM meta WHERE key = 'trainer_report'")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     create_initial_schema,
     add_jobs_and_log_deletion,
@@ -544,5 +555,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     add_pending_retrain,
     add_lease_commands_and_generation,
     add_typed_records,
+    add_trainer_report,
 )
 """Applied in order; a file's ``PRAGMA user_version`` counts how many it has."""

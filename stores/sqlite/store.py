@@ -38,6 +38,7 @@ from bandit.events import (
     LoopTime,
     ModelRecord,
     PolicySettings,
+    ReportRecord,
     Reward,
     StoreCounts,
     WatchSettingsRecord,
@@ -319,6 +320,21 @@ class SQLiteStore(SQLiteConnections):
     def save_apprentice(self, record: ApprenticeRecord) -> None:
         with self._write() as db:
             db.execute(rows.APPRENTICE_SAVE, rows.apprentice_params(record))
+
+    def load_report(self) -> ReportRecord | None:
+        row = self._first("SELECT at, holder, body FROM trainer_report WHERE id = 1")
+        if row is None:
+            return None
+        return ReportRecord(at=float(row["at"]), holder=str(row["holder"]), body=bytes(row["body"]))
+
+    def save_report(self, record: ReportRecord) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO trainer_report (id, at, holder, body) VALUES (1, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET at = excluded.at, holder = excluded.holder, "
+                "body = excluded.body",
+                [record.at, record.holder, record.body],
+            )
 
     def get_time(self, name: LoopTime) -> float | None:
         row = self._first("SELECT at FROM times WHERE name = ?", [name.value])

@@ -13,6 +13,7 @@ from bandit.events import (
     ImitationCounts,
     LoopTime,
     PolicySettings,
+    ReportRecord,
     WatchSettingsRecord,
 )
 from bandit.graduation import ApprenticeEvaluation
@@ -145,3 +146,17 @@ def test_apprentice_totals_and_running_sums_round_trip(store: LoopSettings) -> N
     assert loaded is not None
     restored = ApprenticeEvaluation.from_sums(loaded.evaluation).value(100)
     assert restored == evaluation.value(100)
+
+
+def test_the_trainer_report_round_trips_and_leaves_the_generation_alone(
+    store: LoopSettings,
+) -> None:
+    assert store.load_report() is None
+    before = store.generation()  # type: ignore[attr-defined]
+    first = ReportRecord(at=T0, holder="host:1", body=b'{"cursor": 3}')
+    store.save_report(first)
+    assert store.load_report() == first
+    second = ReportRecord(at=T0 + 0.5, holder="host:2", body=b"\x00\xff binary is fine")
+    store.save_report(second)
+    assert store.load_report() == second
+    assert store.generation() == before  # type: ignore[attr-defined]
