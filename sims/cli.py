@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bandit.errors import BanditError
 from sims.evaluation import ESTIMATORS, estimate, read_logs, replay, write_logs
 from sims.presets import PRESETS, PolicySpec, parse_policy
 from sims.report import summarize, summary_dicts, text_table, write_results
@@ -81,6 +82,7 @@ def simulate_main(argv: list[str]) -> int:
     results = sweep(jobs, workers=args.workers, progress=not args.no_progress)
     paths = {k: str(v) for k, v in write_results(results, args.out).items()}
     if not args.no_plots:
+        # matplotlib loads only when plots are drawn (it costs a second of start-up).
         from sims.plots import plot_comparison, plot_regret, plot_rewards
 
         paths["reward_png"] = str(plot_rewards(results, args.out / "reward.png", args.window))
@@ -141,8 +143,6 @@ def evaluate_parser() -> argparse.ArgumentParser:
 
 def evaluate_main(argv: list[str]) -> int:
     """Entry point of ``banditd evaluate``; returns the exit status."""
-    from bandit.errors import BanditError
-
     args = evaluate_parser().parse_args(argv)
     try:
         events = read_logs(args.logs)
