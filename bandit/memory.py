@@ -364,6 +364,19 @@ class MemoryStore:
         pending = (c for g, c in self._commands.items() if g > after and c.state == "pending")
         return list(itertools.islice(pending, max(limit, 0)))
 
+    def fail_claimed(self, *, now: float, error_code: str, error_message: str) -> int:
+        claimed = [g for g, c in self._commands.items() if c.state == "claimed"]
+        for generation in claimed:
+            self._move(
+                generation,
+                "claimed",
+                state="failed",
+                finished_at=now,
+                error_code=error_code,
+                error_message=error_message,
+            )
+        return len(claimed)
+
     # -- logs, retention and jobs ------------------------------------------------------------
 
     def joined_between(

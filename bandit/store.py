@@ -394,6 +394,11 @@ class ControlChannel(Protocol):
         """Pending commands with generation > ``after``, oldest first, at most ``limit``."""
         ...
 
+    def fail_claimed(self, *, now: float, error_code: str, error_message: str) -> int:
+        """``claimed`` -> ``failed`` for every command still claimed; how many. A trainer that
+        has just taken the lease calls it: whoever claimed those stopped before finishing."""
+        ...
+
 
 class LearnerStore(EventLog, LearnerState, ModelRegistry, Protocol):
     """What the loop's learner uses: the joined events it learns, its checkpoint, and the

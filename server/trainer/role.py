@@ -79,7 +79,18 @@ class TrainerRole:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Start learning, watching, commands, jobs and reports."""
+        """Start learning, watching, commands, jobs and reports; fail the commands a trainer
+        before this one claimed and did not finish (their edges get the failure)."""
+        abandoned = await asyncio.to_thread(
+            lambda: self.store.fail_claimed(
+                now=self.trainer.clock(),
+                error_code="ServiceUnavailable",
+                error_message="the trainer that took this change stopped before finishing it; "
+                "check the state it left and make the change again if it is not there.",
+            )
+        )
+        if abandoned:
+            log.warning("failed %d commands a stopped trainer had not finished", abandoned)
         await self.trainer.start()
         self.control.start()
         self.observer.start()

@@ -440,6 +440,15 @@ class SQLiteStore(SQLiteConnections):
         with self._use() as db:
             return coordination.get_command(db, generation)
 
+    def fail_claimed(self, *, now: float, error_code: str, error_message: str) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE commands SET state = 'failed', finished_at = ?, error_code = ?, "
+                "error_message = ? WHERE state = 'claimed'",
+                [now, error_code, error_message],
+            )
+            return int(cursor.rowcount)
+
     def pending_commands(self, after: int, limit: int) -> list[Command]:
         if limit <= 0:
             return []

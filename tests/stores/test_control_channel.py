@@ -168,3 +168,20 @@ def test_a_command_is_claimed_once_across_handles(views: tuple[Store, Store]) ->
     assert [n for n, claimed in claims if claimed] == numbers  # each exactly once
     second.finish_command(numbers[0], now=T0 + 11)
     assert first.get_command(numbers[0]).state == "done"  # type: ignore[union-attr]
+
+
+def test_commands_left_claimed_are_failed_by_the_next_trainer(store: Store) -> None:
+    pending = store.submit_command("reset_model", b"", T0)
+    claimed = store.submit_command("configure", b"{}", T0)
+    done = store.submit_command("delete_logs", b"", T0)
+    assert store.claim_command(claimed, T0) and store.claim_command(done, T0)
+    store.finish_command(done, now=T0 + 1)
+    assert (
+        store.fail_claimed(now=T0 + 2, error_code="ServiceUnavailable", error_message="gone") == 1
+    )
+    failed = store.get_command(claimed)
+    assert failed is not None and (failed.state, failed.finished_at) == ("failed", T0 + 2)
+    assert (failed.error_code, failed.error_message) == ("ServiceUnavailable", "gone")
+    assert [c.generation for c in store.pending_commands(0, 10)] == [pending]
+    assert store.get_command(done).state == "done"  # type: ignore[union-attr]
+    assert store.fail_claimed(now=T0 + 3, error_code="X", error_message="y") == 0
