@@ -146,6 +146,11 @@ class ServiceUnavailable(BanditError):
     code = "ServiceUnavailable"
 
 
+class LeaseLost(ServiceUnavailable):
+    """Another trainer holds the store's lease now: a fenced handle refuses the learner's
+    writes (joins, checkpoints, publications), and the trainer that held it must stop."""
+
+
 class StoreUnavailable(ServiceUnavailable):
     """The store cannot take a write now: the disk is full or failing, or another process
     holds the database's lock past the wait allowed. Nothing of the operation was written;

@@ -10,6 +10,7 @@ from typing import Any
 
 from bandit import join as rules
 from bandit.config import ServiceConfiguration
+from bandit.errors import LeaseLost
 from bandit.events import (
     ActivationOutcome,
     ApprenticeRecord,
@@ -62,6 +63,7 @@ class MemoryStore:
         self._times: dict[LoopTime, float] = {}
         self._apprentice: ApprenticeRecord | None = None
         self._report: ReportRecord | None = None
+        self._fence: str | None = None
         self._generation = 0
         self._lease: Lease | None = None
         self._commands: dict[int, Command] = {}  # by generation, in submission order
@@ -144,6 +146,7 @@ class MemoryStore:
         return out
 
     def append_joined(self, events: list[JoinedEvent]) -> list[JoinedEvent]:
+        self._check_fence()
         appended = []
         done: set[str] = set()
         for e in events:
@@ -176,6 +179,7 @@ class MemoryStore:
         return self._checkpoint
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._check_fence()
         self._checkpoint = checkpoint
 
     def publish_model(
@@ -188,6 +192,7 @@ class MemoryStore:
         cursor: int,
         keep: int,
     ) -> ModelRecord:
+        self._check_fence()
         record = ModelRecord(
             version=self._next_version,
             created_at=created_at,
@@ -307,6 +312,13 @@ class MemoryStore:
     def lease(self, now: float) -> Lease | None:
         lease = self._lease
         return lease if lease is not None and lease.expires_at > now else None
+
+    def fence(self, holder: str | None) -> None:
+        self._fence = holder
+
+    def _check_fence(self) -> None:
+        if self._fence is not None and (self._lease is None or self._lease.holder != self._fence):
+            raise LeaseLost(f"the trainer lease is no longer held by {self._fence}")
 
     def generation(self) -> int:
         return self._generation

@@ -338,6 +338,15 @@ class TrainerLease(Protocol):
         """The unexpired lease at ``now``, or None."""
         ...
 
+    def fence(self, holder: str | None) -> None:
+        """From now on, refuse this handle's learner writes (:meth:`EventLog.append_joined`,
+        :meth:`LearnerState.save_checkpoint`, :meth:`ModelRegistry.publish_model`) with
+        :class:`bandit.errors.LeaseLost` unless the lease's holder is ``holder`` when they are
+        made (checked in their own transaction); ``None`` lifts the fence. A trainer fences its
+        handle once it holds the lease, so a trainer that stalled while a standby took over
+        cannot write over the new holder's learning. Other writes are not fenced."""
+        ...
+
 
 class ControlChannel(Protocol):
     """How edges and the trainer meet: a generation number and a queue of admin commands.

@@ -87,6 +87,7 @@ def create_app(
         holder, now = holder_name(), time.time()
         if not store.acquire_lease(holder, now, settings.lease_ttl):
             raise StartupError("another trainer holds this store's lease")
+        store.fence(holder)
         trainer = TrainerRole(
             settings,
             store,

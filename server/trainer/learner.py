@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
 from bandit.config import ServiceConfiguration
-from bandit.errors import ServiceUnavailable
+from bandit.errors import LeaseLost, ServiceUnavailable
 from bandit.events import ModelRecord
 from bandit.loop import Learner, Schedule
 from bandit.policy import Policy, PolicyFactory
@@ -83,6 +83,7 @@ class LearnerThread(threading.Thread):
             at=service.serving.created_at, progress=service.learner.learned_count
         )
         self.failures = 0
+        self._lost = False
         self.backlogged = False
         """Whether the last round found more work waiting (the watcher defers to a backlog)."""
 
@@ -157,6 +158,10 @@ class LearnerThread(threading.Thread):
             limit = min(settings.learn_batch, LOADED_BATCH) if loaded else settings.learn_batch
             try:
                 busy = self.tick(limit)
+            except LeaseLost as exc:
+                log.error("%s; not learning", exc.message)
+                self._lost = True
+                return  # and no final checkpoint: the new holder's must stand
             except ServiceUnavailable as exc:
                 # A full disk or a locked database: nothing was lost (the cursor and the
                 # checkpoint move together); wait and try the same step again.
@@ -176,7 +181,7 @@ class LearnerThread(threading.Thread):
                 # Under request load, hold the learner to its share of the (GIL-bound) process
                 # so ranking keeps its throughput; it catches up at full speed when load drops.
                 self._sleep(service.yield_time(time.monotonic() - started, 2 / 3))
-        if not service.holds_lease():
+        if self._lost or not service.holds_lease():
             return
         try:
             service.learner.checkpoint(service.clock())

@@ -118,7 +118,8 @@ class TrainerRole:
         await self.control.close()
         await self.observer.close()
         await self.trainer.stop()
-        await asyncio.to_thread(self.write_report)
+        if self.trainer.holds_lease():  # a trainer that lost it leaves the new one's report
+            await asyncio.to_thread(self.write_report)
 
     async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
         while True:
@@ -218,6 +219,7 @@ async def run_trainer(settings: Settings, store: Store, stop: asyncio.Event) -> 
     try:
         if not await hold_lease(store, holder, settings, stop):
             return 0
+        store.fence(holder)  # from here the store refuses our learner writes if we lose it
         role = TrainerRole(settings, store, holder=holder)
         role.trainer.lease_until = time.time() + settings.lease_ttl
         await role.start()

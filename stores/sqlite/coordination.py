@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
+from bandit.errors import LeaseLost
 from bandit.events import Command, Lease
 from stores.sqlite import rows
 from stores.sqlite.connection import select
@@ -34,6 +35,16 @@ def acquire_lease(db: Database, holder: str, now: float, ttl: float) -> bool:
     """Take or renew the lease for ``holder`` until ``now + ttl``; whether it now holds it."""
     params = {"holder": holder, "now": now, "expires": now + ttl}
     return bool(db.conn.execute(_ACQUIRE, params).fetchall())
+
+
+def check_fence(db: Database, holder: str | None) -> None:
+    """Raise :class:`bandit.errors.LeaseLost` unless ``holder`` (None: no fence) holds the
+    lease row, inside the caller's write transaction."""
+    if holder is None:
+        return
+    row = db.conn.execute("SELECT holder FROM lease WHERE id = 1").fetchone()
+    if row is None or row[0] != holder:
+        raise LeaseLost(f"the trainer lease is no longer held by {holder}")
 
 
 def release_lease(db: Database, holder: str) -> None:

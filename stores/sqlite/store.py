@@ -109,6 +109,7 @@ class SQLiteStore(SQLiteConnections):
             background_checkpoint=background_checkpoint,
             lock_timeout=lock_timeout,
         )
+        self._fence: str | None = None
 
     def failing_writes(self) -> str | None:
         return self.write_failure
@@ -153,6 +154,7 @@ class SQLiteStore(SQLiteConnections):
         # No fsync of its own (module docstring, durability).
         appended: list[JoinedEvent] = []
         with self._write(deferred_sync=True) as db:
+            coordination.check_fence(db, self._fence)
             for start in range(0, len(events), _JOIN_CHUNK):
                 appended += logs.append_joined(db, events[start : start + _JOIN_CHUNK])
         return appended
@@ -183,6 +185,7 @@ class SQLiteStore(SQLiteConnections):
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         # No fsync of its own (module docstring, durability).
         with self._write(deferred_sync=True) as db:
+            coordination.check_fence(db, self._fence)
             retrain = checkpoint.retrain
             db.execute(
                 "INSERT OR REPLACE INTO checkpoint "
@@ -214,6 +217,7 @@ class SQLiteStore(SQLiteConnections):
         keep: int,
     ) -> ModelRecord:
         with self._write() as db:
+            coordination.check_fence(db, self._fence)
             inserted = db.execute(
                 "INSERT INTO models (created_at, data, arguments, learned_count, cursor) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -390,6 +394,9 @@ class SQLiteStore(SQLiteConnections):
     def release_lease(self, holder: str) -> None:
         with self._write() as db:
             coordination.release_lease(db, holder)
+
+    def fence(self, holder: str | None) -> None:
+        self._fence = holder
 
     def lease(self, now: float) -> Lease | None:
         with self._use() as db:

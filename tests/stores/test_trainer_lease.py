@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from bandit.events import Lease
+from dataclasses import replace
+
+import pytest
+
+from bandit.errors import LeaseLost
+from bandit.events import Checkpoint, Lease
 from bandit.store import Store, TrainerLease
-from tests.stores.conftest import T0
+from tests.stores.conftest import T0, decision, joined
 
 TTL = 10.0
 
@@ -66,3 +71,30 @@ def test_a_lease_held_through_one_handle_is_refused_through_another(
     assert first.lease(T0 + 5 + TTL) == Lease(
         holder="trainer-2", acquired_at=T0 + 5 + TTL, expires_at=T0 + 5 + 2 * TTL
     )
+
+
+def test_a_fenced_handle_refuses_learner_writes_once_another_holder_took_the_lease(
+    views: tuple[Store, Store],
+) -> None:
+    stale, new = views
+    checkpoint = Checkpoint(model=b"m", arguments="-q ::", cursor=0, learned_count=0, updated_at=T0)
+    model = {"created_at": T0, "data": b"m", "arguments": "-q ::", "learned_count": 0}
+    assert stale.acquire_lease("a", T0, TTL)
+    stale.fence("a")
+    stale.save_checkpoint(checkpoint)  # held: allowed
+    assert stale.publish_model(**model, cursor=0, keep=5).version == 1
+    assert stale.append_joined([]) == []
+    # "a" stalls past its expiry; a standby takes the lease through another handle.
+    assert new.acquire_lease("b", T0 + TTL, TTL)
+    for write in (
+        lambda: stale.save_checkpoint(replace(checkpoint, cursor=5)),
+        lambda: stale.publish_model(**model, cursor=5, keep=5),
+        lambda: stale.append_joined([joined(decision("late"))]),
+    ):
+        with pytest.raises(LeaseLost):
+            write()
+    assert new.load_checkpoint() == checkpoint and len(new.list_models()) == 1  # nothing landed
+    new.fence("b")  # the new holder fences its own handle, and writes
+    new.save_checkpoint(replace(checkpoint, cursor=1))
+    stale.fence(None)
+    stale.save_checkpoint(replace(checkpoint, cursor=2))  # the fence lifted
