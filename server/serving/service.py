@@ -148,26 +148,26 @@ class Service:
                 log.exception("refreshing the edge's cache from the store failed; retrying")
 
     async def refresh(self) -> None:
-        """Bring the cache up to date with the store (a store read or two when nothing changed).
-
-        The guardrail state is read on every call; the rest when the store's generation moved.
-        """
+        """Bring the cache up to date with the store: one read when nothing changed, the cached
+        records again when the store's generation moved (every save of them moves it)."""
         async with self._refreshing:
-            generation, tripped = await asyncio.to_thread(self._poll)
+            generation = await asyncio.to_thread(self.store.generation)
             if generation != self.generation:
                 await self._reload(generation)
-            self.fallback = self._baseline if tripped else None
-
-    def _poll(self) -> tuple[int, bool]:
-        return self.store.generation(), guardrail_tripped(self.store)
 
     async def _reload(self, generation: int) -> None:
         store = self.store
-        config, policy, latest = await asyncio.to_thread(
-            lambda: (store.load_config(), store.load_policy(), store.latest_model())
+        config, policy, latest, tripped = await asyncio.to_thread(
+            lambda: (
+                store.load_config(),
+                store.load_policy(),
+                store.latest_model(),
+                guardrail_tripped(store),
+            )
         )
         if config is None or policy is None or latest is None:
             return
+        self.fallback = self._baseline if tripped else None
         rebuild = (
             policy.arguments != self.policy_settings.arguments
             or config.exploration_percentage != self.config.exploration_percentage
@@ -249,7 +249,8 @@ class Service:
     def under_load(self) -> bool:
         """Whether requests arrive at ``busy_requests_per_second`` or more (over ~0.2 s).
 
-        Read by the learner and the watcher threads; a stale answer only shifts when they yield.
+        Read by the learner and the watcher threads of a trainer in the same process
+        (``--role all``); a stale answer only shifts when they yield.
         """
         seen, at, loaded = self._load
         now = time.monotonic()
@@ -258,15 +259,6 @@ class Service:
             loaded = (count - seen) / (now - at) >= self.settings.busy_requests_per_second
             self._load = (count, now, loaded)
         return loaded
-
-    def yield_time(self, worked: float, part: float = 1.0) -> float:
-        """Seconds background work should pause after ``worked`` seconds, under load.
-
-        ``part`` is the fraction of ``learn_share_under_load`` this worker may use; the learner
-        and the watcher split it (2/3 and 1/3), so together they stay within the share.
-        """
-        share = self.settings.learn_share_under_load * part
-        return worked * (1.0 - share) / share
 
     def refresh_metrics(self) -> str:
         """Bring the store-derived gauges up to date; returns the text exposition of the
