@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,23 +134,7 @@ class BanditServer:
     async def wait_healthy(self, http: aiohttp.ClientSession) -> dict[str, Any]:
         """Poll ``/healthz`` until it answers 200 (or fail, quoting the server's log)."""
         assert self.proc is not None
-        deadline = time.monotonic() + HEALTH_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"banditd exited with {self.proc.returncode} while starting:\n{self.log_tail()}"
-                )
-            try:
-                async with http.get(
-                    f"{self.url}/healthz", timeout=aiohttp.ClientTimeout(total=2)
-                ) as response:
-                    if response.status == 200:
-                        health: dict[str, Any] = await response.json()
-                        return health
-            except NO_ACK:
-                pass
-            await asyncio.sleep(0.1)
-        pytest.fail(f"banditd did not become healthy in {HEALTH_TIMEOUT} s:\n{self.log_tail()}")
+        return await until_healthy(http, self.url, self.proc, self.log_tail)
 
     def kill(self) -> None:
         """SIGKILL the server's process group and reap it."""
@@ -171,6 +155,32 @@ class BanditServer:
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail(f"banditd did not exit within {STOP_TIMEOUT} s of SIGTERM")
+
+
+async def until_healthy(
+    http: aiohttp.ClientSession,
+    url: str,
+    proc: subprocess.Popen[bytes],
+    tail: Callable[[], str],
+    name: str = "banditd",
+) -> dict[str, Any]:
+    """Poll ``url``'s ``/healthz`` until it answers 200 and return its body; fail, quoting
+    ``tail()`` (the process's log), if ``proc`` exits or ``HEALTH_TIMEOUT`` passes first."""
+    deadline = time.monotonic() + HEALTH_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{name} exited with {proc.returncode} while starting:\n{tail()}")
+        try:
+            async with http.get(
+                f"{url}/healthz", timeout=aiohttp.ClientTimeout(total=2)
+            ) as response:
+                if response.status == 200:
+                    health: dict[str, Any] = await response.json()
+                    return health
+        except NO_ACK:
+            pass
+        await asyncio.sleep(0.1)
+    pytest.fail(f"{name} did not become healthy in {HEALTH_TIMEOUT} s:\n{tail()}")
 
 
 @pytest.fixture

@@ -34,7 +34,6 @@ import pytest
 
 from stores.sqlite.store import SQLiteStore
 from tests.e2e.conftest import (
-    HEALTH_TIMEOUT,
     HOST,
     LEARN_INTERVAL,
     NO_ACK,
@@ -45,6 +44,7 @@ from tests.e2e.conftest import (
     free_port,
     get_json,
     round_rng,
+    until_healthy,
 )
 
 pytestmark = pytest.mark.slow
@@ -140,18 +140,6 @@ def settings_file(path: Path) -> Path:
     return path
 
 
-async def wait_healthy(http: aiohttp.ClientSession, url: str, process: Process) -> None:
-    deadline = time.monotonic() + HEALTH_TIMEOUT
-    while time.monotonic() < deadline:
-        assert process.alive(), f"{process.name} exited:\n{process.tail()}"
-        with contextlib.suppress(*NO_ACK):
-            async with http.get(f"{url}/healthz") as response:
-                if response.status == 200:
-                    return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"{process.name} did not become healthy:\n{process.tail()}")
-
-
 async def watch_versions(
     http: aiohttp.ClientSession, edges: dict[str, str], seen: list[Sighting], stop: asyncio.Event
 ) -> None:
@@ -219,7 +207,8 @@ async def test_two_edges_and_a_standby_trainer_share_nothing_but_the_store(tmp_p
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             for name, edge in edges.items():
-                await wait_healthy(http, urls[name], edge)
+                assert edge.proc is not None
+                await until_healthy(http, urls[name], edge.proc, edge.tail, edge.name)
             trainers[1].start()  # the standby: the lease is held
             await asyncio.sleep(0.5)
             active = (await get_json(http, f"{urls['A']}/healthz"))["learner"]["trainer"]

@@ -20,7 +20,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import HEALTH_TIMEOUT, HOST, NO_ACK, ROOT, STOP_TIMEOUT, free_port
+from tests.e2e.conftest import (
+    HEALTH_TIMEOUT,
+    HOST,
+    NO_ACK,
+    ROOT,
+    STOP_TIMEOUT,
+    free_port,
+    until_healthy,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -96,16 +104,10 @@ async def serving_edges(url: str, tries: int) -> set[int]:
 
 
 async def wait_answering(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + HEALTH_TIMEOUT
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-            with contextlib.suppress(*NO_ACK):
-                async with http.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    pytest.fail(f"the supervised edges did not answer:\n{log.read_text(errors='replace')[-3000:]}")
+    async with aiohttp.ClientSession() as http:
+        await until_healthy(
+            http, url, proc, lambda: log.read_text(errors="replace")[-3000:], "the supervisor"
+        )
 
 
 async def test_two_edges_share_the_port_a_killed_edge_is_restarted_and_sigterm_stops_all(
