@@ -29,10 +29,8 @@ class TrainerReport(msgspec.Struct, frozen=True, kw_only=True):
     cursor: int
     learned_count: int
     failures: int
-    model_version: int
     status: dict[str, Any]
     versions: dict[str, Any]
-    apprentice: dict[str, Any] | None
     watch: dict[str, Any]
     metrics: str
 

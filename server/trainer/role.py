@@ -154,12 +154,8 @@ class TrainerRole:
                 cursor=trainer.learner.cursor,
                 learned_count=trainer.learner.learned_count,
                 failures=thread.failures if thread else 0,
-                model_version=trainer.serving.version,
                 status=status_body(self.observer, counts, now),
                 versions=served,
-                apprentice=trainer.apprentice.to_wire(
-                    trainer.config.apprentice_graduation_min_events
-                ),
                 watch=watch_to_wire(self.observer.settings),
                 metrics=trainer.metrics.render().decode(),
             ),
