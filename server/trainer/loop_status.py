@@ -121,8 +121,9 @@ def history_body(points: tuple[Point, ...]) -> dict[str, list[Any]]:
 
 def status_body(observer: LoopObserver, counts: StoreCounts, now: float) -> dict[str, Any]:
     """The whole ``/v1/loop/status`` document as the trainer sees it at ``now`` (``counts``
-    read from the store just before). Edges serve it from the trainer's report, with their own
-    ``fallbackDecisions`` (each edge counts the decisions it served by the baseline)."""
+    read from the store just before). Edges serve it from the trainer's report and add their own
+    ``guardrail.fallbackDecisions`` (each edge counts the decisions it served by the baseline)
+    and ``serving`` (what the edge serves now)."""
     service = observer.service
     report: Report = observer.report
     settings = observer.settings
@@ -149,7 +150,6 @@ def status_body(observer: LoopObserver, counts: StoreCounts, now: float) -> dict
             "minEvents": settings.guardrail.min_events,
             "trips": report.trips,
             "recoveries": report.recoveries,
-            "fallbackDecisions": 0,
             "history": [transition_body(t) for t in reversed(report.transitions)],
         },
         "drift": {
