@@ -105,6 +105,15 @@ class Reward:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StoredReward:
+    """A reward as a store holds it: the report and whether it came after its window closed
+    (what :class:`bandit.store.LoopCopy` moves between stores)."""
+
+    reward: Reward
+    late: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Activation:
     """An activate call: the event's reward window opens at ``at`` and lasts ``wait`` seconds."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,6 +66,7 @@ class MemoryStore:
         self._report: ReportRecord | None = None
         self._fence: str | None = None
         self._generation = 0
+        self._watchers: list[Callable[[], None]] = []
         self._lease: Lease | None = None
         self._commands: dict[int, Command] = {}  # by generation, in submission order
         self._rewards = 0
@@ -201,7 +203,7 @@ class MemoryStore:
             learned_count=learned_count,
             cursor=cursor,
         )
-        self._generation += 1
+        self._bump()
         self._next_version += 1
         self._models.append(record)
         del self._models[:-keep]
@@ -226,28 +228,28 @@ class MemoryStore:
 
     def save_config(self, config: ServiceConfiguration) -> None:
         self._config = config
-        self._generation += 1
+        self._bump()
 
     def load_policy(self) -> PolicySettings | None:
         return self._policy
 
     def save_policy(self, policy: PolicySettings) -> None:
         self._policy = policy
-        self._generation += 1
+        self._bump()
 
     def load_guardrail(self) -> GuardrailRecord | None:
         return self._guardrail
 
     def save_guardrail(self, record: GuardrailRecord) -> None:
         self._guardrail = record
-        self._generation += 1
+        self._bump()
 
     def load_watch_settings(self) -> WatchSettingsRecord | None:
         return self._watch_settings
 
     def save_watch_settings(self, record: WatchSettingsRecord) -> None:
         self._watch_settings = record
-        self._generation += 1
+        self._bump()
 
     def load_apprentice(self) -> ApprenticeRecord | None:
         return self._apprentice
@@ -313,6 +315,9 @@ class MemoryStore:
         lease = self._lease
         return lease if lease is not None and lease.expires_at > now else None
 
+    def wait_lease(self, timeout: float) -> bool:
+        return False  # one process: nothing to wait for
+
     def fence(self, holder: str | None) -> None:
         self._fence = holder
 
@@ -323,8 +328,16 @@ class MemoryStore:
     def generation(self) -> int:
         return self._generation
 
-    def submit_command(self, kind: str, payload: bytes, now: float) -> int:
+    def _bump(self) -> None:
         self._generation += 1
+        for notify in self._watchers:
+            notify()
+
+    def watch_changes(self, notify: Callable[[], None]) -> None:
+        self._watchers.append(notify)
+
+    def submit_command(self, kind: str, payload: bytes, now: float) -> int:
+        self._bump()
         self._commands[self._generation] = Command(
             generation=self._generation,
             kind=kind,

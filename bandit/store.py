@@ -7,12 +7,13 @@ the learner on :class:`LearnerStore`, the job runner on :class:`Jobs`, export an
 really need every part (opening a loop, the service that hands parts to its roles).
 
 Two implementations share one contract suite, a module per protocol (``tests/stores/``):
-:class:`bandit.memory.MemoryStore` and the SQLite store in ``stores/sqlite/``; a PostgreSQL
-store is not written yet. Every method is one transaction.
+:class:`bandit.memory.MemoryStore` the SQLite store in ``stores/sqlite/`` and the PostgreSQL
+store in ``stores/postgres/``. Every method is one transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from bandit.config import ServiceConfiguration
@@ -31,6 +32,7 @@ from bandit.events import (
     ReportRecord,
     Reward,
     StoreCounts,
+    StoredReward,
     WatchSettingsRecord,
     WriteBatch,
     WriteResult,
@@ -338,6 +340,17 @@ class TrainerLease(Protocol):
         """The unexpired lease at ``now``, or None."""
         ...
 
+    def wait_lease(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds while another session holds the lease, returning
+        early when its hold ends (the holder released it, or its connection died); then the
+        caller tries :meth:`acquire_lease`. True when the store waited; False at once from a
+        store that cannot tell when a hold ends (the caller then polls on its own clock).
+
+        PostgreSQL blocks on a session-level advisory lock its holder keeps, so a standby
+        takes over the moment the holder's connection dies instead of after the ``ttl``.
+        """
+        ...
+
     def fence(self, holder: str | None) -> None:
         """From now on, refuse this handle's learner writes (:meth:`EventLog.append_joined`,
         :meth:`LearnerState.save_checkpoint`, :meth:`ModelRegistry.publish_model`) with
@@ -360,6 +373,14 @@ class ControlChannel(Protocol):
         the policy, a published model, the guardrail state, the watch settings (each save of
         these bumps it in the same transaction); and with each command submitted. Cheap: edges
         poll it every period. 0 for a store where nothing was saved yet."""
+        ...
+
+    def watch_changes(self, notify: Callable[[], None]) -> None:
+        """Call ``notify`` (from any thread, without arguments) soon after the generation moves,
+        whoever moved it; from then until :meth:`Store.close`. A store that cannot tell when
+        another process moves it (SQLite) calls it only for its own handle's changes, or never:
+        edges poll :meth:`generation` as well, so a lost notice delays a change by at most one
+        poll period. PostgreSQL announces with ``NOTIFY`` (the payload is only the number)."""
         ...
 
     def submit_command(self, kind: str, payload: bytes, now: float) -> int:
@@ -406,6 +427,52 @@ class ControlChannel(Protocol):
     def fail_claimed(self, *, now: float, error_code: str, error_message: str) -> int:
         """``claimed`` -> ``failed`` for every command still claimed; how many. A trainer that
         has just taken the lease calls it: whoever claimed those stopped before finishing."""
+        ...
+
+
+class LoopCopy(Protocol):
+    """A loop's rows as they are stored, read in pages and written into another store as they
+    were: what ``banditd copy`` moves between stores (decisions with their windows, rewards
+    with their lateness, joined events with their ``seq``, models with their versions).
+
+    The settings, checkpoint and small records travel through their own protocols' loads and
+    saves; commands, the lease and the trainer's report are not copied.
+    """
+
+    def copy_decisions(self, after: str, limit: int) -> list[Decision]:
+        """Stored decisions with ``event_id > after`` (code point order: ``""`` starts), at most
+        ``limit``, in that order; joined or not, active or not."""
+        ...
+
+    def copy_rewards(self, after: int, limit: int) -> list[tuple[int, StoredReward]]:
+        """Stored rewards after position ``after`` (0 starts), in arrival order, at most
+        ``limit``; each with its position (a number that grows with arrival; page by the last
+        one seen). Late and duplicate-keyed rewards included, as stored."""
+        ...
+
+    def restore_rows(
+        self,
+        *,
+        decisions: Sequence[Decision] = (),
+        rewards: Sequence[StoredReward] = (),
+        joined: Sequence[JoinedEvent] = (),
+    ) -> None:
+        """Write rows read from another store, as they were: decisions (active state and window
+        kept), rewards in the order given with their lateness kept, joined events with their
+        ``seq`` (their decisions restored already). One transaction. Rows whose key the store
+        holds already are an error (``ValueError``, nothing written): copy into an empty store.
+        Totals (:meth:`EventLog.counts`) count what is restored."""
+        ...
+
+    def restore_model(self, record: ModelRecord) -> None:
+        """Store a model with its version, creation time and ``restored_from`` kept; later
+        publications take versions after every restored one."""
+        ...
+
+    def restore_seq(self, last_seq: int) -> None:
+        """Make later :meth:`EventLog.append_joined` and :meth:`LogArchive.import_joined` give
+        ``seq`` values above ``last_seq`` (a copied loop may have deleted its newest joined
+        events; its learner's cursor must stay behind every new one)."""
         ...
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 
 from sqlite_utils import Database
 
@@ -395,6 +396,9 @@ class SQLiteStore(SQLiteConnections):
         with self._write() as db:
             coordination.release_lease(db, holder)
 
+    def wait_lease(self, timeout: float) -> bool:
+        return False  # a lease row with an expiry: standbys poll it
+
     def fence(self, holder: str | None) -> None:
         self._fence = holder
 
@@ -405,6 +409,9 @@ class SQLiteStore(SQLiteConnections):
     def generation(self) -> int:
         with self._use() as db:
             return coordination.generation(db)
+
+    def watch_changes(self, notify: Callable[[], None]) -> None:
+        pass  # other processes' commits announce nothing: edges poll the generation
 
     def submit_command(self, kind: str, payload: bytes, now: float) -> int:
         with self._write() as db:
