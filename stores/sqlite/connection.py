@@ -27,7 +27,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bandit.errors import StoreUnavailable
-from stores.sqlite import rows
+from stores import rows
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from sqlite_utils import Database
 
 from bandit.errors import LeaseLost
 from bandit.events import Command, Lease
-from stores.sqlite import rows
+from stores import rows
 from stores.sqlite.connection import select
 
 _ACQUIRE = """

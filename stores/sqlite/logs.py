@@ -2,7 +2,7 @@
 
 Each function runs inside a transaction its :class:`stores.sqlite.store.SQLiteStore` method
 opened (``delete_logs`` opens several: reads that find a page, writes that delete a chunk).
-Rows become values through :mod:`stores.sqlite.rows`.
+Rows become values through :mod:`stores.rows`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import replace
 from sqlite_utils import Database
 
 from bandit.events import JobRecord, JoinedEvent, Reward
-from stores.sqlite import rows
+from stores import rows
 from stores.sqlite.connection import select, select_tuples
 from stores.sqlite.writes import DECISION_INSERT
 

@@ -48,7 +48,7 @@ from bandit.events import (
     MomentSums,
 )
 from bandit.graduation import ApprenticeEvaluation
-from stores.sqlite import rows
+from stores import rows
 
 _INITIAL = (
     """

@@ -46,7 +46,8 @@ from bandit.events import (
     WriteBatch,
     WriteResult,
 )
-from stores.sqlite import coordination, rows
+from stores import rows
+from stores.sqlite import coordination
 from stores.sqlite import logs as logs
 from stores.sqlite import writes as writes
 from stores.sqlite.connection import (

@@ -2,7 +2,7 @@
 
 Each function runs inside the write transaction that :meth:`stores.sqlite.store.SQLiteStore.write`
 or ``try_write`` opened for a group-commit batch. Rows become values through
-:mod:`stores.sqlite.rows`.
+:mod:`stores.rows`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from bandit.events import (
     WriteBatch,
     WriteResult,
 )
-from stores.sqlite import rows
+from stores import rows
 from stores.sqlite.connection import select_tuples
 
 DECISION_INSERT = (

@@ -84,7 +84,7 @@ def _one(message: dict[str, Any]) -> None:  # pragma: no cover - runs in the chi
     arguments = message["arguments"]
     request = _request(message)
     if message.get("stored"):  # as the learner reads it back: values left as stored JSON
-        from stores.sqlite.rows import request_from_json, request_to_json
+        from stores.rows import request_from_json, request_to_json
 
         request = request_from_json(request_to_json(request), raw_features=True)
     learn = message["mode"] == "learn"

@@ -47,8 +47,8 @@ from bandit.events import (
 from bandit.guardrail import GuardrailState
 from policies import DEFAULT_ARGUMENTS
 from policies.vw import VWPolicy
+from stores import rows
 from stores.sqlite import connection as sqlite_connection
-from stores.sqlite import rows
 from stores.sqlite import store as sqlite_store
 from stores.sqlite.schema import MIGRATIONS
 from stores.sqlite.store import SchemaTooNew, SQLiteStore

@@ -1,4 +1,4 @@
-"""Row ↔ value conversion for the SQLite store: the one place its columns become domain values.
+"""Row ↔ value conversion for the SQL stores: the one place their columns become domain values.
 
 JSON columns are written compactly (``separators=(",", ":")``) and with ASCII escapes, so feature
 strings holding lone surrogates (valid in JSON, not in UTF-8) still round-trip. Floats are written
