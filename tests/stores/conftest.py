@@ -27,7 +27,9 @@ from bandit.events import (
 from bandit.loop import join_due
 from bandit.memory import MemoryStore
 from bandit.store import EventLog, Store
+from stores.postgres.store import PostgresStore
 from stores.sqlite.store import SQLiteStore
+from tests import pg
 
 T0 = 1_000.0
 WAIT = 10.0
@@ -35,10 +37,17 @@ GRACE = rules.JOIN_GRACE
 CONFIG = ServiceConfiguration(reward_wait_time=WAIT)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Each implementation, empty: ``MemoryStore`` and an ``SQLiteStore`` on a fresh file."""
-    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "b.db")
+    """Each implementation, empty: ``MemoryStore``, an ``SQLiteStore`` on a fresh file and a
+    ``PostgresStore`` in a schema of its own."""
+    if request.param == "postgres":
+        with pg.fresh_schema() as schema:
+            made: Store = PostgresStore(pg.URL, schema=schema)
+            yield made
+            made.close()
+        return
+    made = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "b.db")
     yield made
     made.close()
 
@@ -116,13 +125,20 @@ def log_events(
     return join_due(store, CONFIG, start + n * step + WAIT + GRACE + 1, 10_000)
 
 
-@pytest.fixture(params=["memory", "sqlite-two-instances"])
+@pytest.fixture(params=["memory", "sqlite-two-instances", "postgres-two-instances"])
 def views(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
     """Two handles on one store, as two processes see it: for SQLite two ``SQLiteStore``
     instances on one file (connections of their own); for memory the one store twice."""
     if request.param == "memory":
         shared = MemoryStore()
         yield shared, shared
+        return
+    if request.param == "postgres-two-instances":
+        with pg.fresh_schema() as schema:
+            one, two = PostgresStore(pg.URL, schema=schema), PostgresStore(pg.URL, schema=schema)
+            yield one, two
+            two.close()
+            one.close()
         return
     first = SQLiteStore(tmp_path / "shared.db")
     second = SQLiteStore(tmp_path / "shared.db")
