@@ -44,10 +44,19 @@ READY_POLL = 0.2
 """Seconds between an edge's looks for the loop a trainer creates, while it waits to start."""
 
 
-def open_store(settings: Settings) -> SQLiteStore:
-    """The SQLite store of ``settings.db``."""
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_store(settings: Settings) -> Store:
+    """The store of ``settings.store`` (a PostgreSQL URL, or ``sqlite:///PATH``), else the
+    SQLite file ``settings.db``."""
+    if settings.store.startswith(POSTGRES_SCHEMES):
+        from stores.postgres.store import PostgresStore  # the optional extra
+
+        return PostgresStore(settings.store, lock_timeout=max(settings.lock_timeout, 1.0))
+    path = settings.store.removeprefix("sqlite:///") or settings.db
     return SQLiteStore(
-        settings.db,
+        path,
         synchronous=settings.synchronous,
         background_checkpoint=1.0,
         lock_timeout=settings.lock_timeout,

@@ -18,6 +18,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from bandit.errors import ServiceUnavailable
 from server.api.connections import ListenError, StartupError, serve
 from server.entry.app import create_app, open_store, wait_until_ready
 from server.entry.logs_cli import export_main, import_main
@@ -33,6 +34,7 @@ READY_TIMEOUT = 60.0
 def _arguments(prog: str, description: str, *, serving: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--db", help="SQLite file (default banditd.db)")
+    parser.add_argument("--store", help="store URL: postgresql://... or sqlite:///PATH")
     parser.add_argument("--config", help="TOML file with settings")
     if serving:
         parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -51,11 +53,14 @@ def _arguments(prog: str, description: str, *, serving: bool) -> argparse.Argume
 def _settings(args: argparse.Namespace, overrides: dict[str, object]) -> Settings | int:
     """Settings from the file, the environment and flags; or the exit status of a bad one."""
     try:
-        settings = load(config_file=args.config, overrides={"db": args.db, **overrides})
+        settings = load(
+            config_file=args.config,
+            overrides={"db": args.db, "store": args.store, **overrides},
+        )
     except SettingsError as exc:
         print(f"banditd: {exc}", file=sys.stderr)
         return 2
-    problem = db_path_problem(settings.db)
+    problem = None if settings.store else db_path_problem(settings.db)
     if problem:
         print(f"banditd: {problem}", file=sys.stderr)
         return 2
@@ -67,6 +72,8 @@ def _common(args: argparse.Namespace) -> list[str]:
     out = []
     if args.db:
         out += ["--db", args.db]
+    if args.store:
+        out += ["--store", args.store]
     if args.config:
         out += ["--config", args.config]
     return out
@@ -90,7 +97,7 @@ def _serve(argv: list[str]) -> int:
         except ListenError as exc:
             print(f"banditd: {exc}", file=sys.stderr)
             return 2
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, ServiceUnavailable) as exc:
             print(f"banditd: {startup_failure(settings.db, exc)}", file=sys.stderr)
             return 1
         _log_setup()
@@ -116,7 +123,7 @@ def _serve(argv: list[str]) -> int:
         # SettingsError: settings stored or checked only when the app is built.
         print(f"banditd: {exc}", file=sys.stderr)
         return 2
-    except (StartupError, sqlite3.Error, OSError) as exc:
+    except (StartupError, sqlite3.Error, OSError, ServiceUnavailable) as exc:
         print(f"banditd: {startup_failure(settings.db, exc)}", file=sys.stderr)
         return 1
     return 0
@@ -146,7 +153,7 @@ def _run_trainer(settings: Settings) -> int:
 
     try:
         return asyncio.run(main())
-    except (SettingsError, StartupError, sqlite3.Error, OSError) as exc:
+    except (SettingsError, StartupError, sqlite3.Error, OSError, ServiceUnavailable) as exc:
         print(f"banditd: {startup_failure(settings.db, exc)}", file=sys.stderr)
         return 1
 

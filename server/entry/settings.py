@@ -120,6 +120,7 @@ class Settings:
     """
 
     db: Annotated[str, Meta(min_length=1)] = "banditd.db"
+    store: str = ""
     host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = DEFAULT_PORT
     client_keys: Keys = ()

@@ -84,9 +84,10 @@ class Service:
 
     The cache (configuration, policy, serving model, guardrail state) is read from the store at
     start and again whenever the store's generation changes (:meth:`refresh`, every
-    ``settings.refresh_interval`` seconds and after every admin change this edge made), so a
-    model the trainer publishes or a change made through another edge is served here within one
-    period. A new model is built off the event loop and swapped in whole: no request fails.
+    ``settings.refresh_interval`` seconds, after every admin change this edge made, and at once
+    when the store announces a change: PostgreSQL's ``NOTIFY``), so a model the trainer
+    publishes or a change made through another edge is served here within one period. A new
+    model is built off the event loop and swapped in whole: no request fails.
     """
 
     def __init__(
@@ -124,11 +125,20 @@ class Service:
         self.fallback: Policy | None = self._baseline if guardrail_tripped(store) else None
         self._refresher: asyncio.Task[None] | None = None
         self._refreshing = asyncio.Lock()
+        self._changed = asyncio.Event()
 
     async def start(self) -> None:
         """Start the writer and the cache refresh."""
         await self.writer.start()
-        self._refresher = asyncio.get_running_loop().create_task(self._refresh_every())
+        loop = asyncio.get_running_loop()
+        changed = self._changed
+
+        def announced() -> None:  # the store's thread: hand the notice to the event loop
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(changed.set)
+
+        self.store.watch_changes(announced)
+        self._refresher = loop.create_task(self._refresh_every())
 
     async def stop(self) -> None:
         """Commit what is queued, stop refreshing, close the store."""
@@ -139,8 +149,11 @@ class Service:
         self.store.close()
 
     async def _refresh_every(self) -> None:
+        changed = self._changed
         while True:
-            await asyncio.sleep(self.settings.refresh_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), self.settings.refresh_interval)
+            changed.clear()
             try:
                 await self.refresh()
             except Exception:

@@ -177,6 +177,10 @@ async def hold_lease(store: Store, holder: str, settings: Settings, stop: asynci
                 current.holder if current else "another trainer",
             )
             announced = True
+        # PostgreSQL blocks here until the holder's session ends (then this standby takes over
+        # at once); other stores return at once and the standby looks again in a third of ttl.
+        if await asyncio.to_thread(store.wait_lease, min(1.0, ttl / 3)):
+            continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), ttl / 3)
     return False

@@ -49,6 +49,13 @@ TRAINER_LOCK = 2
 PARTITION_LOCK = 3
 """Advisory lock kinds, combined with the schema into the second key (:func:`lock_key`)."""
 
+CREATE_WAIT_MS = 100
+"""Milliseconds a partition creation waits for its parent tables' locks before it gives up."""
+
+DAYS_AHEAD = 3
+"""Days of partitions the trainer keeps created ahead of today, so that edges never create
+one while serving."""
+
 SHARDS = 16
 """Rows of ``counters``."""
 
@@ -385,6 +392,10 @@ def ensure_days(conn: Conn, days: Iterable[int]) -> set[int]:
     wanted = sorted(set(days))
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", lock_key(conn, PARTITION_LOCK))
+        # Creating a partition locks its parent exclusively; a reader holding one parent and
+        # waiting for another would deadlock with it. Give up quickly instead (the caller
+        # tries again), so readers and writers wait at most this long behind a creation.
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", [f"{CREATE_WAIT_MS}ms"])
         have = {int(row[0]) for row in conn.execute("SELECT day FROM partitions")}
         for day in wanted:
             if day in have:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from psycopg import errors, sql
 
 from bandit import join as rules
 from bandit.config import ServiceConfiguration
+from bandit.errors import StoreUnavailable
 from bandit.events import (
     Activation,
     ActivationOutcome,
@@ -59,6 +61,7 @@ from stores.postgres import coordination
 from stores.postgres.connection import Conn, PGConnections
 from stores.postgres.schema import (
     DAY,
+    DAYS_AHEAD,
     PARTITIONED,
     SHARDS,
     SchemaMismatch,
@@ -103,6 +106,9 @@ _DUE_SLACK = 1.0
 """Seconds added to the indexed ``close_at`` bound of a due scan (as on SQLite)."""
 
 _DUE = "p.close_at <= %(bound)s AND p.close_at + %(grace)s <= %(now)s"
+
+_CREATE_ATTEMPTS = 20
+"""Tries of a partition creation that gave up on its parents' locks (about 3 s in all)."""
 
 _DELETE_CHUNK = 500
 _FIND_PAGE = 5000
@@ -176,8 +182,16 @@ class PostgresStore:
         if not missing:
             return
         with self._days_guard:
-            have = self._db.run(lambda conn: ensure_days(conn, missing), atomic=False, write=True)
-            self._days = have
+            for attempt in range(_CREATE_ATTEMPTS):
+                try:
+                    self._days = self._db.run(
+                        lambda conn: ensure_days(conn, missing), atomic=False, write=True
+                    )
+                    return
+                except StoreUnavailable:
+                    if attempt + 1 == _CREATE_ATTEMPTS:
+                        raise
+                    time.sleep(0.05)
 
     def _forget_days(self) -> None:
         """Another process dropped partitions: read which exist again before writing."""
@@ -380,7 +394,8 @@ class PostgresStore:
     ) -> list[tuple[Decision, list[Reward]]]:
         if limit <= 0:
             return []
-        self._ensure({day_of(now), day_of(now) + 1})  # the trainer keeps tomorrow ready
+        today = day_of(now)  # the trainer keeps the next days' partitions ready for the edges
+        self._ensure(range(today, today + DAYS_AHEAD + 1))
 
         def read(conn: Conn) -> list[tuple[Decision, list[Reward]]]:
             found = conn.execute(

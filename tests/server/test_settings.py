@@ -135,6 +135,7 @@ def test_a_bad_flag_names_the_flag() -> None:
 # a setting added without a variable (or with a wrong type) fails.
 EVERY_SETTING: dict[str, tuple[str, Any]] = {
     "db": ("other.db", "other.db"),
+    "store": ("postgresql://db.example/banditd", "postgresql://db.example/banditd"),
     "host": ("127.0.0.2", "127.0.0.2"),
     "port": ("9000", 9000),
     "client_keys": ("c1, c2,", ("c1", "c2")),
