@@ -39,6 +39,16 @@ def require() -> None:
     pytest.skip(problem)
 
 
+def schema_url(schema: str, url: str = URL) -> str:
+    """``url`` with the session's ``search_path`` set to ``schema`` (what a process given
+    ``--store`` needs to find a test's tables).
+
+    >>> schema_url("t_1", "postgresql://u@h:5432/test")
+    'postgresql://u@h:5432/test?options=-csearch_path%3Dt_1'
+    """
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
 @contextmanager
 def fresh_schema(prefix: str = "t") -> Iterator[str]:
     """A new, migrated schema in the test database; dropped with everything in it afterwards."""
