@@ -44,9 +44,12 @@ T = TypeVar("T")
 
 _ALIVE = (
     "EXISTS (SELECT 1 FROM pg_stat_activity a "
-    "WHERE a.pid = lease.pid AND a.backend_start = lease.backend_start)"
+    "WHERE a.pid = lease.pid "
+    "AND (a.backend_start IS NULL OR a.backend_start = lease.backend_start))"
 )
-"""Whether the session named in the lease row still runs."""
+"""Whether the session named in the lease row still runs. ``backend_start`` tells a new
+session that reuses a dead one's pid from it; PostgreSQL hides it (NULL) for another role's
+sessions, and then the pid alone must do (a reused pid keeps the lease until it expires)."""
 
 _ACQUIRE = f"""
 INSERT INTO lease (id, holder, acquired_at, expires_at, pid, backend_start)

@@ -52,6 +52,7 @@ from bandit.events import (
     Reward,
     RewardOutcome,
     StoreCounts,
+    StoredReward,
     WatchSettingsRecord,
     WriteBatch,
     WriteResult,
@@ -1122,6 +1123,137 @@ class PostgresStore:
             write=True,
         )
         return deleted
+
+    # -- copying a loop (LoopCopy) --------------------------------------------------------------
+
+    def copy_decisions(self, after: str, limit: int) -> list[Decision]:
+        if limit <= 0:
+            return []
+        found = self._db.read(
+            f"SELECT {_DECISION_SELECT} FROM event_days e JOIN decisions d "
+            f"ON {_ON_DAY.format('e')} WHERE e.event_id > %s ORDER BY e.event_id LIMIT %s",
+            [after, limit],
+        )
+        return [rows.decision_from_row(row) for row in found]
+
+    def copy_rewards(self, after: int, limit: int) -> list[tuple[int, StoredReward]]:
+        if limit <= 0:
+            return []
+        found = self._db.read(
+            "SELECT id, event_id, value, received_at, request_key, late FROM rewards "
+            "WHERE id > %s ORDER BY id LIMIT %s",
+            [after, limit],
+        )
+        return [
+            (int(row[0]), StoredReward(reward=rows.reward_from_row(row[1:5]), late=bool(row[5])))
+            for row in found
+        ]
+
+    def copy_meta(self) -> dict[str, str]:
+        return {str(key): str(value) for key, value in self._db.read("SELECT key, value FROM meta")}
+
+    def restore_rows(
+        self,
+        *,
+        decisions: Sequence[Decision] = (),
+        rewards: Sequence[StoredReward] = (),
+        joined: Sequence[JoinedEvent] = (),
+    ) -> None:
+        def restore(conn: Conn) -> None:
+            if decisions:
+                ids = [d.event_id for d in decisions]
+                taken = conn.execute(
+                    "INSERT INTO event_days (event_id, day) "
+                    "SELECT * FROM unnest(%s::text[], %s::int4[]) ON CONFLICT DO NOTHING "
+                    "RETURNING event_id",
+                    [ids, [day_of(d.timestamp) for d in decisions]],
+                ).fetchall()
+                if len(taken) != len(set(ids)) or len(ids) != len(set(ids)):
+                    raise ValueError("restore_rows: a decision's event id is stored already")
+                self._insert_decisions(conn, decisions)
+                self._add_counts(
+                    conn, decisions=len(decisions), explored=sum(d.explored for d in decisions)
+                )
+            if rewards:
+                ids = sorted({r.reward.event_id for r in rewards})
+                days: dict[str, int] = dict(
+                    conn.execute(
+                        "SELECT event_id, day FROM event_days WHERE event_id = ANY(%s)", [ids]
+                    ).fetchall()
+                )
+                if len(days) != len(ids):
+                    raise ValueError("restore_rows: a reward's decision is not stored")
+                conn.execute(
+                    "INSERT INTO rewards (day, id, event_id, value, received_at, request_key, "
+                    "late) SELECT v.day, nextval('reward_ids'), v.event_id, v.value, "
+                    "v.received_at, v.request_key, v.late FROM unnest(%s::int4[], %s::text[], "
+                    "%s::float8[], %s::float8[], %s::text[], %s::int4[]) WITH ORDINALITY "
+                    "AS v(day, event_id, value, received_at, request_key, late, n) ORDER BY v.n",
+                    [
+                        [days[r.reward.event_id] for r in rewards],
+                        [r.reward.event_id for r in rewards],
+                        [r.reward.value for r in rewards],
+                        [r.reward.received_at for r in rewards],
+                        [r.reward.request_key for r in rewards],
+                        [int(r.late) for r in rewards],
+                    ],
+                )
+                self._add_counts(
+                    conn, rewards=len(rewards), late_rewards=sum(r.late for r in rewards)
+                )
+            if joined:
+                ids = [e.decision.event_id for e in joined]
+                days = dict(
+                    conn.execute(
+                        "SELECT event_id, day FROM event_days WHERE event_id = ANY(%s)", [ids]
+                    ).fetchall()
+                )
+                if len(days) != len(set(ids)):
+                    raise ValueError("restore_rows: a joined event's decision is not stored")
+                _insert_joined(conn, list(joined), [days[i] for i in ids])
+                conn.execute("DELETE FROM pending WHERE event_id = ANY(%s)", [ids])
+                conn.execute(
+                    "UPDATE seq_mark SET value = GREATEST(value, %s) WHERE id = 1",
+                    [max(e.seq for e in joined)],
+                )
+                self._add_counts(
+                    conn, joined=len(joined), defaulted=sum(e.defaulted for e in joined)
+                )
+
+        days = {day_of(d.timestamp) for d in decisions}
+        try:
+            self._writing(restore, days)
+        except errors.UniqueViolation as exc:
+            raise ValueError(f"restore_rows: a row's key is stored already ({exc})") from exc
+
+    def restore_model(self, record: ModelRecord) -> None:
+        def restore(conn: Conn) -> None:
+            conn.execute(
+                "INSERT INTO models (version, created_at, data, arguments, learned_count, "
+                "cursor, restored_from) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    record.version,
+                    record.created_at,
+                    record.data,
+                    record.arguments,
+                    record.learned_count,
+                    record.cursor,
+                    record.restored_from,
+                ],
+            )
+            conn.execute(
+                "SELECT setval(pg_get_serial_sequence('models', 'version'), "
+                "(SELECT MAX(version) FROM models))"
+            )
+            self._channels.bump(conn)
+
+        try:
+            self._db.run(restore, write=True)
+        except errors.UniqueViolation as exc:
+            raise ValueError(f"restore_model: version {record.version} is stored already") from exc
+
+    def restore_seq(self, last_seq: int) -> None:
+        self._execute("UPDATE seq_mark SET value = GREATEST(value, %s) WHERE id = 1", [last_seq])
 
 
 def _load_decision(conn: Conn, event_id: str, *, lock: bool = False) -> Decision | None:
