@@ -3,8 +3,8 @@
 
 Each thread gets its own connection (the event loop reads, the group-commit writer writes on
 worker threads, the learner joins and checkpoints), opened when first used, in autocommit mode:
-a single statement is its own transaction, and :meth:`PGConnections.transaction` groups
-several. Connections are closed together by :meth:`PGConnections.close`.
+a single statement is its own transaction, and :meth:`PGConnections.run` runs a unit of work in
+one transaction. Connections are closed together by :meth:`PGConnections.close`.
 
 Unavailable store: when the server cannot be reached, restarts, or ends the session
 (``pg_terminate_backend``), or a statement waits on a lock past ``lock_timeout``, the call raises
@@ -19,8 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
@@ -93,6 +92,9 @@ class PGConnections:
         self._guard = threading.Lock()
         self._closed = False
         self.write_failure: str | None = None
+        self.failures = 0
+        """Calls that found the server unavailable, on any thread (each thread checks its idle
+        connection before using it again after one: :meth:`_live`)."""
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -153,7 +155,7 @@ class PGConnections:
         deadlock; errors that mean "not now" become :class:`StoreUnavailable` (``write``: and
         :attr:`write_failure` tells why until a write succeeds)."""
         for attempt in range(RETRIES):
-            conn = self._conn()
+            conn = self._live(self._conn())
             try:
                 if atomic:
                     with conn.transaction():
@@ -175,7 +177,23 @@ class PGConnections:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _live(self, conn: Conn) -> Conn:
+        """``conn``, or a new connection if it died while idle (the server restarted or ended
+        the session): a connection is checked before its first use after a failure elsewhere
+        (:attr:`failures`), so the first request after an outage does not fail on a connection
+        that was already dead. Nothing has been sent yet, so opening another is safe."""
+        if self.failures == getattr(self._local, "failures_seen", 0):
+            return conn
+        self._local.failures_seen = self.failures
+        try:
+            conn.execute("SELECT 1")
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            self._drop(conn)
+            conn = self._conn()
+        return conn
+
     def _unavailable(self, conn: Conn, reason: str, write: bool) -> None:
+        self.failures += 1
         if conn.closed or conn.broken:
             self._drop(conn)
         if write:
@@ -188,18 +206,3 @@ class PGConnections:
     def first(self, query: Any, params: Any = None) -> tuple[Any, ...] | None:
         """The first row of one read statement, or None."""
         return self.run(lambda conn: conn.execute(query, params).fetchone(), atomic=False)
-
-    @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Conn]:
-        """A transaction on this thread's connection, for callers that do their own work in
-        it (no retry: they must be safe to fail whole)."""
-        conn = self._conn()
-        try:
-            with conn.transaction():
-                yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            reason = unavailable_reason(exc) or str(exc)
-            self._unavailable(conn, reason, write)
-            raise StoreUnavailable(reason) from exc
-        if write:
-            self.write_failure = None

@@ -98,14 +98,20 @@ class LeaseSession:
         self._locked = False
 
     def _run(self, work: Callable[[Conn], T]) -> T:
+        # Once more on a new session when the old one had died (each step is safe to repeat:
+        # a compare-and-set, a delete of one's own row, a wait); the lock went with it.
         with self._guard:
-            conn = self._session()
-            try:
-                return work(conn)
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                if conn.closed or conn.broken:
+            for attempt in range(2):
+                conn = self._session()
+                try:
+                    return work(conn)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    if not (conn.closed or conn.broken):
+                        raise
                     self._close()
-                raise
+                    if attempt:
+                        raise
+            raise AssertionError("unreachable")
 
     def acquire(self, holder: str, now: float, ttl: float) -> bool:
         def take(conn: Conn) -> bool:
