@@ -35,8 +35,6 @@ from bandit import join as rules
 from bandit.config import ServiceConfiguration
 from bandit.errors import StoreUnavailable
 from bandit.events import (
-    Activation,
-    ActivationOutcome,
     ApprenticeRecord,
     Checkpoint,
     Command,
@@ -50,7 +48,6 @@ from bandit.events import (
     PolicySettings,
     ReportRecord,
     Reward,
-    RewardOutcome,
     StoreCounts,
     StoredReward,
     WatchSettingsRecord,
@@ -58,50 +55,27 @@ from bandit.events import (
     WriteResult,
 )
 from stores import rows
-from stores.postgres import coordination
+from stores.postgres import coordination, logs
 from stores.postgres.connection import Conn, PGConnections
 from stores.postgres.schema import (
     DAY,
     DAYS_AHEAD,
-    PARTITIONED,
     SHARDS,
     SchemaMismatch,
     check_version,
     day_of,
     ensure_days,
-    partition_name,
+)
+from stores.postgres.writes import (
+    ON_DAY,
+    counted_rewards,
+    load_decision,
+    write_batch,
 )
 
 __all__ = ["PostgresStore", "SchemaMismatch"]
 
 log = logging.getLogger(__name__)
-
-_DECISION_TYPES = (
-    "text",
-    "float8",
-    "text",
-    "text",
-    "int4",
-    "int4",
-    "int8",
-    "text",
-    "int4",
-    "float8",
-    "float8",
-    "int4",
-)
-"""Array types of :data:`stores.rows.DECISION_COLUMNS`, for inserts from ``unnest``."""
-
-_DECISION_INSERT = (
-    f"INSERT INTO decisions (day, {', '.join(rows.DECISION_COLUMNS)}) "
-    f"SELECT * FROM unnest(%s::int4[], "
-    + ", ".join(f"%s::{kind}[]" for kind in _DECISION_TYPES)
-    + ")"
-)
-
-_DECISION_SELECT = rows.DECISION_SELECT
-_JOINED_SELECT = rows.JOINED_SELECT
-_ON_DAY = "d.day = {0}.day AND d.event_id = {0}.event_id"
 
 _DUE_SLACK = 1.0
 """Seconds added to the indexed ``close_at`` bound of a due scan (as on SQLite)."""
@@ -212,23 +186,13 @@ class PostgresStore:
             self._ensure(days)
             return self._db.run(work, write=True)
 
-    def _add_counts(self, conn: Conn, **deltas: int) -> None:
-        changes = {name: value for name, value in deltas.items() if value}
-        if not changes:
-            return
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{0} = {0} + {1}").format(sql.Identifier(name), sql.Literal(value))
-            for name, value in changes.items()
-        )
-        conn.execute(
-            sql.SQL("UPDATE counters SET {} WHERE shard = %s").format(assignments), [self._shard]
-        )
-
     # -- decisions, rewards, activations -------------------------------------------------------
 
     def write(self, batch: WriteBatch) -> WriteResult:
         days = {day_of(d.timestamp) for d in batch.decisions}
-        result: WriteResult = self._writing(lambda conn: self._write_batch(conn, batch), days)
+        result: WriteResult = self._writing(
+            lambda conn: write_batch(conn, batch, self._shard), days
+        )
         return result
 
     def try_write(self, batch: WriteBatch) -> WriteResult | None:
@@ -237,158 +201,8 @@ class PostgresStore:
     def sync(self) -> None:
         pass  # commits are durable when they return
 
-    def _write_batch(self, conn: Conn, batch: WriteBatch) -> WriteResult:
-        decisions = self._put_decisions(conn, batch.decisions)
-        activations = tuple(self._activate(conn, a) for a in batch.activations)
-        rewards = self._put_rewards(conn, batch.rewards)
-        return WriteResult(decisions=decisions, rewards=rewards, activations=activations)
-
-    def _put_decisions(self, conn: Conn, decisions: Sequence[Decision]) -> tuple[Decision, ...]:
-        if not decisions:
-            return ()
-        # Ids claimed in code point order, so two edges inserting the same ids cannot deadlock.
-        first: dict[str, Decision] = {}
-        for d in decisions:
-            first.setdefault(d.event_id, d)
-        ordered = sorted(first)
-        fresh = {
-            row[0]
-            for row in conn.execute(
-                "INSERT INTO event_days (event_id, day) "
-                "SELECT * FROM unnest(%s::text[], %s::int4[]) ON CONFLICT DO NOTHING "
-                "RETURNING event_id",
-                [ordered, [day_of(first[i].timestamp) for i in ordered]],
-            )
-        }
-        new = [first[i] for i in ordered if i in fresh]
-        if new:
-            self._insert_decisions(conn, new)
-            self._add_counts(conn, decisions=len(new), explored=sum(d.explored for d in new))
-        stored = {d.event_id: d for d in new}
-        for event_id in first.keys() - fresh:
-            found = _load_decision(conn, event_id)
-            assert found is not None  # its id conflicted with it
-            stored[event_id] = found
-        return tuple(stored[d.event_id] for d in decisions)
-
-    def _insert_decisions(self, conn: Conn, decisions: Sequence[Decision]) -> None:
-        params = [rows.decision_params(d) for d in decisions]
-        conn.execute(
-            _DECISION_INSERT,
-            [
-                [day_of(d.timestamp) for d in decisions],
-                *([p[column] for p in params] for column in rows.DECISION_COLUMNS),
-            ],
-        )
-        windows = [
-            (d.close_at, d.event_id, day_of(d.timestamp))
-            for d in decisions
-            if d.active and d.close_at is not None
-        ]
-        if windows:
-            conn.execute(
-                "INSERT INTO pending (close_at, event_id, day) "
-                "SELECT * FROM unnest(%s::float8[], %s::text[], %s::int4[])",
-                [list(column) for column in zip(*windows, strict=True)],
-            )
-
-    def _activate(self, conn: Conn, activation: Activation) -> ActivationOutcome:
-        loaded = _load_decision(conn, activation.event_id, lock=True)
-        if loaded is None:
-            return ActivationOutcome.UNKNOWN_EVENT
-        updated, outcome = rules.activate(loaded, activation)
-        if outcome is ActivationOutcome.ACTIVATED and updated.close_at is not None:
-            day = day_of(updated.timestamp)
-            conn.execute(
-                "UPDATE decisions SET active = %s, activated_at = %s, close_at = %s "
-                "WHERE day = %s AND event_id = %s",
-                [
-                    int(updated.active),
-                    updated.activated_at,
-                    updated.close_at,
-                    day,
-                    updated.event_id,
-                ],
-            )
-            joined = conn.execute(
-                "SELECT 1 FROM joined WHERE day = %s AND event_id = %s", [day, updated.event_id]
-            ).fetchone()
-            if joined is None:
-                conn.execute(
-                    "INSERT INTO pending (close_at, event_id, day) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (event_id) DO UPDATE SET close_at = excluded.close_at",
-                    [updated.close_at, updated.event_id, day],
-                )
-        return outcome
-
-    def _put_rewards(self, conn: Conn, rewards: Sequence[Reward]) -> tuple[RewardOutcome, ...]:
-        if not rewards:
-            return ()
-        ids = sorted({r.event_id for r in rewards})
-        # Lock the windows first (FOR SHARE, in id order): a join of one of these events waits
-        # for this commit, and a join that came first is seen by the read below.
-        conn.execute(
-            "SELECT 1 FROM pending WHERE event_id = ANY(%s) ORDER BY event_id FOR SHARE", [ids]
-        )
-        windows = {
-            event_id: (day, active, close_at, joined)
-            for event_id, day, active, close_at, joined in conn.execute(
-                "SELECT e.event_id, e.day, d.active, d.close_at, "
-                "EXISTS (SELECT 1 FROM joined j WHERE j.day = e.day AND j.event_id = e.event_id) "
-                "FROM event_days e JOIN decisions d ON d.day = e.day AND d.event_id = e.event_id "
-                "WHERE e.event_id = ANY(%s)",
-                [ids],
-            )
-        }
-        outcomes: list[RewardOutcome] = []
-        keyed: list[tuple[int, Reward]] = []
-        values: list[tuple[Any, ...]] = []
-        for r in rewards:
-            window = windows.get(r.event_id)
-            if window is None:
-                outcomes.append(RewardOutcome.UNKNOWN_EVENT)
-                continue
-            day, active, close_at, joined = window
-            late = rules.is_late(close_at, r.received_at, joined=bool(joined))
-            if r.request_key is not None:
-                keyed.append((len(outcomes), r))
-            outcomes.append(
-                RewardOutcome.LATE
-                if late
-                else RewardOutcome.STORED
-                if active
-                else RewardOutcome.INACTIVE
-            )
-            values.append((day, r.event_id, r.value, r.received_at, r.request_key, int(late)))
-        if not values:
-            return tuple(outcomes)
-        # WITH ORDINALITY keeps the batch's order in the ids (arrival order); the first of equal
-        # keys is the one inserted, as on SQLite.
-        inserted_rows = conn.execute(
-            "INSERT INTO rewards (day, id, event_id, value, received_at, request_key, late) "
-            "SELECT v.day, nextval('reward_ids'), v.event_id, v.value, v.received_at, "
-            "v.request_key, v.late FROM unnest(%s::int4[], %s::text[], %s::float8[], "
-            "%s::float8[], %s::text[], %s::int4[]) WITH ORDINALITY "
-            "AS v(day, event_id, value, received_at, request_key, late, n) ORDER BY v.n "
-            "ON CONFLICT (day, event_id, request_key) DO NOTHING "
-            "RETURNING event_id, request_key, late",
-            [list(column) for column in zip(*values, strict=True)],
-        ).fetchall()
-        inserted: dict[tuple[str, str | None], int] = {}
-        late_count = 0
-        for event_id, key, late in inserted_rows:
-            late_count += late
-            if key is not None:
-                inserted[(event_id, key)] = 1
-        self._add_counts(conn, rewards=len(inserted_rows), late_rewards=late_count)
-        for position, r in keyed:  # NULL keys never conflict
-            key = (r.event_id, r.request_key)
-            if inserted.pop(key, None) is None:
-                outcomes[position] = RewardOutcome.DUPLICATE
-        return tuple(outcomes)
-
     def get_decision(self, event_id: str) -> Decision | None:
-        return self._db.run(lambda conn: _load_decision(conn, event_id), atomic=False)
+        return self._db.run(lambda conn: load_decision(conn, event_id), atomic=False)
 
     def due(
         self, now: float, limit: int, *, raw_features: bool = False
@@ -400,13 +214,13 @@ class PostgresStore:
 
         def read(conn: Conn) -> list[tuple[Decision, list[Reward]]]:
             found = conn.execute(
-                f"SELECT {_DECISION_SELECT} FROM pending p JOIN decisions d "
-                f"ON {_ON_DAY.format('p')} WHERE {_DUE} "
+                f"SELECT {rows.DECISION_SELECT} FROM pending p JOIN decisions d "
+                f"ON {ON_DAY.format('p')} WHERE {_DUE} "
                 "ORDER BY p.close_at, p.event_id LIMIT %(limit)s",
                 _due_params(now) | {"limit": limit},
             ).fetchall()
             decisions = [rows.decision_from_row(row, raw_features=raw_features) for row in found]
-            rewards = _counted_rewards(conn, [d.event_id for d in decisions])
+            rewards = counted_rewards(conn, [d.event_id for d in decisions])
             return [(d, rewards.get(d.event_id, [])) for d in decisions]
 
         # One snapshot for both reads (REPEATABLE READ is not needed: rewards are re-counted
@@ -424,50 +238,7 @@ class PostgresStore:
 
         def append(conn: Conn) -> list[JoinedEvent]:
             coordination.check_fence(conn, self._fence)
-            first: dict[str, JoinedEvent] = {}
-            for e in events:
-                first.setdefault(e.decision.event_id, e)
-            ids = sorted(first)
-            conn.execute(
-                "SELECT 1 FROM pending WHERE event_id = ANY(%s) ORDER BY event_id FOR UPDATE",
-                [ids],
-            )
-            unjoined = {
-                event_id: day
-                for event_id, day in conn.execute(
-                    "SELECT e.event_id, e.day FROM event_days e WHERE e.event_id = ANY(%s) "
-                    "AND NOT EXISTS (SELECT 1 FROM joined j "
-                    "WHERE j.day = e.day AND j.event_id = e.event_id)",
-                    [ids],
-                )
-            }
-            recount = [i for i in unjoined if i in counted_at_due]
-            now_counted = {
-                event_id: len(found) for event_id, found in _counted_rewards(conn, recount).items()
-            }
-            fresh = []
-            for e in events:
-                event_id = e.decision.event_id
-                if event_id not in unjoined or first[event_id] is not e:
-                    continue
-                if (
-                    event_id in counted_at_due
-                    and now_counted.get(event_id, 0) != (counted_at_due[event_id])
-                ):
-                    continue  # a reward landed since due() read it: the next join takes it
-                fresh.append(e)
-            if not fresh:
-                return []
-            numbered = _number(conn, fresh)
-            _insert_joined(conn, numbered, [unjoined[e.decision.event_id] for e in numbered])
-            conn.execute(
-                "DELETE FROM pending WHERE event_id = ANY(%s)",
-                [[e.decision.event_id for e in numbered]],
-            )
-            self._add_counts(
-                conn, joined=len(numbered), defaulted=sum(e.defaulted for e in numbered)
-            )
-            return numbered
+            return logs.append_joined(conn, events, counted_at_due, self._shard)
 
         appended: list[JoinedEvent] = self._db.run(append, write=True)
         return appended
@@ -478,7 +249,7 @@ class PostgresStore:
         if limit <= 0:
             return []
         found = self._db.read(
-            f"SELECT {_JOINED_SELECT} FROM joined j JOIN decisions d ON {_ON_DAY.format('j')} "
+            f"SELECT {rows.JOINED_SELECT} FROM joined j JOIN decisions d ON {ON_DAY.format('j')} "
             "WHERE j.seq > %s ORDER BY j.seq LIMIT %s",
             [cursor, limit],
         )
@@ -513,7 +284,7 @@ class PostgresStore:
         return self._db.run(read)
 
     def counted_rewards(self, event_ids: list[str]) -> dict[str, list[Reward]]:
-        return self._db.run(lambda conn: _counted_rewards(conn, event_ids), atomic=False)
+        return self._db.run(lambda conn: counted_rewards(conn, event_ids), atomic=False)
 
     # -- learner state and models --------------------------------------------------------------
 
@@ -884,7 +655,7 @@ class PostgresStore:
         if limit <= 0:
             return []
         found = self._db.read(
-            f"SELECT {_JOINED_SELECT} FROM joined j JOIN decisions d ON {_ON_DAY.format('j')} "
+            f"SELECT {rows.JOINED_SELECT} FROM joined j JOIN decisions d ON {ON_DAY.format('j')} "
             "WHERE j.seq > %s AND d.timestamp >= %s AND d.timestamp < %s "
             "AND j.day >= %s AND j.day <= %s ORDER BY j.seq LIMIT %s",
             [after_seq, start, end, _day_floor(start), _day_ceiling(end), limit],
@@ -894,7 +665,7 @@ class PostgresStore:
     def log_range(self) -> tuple[float, float] | None:
         row = self._db.first(
             "SELECT MIN(d.timestamp), MAX(d.timestamp) FROM joined j "
-            f"JOIN decisions d ON {_ON_DAY.format('j')}"
+            f"JOIN decisions d ON {ON_DAY.format('j')}"
         )
         if row is None or row[0] is None:
             return None
@@ -908,7 +679,7 @@ class PostgresStore:
         while True:
             page = self._db.read(
                 "SELECT j.seq, j.event_id FROM joined j JOIN decisions d "
-                f"ON {_ON_DAY.format('j')} WHERE j.seq > %s AND j.seq <= %s "
+                f"ON {ON_DAY.format('j')} WHERE j.seq > %s AND j.seq <= %s "
                 "AND d.timestamp < %s ORDER BY j.seq LIMIT %s",
                 [after_seq, through_seq, _before(before), _FIND_PAGE],
             )
@@ -939,44 +710,11 @@ class PostgresStore:
     def _drop_day(self, day: int, before: float | None, through_seq: int) -> int:
         """Drop a day's three partitions if every decision in them may be deleted; returns how
         many decisions went (0 when the day must wait, or its tables are busy)."""
-        names = {t: sql.Identifier(partition_name(t, day)) for t in PARTITIONED}
-
-        def drop(conn: Conn) -> int:
-            conn.execute("SELECT set_config('lock_timeout', '200ms', true)")
-            kept = conn.execute(
-                sql.SQL(
-                    "SELECT 1 FROM {d} d WHERE NOT (EXISTS (SELECT 1 FROM {j} j "
-                    "WHERE j.event_id = d.event_id AND j.seq <= %s) OR (%s AND d.active = 0)) "
-                    "LIMIT 1"
-                ).format(d=names["decisions"], j=names["joined"]),
-                [through_seq, before is not None],
-            ).fetchone()
-            if kept is not None:
-                return 0
-            totals = conn.execute(
-                sql.SQL(
-                    "SELECT (SELECT COUNT(*) FROM {d}), (SELECT COALESCE(SUM(explored), 0) "
-                    "FROM {d}), (SELECT COUNT(*) FROM {r}), "
-                    "(SELECT COALESCE(SUM(late), 0) FROM {r})"
-                ).format(d=names["decisions"], r=names["rewards"])
-            ).fetchone()
-            assert totals is not None
-            conn.execute("DELETE FROM event_days WHERE day = %s", [day])
-            conn.execute("DELETE FROM pending WHERE day = %s", [day])
-            for table in PARTITIONED:
-                conn.execute(sql.SQL("DROP TABLE {}").format(names[table]))
-            conn.execute("DELETE FROM partitions WHERE day = %s", [day])
-            self._add_counts(
-                conn,
-                decisions=-int(totals[0]),
-                explored=-int(totals[1]),
-                rewards=-int(totals[2]),
-                late_rewards=-int(totals[3]),
-            )
-            return int(totals[0])
-
         try:
-            dropped: int = self._db.run(drop, write=True)
+            dropped: int = self._db.run(
+                lambda conn: logs.drop_day(conn, day, before, through_seq, self._shard),
+                write=True,
+            )
         except errors.UndefinedTable:
             return 0  # another process dropped it meanwhile
         except Exception as exc:  # busy tables: the rows are deleted one by one instead
@@ -994,100 +732,18 @@ class PostgresStore:
             chunk = ids[start : start + _DELETE_CHUNK]
 
             def delete(conn: Conn, chunk: list[str] = chunk) -> int:
-                return self._delete_chunk(conn, chunk, before, through_seq)
+                return logs.delete_chunk(conn, chunk, before, through_seq, self._shard)
 
             deleted += self._db.run(delete, write=True)
         return deleted
 
-    def _delete_chunk(
-        self, conn: Conn, ids: list[str], before: float | None, through_seq: int
-    ) -> int:
-        doomed = conn.execute(
-            f"SELECT d.day, d.event_id, d.explored FROM event_days e JOIN decisions d "
-            f"ON {_ON_DAY.format('e')} WHERE e.event_id = ANY(%s) AND d.timestamp < %s "
-            "AND (EXISTS (SELECT 1 FROM joined j WHERE j.day = d.day AND "
-            "j.event_id = d.event_id AND j.seq <= %s) OR (%s AND d.active = 0)) "
-            "ORDER BY d.event_id FOR UPDATE OF d",
-            [ids, _before(before), through_seq, before is not None],
-        ).fetchall()
-        if not doomed:
-            return 0
-        days = [int(r[0]) for r in doomed]
-        event_ids = [str(r[1]) for r in doomed]
-        pairs = "(SELECT * FROM unnest(%s::int4[], %s::text[]) AS x(day, event_id))"
-        removed = conn.execute(
-            f"DELETE FROM rewards r USING {pairs} x WHERE r.day = x.day "
-            "AND r.event_id = x.event_id RETURNING r.late",
-            [days, event_ids],
-        ).fetchall()
-        conn.execute(
-            f"DELETE FROM joined j USING {pairs} x WHERE j.day = x.day AND j.event_id = x.event_id",
-            [days, event_ids],
-        )
-        conn.execute(
-            f"DELETE FROM decisions d USING {pairs} x "
-            "WHERE d.day = x.day AND d.event_id = x.event_id",
-            [days, event_ids],
-        )
-        conn.execute("DELETE FROM pending WHERE event_id = ANY(%s)", [event_ids])
-        conn.execute("DELETE FROM event_days WHERE event_id = ANY(%s)", [event_ids])
-        self._add_counts(
-            conn,
-            decisions=-len(doomed),
-            explored=-sum(int(r[2]) for r in doomed),
-            rewards=-len(removed),
-            late_rewards=-sum(int(r[0]) for r in removed),
-        )
-        return len(doomed)
-
     def import_joined(self, events: list[JoinedEvent]) -> list[JoinedEvent]:
         if not events:
             return []
-        first: dict[str, JoinedEvent] = {}
-        for e in events:
-            first.setdefault(e.decision.event_id, e)
-
-        def store(conn: Conn) -> list[JoinedEvent]:
-            ordered = sorted(first)
-            fresh = {
-                row[0]
-                for row in conn.execute(
-                    "INSERT INTO event_days (event_id, day) "
-                    "SELECT * FROM unnest(%s::text[], %s::int4[]) ON CONFLICT DO NOTHING "
-                    "RETURNING event_id",
-                    [ordered, [day_of(first[i].decision.timestamp) for i in ordered]],
-                )
-            }
-            new = [
-                e
-                for e in events
-                if e.decision.event_id in fresh and first[e.decision.event_id] is e
-            ]
-            if not new:
-                return []
-            decisions = [e.decision for e in new]
-            # Imported decisions are joined already: no pending entry.
-            params = [rows.decision_params(d) for d in decisions]
-            conn.execute(
-                _DECISION_INSERT,
-                [
-                    [day_of(d.timestamp) for d in decisions],
-                    *([p[column] for p in params] for column in rows.DECISION_COLUMNS),
-                ],
-            )
-            numbered = _number(conn, new)
-            _insert_joined(conn, numbered, [day_of(e.decision.timestamp) for e in numbered])
-            self._add_counts(
-                conn,
-                decisions=len(new),
-                explored=sum(d.explored for d in decisions),
-                joined=len(new),
-                defaulted=sum(e.defaulted for e in new),
-            )
-            return numbered
-
         days = {day_of(e.decision.timestamp) for e in events}
-        imported: list[JoinedEvent] = self._writing(store, days)
+        imported: list[JoinedEvent] = self._writing(
+            lambda conn: logs.import_joined(conn, events, self._shard), days
+        )
         return imported
 
     def save_job(self, job: JobRecord) -> None:
@@ -1130,8 +786,8 @@ class PostgresStore:
         if limit <= 0:
             return []
         found = self._db.read(
-            f"SELECT {_DECISION_SELECT} FROM event_days e JOIN decisions d "
-            f"ON {_ON_DAY.format('e')} WHERE e.event_id > %s ORDER BY e.event_id LIMIT %s",
+            f"SELECT {rows.DECISION_SELECT} FROM event_days e JOIN decisions d "
+            f"ON {ON_DAY.format('e')} WHERE e.event_id > %s ORDER BY e.event_id LIMIT %s",
             [after, limit],
         )
         return [rows.decision_from_row(row) for row in found]
@@ -1159,70 +815,11 @@ class PostgresStore:
         rewards: Sequence[StoredReward] = (),
         joined: Sequence[JoinedEvent] = (),
     ) -> None:
-        def restore(conn: Conn) -> None:
-            if decisions:
-                ids = [d.event_id for d in decisions]
-                taken = conn.execute(
-                    "INSERT INTO event_days (event_id, day) "
-                    "SELECT * FROM unnest(%s::text[], %s::int4[]) ON CONFLICT DO NOTHING "
-                    "RETURNING event_id",
-                    [ids, [day_of(d.timestamp) for d in decisions]],
-                ).fetchall()
-                if len(taken) != len(set(ids)) or len(ids) != len(set(ids)):
-                    raise ValueError("restore_rows: a decision's event id is stored already")
-                self._insert_decisions(conn, decisions)
-                self._add_counts(
-                    conn, decisions=len(decisions), explored=sum(d.explored for d in decisions)
-                )
-            if rewards:
-                ids = sorted({r.reward.event_id for r in rewards})
-                days: dict[str, int] = dict(
-                    conn.execute(
-                        "SELECT event_id, day FROM event_days WHERE event_id = ANY(%s)", [ids]
-                    ).fetchall()
-                )
-                if len(days) != len(ids):
-                    raise ValueError("restore_rows: a reward's decision is not stored")
-                conn.execute(
-                    "INSERT INTO rewards (day, id, event_id, value, received_at, request_key, "
-                    "late) SELECT v.day, nextval('reward_ids'), v.event_id, v.value, "
-                    "v.received_at, v.request_key, v.late FROM unnest(%s::int4[], %s::text[], "
-                    "%s::float8[], %s::float8[], %s::text[], %s::int4[]) WITH ORDINALITY "
-                    "AS v(day, event_id, value, received_at, request_key, late, n) ORDER BY v.n",
-                    [
-                        [days[r.reward.event_id] for r in rewards],
-                        [r.reward.event_id for r in rewards],
-                        [r.reward.value for r in rewards],
-                        [r.reward.received_at for r in rewards],
-                        [r.reward.request_key for r in rewards],
-                        [int(r.late) for r in rewards],
-                    ],
-                )
-                self._add_counts(
-                    conn, rewards=len(rewards), late_rewards=sum(r.late for r in rewards)
-                )
-            if joined:
-                ids = [e.decision.event_id for e in joined]
-                days = dict(
-                    conn.execute(
-                        "SELECT event_id, day FROM event_days WHERE event_id = ANY(%s)", [ids]
-                    ).fetchall()
-                )
-                if len(days) != len(set(ids)):
-                    raise ValueError("restore_rows: a joined event's decision is not stored")
-                _insert_joined(conn, list(joined), [days[i] for i in ids])
-                conn.execute("DELETE FROM pending WHERE event_id = ANY(%s)", [ids])
-                conn.execute(
-                    "UPDATE seq_mark SET value = GREATEST(value, %s) WHERE id = 1",
-                    [max(e.seq for e in joined)],
-                )
-                self._add_counts(
-                    conn, joined=len(joined), defaulted=sum(e.defaulted for e in joined)
-                )
-
         days = {day_of(d.timestamp) for d in decisions}
         try:
-            self._writing(restore, days)
+            self._writing(
+                lambda conn: logs.restore_rows(conn, decisions, rewards, joined, self._shard), days
+            )
         except errors.UniqueViolation as exc:
             raise ValueError(f"restore_rows: a row's key is stored already ({exc})") from exc
 
@@ -1254,69 +851,6 @@ class PostgresStore:
 
     def restore_seq(self, last_seq: int) -> None:
         self._execute("UPDATE seq_mark SET value = GREATEST(value, %s) WHERE id = 1", [last_seq])
-
-
-def _load_decision(conn: Conn, event_id: str, *, lock: bool = False) -> Decision | None:
-    """A decision by id (through ``event_days``, so one partition is read)."""
-    found = conn.execute(
-        f"SELECT {_DECISION_SELECT} FROM event_days e JOIN decisions d ON {_ON_DAY.format('e')} "
-        f"WHERE e.event_id = %s{' FOR UPDATE OF d' if lock else ''}",
-        [event_id],
-    ).fetchone()
-    return rows.decision_from_row(found) if found is not None else None
-
-
-def _counted_rewards(conn: Conn, event_ids: list[str]) -> dict[str, list[Reward]]:
-    """The non-late rewards of each event, in arrival order."""
-    if not event_ids:
-        return {}
-    out: dict[str, list[Reward]] = {}
-    for row in conn.execute(
-        f"SELECT {', '.join('r.' + c.strip() for c in rows.REWARD_SELECT.split(','))} "
-        "FROM event_days e JOIN rewards r ON r.day = e.day AND r.event_id = e.event_id "
-        "WHERE e.event_id = ANY(%s) AND r.late = 0 ORDER BY r.id",
-        [event_ids],
-    ):
-        out.setdefault(row[0], []).append(rows.reward_from_row(row))
-    return out
-
-
-def _number(conn: Conn, events: list[JoinedEvent]) -> list[JoinedEvent]:
-    """Give ``events`` the next ``seq`` values from ``seq_mark`` (its row stays locked to the
-    end of the transaction, so numbers commit in order)."""
-    row = conn.execute(
-        "UPDATE seq_mark SET value = value + %s WHERE id = 1 RETURNING value", [len(events)]
-    ).fetchone()
-    assert row is not None
-    start = int(row[0]) - len(events) + 1
-    return [
-        JoinedEvent(
-            decision=e.decision,
-            reward=e.reward,
-            reward_count=e.reward_count,
-            defaulted=e.defaulted,
-            joined_at=e.joined_at,
-            seq=start + i,
-        )
-        for i, e in enumerate(events)
-    ]
-
-
-def _insert_joined(conn: Conn, events: list[JoinedEvent], days: list[int]) -> None:
-    conn.execute(
-        "INSERT INTO joined (day, seq, event_id, reward, reward_count, defaulted, joined_at) "
-        "SELECT * FROM unnest(%s::int4[], %s::int8[], %s::text[], %s::float8[], %s::int4[], "
-        "%s::int4[], %s::float8[])",
-        [
-            days,
-            [e.seq for e in events],
-            [e.decision.event_id for e in events],
-            [e.reward for e in events],
-            [e.reward_count for e in events],
-            [int(e.defaulted) for e in events],
-            [e.joined_at for e in events],
-        ],
-    )
 
 
 def _command(row: Sequence[Any]) -> Command:
