@@ -35,10 +35,24 @@ GRACE = rules.JOIN_GRACE
 CONFIG = ServiceConfiguration(reward_wait_time=WAIT)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+STORES = ("memory", "sqlite")
+"""Every implementation, by the id its checks run under; :func:`make_store` makes each."""
+
+
+def make_store(kind: str, folder: Path, name: str = "b") -> Store:
+    """An empty store of implementation ``kind`` (one of :data:`STORES`); ``name`` tells two
+    stores of one kind in one ``folder`` apart."""
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "sqlite":
+        return SQLiteStore(folder / f"{name}.db")
+    raise ValueError(f"unknown store implementation {kind!r}")
+
+
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Each implementation, empty: ``MemoryStore`` and an ``SQLiteStore`` on a fresh file."""
-    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "b.db")
+    made = make_store(request.param, tmp_path)
     yield made
     made.close()
 
