@@ -10,9 +10,11 @@ still meet only in the store, through the same commands and reports as separate 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -29,6 +31,7 @@ from server.api.multislot import add_multislot_routes
 from server.api.observe import add_observe_routes
 from server.api.openapi import add_openapi_route
 from server.api.routes import add_routes
+from server.entry.failures import is_postgres_failure
 from server.entry.settings import Settings
 from server.serving.commands import Commands
 from server.serving.service import Service
@@ -44,14 +47,55 @@ READY_POLL = 0.2
 """Seconds between an edge's looks for the loop a trainer creates, while it waits to start."""
 
 
-def open_store(settings: Settings) -> SQLiteStore:
-    """The SQLite store of ``settings.db``."""
-    return SQLiteStore(
-        settings.db,
-        synchronous=settings.synchronous,
-        background_checkpoint=1.0,
-        lock_timeout=settings.lock_timeout,
-    )
+POSTGRES_EXTRA = "PostgreSQL stores need the postgres extra: pip install 'banditd[postgres]'"
+
+
+def open_store(settings: Settings, *, create: bool = True) -> Store:
+    """The store ``settings`` name (:attr:`Settings.location`): the SQLite file (created when
+    missing, unless not ``create``) or the PostgreSQL database.
+
+    Raises:
+        StartupError: a PostgreSQL store without the ``postgres`` extra installed (one line
+            saying what to install); or one that cannot be opened (its cause is psycopg's
+            ``OperationalError``, or ``SchemaMismatch`` while the database needs
+            ``banditd migrate``: :func:`server.entry.failures.startup_failure` tells which).
+        FileNotFoundError: a missing SQLite file, when not ``create``.
+        sqlite3.Error, OSError: an SQLite file that cannot be opened.
+    """
+    location = settings.location
+    if location.kind == "sqlite":
+        return SQLiteStore(
+            location.target,
+            synchronous=settings.synchronous,
+            background_checkpoint=1.0,
+            lock_timeout=settings.lock_timeout,
+            create=create,
+        )
+    constructor = postgres_module("store").PostgresStore
+    try:
+        store: Store = constructor(location.target)
+    except Exception as exc:
+        if is_postgres_failure(exc):
+            raise StartupError("cannot open the PostgreSQL store") from exc
+        raise
+    return store
+
+
+def postgres_module(name: str) -> Any:
+    """``stores.postgres.<name>``, imported only when a PostgreSQL store is named: psycopg is an
+    optional extra, and SQLite users never load it.
+
+    Raises:
+        StartupError: psycopg, or the PostgreSQL store itself, is not installed.
+    """
+    try:
+        return importlib.import_module(f"stores.postgres.{name}")
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] == "psycopg":
+            raise StartupError(POSTGRES_EXTRA) from None
+        if (exc.name or "").startswith("stores.postgres"):
+            raise StartupError("this banditd has no PostgreSQL store (stores.postgres)") from None
+        raise
 
 
 def wait_until_ready(store: Store, timeout: float) -> None:
@@ -76,8 +120,8 @@ def create_app(
 ) -> web.Application:
     """Build the app: an edge, and with ``with_trainer`` the trainer role beside it.
 
-    ``store`` defaults to the SQLite file ``settings.db``. Without the trainer the store must
-    hold a loop already (:func:`wait_until_ready`).
+    ``store`` defaults to the store ``settings`` name (:func:`open_store`). Without the trainer
+    the store must hold a loop already (:func:`wait_until_ready`).
     """
     if store is None:
         store = open_store(settings)

@@ -23,6 +23,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from sqlite_utils import Database
 
@@ -77,8 +78,25 @@ _DUE = "p.close_at <= :bound AND p.close_at + :grace <= :now"
 """Due entries of ``pending p`` (a range scan of its primary key)."""
 
 
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The schema version this code writes (``PRAGMA user_version`` of an up-to-date file)."""
+
+
 class SchemaTooNew(RuntimeError):
     """The database file was written by a newer banditd than this one."""
+
+
+def schema_version(path: str | os.PathLike[str]) -> int:
+    """The schema version of the file at ``path`` (0 for a missing or empty one), read without
+    creating it or changing what it holds: what ``banditd migrate`` reports it migrated from."""
+    if not os.path.exists(path):
+        return 0
+    uri = Path(path).resolve().as_uri() + "?mode=rw"  # never creates the file
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
 
 
 class SQLiteStore(SQLiteConnections):
@@ -604,7 +622,8 @@ def _migrate(db: Database) -> None:
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
         if version > len(MIGRATIONS):
             raise SchemaTooNew(
-                f"schema version {version} is newer than this banditd's {len(MIGRATIONS)}"
+                f"schema version {version} is newer than this banditd's {len(MIGRATIONS)}; "
+                "run a newer banditd"
             )
         for migration in MIGRATIONS[version:]:
             migration(db)
