@@ -67,12 +67,13 @@ def copy_loop(
 ) -> CopyReport:
     """Copy the loop in ``source`` into the empty ``target``, ``page`` rows per transaction.
 
-    Afterwards every read of the target answers as the source's does (decisions, due events,
-    rewards, joined events, totals, models with their bytes, checkpoint, settings, moments and
-    strings), and the target numbers new joined events after every ``seq`` the source gave or
-    its learner's cursor and models' cursors name. Nothing is written to ``source``; it should
-    not change while copied (stop the processes on it first), or the copy may miss rows or
-    refuse a reward whose decision it read before the reward arrived.
+    Afterwards every read of the loop on the target answers as the source's does (decisions,
+    due events, rewards, joined events, totals, models with their bytes, checkpoint, settings,
+    moments and strings), and the target numbers new joined events after every ``seq`` the
+    source gave or its learner's cursor and models' cursors name. The target's generation
+    (:meth:`bandit.store.ControlChannel.generation`) counts its own changes. Nothing is written
+    to ``source``; it should not change while copied (stop the processes on it first), or the
+    copy may miss rows or refuse a reward whose decision it read before the reward arrived.
 
     A copy that fails part way leaves the target partly written, and holding a loop: start
     again on an empty target.

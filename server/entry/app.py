@@ -91,9 +91,11 @@ def postgres_module(name: str) -> Any:
     try:
         return importlib.import_module(f"stores.postgres.{name}")
     except ImportError as exc:
-        if (exc.name or "").split(".")[0] == "psycopg":
+        # psycopg missing, or installed without a libpq it can load (its message names it).
+        missing = exc.name or ("psycopg" if "psycopg" in str(exc) else "")
+        if missing.split(".")[0] == "psycopg":
             raise StartupError(POSTGRES_EXTRA) from None
-        if (exc.name or "").startswith("stores.postgres"):
+        if missing.startswith("stores.postgres"):
             raise StartupError("this banditd has no PostgreSQL store (stores.postgres)") from None
         raise
 

@@ -24,7 +24,12 @@ from bandit.store import Store
 from bandit.transfer import CopyReport, copy_loop
 from server.api.connections import StartupError
 from server.entry.app import open_store, postgres_module
-from server.entry.failures import db_path_problem, is_postgres_failure, startup_failure
+from server.entry.failures import (
+    db_path_problem,
+    is_postgres_failure,
+    startup_failure,
+    store_failure,
+)
 from server.entry.settings import Settings
 from server.entry.store_url import StoreURL, StoreURLError, parse_store_url, redact
 from stores.sqlite.store import SCHEMA_VERSION, SchemaTooNew, schema_version
@@ -146,7 +151,10 @@ def _open(location: StoreURL, *, create: bool = True) -> Store:
         ) from None
     except SchemaTooNew as exc:
         raise CommandRefused(f"{location.display}: {exc}.") from None
-    except (StartupError, sqlite3.Error, OSError) as exc:
+    except StartupError as exc:  # no PostgreSQL store here, or one that cannot be opened
+        failure = store_failure(location, exc) or redact(str(exc), location.target)
+        raise CommandRefused(failure, 1) from None
+    except (sqlite3.Error, OSError) as exc:
         raise CommandRefused(startup_failure(location, exc), 1) from None
 
 
