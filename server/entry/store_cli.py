@@ -124,7 +124,7 @@ def _migrate(location: StoreURL) -> tuple[int, int]:
                 f"{location.display}: schema version {before} is newer than this banditd's "
                 f"{SCHEMA_VERSION}; run a newer banditd."
             )
-        _open(location).close()  # opening an SQLite file migrates it
+        open_command_store(location).close()  # opening an SQLite file migrates it
         return before, schema_version(location.target)
     try:
         schema = postgres_module("schema")
@@ -141,8 +141,10 @@ def _migrate(location: StoreURL) -> tuple[int, int]:
     return versions
 
 
-def _open(location: StoreURL, *, create: bool = True) -> Store:
-    """The store at ``location``, with the default settings of a process."""
+def open_command_store(location: StoreURL, *, create: bool = True) -> Store:
+    """The store at ``location`` for a command, with a process's default settings; a store
+    that cannot be opened is a :class:`CommandRefused`. Without ``create`` a missing SQLite
+    file is refused rather than made (a mistyped path would read as an empty loop)."""
     try:
         return open_store(Settings(store=_url_of(location)), create=create)
     except FileNotFoundError:
@@ -156,13 +158,6 @@ def _open(location: StoreURL, *, create: bool = True) -> Store:
         raise CommandRefused(failure, 1) from None
     except (sqlite3.Error, OSError) as exc:
         raise CommandRefused(startup_failure(location, exc), 1) from None
-
-
-def open_command_store(location: StoreURL, *, create: bool) -> Store:
-    """The store at ``location`` for a command, with a process's default settings; a store
-    that cannot be opened is a :class:`CommandRefused`. Without ``create`` a missing SQLite
-    file is refused rather than made (a mistyped path would read as an empty loop)."""
-    return _open(location, create=create)
 
 
 def _url_of(location: StoreURL) -> str:
@@ -186,7 +181,7 @@ def _copy(
                 raise CommandRefused(problem)
         else:
             _migrate(target_url)
-        target = _open(target_url)
+        target = open_command_store(target_url)
         try:
             return copy_loop(source, target, progress=progress)
         except ValueError as exc:
