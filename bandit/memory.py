@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,6 +29,7 @@ from bandit.events import (
     Reward,
     RewardOutcome,
     StoreCounts,
+    StoredReward,
     WatchSettingsRecord,
     WriteBatch,
     WriteResult,
@@ -38,8 +39,8 @@ from bandit.events import (
 @dataclass(slots=True)
 class _Row:
     decision: Decision
-    rewards: list[Reward] = field(default_factory=list)
-    late: int = 0
+    rewards: list[Reward] = field(default_factory=list)  # counted, in arrival order
+    late: list[Reward] = field(default_factory=list)  # kept, for copying; never counted
     keys: set[str] = field(default_factory=set)
     joined: bool = False
 
@@ -69,8 +70,11 @@ class MemoryStore:
         self._watchers: list[Callable[[], None]] = []
         self._lease: Lease | None = None
         self._commands: dict[int, Command] = {}  # by generation, in submission order
+        self._arrivals: list[tuple[int, StoredReward]] = []  # by position; deletions leave gaps
+        self._arrived = 0  # the last reward's position
         self._rewards = 0
         self._late = 0
+        self._joined_total = 0  # every event ever joined, as _defaulted: deletions keep them
         self._defaulted = 0
         self._explored = 0
 
@@ -79,10 +83,7 @@ class MemoryStore:
         for d in batch.decisions:
             row = self._rows.get(d.event_id)
             if row is None:
-                self._rows[d.event_id] = _Row(d)
-                self._explored += d.explored
-                if d.close_at is not None:
-                    bisect.insort(self._pending, (d.close_at, d.event_id))
+                self._add_decision(d)
                 decisions.append(d)
             else:
                 decisions.append(row.decision)
@@ -106,21 +107,32 @@ class MemoryStore:
             if r.request_key is not None and r.request_key in row.keys:
                 outcomes.append(RewardOutcome.DUPLICATE)
                 continue
-            if r.request_key is not None:
-                row.keys.add(r.request_key)
-            self._rewards += 1
-            if rules.is_late(row.decision.close_at, r.received_at, joined=row.joined):
-                row.late += 1
-                self._late += 1
+            late = rules.is_late(row.decision.close_at, r.received_at, joined=row.joined)
+            self._keep_reward(row, StoredReward(reward=r, late=late))
+            if late:
                 outcomes.append(RewardOutcome.LATE)
             else:
-                row.rewards.append(r)
                 outcomes.append(
                     RewardOutcome.STORED if row.decision.active else RewardOutcome.INACTIVE
                 )
         return WriteResult(
             decisions=tuple(decisions), rewards=tuple(outcomes), activations=tuple(activations)
         )
+
+    def _keep_reward(self, row: _Row, stored: StoredReward) -> None:
+        """Store a reward known not to be a duplicate: in its row, counted unless late, and in
+        arrival order."""
+        r = stored.reward
+        if r.request_key is not None:
+            row.keys.add(r.request_key)
+        self._rewards += 1
+        if stored.late:
+            row.late.append(r)
+            self._late += 1
+        else:
+            row.rewards.append(r)
+        self._arrived += 1
+        self._arrivals.append((self._arrived, stored))
 
     def try_write(self, batch: WriteBatch) -> WriteResult | None:
         return self.write(batch)
@@ -160,6 +172,7 @@ class MemoryStore:
             self._seq += 1
             stored = replace(e, seq=self._seq)
             self._joined.append(stored)
+            self._joined_total += 1
             self._defaulted += stored.defaulted
             appended.append(stored)
         if done:
@@ -183,6 +196,12 @@ class MemoryStore:
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         self._check_fence()
         self._checkpoint = checkpoint
+
+    def _add_decision(self, d: Decision) -> None:
+        self._rows[d.event_id] = _Row(d)
+        self._explored += d.explored
+        if d.close_at is not None and d.active:
+            bisect.insort(self._pending, (d.close_at, d.event_id))
 
     def publish_model(
         self,
@@ -287,7 +306,7 @@ class MemoryStore:
             decisions=len(self._rows),
             rewards=self._rewards,
             late_rewards=self._late,
-            joined=self._seq,
+            joined=self._joined_total,
             defaulted=self._defaulted,
             explored=self._explored,
             pending_join=len(due),
@@ -435,10 +454,11 @@ class MemoryStore:
             )
         for event_id in doomed:
             row = self._rows.pop(event_id)
-            self._rewards -= len(row.rewards) + row.late
-            self._late -= row.late
+            self._rewards -= len(row.rewards) + len(row.late)
+            self._late -= len(row.late)
             self._explored -= row.decision.explored
         self._joined = [e for e in self._joined if e.decision.event_id not in doomed]
+        self._arrivals = [a for a in self._arrivals if a[1].reward.event_id not in doomed]
         return len(doomed)
 
     def counted_rewards(self, event_ids: list[str]) -> dict[str, list[Reward]]:
@@ -460,6 +480,7 @@ class MemoryStore:
             self._seq += 1
             stored = replace(e, seq=self._seq)
             self._joined.append(stored)
+            self._joined_total += 1
             self._defaulted += stored.defaulted
             appended.append(stored)
         return appended
@@ -477,3 +498,87 @@ class MemoryStore:
 
     def delete_job(self, kind: str, job_id: str) -> bool:
         return self._jobs.pop((kind, job_id), None) is not None
+
+    # -- copying a loop ----------------------------------------------------------------------
+
+    def copy_decisions(self, after: str, limit: int) -> list[Decision]:
+        ids = sorted(event_id for event_id in self._rows if event_id > after)
+        return [self._rows[event_id].decision for event_id in ids[: max(limit, 0)]]
+
+    def copy_rewards(self, after: int, limit: int) -> list[tuple[int, StoredReward]]:
+        start = bisect.bisect_right(self._arrivals, after, key=lambda a: a[0])
+        return self._arrivals[start : start + max(limit, 0)]
+
+    def copy_meta(self) -> dict[str, str]:
+        return dict(self._meta)
+
+    def restore_rows(
+        self,
+        *,
+        decisions: Sequence[Decision] = (),
+        rewards: Sequence[StoredReward] = (),
+        joined: Sequence[JoinedEvent] = (),
+    ) -> None:
+        _check_restorable(self._rows, self._joined, decisions, rewards, joined)
+        for d in decisions:
+            self._add_decision(d)
+        for stored in rewards:
+            self._keep_reward(self._rows[stored.reward.event_id], stored)
+        for e in sorted(joined, key=lambda e: e.seq):
+            self._rows[e.decision.event_id].joined = True
+            bisect.insort(self._joined, e, key=lambda j: j.seq)
+            self._joined_total += 1
+            self._defaulted += e.defaulted
+            self._seq = max(self._seq, e.seq)
+        done = {e.decision.event_id for e in joined}
+        if done:
+            self._pending = [p for p in self._pending if p[1] not in done]
+
+    def restore_model(self, record: ModelRecord) -> None:
+        if any(m.version == record.version for m in self._models):
+            raise ValueError(f"model version {record.version} is stored already")
+        bisect.insort(self._models, record, key=lambda m: m.version)
+        self._next_version = max(self._next_version, record.version + 1)
+        self._bump()
+
+    def restore_seq(self, last_seq: int) -> None:
+        self._seq = max(self._seq, last_seq)
+
+    def restore_totals(self, *, joined: int, defaulted: int) -> None:
+        self._joined_total = joined
+        self._defaulted = defaulted
+
+
+def _check_restorable(
+    rows: dict[str, _Row],
+    stored_joined: list[JoinedEvent],
+    decisions: Sequence[Decision],
+    rewards: Sequence[StoredReward],
+    joined: Sequence[JoinedEvent],
+) -> None:
+    """Raise ValueError, before anything is written, for a row :meth:`MemoryStore.restore_rows`
+    must refuse: a key held already (or twice in the call), or a row of an unknown decision."""
+    ids = set(rows)
+    for d in decisions:
+        if d.event_id in ids:
+            raise ValueError(f"decision {d.event_id!r} is stored already")
+        ids.add(d.event_id)
+    keys = {(event_id, key) for event_id, row in rows.items() for key in row.keys}
+    for stored in rewards:
+        r = stored.reward
+        if r.event_id not in ids:
+            raise ValueError(f"reward of unknown decision {r.event_id!r}")
+        if r.request_key is not None:
+            if (r.event_id, r.request_key) in keys:
+                raise ValueError(f"reward {r.request_key!r} of {r.event_id!r} is stored already")
+            keys.add((r.event_id, r.request_key))
+    seqs = {e.seq for e in stored_joined}
+    done = {event_id for event_id, row in rows.items() if row.joined}
+    for e in joined:
+        event_id = e.decision.event_id
+        if event_id not in ids:
+            raise ValueError(f"joined event of unknown decision {event_id!r}")
+        if e.seq < 1 or e.seq in seqs or event_id in done:
+            raise ValueError(f"joined event {event_id!r} (seq {e.seq}) is stored already")
+        seqs.add(e.seq)
+        done.add(event_id)

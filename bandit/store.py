@@ -3,11 +3,12 @@
 Each role depends only on the protocols it uses: the group-commit writer on :class:`EventLog`,
 the learner on :class:`LearnerStore`, the job runner on :class:`Jobs`, export and import on
 :class:`LogArchive`, the trainer's lease on :class:`TrainerLease`, edges and the trainer on
-:class:`ControlChannel` to meet, and so on. :class:`Store` is all of them, for the places that
-really need every part (opening a loop, the service that hands parts to its roles).
+:class:`ControlChannel` to meet, ``banditd copy`` on :class:`LoopCopy`, and so on.
+:class:`Store` is all of them, for the places that really need every part (opening a loop, the
+service that hands parts to its roles, copying a loop).
 
-Two implementations share one contract suite, a module per protocol (``tests/stores/``):
-:class:`bandit.memory.MemoryStore` the SQLite store in ``stores/sqlite/`` and the PostgreSQL
+The implementations share one contract suite, a module per protocol (``tests/stores/``):
+:class:`bandit.memory.MemoryStore`, the SQLite store in ``stores/sqlite/`` and the PostgreSQL
 store in ``stores/postgres/``. Every method is one transaction.
 """
 
@@ -433,10 +434,12 @@ class ControlChannel(Protocol):
 class LoopCopy(Protocol):
     """A loop's rows as they are stored, read in pages and written into another store as they
     were: what ``banditd copy`` moves between stores (decisions with their windows, rewards
-    with their lateness, joined events with their ``seq``, models with their versions).
+    with their lateness, joined events with their ``seq``, models with their versions, every
+    named string, and the totals that outlive deleted logs) through
+    :func:`bandit.transfer.copy_loop`.
 
-    The settings, checkpoint and small records travel through their own protocols' loads and
-    saves; commands, the lease and the trainer's report are not copied.
+    The settings, checkpoint, small records and named moments travel through their own
+    protocols' loads and saves; commands, the lease and the trainer's report are not copied.
     """
 
     def copy_decisions(self, after: str, limit: int) -> list[Decision]:
@@ -447,7 +450,13 @@ class LoopCopy(Protocol):
     def copy_rewards(self, after: int, limit: int) -> list[tuple[int, StoredReward]]:
         """Stored rewards after position ``after`` (0 starts), in arrival order, at most
         ``limit``; each with its position (a number that grows with arrival; page by the last
-        one seen). Late and duplicate-keyed rewards included, as stored."""
+        one seen). Late rewards included, as stored; a duplicate-keyed retry was never stored
+        (its first report is)."""
+        ...
+
+    def copy_meta(self) -> dict[str, str]:
+        """Every small named string (:meth:`LoopSettings.get_meta`), by key: what
+        :class:`LoopSettings` cannot list."""
         ...
 
     def restore_rows(
@@ -458,21 +467,36 @@ class LoopCopy(Protocol):
         joined: Sequence[JoinedEvent] = (),
     ) -> None:
         """Write rows read from another store, as they were: decisions (active state and window
-        kept), rewards in the order given with their lateness kept, joined events with their
-        ``seq`` (their decisions restored already). One transaction. Rows whose key the store
-        holds already are an error (``ValueError``, nothing written): copy into an empty store.
-        Totals (:meth:`EventLog.counts`) count what is restored."""
+        kept), rewards in the order given with their lateness and ``request_key`` kept (so a
+        retry after the copy is still a duplicate), joined events with their ``seq`` (their
+        decisions restored already, in this call or an earlier one). One transaction.
+
+        An unjoined active decision with a window is due for joining as it was; a joined one
+        is not. Rows whose key the store holds already (an event id, a reward's event id and
+        ``request_key``, a joined event's ``seq`` or event id), and rewards or joined events of
+        a decision the store does not hold, are an error (``ValueError``, nothing written):
+        copy into an empty store. :meth:`EventLog.counts` counts what is restored (the totals
+        of deleted events come with :meth:`restore_totals`).
+        """
         ...
 
     def restore_model(self, record: ModelRecord) -> None:
-        """Store a model with its version, creation time and ``restored_from`` kept; later
-        publications take versions after every restored one."""
+        """Store a model with its version, creation time, data and ``restored_from`` kept;
+        later publications take versions after every restored one. A version the store holds
+        already is an error (``ValueError``, nothing written). Bumps the generation, as a
+        publication does."""
         ...
 
     def restore_seq(self, last_seq: int) -> None:
         """Make later :meth:`EventLog.append_joined` and :meth:`LogArchive.import_joined` give
         ``seq`` values above ``last_seq`` (a copied loop may have deleted its newest joined
-        events; its learner's cursor must stay behind every new one)."""
+        events; its learner's cursor must stay behind every new one). Never lowers the mark."""
+        ...
+
+    def restore_totals(self, *, joined: int, defaulted: int) -> None:
+        """Set the totals of :meth:`EventLog.counts` that outlive deleted logs: ``joined`` and
+        ``defaulted`` count every event ever joined, deleted since or not (the other totals
+        count stored rows, and come with :meth:`restore_rows`)."""
         ...
 
 
@@ -498,6 +522,7 @@ class Store(
     Jobs,
     TrainerLease,
     ControlChannel,
+    LoopCopy,
     Protocol,
 ):
     """Every part of a loop's durable state, and the connections behind it."""

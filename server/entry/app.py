@@ -10,9 +10,11 @@ still meet only in the store, through the same commands and reports as separate 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -29,6 +31,7 @@ from server.api.multislot import add_multislot_routes
 from server.api.observe import add_observe_routes
 from server.api.openapi import add_openapi_route
 from server.api.routes import add_routes
+from server.entry.failures import is_postgres_failure
 from server.entry.settings import Settings
 from server.serving.commands import Commands
 from server.serving.service import Service
@@ -44,23 +47,57 @@ READY_POLL = 0.2
 """Seconds between an edge's looks for the loop a trainer creates, while it waits to start."""
 
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+POSTGRES_EXTRA = "PostgreSQL stores need the postgres extra: pip install 'banditd[postgres]'"
 
 
-def open_store(settings: Settings) -> Store:
-    """The store of ``settings.store`` (a PostgreSQL URL, or ``sqlite:///PATH``), else the
-    SQLite file ``settings.db``."""
-    if settings.store.startswith(POSTGRES_SCHEMES):
-        from stores.postgres.store import PostgresStore  # the optional extra
+def open_store(settings: Settings, *, create: bool = True) -> Store:
+    """The store ``settings`` name (:attr:`Settings.location`): the SQLite file (created when
+    missing, unless not ``create``) or the PostgreSQL database.
 
-        return PostgresStore(settings.store, lock_timeout=max(settings.lock_timeout, 1.0))
-    path = settings.store.removeprefix("sqlite:///") or settings.db
-    return SQLiteStore(
-        path,
-        synchronous=settings.synchronous,
-        background_checkpoint=1.0,
-        lock_timeout=settings.lock_timeout,
-    )
+    Raises:
+        StartupError: a PostgreSQL store without the ``postgres`` extra installed (one line
+            saying what to install); or one that cannot be opened (its cause is psycopg's
+            ``OperationalError``, or ``SchemaMismatch`` while the database needs
+            ``banditd migrate``: :func:`server.entry.failures.startup_failure` tells which).
+        FileNotFoundError: a missing SQLite file, when not ``create``.
+        sqlite3.Error, OSError: an SQLite file that cannot be opened.
+    """
+    location = settings.location
+    if location.kind == "sqlite":
+        return SQLiteStore(
+            location.target,
+            synchronous=settings.synchronous,
+            background_checkpoint=1.0,
+            lock_timeout=settings.lock_timeout,
+            create=create,
+        )
+    constructor = postgres_module("store").PostgresStore
+    try:
+        store: Store = constructor(location.target, lock_timeout=max(settings.lock_timeout, 1.0))
+    except Exception as exc:
+        if is_postgres_failure(exc) or is_postgres_failure(exc.__cause__):
+            raise StartupError("cannot open the PostgreSQL store") from exc
+        raise
+    return store
+
+
+def postgres_module(name: str) -> Any:
+    """``stores.postgres.<name>``, imported only when a PostgreSQL store is named: psycopg is an
+    optional extra, and SQLite users never load it.
+
+    Raises:
+        StartupError: psycopg, or the PostgreSQL store itself, is not installed.
+    """
+    try:
+        return importlib.import_module(f"stores.postgres.{name}")
+    except ImportError as exc:
+        # psycopg missing, or installed without a libpq it can load (its message names it).
+        missing = exc.name or ("psycopg" if "psycopg" in str(exc) else "")
+        if missing.split(".")[0] == "psycopg":
+            raise StartupError(POSTGRES_EXTRA) from None
+        if missing.startswith("stores.postgres"):
+            raise StartupError("this banditd has no PostgreSQL store (stores.postgres)") from None
+        raise
 
 
 def wait_until_ready(store: Store, timeout: float) -> None:
@@ -85,8 +122,8 @@ def create_app(
 ) -> web.Application:
     """Build the app: an edge, and with ``with_trainer`` the trainer role beside it.
 
-    ``store`` defaults to the SQLite file ``settings.db``. Without the trainer the store must
-    hold a loop already (:func:`wait_until_ready`).
+    ``store`` defaults to the store ``settings`` name (:func:`open_store`). Without the trainer
+    the store must hold a loop already (:func:`wait_until_ready`).
     """
     if store is None:
         store = open_store(settings)

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import gc
 import logging
-import os
 import signal
 import sqlite3
 import sys
 from importlib.metadata import entry_points
-from pathlib import Path
 
 from bandit.errors import ServiceUnavailable
 from server.api.connections import ListenError, StartupError, serve
 from server.entry.app import create_app, open_store, wait_until_ready
+from server.entry.failures import db_path_problem, startup_failure
 from server.entry.logs_cli import export_main, import_main
 from server.entry.settings import Settings, SettingsError, load
+from server.entry.store_cli import copy_main, migrate_main
 from server.entry.supervisor import reserve_port, supervise
 from server.trainer.role import run_trainer
 
@@ -34,7 +33,9 @@ READY_TIMEOUT = 60.0
 def _arguments(prog: str, description: str, *, serving: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--db", help="SQLite file (default banditd.db)")
-    parser.add_argument("--store", help="store URL: postgresql://... or sqlite:///PATH")
+    parser.add_argument(
+        "--store", help="store URL: sqlite:///PATH or postgresql://... (instead of --db)"
+    )
     parser.add_argument("--config", help="TOML file with settings")
     if serving:
         parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -52,15 +53,22 @@ def _arguments(prog: str, description: str, *, serving: bool) -> argparse.Argume
 
 def _settings(args: argparse.Namespace, overrides: dict[str, object]) -> Settings | int:
     """Settings from the file, the environment and flags; or the exit status of a bad one."""
+    if args.db and args.store:
+        print("banditd: give --db PATH or --store URL, not both.", file=sys.stderr)
+        return 2
+    # --db names the SQLite file over a store URL from the file or the environment.
+    store = "" if args.db else args.store
     try:
         settings = load(
-            config_file=args.config,
-            overrides={"db": args.db, "store": args.store, **overrides},
+            config_file=args.config, overrides={"db": args.db, "store": store, **overrides}
         )
     except SettingsError as exc:
         print(f"banditd: {exc}", file=sys.stderr)
         return 2
-    problem = None if settings.store else db_path_problem(settings.db)
+    location = settings.location
+    problem = location.kind == "sqlite" and db_path_problem(
+        location.target, "--store" if settings.store else "--db"
+    )
     if problem:
         print(f"banditd: {problem}", file=sys.stderr)
         return 2
@@ -97,8 +105,8 @@ def _serve(argv: list[str]) -> int:
         except ListenError as exc:
             print(f"banditd: {exc}", file=sys.stderr)
             return 2
-        except (sqlite3.Error, OSError, ServiceUnavailable) as exc:
-            print(f"banditd: {startup_failure(settings.db, exc)}", file=sys.stderr)
+        except (StartupError, sqlite3.Error, OSError, ServiceUnavailable) as exc:
+            print(f"banditd: {startup_failure(settings.location, exc)}", file=sys.stderr)
             return 1
         _log_setup()
         return supervise(_common(args), host=settings.host, port=port, workers=settings.workers)
@@ -124,7 +132,7 @@ def _serve(argv: list[str]) -> int:
         print(f"banditd: {exc}", file=sys.stderr)
         return 2
     except (StartupError, sqlite3.Error, OSError, ServiceUnavailable) as exc:
-        print(f"banditd: {startup_failure(settings.db, exc)}", file=sys.stderr)
+        print(f"banditd: {startup_failure(settings.location, exc)}", file=sys.stderr)
         return 1
     return 0
 
@@ -154,49 +162,8 @@ def _run_trainer(settings: Settings) -> int:
     try:
         return asyncio.run(main())
     except (SettingsError, StartupError, sqlite3.Error, OSError, ServiceUnavailable) as exc:
-        print(f"banditd: {startup_failure(settings.db, exc)}", file=sys.stderr)
+        print(f"banditd: {startup_failure(settings.location, exc)}", file=sys.stderr)
         return 1
-
-
-def db_path_problem(db: str) -> str | None:
-    """Why ``db`` cannot hold the SQLite file, in one line that says what to do; None if it can.
-
-    >>> db_path_problem("/")
-    "--db '/' is a directory; name a file inside it, such as '/banditd.db'."
-    """
-    path = Path(db)
-    parent = path.parent
-    if path.is_dir():
-        inside = str(path / "banditd.db")
-        return f"--db {db!r} is a directory; name a file inside it, such as {inside!r}."
-    if not parent.exists():
-        return (
-            f"--db {db!r}: the folder {str(parent)!r} does not exist; create it or choose "
-            "another path."
-        )
-    if not parent.is_dir():
-        return f"--db {db!r}: {str(parent)!r} is not a folder; choose another path."
-    # SQLite writes the file and its -wal and -shm files beside it, so the folder must be writable.
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        return (
-            f"--db {db!r}: cannot write there (permission denied or a read-only filesystem); "
-            "choose a writable place or fix its permissions."
-        )
-    return None
-
-
-def startup_failure(db: str, exc: BaseException) -> str:
-    """One line saying why start-up failed and what to do (``exc`` or its cause names it)."""
-    cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error | OSError) else exc
-    text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-    full = getattr(cause, "sqlite_errorname", "") == "SQLITE_FULL" or (
-        isinstance(cause, OSError) and cause.errno == errno.ENOSPC
-    )
-    if full or "disk is full" in text:
-        return f"the disk holding {db!r} is full ({text}); free some space and start again."
-    if isinstance(cause, sqlite3.Error):
-        return f"cannot open the database {db!r}: {text}; check the file and its folder."
-    return f"could not start: {text}."
 
 
 def tune_gc() -> None:
@@ -215,7 +182,14 @@ def tune_gc() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``banditd COMMAND ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    builtin = {"serve": _serve, "train": _train, "export": export_main, "import": import_main}
+    builtin = {
+        "serve": _serve,
+        "train": _train,
+        "export": export_main,
+        "import": import_main,
+        "migrate": migrate_main,
+        "copy": copy_main,
+    }
     # Plugins are loaded only when named, so a broken optional package cannot stop `serve`.
     plugins = {ep.name: ep for ep in entry_points(group="banditd.commands")}
     names = sorted(builtin.keys() | plugins.keys())

@@ -1,32 +1,55 @@
-"""``banditd export`` and ``banditd import``: DSJSON logs out of and into a store file.
+"""``banditd export`` and ``banditd import``: DSJSON logs out of and into a store.
 
 The lines are those of ``GET /v1/logs/export`` (:mod:`server.api.logs`, which reads and writes
-them).
+them). The store is ``--db PATH`` (an SQLite file, ``banditd.db`` by default) or ``--store URL``;
+export never creates an SQLite file, import does.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from bandit.config import LearningMode
 from bandit.errors import InvalidExportLogsRequest
 from bandit.store import Store
 from server.api.logs import import_logs, parse_range, write_logs
-from stores.sqlite.store import SQLiteStore
+from server.entry.store_cli import CommandRefused, open_command_store, report
+from server.entry.store_url import StoreURL, StoreURLError, parse_store_url
+
+DEFAULT_DB = "banditd.db"
 
 
-def _open_store(db: str) -> Store:
-    return SQLiteStore(db)
+def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help=f"SQLite file (default {DEFAULT_DB})")
+    parser.add_argument("--store", help="store URL: sqlite:///PATH or postgresql://...")
+
+
+def _open(prog: str, args: argparse.Namespace, *, create: bool) -> Store | int:
+    """The store ``--db`` or ``--store`` names; or, said in one line, the exit status of a
+    store that cannot be opened."""
+    try:
+        if args.db and args.store:
+            raise CommandRefused("give --db PATH or --store URL, not both.")
+        try:
+            location = (
+                parse_store_url(args.store)
+                if args.store
+                else StoreURL("sqlite", args.db or DEFAULT_DB)
+            )
+        except StoreURLError as exc:
+            raise CommandRefused(str(exc)) from None
+        return open_command_store(location, create=create)
+    except CommandRefused as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return exc.status
 
 
 def export_main(argv: list[str]) -> int:
-    """``banditd export --db PATH --out FILE [--from T] [--to T] [--json]``."""
+    """``banditd export [--db PATH | --store URL] --out FILE [--from T] [--to T] [--json]``."""
     parser = argparse.ArgumentParser(prog="banditd export", description="Export DSJSON logs.")
-    parser.add_argument("--db", default="banditd.db", help="SQLite file (default banditd.db)")
+    _add_store_arguments(parser)
     parser.add_argument("--out", required=True, help="DSJSON file to write ('-' for stdout)")
     parser.add_argument("--from", dest="start", help="ISO-8601 date-time (inclusive)")
     parser.add_argument("--to", dest="end", help="ISO-8601 date-time (exclusive)")
@@ -37,7 +60,9 @@ def export_main(argv: list[str]) -> int:
     except InvalidExportLogsRequest as exc:
         print(f"banditd export: {exc.message}", file=sys.stderr)
         return 2
-    store = _open_store(args.db)
+    store = _open("banditd export", args, create=False)
+    if isinstance(store, int):
+        return store
     try:
         if args.out == "-":
             count = write_logs(store, sys.stdout, start, end)
@@ -47,23 +72,25 @@ def export_main(argv: list[str]) -> int:
     finally:
         store.close()
     summary = {"exported": count, "out": args.out}
-    _report(args.json and args.out != "-", summary, f"exported {count} events")
+    report(args.json and args.out != "-", summary, f"exported {count} events")
     return 0
 
 
 def import_main(argv: list[str]) -> int:
-    """``banditd import --db PATH FILE [--mode Online|Apprentice] [--json]``."""
+    """``banditd import [--db PATH | --store URL] FILE [--mode Online|Apprentice] [--json]``."""
     parser = argparse.ArgumentParser(
         prog="banditd import",
         description="Import DSJSON logs as joined events; the learner learns them next (warm "
         "start), and with --mode Apprentice they also count as apprentice events.",
     )
     parser.add_argument("file", help="DSJSON file ('-' for stdin)")
-    parser.add_argument("--db", default="banditd.db", help="SQLite file (default banditd.db)")
+    _add_store_arguments(parser)
     parser.add_argument("--mode", choices=["Online", "Apprentice"], default="Online")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     args = parser.parse_args(argv)
-    store = _open_store(args.db)
+    store = _open("banditd import", args, create=True)
+    if isinstance(store, int):
+        return store
     try:
         if args.file == "-":
             imported, skipped = import_logs(store, sys.stdin, LearningMode(args.mode))
@@ -76,9 +103,5 @@ def import_main(argv: list[str]) -> int:
     finally:
         store.close()
     summary = {"imported": imported, "skipped": skipped}
-    _report(args.json, summary, f"imported {imported} events, skipped {skipped} already stored")
+    report(args.json, summary, f"imported {imported} events, skipped {skipped} already stored")
     return 0
-
-
-def _report(as_json: bool, summary: dict[str, Any], text: str) -> None:
-    print(json.dumps(summary) if as_json else text, file=sys.stdout if as_json else sys.stderr)

@@ -31,6 +31,7 @@ from typing import Annotated, Any, get_origin, get_type_hints
 import msgspec
 from msgspec import Meta
 
+from server.entry.store_url import StoreURL, StoreURLError, parse_store_url
 from server.trainer.watch_settings import (
     FILE_NAMES,
     InvalidWatchSetting,
@@ -63,7 +64,9 @@ class Settings:
     variables); :meth:`check` enforces the bounds and the rules across settings.
 
     Attributes:
-        db: path of the SQLite file.
+        db: path of the SQLite file, when ``store`` is empty.
+        store: the store's URL (:mod:`server.entry.store_url`: ``sqlite:///PATH`` or a
+            ``postgresql://`` URL); empty for the SQLite file ``db``.
         host: address to bind; a non-loopback one requires an API key.
         port: TCP port (0: any free port).
         client_keys: keys accepted for rank, reward and activate (up to two, for rotation).
@@ -155,6 +158,12 @@ class Settings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def location(self) -> StoreURL:
+        """The store these settings name: ``store`` parsed, else the SQLite file ``db``
+        (:meth:`check` has refused a ``store`` that does not parse)."""
+        return parse_store_url(self.store) if self.store else StoreURL("sqlite", self.db)
+
+    @property
     def auth_enabled(self) -> bool:
         """Whether requests must carry a key."""
         return bool(self.client_keys or self.admin_keys)
@@ -166,12 +175,16 @@ class Settings:
             ``self``, unchanged.
 
         Raises:
-            SettingsError: the first setting that is wrong, named; or a non-loopback ``host``
-                without an API key.
+            SettingsError: the first setting that is wrong, named (``store`` a URL of no form
+                banditd takes); or a non-loopback ``host`` without an API key.
         """
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         _convert(values, strict=True, source=lambda _: "")
         _watch(self.watch, strict=True, source=lambda _: "")
+        try:
+            self.location  # noqa: B018 (parsed for its error)
+        except StoreURLError as exc:
+            raise SettingsError(f"store: {exc}") from None
         if not self.auth_enabled and not is_loopback(self.host):
             raise SettingsError(
                 f"refusing to bind {self.host!r} without an API key: anyone who can reach it "

@@ -849,6 +849,13 @@ class PostgresStore:
         except errors.UniqueViolation as exc:
             raise ValueError(f"restore_model: version {record.version} is stored already") from exc
 
+    def restore_totals(self, *, joined: int, defaulted: int) -> None:
+        self._execute(
+            "UPDATE counters SET joined = CASE WHEN shard = 0 THEN %s ELSE 0 END, "
+            "defaulted = CASE WHEN shard = 0 THEN %s ELSE 0 END",
+            [joined, defaulted],
+        )
+
     def restore_seq(self, last_seq: int) -> None:
         self._execute("UPDATE seq_mark SET value = GREATEST(value, %s) WHERE id = 1", [last_seq])
 

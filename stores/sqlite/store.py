@@ -18,10 +18,12 @@ learner fsync behind a busy WAL took up to 130 ms.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from sqlite_utils import Database
 
@@ -42,12 +44,13 @@ from bandit.events import (
     ReportRecord,
     Reward,
     StoreCounts,
+    StoredReward,
     WatchSettingsRecord,
     WriteBatch,
     WriteResult,
 )
 from stores import rows
-from stores.sqlite import coordination
+from stores.sqlite import coordination, copying
 from stores.sqlite import logs as logs
 from stores.sqlite import writes as writes
 from stores.sqlite.connection import (
@@ -76,15 +79,36 @@ _DUE = "p.close_at <= :bound AND p.close_at + :grace <= :now"
 """Due entries of ``pending p`` (a range scan of its primary key)."""
 
 
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The schema version this code writes (``PRAGMA user_version`` of an up-to-date file)."""
+
+
 class SchemaTooNew(RuntimeError):
     """The database file was written by a newer banditd than this one."""
+
+
+def schema_version(path: str | os.PathLike[str]) -> int:
+    """The schema version of the file at ``path`` (0 for a missing or empty one), read without
+    creating it or changing what it holds: what ``banditd migrate`` reports it migrated from."""
+    if not os.path.exists(path):
+        return 0
+    uri = Path(path).resolve().as_uri() + "?mode=rw"  # never creates the file
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
 
 
 class SQLiteStore(SQLiteConnections):
     """A :class:`bandit.store.Store` on one SQLite file (see :class:`SQLiteConnections`).
 
     Args:
-        path: the database file; created, and migrated to the current schema, when opened.
+        path: the database file; migrated to the current schema when opened, and created
+            first if missing (unless not ``create``).
+        create: whether a missing file is created; when False it is a ``FileNotFoundError``
+            (for readers such as ``banditd export``, where a mistyped path would otherwise
+            read as an empty loop).
         synchronous: SQLite's ``PRAGMA synchronous`` level. ``FULL`` makes every commit durable
             across power loss; ``NORMAL`` may lose the last commits on power loss (not on a
             process crash) and is faster.
@@ -94,6 +118,7 @@ class SQLiteStore(SQLiteConnections):
     Raises:
         ValueError: ``synchronous`` is not one of :data:`SYNCHRONOUS_LEVELS`.
         SchemaTooNew: the file's schema version is newer than :data:`MIGRATIONS` knows.
+        FileNotFoundError: the file is missing and not ``create``.
     """
 
     def __init__(
@@ -103,7 +128,10 @@ class SQLiteStore(SQLiteConnections):
         synchronous: str = "FULL",
         background_checkpoint: float | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        create: bool = True,
     ) -> None:
+        if not create and not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, "no such database file", os.fspath(path))
         super().__init__(
             path,
             migrate=_migrate,
@@ -541,6 +569,52 @@ class SQLiteStore(SQLiteConnections):
         with self._write() as db:
             return logs.delete_job(db, kind, job_id)
 
+    # -- copying a loop (SQL in stores.sqlite.copying) -----------------------------------------
+
+    def copy_decisions(self, after: str, limit: int) -> list[Decision]:
+        if limit <= 0:
+            return []
+        with self._read() as db:
+            return copying.copy_decisions(db, after, limit)
+
+    def copy_rewards(self, after: int, limit: int) -> list[tuple[int, StoredReward]]:
+        if limit <= 0:
+            return []
+        with self._read() as db:
+            return copying.copy_rewards(db, after, limit)
+
+    def copy_meta(self) -> dict[str, str]:
+        with self._read() as db:
+            return copying.copy_meta(db)
+
+    def restore_rows(
+        self,
+        *,
+        decisions: Sequence[Decision] = (),
+        rewards: Sequence[StoredReward] = (),
+        joined: Sequence[JoinedEvent] = (),
+    ) -> None:
+        try:
+            with self._write() as db:
+                copying.restore_rows(db, decisions, rewards, joined)
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"cannot restore rows: {exc} (copy into an empty store)") from exc
+
+    def restore_model(self, record: ModelRecord) -> None:
+        try:
+            with self._write() as db:
+                copying.restore_model(db, record)
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"cannot restore model {record.version}: {exc}") from exc
+
+    def restore_seq(self, last_seq: int) -> None:
+        with self._write() as db:
+            copying.restore_seq(db, last_seq)
+
+    def restore_totals(self, *, joined: int, defaulted: int) -> None:
+        with self._write() as db:
+            copying.restore_totals(db, joined=joined, defaulted=defaulted)
+
 
 def _migrate(db: Database) -> None:
     """Bring the file to ``len(MIGRATIONS)`` in one transaction; a no-op when up to date."""
@@ -549,7 +623,8 @@ def _migrate(db: Database) -> None:
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
         if version > len(MIGRATIONS):
             raise SchemaTooNew(
-                f"schema version {version} is newer than this banditd's {len(MIGRATIONS)}"
+                f"schema version {version} is newer than this banditd's {len(MIGRATIONS)}; "
+                "run a newer banditd"
             )
         for migration in MIGRATIONS[version:]:
             migration(db)

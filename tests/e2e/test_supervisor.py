@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from stores.sqlite.store import SQLiteStore
 from tests.e2e.conftest import (
     HEALTH_TIMEOUT,
     HOST,
@@ -50,16 +51,26 @@ def role_of(pid: int) -> str:
     return "edge" if b"edge" in args else "trainer" if b"train" in args else "other"
 
 
-def start(tmp_path: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start(
+    tmp_path: Path, port: int, workers: int, *, store: list[str] | None = None, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """The supervisor on ``store`` (its flags; default ``--db tmp_path/s.db``), run in ``cwd``."""
     config = tmp_path / "banditd.toml"
     config.write_text("learn_interval = 0.05\nlease_ttl = 2.0\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANDITD_")}
+    store = store or ["--db", str(tmp_path / "s.db")]
     with (tmp_path / "supervisor.log").open("wb") as log:
-        return _popen(tmp_path, config, port, workers, env, log)
+        return _popen(store, config, port, workers, env, log, cwd)
 
 
 def _popen(
-    tmp_path: Path, config: Path, port: int, workers: int, env: dict[str, str], log: Any
+    store: list[str],
+    config: Path,
+    port: int,
+    workers: int,
+    env: dict[str, str],
+    log: Any,
+    cwd: Path,
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -67,8 +78,7 @@ def _popen(
             "-m",
             "server.entry.cli",
             "serve",
-            "--db",
-            str(tmp_path / "s.db"),
+            *store,
             "--config",
             str(config),
             "--host",
@@ -78,7 +88,7 @@ def _popen(
             "--workers",
             str(workers),
         ],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log,
@@ -167,3 +177,32 @@ async def test_a_killed_supervisor_takes_its_children_with_it(tmp_path: Path) ->
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def test_the_supervisor_hands_its_store_url_to_every_child(tmp_path: Path) -> None:
+    # Run elsewhere than the file: a child that missed the URL would make banditd.db here.
+    where, db = tmp_path / "cwd", tmp_path / "store" / "url.db"
+    where.mkdir()
+    db.parent.mkdir()
+    port = free_port()
+    proc = start(tmp_path, port, workers=1, store=["--store", f"sqlite:///{db}"], cwd=where)
+    log = tmp_path / "supervisor.log"
+    try:
+        await wait_answering(f"http://{HOST}:{port}", proc, log)
+        kids = children(proc.pid)
+        assert len(kids) == 2, kids
+        for kid in kids:
+            argv = Path(f"/proc/{kid}/cmdline").read_bytes().split(b"\0")
+            assert argv[argv.index(b"--store") + 1] == f"sqlite:///{db}".encode(), argv
+        store = SQLiteStore(db)
+        try:
+            assert store.latest_model() is not None  # the trainer created the loop there
+        finally:
+            store.close()
+        assert list(where.iterdir()) == []
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=2 * STOP_TIMEOUT) == 0, log.read_text()[-3000:]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=STOP_TIMEOUT)

@@ -135,7 +135,7 @@ def test_a_bad_flag_names_the_flag() -> None:
 # a setting added without a variable (or with a wrong type) fails.
 EVERY_SETTING: dict[str, tuple[str, Any]] = {
     "db": ("other.db", "other.db"),
-    "store": ("postgresql://db.example/banditd", "postgresql://db.example/banditd"),
+    "store": ("sqlite:///other/store.db", "sqlite:///other/store.db"),
     "host": ("127.0.0.2", "127.0.0.2"),
     "port": ("9000", 9000),
     "client_keys": ("c1, c2,", ("c1", "c2")),
@@ -196,6 +196,14 @@ def test_every_setting_can_come_from_the_environment() -> None:
     watcher = from_mapping(settings.watch, wire=False)
     assert (watcher.watch.window, watcher.guardrail.enabled, watcher.history) == (400, False, 30)
     assert watcher != WatcherSettings()
+
+
+def test_a_store_url_of_no_known_form_is_a_setting_error_that_masks_its_password() -> None:
+    with pytest.raises(SettingsError, match=r"^store: store URL 'mysql://u:\*\*\*@h/d'"):
+        load(environ={"BANDITD_STORE": "mysql://u:pw@h/d"})
+    settings = load(environ={"BANDITD_STORE": "postgres://u:pw@h/d", "BANDITD_DB": "x.db"})
+    assert (settings.location.kind, settings.location.target) == ("postgresql", settings.store)
+    assert load(environ={"BANDITD_DB": "x.db"}).location.target == "x.db"
 
 
 def test_the_variables_have_the_documented_names() -> None:

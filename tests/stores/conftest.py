@@ -8,6 +8,7 @@ Each module checks one protocol of :mod:`bandit.store` (DESIGN §4).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,19 +38,42 @@ GRACE = rules.JOIN_GRACE
 CONFIG = ServiceConfiguration(reward_wait_time=WAIT)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+STORES = ("memory", "sqlite", "postgres")
+"""Every implementation, by the id its checks run under; :func:`made_store` makes each."""
+
+
+@contextmanager
+def made_store(kind: str, folder: Path, name: str = "b") -> Iterator[Store]:
+    """An empty store of implementation ``kind`` (one of :data:`STORES`), closed afterwards;
+    ``name`` tells two stores of one kind in one ``folder`` apart (for PostgreSQL each is a
+    schema of its own, dropped afterwards)."""
+    made: Store
+    if kind == "postgres":
+        with pg.fresh_schema() as schema:
+            made = PostgresStore(pg.URL, schema=schema)
+            try:
+                yield made
+            finally:
+                made.close()
+        return
+    if kind == "memory":
+        made = MemoryStore()
+    elif kind == "sqlite":
+        made = SQLiteStore(folder / f"{name}.db")
+    else:
+        raise ValueError(f"unknown store implementation {kind!r}")
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Each implementation, empty: ``MemoryStore``, an ``SQLiteStore`` on a fresh file and a
     ``PostgresStore`` in a schema of its own."""
-    if request.param == "postgres":
-        with pg.fresh_schema() as schema:
-            made: Store = PostgresStore(pg.URL, schema=schema)
-            yield made
-            made.close()
-        return
-    made = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "b.db")
-    yield made
-    made.close()
+    with made_store(request.param, tmp_path) as made:
+        yield made
 
 
 def rank_request(event_id: str, *, defer: bool = False) -> RankRequest:
