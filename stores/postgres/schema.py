@@ -305,6 +305,17 @@ def lock_key(conn: Conn, kind: int) -> tuple[int, int]:
     return LOCK_SPACE, int(row[0])
 
 
+def _require_schema(conn: Conn) -> None:
+    """Raise :class:`SchemaMismatch` when no schema of the session's ``search_path`` exists
+    (a URL naming one that was never created): there is nowhere to put the tables."""
+    row = conn.execute("SELECT current_schema(), current_setting('search_path')").fetchone()
+    if row is not None and row[0] is None:
+        raise SchemaMismatch(
+            f"no schema of the search_path ({row[1]}) exists in this database; create it "
+            "(CREATE SCHEMA) or fix the URL"
+        )
+
+
 def schema_version(conn: Conn) -> int | None:
     """The applied version, or None when banditd never migrated this schema."""
     found = conn.execute("SELECT to_regclass('banditd_schema') IS NOT NULL").fetchone()
@@ -316,6 +327,7 @@ def schema_version(conn: Conn) -> int | None:
 
 def check_version(conn: Conn, where: str) -> None:
     """Raise :class:`SchemaMismatch` unless the schema is at ``len(MIGRATIONS)``."""
+    _require_schema(conn)
     version = schema_version(conn)
     current = len(MIGRATIONS)
     if version == current:
@@ -338,6 +350,7 @@ def migrate_connection(conn: Conn) -> tuple[int, int]:
         SchemaTooNew: the schema is newer than :data:`MIGRATIONS` (nothing changed).
     """
     with conn.transaction():
+        _require_schema(conn)
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", lock_key(conn, MIGRATE_LOCK))
         conn.execute(
             "CREATE TABLE IF NOT EXISTS banditd_schema "
