@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from server.entry.cli import main
+from stores.postgres.store import PostgresStore
 from stores.sqlite.store import SCHEMA_VERSION, SQLiteStore
+from tests import pg
 from tests.server.test_cli import _pythonpath, assert_one_line
 from tests.stores.test_loop_copy import HIGH_WATER, build_loop
 
@@ -105,6 +107,44 @@ def test_copy_sqlite_to_sqlite_exports_the_same_logs_and_keeps_the_model_bytes(
     finally:
         source.close()
         target.close()
+
+
+def test_copy_sqlite_to_postgresql_and_back_exports_the_same_logs_and_model_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source_db, back_db = tmp_path / "source.db", tmp_path / "back.db"
+    source = SQLiteStore(source_db)
+    build_loop(source)
+    source.close()
+    with pg.fresh_schema("copy") as schema:
+        middle = pg.schema_url(schema)
+        assert main(["copy", "--from", url(source_db), "--to", middle]) == 0
+        assert main(["copy", "--from", middle, "--to", url(back_db)]) == 0
+        capsys.readouterr()
+        exports = []
+        for store_url in (url(source_db), middle, url(back_db)):
+            out = tmp_path / f"export-{len(exports)}.dsjson"
+            assert main(["export", "--store", store_url, "--out", str(out)]) == 0
+            exports.append(out.read_text())
+        assert exports[0] == exports[1] == exports[2]
+        assert len(exports[0].splitlines()) == 5
+        stores = [
+            SQLiteStore(source_db),
+            PostgresStore(pg.URL, schema=schema),
+            SQLiteStore(back_db),
+        ]
+        try:
+            versions = [[m.version for m in each.list_models()] for each in stores]
+            assert versions == [[2, 1]] * 3
+            for version in versions[0]:
+                data = [each.get_model(version) for each in stores]
+                assert all(d is not None for d in data)
+                assert len({d.data for d in data if d is not None}) == 1
+            checkpoints = [each.load_checkpoint() for each in stores]
+            assert checkpoints[0] is not None and checkpoints.count(checkpoints[0]) == 3
+        finally:
+            for each in stores:
+                each.close()
 
 
 def test_copy_refuses_a_target_that_holds_a_loop_and_a_source_a_trainer_holds(
