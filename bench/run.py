@@ -50,11 +50,10 @@ from bench.process import (
     run_child,
     usable_cores,
 )
+from bench.records import TARGET_CONNECTIONS, HttpRun, LearnerResult
 from bench.report import (
     BacklogRankResult,
     BenchResult,
-    HttpRun,
-    LearnerResult,
     MemoryResult,
     Meta,
     ProfileSummary,
@@ -73,7 +72,6 @@ from bench.wrk import WrkGenerator, find_or_install
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 PHASES = ("vw", "http", "learner", "backlog", "memory")
-TARGET_CONNECTIONS = report.TARGET_CONNECTIONS
 BACKLOG_CONNECTIONS = TARGET_CONNECTIONS
 POOL_SLACK = 1.25
 """Reward ids seeded per run, as a multiple of what the minimal handler answered in that run:

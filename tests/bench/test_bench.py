@@ -22,11 +22,10 @@ from bandit.events import Decision, JoinedEvent, RankRequest
 from bench import vw_loop
 from bench.load import LoadResult, LoadSpec
 from bench.loadgen import _Requests
+from bench.records import HttpRun, LearnerResult
 from bench.report import (
     BacklogRankResult,
     BenchResult,
-    HttpRun,
-    LearnerResult,
     MemoryResult,
     Meta,
     ProfileSummary,
