@@ -256,14 +256,19 @@ class ServerProcess:
                 total += process_rss_kib(member)
         return total
 
-    def serving_pid(self) -> int:
-        """The process that answers requests: a supervised banditd's (first) edge, else the
-        server itself."""
+    def edge_pids(self) -> list[int]:
+        """The edges of a supervised banditd (``--role edge``); empty for any other server."""
+        out = []
         for member in process_tree(self.pid):
             with contextlib.suppress(OSError):
                 if "--role" in (args := command_line(member)) and "edge" in args:
-                    return member
-        return self.pid
+                    out.append(member)
+        return out
+
+    def serving_pid(self) -> int:
+        """The process that answers requests: a supervised banditd's (first) edge, else the
+        server itself."""
+        return next(iter(self.edge_pids()), self.pid)
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL; returns the exit code."""

@@ -95,3 +95,23 @@ def best_run(
         if (run.server, run.endpoint, run.connections) == (server, endpoint, connections)
     ]
     return max(matching, key=lambda run: run.load.ok_per_second, default=None)
+
+
+def backlog_rate(series: list[tuple[float, int]], backlog: int) -> tuple[float, float]:
+    """Events/s a learner took through a backlog, and the seconds it was measured over.
+
+    ``series`` holds (seconds, learned) samples. The rate is the slope between the first and the
+    last sample taken while the backlog was being worked through (0 < learned < backlog): the
+    start-up before the first learned event and the idle tail after the last one (up to a poll
+    interval) are not the learner's speed. With fewer than two such samples, the slope from the
+    start to the first sample that saw the backlog done.
+
+    >>> backlog_rate([(0.1, 0), (0.2, 100), (0.3, 300), (0.4, 500), (0.5, 600)], 600)
+    (2000.0, 0.2)
+    """
+    moving = [(t, n) for t, n in series if 0 < n < backlog]
+    if len(moving) >= 2 and moving[-1][0] > moving[0][0]:
+        (start_t, start_n), (end_t, end_n) = moving[0], moving[-1]
+        return (end_n - start_n) / (end_t - start_t), end_t - start_t
+    end_t, end_n = next(((t, n) for t, n in series if n >= backlog), series[-1])
+    return (end_n / end_t if end_t > 0 else 0.0), end_t

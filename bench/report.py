@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import postgres_report
 from bench.load import LoadResult
+from bench.postgres_report import PostgresResult
 from bench.records import NOISY, TARGET_CONNECTIONS, HttpRun, LearnerResult, best_run
 from bench.vw_loop import VWLoopResult
 
@@ -155,6 +157,7 @@ class BenchResult:
     """Every learner run (``learner`` is the fastest)."""
     backlog: BacklogRankResult | None = None
     memory: MemoryResult | None = None
+    postgres: PostgresResult | None = None
     profiles: tuple[ProfileSummary, ...] = ()
     errors: tuple[str, ...] = field(default_factory=tuple)
 
@@ -613,6 +616,8 @@ def render_markdown(result: BenchResult) -> str:
             f"({_fmt(_percent(memory.learned_share), '.2f', '%')} learned), and the oldest "
             f"event due to be joined was {memory.lag_seconds:.1f} s old.",
         ]
+    if result.postgres is not None:
+        lines += postgres_report.render_lines(result.postgres, result.run, result.learner)
     lines += ["", "## Targets (issues 5 and 18)", "", "| target | measured | asked | result |"]
     lines.append("|---|---:|---:|---|")
     for target in targets(result):
@@ -749,6 +754,8 @@ def to_json(result: BenchResult) -> dict[str, Any]:
             lag_seconds=memory.lag_seconds,
             learned_share=memory.learned_share,
         )
+    if result.postgres is not None:
+        postgres_report.to_json(result.postgres, data["postgres"])
     data["targets"] = [asdict(t) for t in targets(result)]
     data["budgets"] = [
         {

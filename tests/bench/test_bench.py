@@ -13,7 +13,9 @@ import pytest
 import vowpal_wabbit_next as vw
 
 import bench.load
+import bench.postgres
 import bench.profile
+import bench.records
 import bench.run
 import bench.workload
 from bandit.dsjson import context_line as server_context_line
@@ -69,7 +71,9 @@ def _server_parse(raw: bytes) -> RankRequest:
     return request
 
 
-@pytest.mark.parametrize("module", [bench.workload, bench.load, bench.profile, bench.run], ids=str)
+@pytest.mark.parametrize(
+    "module", [bench.workload, bench.load, bench.profile, bench.records, bench.postgres], ids=str
+)
 def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0
@@ -79,10 +83,10 @@ def test_doctests(module: object) -> None:
 def test_the_learner_rate_leaves_out_the_idle_tail_after_the_backlog() -> None:
     # 1,000 events/s steadily; the backlog of 3,500 ran out at 3.6 s, seen at the 4.0 s poll.
     series = [(0.0, 0), (1.0, 100), (2.0, 1100), (3.0, 2100), (4.0, 3500)]
-    rate, seconds = bench.run.backlog_rate(series, 3500)
+    rate, seconds = bench.records.backlog_rate(series, 3500)
     assert rate == pytest.approx(1000.0) and seconds == pytest.approx(2.0)
     # Too few samples inside the backlog: the slope from the start to the end.
-    assert bench.run.backlog_rate([(0.5, 0), (2.0, 3500)], 3500) == (1750.0, 2.0)
+    assert bench.records.backlog_rate([(0.5, 0), (2.0, 3500)], 3500) == (1750.0, 2.0)
 
 
 def test_rank_bodies_have_the_issue_shape() -> None:
