@@ -31,6 +31,7 @@ from bench.postgres import (
 from bench.postgres_report import PostgresLearner, PostgresResult, PostgresRun
 from bench.process import ChildResult, ServerProcess, core_busy_seconds, free_port, process_tree
 from bench.process import process_cpu_times as cpu_times
+from bench.records import TARGET_CONNECTIONS as TARGET
 from bench.records import HttpRun, LearnerResult, backlog_rate
 
 EDGE_COUNTS = (1, 2)
@@ -72,6 +73,8 @@ class Harness(Protocol):
     def child(self, args: list[str], timeout: float) -> ChildResult: ...
 
     def learned(self, server: ServerProcess) -> int: ...
+
+    def profile_run(self, server: ServerProcess, spec: LoadSpec, name: str) -> None: ...
 
 
 def banditd_command(store: str, port: int, workers: int) -> list[str]:
@@ -115,6 +118,7 @@ class PostgresPhase:
         learner_seconds: the longest learner measurement.
         learner_rate: a guess of the learner's events/s, to size its backlog.
         quick: keep the learner's backlog small.
+        profile: py-spy the edge in extra, unmeasured rank and reward runs with 1 edge.
         placement: how the processes were placed on cores, for the report.
     """
 
@@ -129,6 +133,7 @@ class PostgresPhase:
         learner_seconds: float,
         learner_rate: float,
         quick: bool,
+        profile: bool,
         placement: str,
     ) -> None:
         self.harness = harness
@@ -139,6 +144,7 @@ class PostgresPhase:
         self.learner_seconds = learner_seconds
         self.learner_rate = learner_rate
         self.quick = quick
+        self.profile = profile
         self.placement = placement
         self.notes: list[str] = []
         self.runs: list[PostgresRun] = []
@@ -197,6 +203,10 @@ class PostgresPhase:
                     count = int(POOL_SLACK * ceilings[c] * duration) + 500
                     slices[edges, c, rep] = (total, count)
                     total += count
+        fastest = ceilings.get(TARGET, max(ceilings.values()))
+        profiled = (total, int(POOL_SLACK * fastest * duration) + 500)
+        if self.profile:
+            total += profiled[1]
         self._seed(store, "open", total, "pg-")
         ids = h.write_ids("pg-ids.txt", "pg-", total)
         for edges in EDGE_COUNTS:
@@ -218,8 +228,16 @@ class PostgresPhase:
                                 f"PostgreSQL reward c={c}, {edges} edge(s): the run outlasted "
                                 f"its {count:,} seeded ids and rewarded some events twice."
                             )
+                if self.profile and edges == 1:
+                    self._profile(server, ids, profiled)
             finally:
                 server.stop()
+
+    def _profile(self, server: ServerProcess, ids: Path, pool: tuple[int, int]) -> None:
+        h = self.harness
+        h.profile_run(server, h.rank_spec(server, TARGET, "pgprof-"), "banditd PostgreSQL rank")
+        spec = replace(h.reward_spec(server, TARGET, ids, pool[1]), ids_offset=pool[0])
+        h.profile_run(server, spec, "banditd PostgreSQL reward")
 
     def _measure(
         self,

@@ -592,8 +592,7 @@ class Bench:
         psycopg is not installed or no server answers at ``--pg-url``."""
         if importlib.util.find_spec("psycopg") is None:
             self.notes.append(
-                "postgres phase skipped: psycopg is not installed "
-                "(pip install 'psycopg[binary]')."
+                "postgres phase skipped: psycopg is not installed (pip install 'psycopg[binary]')."
             )
             log("phase postgres skipped: psycopg is not installed")
             return
@@ -613,6 +612,7 @@ class Bench:
             learner_seconds=self.options.learner_seconds,
             learner_rate=self.learner_rate_guess(),
             quick=self.options.quick,
+            profile=self.options.profile,
             placement=self.pg_placement(),
         )
         try:
