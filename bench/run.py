@@ -15,7 +15,8 @@ Phases, in order (each bounded in time; a failed phase is reported and the rest 
 7. resident memory over a long run at half of banditd's peak rank throughput.
 
 Servers run pinned to ``--server-core``, the load generator and this process to
-``--load-core``. See ``docs/bench.md`` for how to read the output.
+``--load-core`` (PostgreSQL's processes are not the bench's to pin). See ``docs/bench.md`` for
+how to read the output.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class Options:
 def parse_options(argv: list[str] | None = None) -> Options:
     """Flags → :class:`Options`; ``--quick`` shortens every phase (durations it sets win)."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (~3 min in all)")
+    parser.add_argument("--quick", action="store_true", help="short runs (~4 min in all)")
     parser.add_argument("--duration", type=float, help="seconds per load run (default 8; quick 3)")
     parser.add_argument(
         "--connections", default="1,8,32,128", help="comma-separated concurrency levels"
