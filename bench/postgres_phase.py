@@ -31,6 +31,7 @@ from bench.postgres import (
 from bench.postgres_report import PostgresLearner, PostgresResult, PostgresRun
 from bench.process import ChildResult, ServerProcess, core_busy_seconds, free_port, process_tree
 from bench.process import process_cpu_times as cpu_times
+from bench.progress import log
 from bench.records import TARGET_CONNECTIONS as TARGET
 from bench.records import HttpRun, LearnerResult, backlog_rate
 
@@ -283,12 +284,10 @@ class PostgresPhase:
             seeded=seeded,
         )
         db_us = result.us_per_request(result.database_cpu)
-        print(
-            f"[bench] PostgreSQL {endpoint} c={spec.connections}, {edges} edge(s): "
+        log(
+            f"PostgreSQL {endpoint} c={spec.connections}, {edges} edge(s): "
             f"database {100 * result.database_cpu:.0f}% of a core "
             f"({'—' if db_us is None else f'{db_us:.0f}'} µs/request, {used.sessions} sessions)",
-            file=sys.stderr,
-            flush=True,
         )
         self.runs.append(result)
         return result
@@ -309,11 +308,8 @@ class PostgresPhase:
             ],
             timeout=900,
         )
-        print(
-            f"[bench] seeded {events:,} {shape} events in PostgreSQL in "
-            f"{time.monotonic() - started:.1f} s",
-            file=sys.stderr,
-            flush=True,
+        log(
+            f"seeded {events:,} {shape} events in PostgreSQL in {time.monotonic() - started:.1f} s",
         )
 
     # -- the learner -----------------------------------------------------------------------
@@ -347,10 +343,8 @@ class PostgresPhase:
         learned = series[-1][1] if series else 0
         local = is_local(self.url)
         per = 1e6 / learned if learned and local else None
-        print(
-            f"[bench] PostgreSQL learner: {rate:,.0f} events/s over a backlog of {backlog:,}",
-            file=sys.stderr,
-            flush=True,
+        log(
+            f"PostgreSQL learner: {rate:,.0f} events/s over a backlog of {backlog:,}",
         )
         return PostgresLearner(
             learner=LearnerResult(

@@ -245,11 +245,14 @@ def _cpu_lines(pg: PostgresResult) -> list[str]:
                 back, back_k = us(r.backend_cpu), us(r.backend_kernel_cpu)
                 share = r.database_share
                 database = _n(us(r.database_cpu)) if pg.local else "not measured"
+                items, per_item = r.run.items_per_commit, r.run.commit_us_per_item
+                took = items * per_item / 1000 if items and per_item else None
                 lines = (
                     f"| {endpoint} | {c} | {edges} | {_n(edge)} ({_n(edge_k)} kernel) "
                     f"| {_n(rest)} | {_n(back)} ({_n(back_k)} kernel) | {_n(us(r.background_cpu))} "
                     f"| {database} | {_n(None if share is None else 100 * share, '.0f')}% "
-                    f"| {r.sessions} | {100 * r.run.server_cpu:.0f}% + {100 * r.database_cpu:.0f}% "
+                    f"| {r.sessions} | {_n(items, '.1f')} | {_n(took, '.1f')} "
+                    f"| {100 * r.run.server_cpu:.0f}% + {100 * r.database_cpu:.0f}% "
                     f"| {100 * r.run.foreign_cpu:.0f}% ({100 * r.other_clients_cpu:.0f}%) |"
                 )
                 rows.append(lines)
@@ -261,14 +264,17 @@ def _cpu_lines(pg: PostgresResult) -> list[str]:
         "supervisor and the trainer; the database's backends of banditd's sessions "
         "(matched by their client ports) and its own processes (WAL writer, checkpointer, …). "
         "*database share* is the database's part of banditd's and the database's CPU "
-        "together. *CPU used* is banditd's processes + the database, in cores; *other load* the "
-        "rest of the machine's busy time (other processes, cores; in brackets other clients of "
-        "the same database server).",
+        "together. *Items / transaction* and *transaction ms* are the edge's group-commit "
+        "writer's, from its `/metrics` (one edge only): an edge commits one transaction at a "
+        "time, so at c connections about c / 2 requests wait in each, and its rate is about "
+        "items / transaction time. *CPU used* is banditd's processes + the database, in cores; "
+        "*other load* the rest of the machine's busy time (other processes, cores; in brackets "
+        "other clients of the same database server).",
         "",
         "| endpoint | conns | edges | edges µs | supervisor + trainer µs | DB backends µs "
-        "| DB own processes µs | database µs | database share | DB sessions | CPU used "
-        "| other load (other DB clients) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| DB own processes µs | database µs | database share | DB sessions "
+        "| items / transaction | transaction ms | CPU used | other load (other DB clients) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
     ]
 

@@ -56,6 +56,7 @@ from bench.process import (
     run_child,
     usable_cores,
 )
+from bench.progress import log
 from bench.records import TARGET_CONNECTIONS, HttpRun, LearnerResult, backlog_rate
 from bench.report import (
     BacklogRankResult,
@@ -186,11 +187,6 @@ def _levels(text: str) -> tuple[int, ...]:
     (32, 128)
     """
     return tuple(int(c) for c in text.split(",") if c.strip())
-
-
-def log(message: str) -> None:
-    """Progress on stderr (stdout gets the final table)."""
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def choose_generator(options: Options, work: Path) -> LoadGenerator:

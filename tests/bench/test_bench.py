@@ -453,10 +453,14 @@ def test_a_noisy_pair_is_judged_per_cpu_second() -> None:
 
 def _pg_run(endpoint: str, edges: int, rps: float, edge_cpu: float, database: float) -> PostgresRun:
     """A PostgreSQL run: the edges use ``edge_cpu`` of the 0.7 cores banditd used, and the
-    database ``database`` cores, a tenth of it in its own processes."""
+    database ``database`` cores, a tenth of it in its own processes; one edge's writer put 16
+    items in a transaction, at 900 µs an item."""
+    run = _run(f"banditd-pg-{edges}", endpoint, 32, rps, cpu=0.7)
+    if edges == 1:
+        run = replace(run, items_per_commit=16.0, commit_us_per_item=900.0)
     return PostgresRun(
         edges=edges,
-        run=_run(f"banditd-pg-{edges}", endpoint, 32, rps, cpu=0.7),
+        run=run,
         edge_cpu=edge_cpu,
         edge_kernel_cpu=edge_cpu / 10,
         backend_cpu=0.9 * database,
@@ -505,9 +509,14 @@ def test_the_postgres_section_sets_each_figure_beside_its_baselines(tmp_path: Pa
     )
     # One edge: 0.6 cores of edges / 1,000 req/s = 600 µs (60 kernel); supervisor and trainer
     # 0.1 / 1,000 = 100; the database 0.117 + 0.013 cores = 117 + 13 = 130 µs, 0.13 / 0.83 of
-    # the CPU banditd and the database used = 16%.
-    assert "| rank | 32 | 1 | 600 (60 kernel) | 100 | 117 (39 kernel) | 13 | 130 | 16% | 12 |" in (
-        markdown
+    # the CPU banditd and the database used = 16%; 16 items a transaction of 16 × 900 µs.
+    assert (
+        "| rank | 32 | 1 | 600 (60 kernel) | 100 | 117 (39 kernel) | 13 | 130 | 16% | 12 "
+        "| 16.0 | 14.4 | 70% + 13% |" in markdown
+    )
+    assert (
+        "| rank | 32 | 2 | 542 (54 kernel) | 42 | 150 (50 kernel) | 17 | 167 | 22% | 12 | — | — |"
+        in (markdown)
     )
     # The learner: 3,000 events/s beside SQLite's 7,500; 80 + 5 µs of database per event.
     assert "| 3,000 | 333 | 7,500 | 0.40× | 50% | 85 (80 + 5) |" in markdown
