@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from bench.process import process_cpu_times
+from bench.process import CpuTimes, cpu_spent, process_cpu_times
 from stores.postgres.schema import migrate
 
 SETTINGS = ("synchronous_commit", "fsync", "wal_sync_method", "shared_buffers", "max_connections")
@@ -149,9 +149,9 @@ class DatabaseCpu:
     session among them).
     """
 
-    ours: dict[int, tuple[float, float]]
-    background: dict[int, tuple[float, float]]
-    others: dict[int, tuple[float, float]]
+    ours: CpuTimes
+    background: CpuTimes
+    others: CpuTimes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,19 +164,6 @@ class DatabaseUse:
     others: float
     sessions: int
     """Backends of the watched processes seen at either end."""
-
-
-def _used(
-    before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]]
-) -> tuple[float, float]:
-    """(user + kernel, kernel) used by the processes of ``after`` since ``before`` (a process
-    that started in between counts from its start)."""
-    total = kernel = 0.0
-    for pid, (user, system) in after.items():
-        was_user, was_system = before.get(pid, (0.0, 0.0))
-        total += max(0.0, user - was_user) + max(0.0, system - was_system)
-        kernel += max(0.0, system - was_system)
-    return total, kernel
 
 
 class DatabaseWatch:
@@ -205,7 +192,7 @@ class DatabaseWatch:
         ).fetchall()
         ours = {int(pid) for pid, _, port in rows if port is not None and int(port) in ports}
         clients = {int(pid) for pid, kind, _ in rows if kind == "client backend"}
-        cpu: tuple[dict[int, tuple[float, float]], ...] = ({}, {}, {})
+        cpu: tuple[CpuTimes, CpuTimes, CpuTimes] = ({}, {}, {})
         for pid in postgres_pids():
             with contextlib.suppress(OSError):
                 kind = 0 if pid in ours else 2 if pid in clients else 1
@@ -216,11 +203,11 @@ class DatabaseWatch:
     def used(before: DatabaseCpu, after: DatabaseCpu) -> DatabaseUse:
         """What the server spent from ``before`` to ``after``. A backend of the watched
         sessions seen only at the start (its session ended) is not counted after it."""
-        backends, kernel = _used(before.ours, {**before.ours, **after.ours})
+        backends, kernel = cpu_spent(before.ours, {**before.ours, **after.ours})
         return DatabaseUse(
             backends=backends,
             backends_kernel=kernel,
-            background=_used(before.background, after.background)[0],
-            others=_used(before.others, after.others)[0],
+            background=cpu_spent(before.background, after.background)[0],
+            others=cpu_spent(before.others, after.others)[0],
             sessions=len(before.ours.keys() | after.ours.keys()),
         )

@@ -29,8 +29,15 @@ from bench.postgres import (
     server_settings,
 )
 from bench.postgres_report import PostgresLearner, PostgresResult, PostgresRun
-from bench.process import ChildResult, ServerProcess, core_busy_seconds, free_port, process_tree
-from bench.process import process_cpu_times as cpu_times
+from bench.process import (
+    ChildResult,
+    ServerProcess,
+    core_busy_seconds,
+    cpu_snapshot,
+    cpu_spent,
+    free_port,
+    process_tree,
+)
 from bench.progress import log
 from bench.records import TARGET_CONNECTIONS as TARGET
 from bench.records import HttpRun, LearnerResult, backlog_rate
@@ -85,26 +92,6 @@ def banditd_command(store: str, port: int, workers: int) -> list[str]:
     if script.exists():
         return [str(script), *serve]
     return [sys.executable, "-m", "server.entry.cli", *serve]
-
-
-def _tree_cpu(pids: list[int]) -> dict[int, tuple[float, float]]:
-    out = {}
-    for pid in pids:
-        try:
-            out[pid] = cpu_times(pid)
-        except OSError:
-            continue
-    return out
-
-
-def _spent(before: dict[int, tuple[float, float]], pids: list[int]) -> tuple[float, float]:
-    """(user + kernel, kernel) seconds ``pids`` used since ``before``."""
-    total = kernel = 0.0
-    for pid, (user, system) in _tree_cpu(pids).items():
-        was_user, was_system = before.get(pid, (0.0, 0.0))
-        total += user - was_user + system - was_system
-        kernel += system - was_system
-    return total, kernel
 
 
 class PostgresPhase:
@@ -252,8 +239,9 @@ class PostgresPhase:
     ) -> PostgresRun:
         """One load run, with the edges' and the database's CPU over it."""
         edge_pids = server.edge_pids()
-        edges_before = _tree_cpu(edge_pids)
-        db_before = watch.snapshot(process_tree(server.pid))
+        tree = process_tree(server.pid)
+        tree_before = cpu_snapshot(tree)
+        db_before = watch.snapshot(tree)
         busy_before = sum(core_busy_seconds().values())
         started = time.monotonic()
         run = self.harness.load(
@@ -267,7 +255,11 @@ class PostgresPhase:
         wall = time.monotonic() - started
         busy = sum(core_busy_seconds().values()) - busy_before
         db_after = watch.snapshot(process_tree(server.pid))
-        edge_cpu, edge_kernel = _spent(edges_before, edge_pids)
+        tree_after = cpu_snapshot(tree)
+        edges_after = {pid: t for pid, t in tree_after.items() if pid in edge_pids}
+        rest_after = {pid: t for pid, t in tree_after.items() if pid not in edges_after}
+        edge_cpu, edge_kernel = cpu_spent(tree_before, edges_after)
+        rest = cpu_spent(tree_before, rest_after)[0]
         used = watch.used(db_before, db_after)
         ours = (run.server_cpu + run.generator_cpu) * wall + used.backends + used.background
         foreign = max(0.0, busy - ours) / wall
@@ -276,6 +268,7 @@ class PostgresPhase:
             run=replace(run, foreign_cpu=foreign),
             edge_cpu=edge_cpu / wall,
             edge_kernel_cpu=edge_kernel / wall,
+            supervisor_trainer_cpu=rest / wall,
             backend_cpu=used.backends / wall,
             backend_kernel_cpu=used.backends_kernel / wall,
             background_cpu=used.background / wall,

@@ -24,7 +24,8 @@ class PostgresRun:
 
     ``run`` is the run as the HTTP table has it (its ``server_cpu``: supervisor, trainer and
     edges; its ``foreign_cpu``: what processes outside the bench and the database took of the
-    machine, in cores). ``edge_cpu`` is the edge processes' part of ``server_cpu``;
+    machine, in cores). ``edge_cpu`` is the edge processes' part of ``server_cpu`` and
+    ``supervisor_trainer_cpu`` the rest's, both over the same span as the database's figures;
     ``backend_cpu`` what the database spent in the backends of the server's sessions,
     ``background_cpu`` in its own processes (WAL writer, checkpointer, autovacuum, …; they serve
     every client, and during a run mostly these), ``other_clients_cpu`` in other clients'
@@ -36,6 +37,7 @@ class PostgresRun:
     run: HttpRun
     edge_cpu: float
     edge_kernel_cpu: float
+    supervisor_trainer_cpu: float
     backend_cpu: float
     backend_kernel_cpu: float
     background_cpu: float
@@ -241,7 +243,7 @@ def _cpu_lines(pg: PostgresResult) -> list[str]:
                     continue
                 us = r.us_per_request
                 edge, edge_k = us(r.edge_cpu), us(r.edge_kernel_cpu)
-                rest = us(max(0.0, r.run.server_cpu - r.edge_cpu))
+                rest = us(r.supervisor_trainer_cpu)
                 back, back_k = us(r.backend_cpu), us(r.backend_kernel_cpu)
                 share = r.database_share
                 database = _n(us(r.database_cpu)) if pg.local else "not measured"
@@ -355,7 +357,7 @@ def to_json(pg: PostgresResult, data: dict[str, Any]) -> None:
         raw["ok_per_second"] = run.run.load.ok_per_second
         raw["us_per_request"] = {
             "edges": us(run.edge_cpu),
-            "supervisor_and_trainer": us(max(0.0, run.run.server_cpu - run.edge_cpu)),
+            "supervisor_and_trainer": us(run.supervisor_trainer_cpu),
             "database_backends": us(run.backend_cpu),
             "database_own_processes": us(run.background_cpu),
             "database": us(run.database_cpu),

@@ -14,6 +14,7 @@ import vowpal_wabbit_next as vw
 
 import bench.load
 import bench.postgres
+import bench.process
 import bench.profile
 import bench.records
 import bench.run
@@ -72,9 +73,18 @@ def _server_parse(raw: bytes) -> RankRequest:
     return request
 
 
-@pytest.mark.parametrize(
-    "module", [bench.workload, bench.load, bench.profile, bench.records, bench.postgres], ids=str
-)
+DOCTESTED = [
+    bench.workload,
+    bench.load,
+    bench.profile,
+    bench.process,
+    bench.records,
+    bench.postgres,
+    bench.run,
+]
+
+
+@pytest.mark.parametrize("module", DOCTESTED, ids=str)
 def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0
@@ -463,6 +473,7 @@ def _pg_run(endpoint: str, edges: int, rps: float, edge_cpu: float, database: fl
         run=run,
         edge_cpu=edge_cpu,
         edge_kernel_cpu=edge_cpu / 10,
+        supervisor_trainer_cpu=0.7 - edge_cpu,
         backend_cpu=0.9 * database,
         backend_kernel_cpu=0.3 * database,
         background_cpu=0.1 * database,
