@@ -62,6 +62,13 @@ class PostgresRun:
         return self.database_cpu / total if total > 0 else None
 
     @property
+    def per_cpu_second(self) -> float | None:
+        """Requests per CPU-second of everything a request took: banditd's processes and the
+        database's (None when they barely ran)."""
+        total = self.run.server_cpu + self.database_cpu
+        return self.run.load.ok_per_second / total if total >= 0.05 else None
+
+    @property
     def per_edge_cpu_second(self) -> float | None:
         """Requests per CPU-second of the edge processes: what one edge on a core of its own
         would answer, if the database kept up (None when the edges barely ran)."""
@@ -172,6 +179,13 @@ def _ratio(ours: HttpRun | None, base: HttpRun | None) -> float | None:
     return ours.load.ok_per_second / base.load.ok_per_second
 
 
+def _per_cpu_ratio(ours: PostgresRun | None, base: HttpRun | None) -> float | None:
+    if ours is None or base is None:
+        return None
+    mine, theirs = ours.per_cpu_second, base.per_cpu_second
+    return mine / theirs if mine is not None and theirs else None
+
+
 def _x(value: float | None) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.2f}×"
 
@@ -210,10 +224,15 @@ def render_lines(
         "- The minimal handler's runs here are this phase's own, each just before the "
         "PostgreSQL runs it is compared with; the SQLite figures are the `http` phase's.",
         "",
+        "*Per CPU-s* ratios divide each side's requests/s by the CPU it took (for PostgreSQL: "
+        "banditd's processes and the database's together), the better estimate on a shared "
+        "machine, where other processes take a different share of the cores in each run.",
+        "",
         "| endpoint | conns | minimal req/s | SQLite req/s | PG 1 edge | PG 2 edges "
         "| PG 1 edge / minimal | PG 2 edges / minimal | PG 1 edge / SQLite | PG 2 / PG 1 edges "
+        "| per CPU-s: PG 1 edge / minimal | per CPU-s: PG 1 edge / SQLite "
         "| p50 / p99 ms (1 edge; 2 edges) | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for endpoint in ("rank", "reward"):
         for c in pg.connections:
@@ -225,6 +244,7 @@ def render_lines(
                 f"| {endpoint} | {c} | {_rps(minimal)} | {_rps(lite)} | {_rps(run1)} "
                 f"| {_rps(run2)} | {_x(_ratio(run1, minimal))} | {_x(_ratio(run2, minimal))} "
                 f"| {_x(_ratio(run1, lite))} | {_x(_ratio(run2, run1))} "
+                f"| {_x(_per_cpu_ratio(one, minimal))} | {_x(_per_cpu_ratio(one, lite))} "
                 f"| {_lat(run1)}; {_lat(run2)} | {_errors((run1, run2))} |"
             )
     lines += _cpu_lines(pg)
@@ -366,6 +386,8 @@ def to_json(pg: PostgresResult, data: dict[str, Any]) -> None:
         raw["per_edge_cpu_second"] = run.per_edge_cpu_second
         minimal = pg.minimal_run(run.run.endpoint, run.run.connections)
         raw["ratio_to_minimal"] = _ratio(run.run, minimal)
+        raw["per_cpu_second"] = run.per_cpu_second
+        raw["cpu_ratio_to_minimal"] = _per_cpu_ratio(run, minimal)
     data["projections"] = [
         {
             "endpoint": p.endpoint,
