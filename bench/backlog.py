@@ -1,7 +1,8 @@
-"""Seed a banditd SQLite file with decisions before a server opens it (a separate process).
+"""Seed a banditd store with decisions before a server opens it (a separate process).
 
-Two shapes, both written through the real store (:class:`stores.sqlite.store.SQLiteStore`) with
-decisions made by the real loop (:func:`bandit.loop.decide`):
+Two shapes, both written through the real store (:class:`stores.sqlite.store.SQLiteStore`, or
+:class:`stores.postgres.store.PostgresStore` for a ``postgresql://`` URL whose schema is
+migrated) with decisions made by the real loop (:func:`bandit.loop.decide`):
 
 * ``due``: a learner backlog. Decisions an hour old with a 1 s reward window, a reward for the
   workload's share of them, every window closed. A banditd started on the file joins and learns
@@ -10,11 +11,12 @@ decisions made by the real loop (:func:`bandit.loop.decide`):
   reward, each once, without ranking them over HTTP first.
 
 Decisions are drawn from the baseline policy with the service's caps (a greedy action and an ε
-spread), which is cheaper than VW's predict and learns at the same cost. The file is written with
-``synchronous=OFF`` — seeding is set-up, not a measurement — then fsynced once, and the server
-reopens it with its own (durable) setting.
+spread), which is cheaper than VW's predict and learns at the same cost. A SQLite file is written
+with ``synchronous=OFF`` — seeding is set-up, not a measurement — then fsynced once, and the
+server reopens it with its own (durable) setting. PostgreSQL commits each chunk durably.
 
-Run: ``python -m bench.backlog --db PATH --shape due --events 50000`` prints one JSON object.
+Run: ``python -m bench.backlog --db PATH --shape due --events 50000`` (or ``--db
+postgresql://…``) prints one JSON object.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bandit.config import ServiceConfiguration
 from bandit.events import Action, Reward, WriteBatch
 from bandit.events import RankRequest as CoreRankRequest
 from bandit.loop import decide
+from bandit.store import Store
 from bench.workload import Workload, is_rewarded, rank_bodies, reward_value
 from policies.baseline import BaselinePolicy
 from stores.sqlite.store import SQLiteStore
@@ -48,6 +51,7 @@ DUE_CONFIG = {
     "logRetentionDays": 7,
 }
 """The service configuration of a backlog store (also what a live run PUTs for a short loop)."""
+POSTGRES = "postgresql://"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,10 +91,11 @@ def _requests(workload: Workload, prefix: str, count: int) -> list[CoreRankReque
 def seed(
     path: str, *, shape: Shape, events: int, prefix: str, workload: Workload, now: float
 ) -> SeedResult:
-    """Write ``events`` decisions ``{prefix}0 …`` (and, for ``due``, their rewards) to ``path``."""
+    """Write ``events`` decisions ``{prefix}0 …`` (and, for ``due``, their rewards) to ``path``
+    (a SQLite file, or a PostgreSQL URL)."""
     started = time.monotonic()
     config = _configuration(shape)
-    store = SQLiteStore(path, synchronous="OFF")
+    store = _open(path)
     try:
         store.save_config(config)
         policy = BaselinePolicy()
@@ -114,6 +119,20 @@ def seed(
             rewarded += len(rewards)
     finally:
         store.close()
+    if not path.startswith(POSTGRES):
+        _flush(path)
+    return SeedResult(events=events, rewarded=rewarded, seconds=time.monotonic() - started)
+
+
+def _open(path: str) -> Store:
+    if path.startswith(POSTGRES):
+        from stores.postgres.store import PostgresStore  # psycopg is an optional extra
+
+        return PostgresStore(path)
+    return SQLiteStore(path, synchronous="OFF")
+
+
+def _flush(path: str) -> None:
     # Written without fsyncs, the file's pages would still be on their way to disk when the
     # server's first commits fsync, and those would wait for them: flush the set-up first.
     fd = os.open(path, os.O_RDONLY)
@@ -121,13 +140,12 @@ def seed(
         os.fsync(fd)
     finally:
         os.close(fd)
-    return SeedResult(events=events, rewarded=rewarded, seconds=time.monotonic() - started)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Seed a file from the command line and print what was written as JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.backlog")
-    parser.add_argument("--db", required=True)
+    parser.add_argument("--db", required=True, help="SQLite file or postgresql:// URL")
     parser.add_argument("--shape", choices=("due", "open"), required=True)
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--prefix", default="s-")

@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -106,6 +106,34 @@ def process_cpu_times(pid: int) -> tuple[float, float]:
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of every thread of ``pid`` so far."""
     return sum(process_cpu_times(pid))
+
+
+CpuTimes = dict[int, tuple[float, float]]
+"""User and kernel CPU seconds so far, by process id."""
+
+
+def cpu_snapshot(pids: Iterable[int]) -> CpuTimes:
+    """The CPU times of each of ``pids`` still running."""
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            out[pid] = process_cpu_times(pid)
+    return out
+
+
+def cpu_spent(before: CpuTimes, after: CpuTimes) -> tuple[float, float]:
+    """(user + kernel, kernel) seconds the processes of ``after`` used since ``before``; one
+    that started in between counts from its start, one that ended in between not at all.
+
+    >>> cpu_spent({1: (1.0, 0.5), 2: (3.0, 0.0)}, {1: (1.5, 0.75), 3: (0.25, 0.25)})
+    (1.25, 0.5)
+    """
+    total = kernel = 0.0
+    for pid, (user, system) in after.items():
+        was_user, was_system = before.get(pid, (0.0, 0.0))
+        total += max(0.0, user - was_user) + max(0.0, system - was_system)
+        kernel += max(0.0, system - was_system)
+    return total, kernel
 
 
 def process_tree(pid: int) -> list[int]:
@@ -256,14 +284,19 @@ class ServerProcess:
                 total += process_rss_kib(member)
         return total
 
-    def serving_pid(self) -> int:
-        """The process that answers requests: a supervised banditd's (first) edge, else the
-        server itself."""
+    def edge_pids(self) -> list[int]:
+        """The edges of a supervised banditd (``--role edge``); empty for any other server."""
+        out = []
         for member in process_tree(self.pid):
             with contextlib.suppress(OSError):
                 if "--role" in (args := command_line(member)) and "edge" in args:
-                    return member
-        return self.pid
+                    out.append(member)
+        return out
+
+    def serving_pid(self) -> int:
+        """The process that answers requests: a supervised banditd's (first) edge, else the
+        server itself."""
+        return next(iter(self.edge_pids()), self.pid)
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL; returns the exit code."""

@@ -9,86 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import postgres_report
 from bench.load import LoadResult
+from bench.postgres_report import PostgresResult
+from bench.records import NOISY, TARGET_CONNECTIONS, HttpRun, LearnerResult, best_run
 from bench.vw_loop import VWLoopResult
-
-TARGET_CONNECTIONS = 32
-NOISY = 0.10
-"""A run is noisy when processes outside the bench took more than this share of the server's
-core; a ratio between noisy runs is judged per CPU-second (see :meth:`BenchResult.cpu_ratio`)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HttpRun:
-    """One load run against one server at one concurrency.
-
-    ``server_cpu`` and ``generator_cpu`` are the share of one core each process used over the
-    run; ``server_kernel_cpu`` is the part of ``server_cpu`` spent in the kernel (sockets, the
-    WAL's reads, writes and fsyncs, locks, threads waking each other); ``foreign_cpu`` is the
-    share of the server's core used by processes other than the server (other users of a
-    shared machine). For banditd, ``items_per_commit`` is the items its group-commit writer put
-    in a transaction over the run and ``commit_us_per_item`` the µs those transactions took on the
-    event loop per item (the writer's own timing; the fsyncs, on a thread of their own, are not
-    in it).
-    """
-
-    server: str
-    endpoint: str
-    connections: int
-    load: LoadResult
-    server_cpu: float
-    generator_cpu: float
-    foreign_cpu: float
-    server_kernel_cpu: float = 0.0
-    note: str = ""
-    repeat: int = 0
-    items_per_commit: float | None = None
-    commit_us_per_item: float | None = None
-
-    @property
-    def cpu_us_per_request(self) -> tuple[float, float] | None:
-        """The server's CPU per successful request in µs, (user, kernel); None without any."""
-        rate = self.load.ok_per_second
-        if rate <= 0 or self.server_cpu <= 0:
-            return None
-        kernel = self.server_kernel_cpu
-        return 1e6 * (self.server_cpu - kernel) / rate, 1e6 * kernel / rate
-
-    @property
-    def per_cpu_second(self) -> float | None:
-        """Successful requests per CPU-second of the server: requests/s with the CPU other
-        processes took from the server's core given back. None when the server barely ran."""
-        if self.server_cpu < 0.05:
-            return None
-        return self.load.ok_per_second / self.server_cpu
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LearnerResult:
-    """The learner working through a backlog of ``backlog`` due events, nothing else running.
-
-    ``server_cpu`` is the share of its core the server used (below 1: it waited, on the disk or
-    for a core other processes held); ``foreign_cpu`` the share other processes used. ``series``
-    holds (seconds since the server answered, learnedCount) samples.
-    """
-
-    backlog: int
-    learned: int
-    seconds: float
-    per_second: float
-    server_cpu: float
-    foreign_cpu: float = 0.0
-    series: tuple[tuple[float, int], ...] = ()
-
-    @property
-    def per_cpu_second(self) -> float | None:
-        """Events learned per CPU-second of the server, or None when it barely ran."""
-        return self.per_second / self.server_cpu if self.server_cpu >= 0.05 else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,18 +144,6 @@ class Meta:
     notes: tuple[str, ...] = ()
 
 
-def best_run(
-    runs: Iterable[HttpRun], server: str, endpoint: str, connections: int
-) -> HttpRun | None:
-    """The run of ``server``'s ``endpoint`` at ``connections`` with the most requests/s."""
-    matching = [
-        run
-        for run in runs
-        if (run.server, run.endpoint, run.connections) == (server, endpoint, connections)
-    ]
-    return max(matching, key=lambda run: run.load.ok_per_second, default=None)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BenchResult:
     """Everything one run measured; a phase that failed or was skipped is None."""
@@ -240,6 +157,7 @@ class BenchResult:
     """Every learner run (``learner`` is the fastest)."""
     backlog: BacklogRankResult | None = None
     memory: MemoryResult | None = None
+    postgres: PostgresResult | None = None
     profiles: tuple[ProfileSummary, ...] = ()
     errors: tuple[str, ...] = field(default_factory=tuple)
 
@@ -698,6 +616,8 @@ def render_markdown(result: BenchResult) -> str:
             f"({_fmt(_percent(memory.learned_share), '.2f', '%')} learned), and the oldest "
             f"event due to be joined was {memory.lag_seconds:.1f} s old.",
         ]
+    if result.postgres is not None:
+        lines += postgres_report.render_lines(result.postgres, result.run, result.learner)
     lines += ["", "## Targets (issues 5 and 18)", "", "| target | measured | asked | result |"]
     lines.append("|---|---:|---:|---|")
     for target in targets(result):
@@ -834,6 +754,8 @@ def to_json(result: BenchResult) -> dict[str, Any]:
             lag_seconds=memory.lag_seconds,
             learned_share=memory.learned_share,
         )
+    if result.postgres is not None:
+        postgres_report.to_json(result.postgres, data["postgres"])
     data["targets"] = [asdict(t) for t in targets(result)]
     data["budgets"] = [
         {

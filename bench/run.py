@@ -7,17 +7,22 @@ Phases, in order (each bounded in time; a failed phase is reported and the rest 
    same work on a bare asyncio protocol, for reference);
 3. banditd (SQLite on disk, ``synchronous=FULL``, learner running): the same runs; rewards go
    to decisions seeded before the server started, each rewarded once;
-4. the learner alone working through a seeded backlog of due events;
-5. rank at 32 connections while the learner works through a backlog, then without one;
-6. resident memory over a long run at half of banditd's peak rank throughput.
+4. banditd on PostgreSQL (schemas of the bench's own) with 1 and 2 edges, rank and reward at 32
+   (and 128) connections beside the minimal handler, the database's CPU per request, and the
+   learner through a backlog there (skipped, with a note, where no server answers);
+5. the learner alone working through a seeded backlog of due events;
+6. rank at 32 connections while the learner works through a backlog, then without one;
+7. resident memory over a long run at half of banditd's peak rank throughput.
 
 Servers run pinned to ``--server-core``, the load generator and this process to
-``--load-core``. See ``docs/bench.md`` for how to read the output.
+``--load-core`` (PostgreSQL's processes are not the bench's to pin). See ``docs/bench.md`` for
+how to read the output.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -39,6 +44,7 @@ from bench import report
 from bench.backlog import DUE_CONFIG
 from bench.load import LoadGenerator, LoadResult, LoadSpec
 from bench.loadgen import PythonGenerator
+from bench.postgres_report import PostgresResult
 from bench.process import (
     ChildResult,
     ServerProcess,
@@ -50,11 +56,11 @@ from bench.process import (
     run_child,
     usable_cores,
 )
+from bench.progress import log
+from bench.records import TARGET_CONNECTIONS, HttpRun, LearnerResult, backlog_rate
 from bench.report import (
     BacklogRankResult,
     BenchResult,
-    HttpRun,
-    LearnerResult,
     MemoryResult,
     Meta,
     ProfileSummary,
@@ -72,8 +78,9 @@ from bench.wrk import WrkGenerator, find_or_install
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-PHASES = ("vw", "http", "learner", "backlog", "memory")
-TARGET_CONNECTIONS = report.TARGET_CONNECTIONS
+PHASES = ("vw", "http", "postgres", "learner", "backlog", "memory")
+PG_URL = os.environ.get("BANDITD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+"""The PostgreSQL server and database of the ``postgres`` phase (``--pg-url``)."""
 BACKLOG_CONNECTIONS = TARGET_CONNECTIONS
 POOL_SLACK = 1.25
 """Reward ids seeded per run, as a multiple of what the minimal handler answered in that run:
@@ -99,12 +106,14 @@ class Options:
     out: Path
     keep: bool
     phases: frozenset[str]
+    pg_url: str = PG_URL
+    pg_connections: tuple[int, ...] = (TARGET_CONNECTIONS,)
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
     """Flags → :class:`Options`; ``--quick`` shortens every phase (durations it sets win)."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (~3 min in all)")
+    parser.add_argument("--quick", action="store_true", help="short runs (~4 min in all)")
     parser.add_argument("--duration", type=float, help="seconds per load run (default 8; quick 3)")
     parser.add_argument(
         "--connections", default="1,8,32,128", help="comma-separated concurrency levels"
@@ -131,6 +140,15 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the server in extra, unmeasured runs"
     )
+    parser.add_argument(
+        "--pg-url",
+        default=PG_URL,
+        help="PostgreSQL server and database of the postgres phase (it makes and drops schemas "
+        "of its own); default $BANDITD_BENCH_PG or the local server's database test",
+    )
+    parser.add_argument(
+        "--pg-connections", help="concurrencies of the postgres phase (default 32,128; quick 32)"
+    )
     parser.add_argument("--only", help=f"comma-separated phases to run, of {','.join(PHASES)}")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -143,7 +161,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
     pinned = not args.no_pin and usable_cores() >= 2
     return Options(
         duration=args.duration or (3.0 if quick else 8.0),
-        connections=tuple(int(c) for c in args.connections.split(",") if c.strip()),
+        connections=_levels(args.connections),
         memory_seconds=args.memory_seconds or (30.0 if quick else 300.0),
         learner_seconds=args.learner_seconds or (8.0 if quick else 20.0),
         vw_seconds=args.vw_seconds or (2.0 if quick else 3.0),
@@ -157,12 +175,18 @@ def parse_options(argv: list[str] | None = None) -> Options:
         out=args.out,
         keep=bool(args.keep),
         phases=phases,
+        pg_url=args.pg_url,
+        pg_connections=_levels(args.pg_connections or ("32" if quick else "32,128")),
     )
 
 
-def log(message: str) -> None:
-    """Progress on stderr (stdout gets the final table)."""
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+def _levels(text: str) -> tuple[int, ...]:
+    """Comma-separated concurrencies.
+
+    >>> _levels("32, 128,")
+    (32, 128)
+    """
+    return tuple(int(c) for c in text.split(",") if c.strip())
 
 
 def choose_generator(options: Options, work: Path) -> LoadGenerator:
@@ -198,26 +222,6 @@ def _cpu_model() -> str:
 
 LEARNED_POLL = 0.1
 """Seconds between samples of ``learnedCount`` in the learner phase."""
-
-
-def backlog_rate(series: list[tuple[float, int]], backlog: int) -> tuple[float, float]:
-    """Events/s a learner took through a backlog, and the seconds it was measured over.
-
-    ``series`` holds (seconds, learned) samples. The rate is the slope between the first and the
-    last sample taken while the backlog was being worked through (0 < learned < backlog): the
-    start-up before the first learned event and the idle tail after the last one (up to a poll
-    interval) are not the learner's speed. With fewer than two such samples, the slope from the
-    start to the first sample that saw the backlog done.
-
-    >>> backlog_rate([(0.1, 0), (0.2, 100), (0.3, 300), (0.4, 500), (0.5, 600)], 600)
-    (2000.0, 0.2)
-    """
-    moving = [(t, n) for t, n in series if 0 < n < backlog]
-    if len(moving) >= 2 and moving[-1][0] > moving[0][0]:
-        (start_t, start_n), (end_t, end_n) = moving[0], moving[-1]
-        return (end_n - start_n) / (end_t - start_t), end_t - start_t
-    end_t, end_n = next(((t, n) for t, n in series if n >= backlog), series[-1])
-    return (end_n / end_t if end_t > 0 else 0.0), end_t
 
 
 WRITER_METRICS = {
@@ -277,6 +281,7 @@ class Bench:
         self.learner_runs: list[LearnerResult] = []
         self.backlog: BacklogRankResult | None = None
         self.memory: MemoryResult | None = None
+        self.postgres: PostgresResult | None = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -316,12 +321,21 @@ class Bench:
         return done
 
     def load(
-        self, server: ServerProcess, spec: LoadSpec, endpoint: str, note: str = "", repeat: int = 0
+        self,
+        server: ServerProcess,
+        spec: LoadSpec,
+        endpoint: str,
+        note: str = "",
+        repeat: int = 0,
+        writer: bool | None = None,
     ) -> HttpRun:
         """Run ``spec`` against ``server`` and account each process's CPU over the run (and,
-        for banditd, what its group-commit writer did meanwhile)."""
+        with ``writer`` — by default for the server named banditd — what its group-commit
+        writer did meanwhile, from ``/metrics``: a single edge's, so only for one edge)."""
         core = self.options.server_core
-        writer_before = writer_totals(server) if server.name == "banditd" else None
+        if writer is None:
+            writer = server.name == "banditd"
+        writer_before = writer_totals(server) if writer else None
         user_before, kernel_before = server.cpu_times()
         busy_before = core_busy_seconds()
         started = time.monotonic()
@@ -334,12 +348,12 @@ class Bench:
         core_busy = busy[core] - busy_before[core] if core is not None else server_cpu
         items_per_commit = commit_us_per_item = None
         if writer_before is not None:
-            writer = writer_totals(server)
-            items = writer.items - writer_before.items
-            commits = writer.commits - writer_before.commits
+            totals = writer_totals(server)
+            items = totals.items - writer_before.items
+            commits = totals.commits - writer_before.commits
             if commits > 0 and items > 0:
                 items_per_commit = items / commits
-                commit_us_per_item = 1e6 * (writer.seconds - writer_before.seconds) / items
+                commit_us_per_item = 1e6 * (totals.seconds - writer_before.seconds) / items
         run = HttpRun(
             server=server.name,
             endpoint=endpoint,
@@ -570,6 +584,56 @@ class Bench:
         ids = self.write_ids("ids-profile.txt", "prof-s-", count)
         self.profile_run(server, self.reward_spec(server, 32, ids, count), "banditd reward c=32")
 
+    def run_postgres(self) -> None:
+        """banditd on PostgreSQL (:mod:`bench.postgres_phase`); skipped with a note where
+        psycopg is not installed or no server answers at ``--pg-url``."""
+        if importlib.util.find_spec("psycopg") is None:
+            self.notes.append(
+                "postgres phase skipped: psycopg is not installed (pip install 'psycopg[binary]')."
+            )
+            log("phase postgres skipped: psycopg is not installed")
+            return
+        from bench import postgres, postgres_phase  # psycopg is an optional extra
+
+        problem = postgres.unavailable(self.options.pg_url)
+        if problem is not None:
+            self.notes.append(f"postgres phase skipped: {problem}.")
+            log(f"phase postgres skipped: {problem}")
+            return
+        phase = postgres_phase.PostgresPhase(
+            self,
+            self.options.pg_url,
+            connections=self.options.pg_connections,
+            repeat=self.options.repeat,
+            duration=self.options.duration,
+            learner_seconds=self.options.learner_seconds,
+            learner_rate=self.learner_rate_guess(),
+            quick=self.options.quick,
+            profile=self.options.profile,
+            placement=self.pg_placement(),
+        )
+        try:
+            self.postgres = phase.run()
+        finally:
+            self.notes += phase.notes
+
+    def pg_placement(self) -> str:
+        server, load = self.options.server_core, self.options.load_core
+        unpinned = (
+            "PostgreSQL's own processes (its backends, WAL writer, checkpointer) are not "
+            "pinned: the scheduler ran them on whichever core was free"
+        )
+        if server is None:
+            return f"Processes were not pinned; {unpinned}."
+        return (
+            f"banditd's processes (supervisor, trainer and every edge) were pinned to core "
+            f"{server}, as in the http phase, so with 2 edges both share that one core: the "
+            "2-edge figure says what a second edge gains while the first waits on the "
+            f"database, not what a second core would give. The load generator ran on core "
+            f"{load}. {unpinned}, beside banditd or beside the load generator; their CPU is "
+            "counted apart from the cores' (below)."
+        )
+
     def learner_rate_guess(self) -> float:
         if self.learner is not None and self.learner.per_second > 0:
             return self.learner.per_second
@@ -767,6 +831,7 @@ class Bench:
             learner_runs=tuple(self.learner_runs),
             backlog=self.backlog,
             memory=self.memory,
+            postgres=self.postgres,
             profiles=tuple(self.profiles),
             errors=tuple(self.errors),
         )
@@ -786,6 +851,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load generator: {bench.generator.description}; work dir {work}")
         bench.phase("vw", bench.run_vw)
         bench.phase("http", bench.run_http)
+        bench.phase("postgres", bench.run_postgres)
         bench.phase("learner", bench.run_learner)
         bench.phase("vw", bench.run_vw)  # again, next to the learner: the faster run counts
         bench.phase("backlog", bench.run_backlog)

@@ -13,7 +13,10 @@ import pytest
 import vowpal_wabbit_next as vw
 
 import bench.load
+import bench.postgres
+import bench.process
 import bench.profile
+import bench.records
 import bench.run
 import bench.workload
 from bandit.dsjson import context_line as server_context_line
@@ -22,11 +25,11 @@ from bandit.events import Decision, JoinedEvent, RankRequest
 from bench import vw_loop
 from bench.load import LoadResult, LoadSpec
 from bench.loadgen import _Requests
+from bench.postgres_report import PostgresLearner, PostgresResult, PostgresRun
+from bench.records import HttpRun, LearnerResult
 from bench.report import (
     BacklogRankResult,
     BenchResult,
-    HttpRun,
-    LearnerResult,
     MemoryResult,
     Meta,
     ProfileSummary,
@@ -70,7 +73,18 @@ def _server_parse(raw: bytes) -> RankRequest:
     return request
 
 
-@pytest.mark.parametrize("module", [bench.workload, bench.load, bench.profile, bench.run], ids=str)
+DOCTESTED = [
+    bench.workload,
+    bench.load,
+    bench.profile,
+    bench.process,
+    bench.records,
+    bench.postgres,
+    bench.run,
+]
+
+
+@pytest.mark.parametrize("module", DOCTESTED, ids=str)
 def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0
@@ -80,10 +94,10 @@ def test_doctests(module: object) -> None:
 def test_the_learner_rate_leaves_out_the_idle_tail_after_the_backlog() -> None:
     # 1,000 events/s steadily; the backlog of 3,500 ran out at 3.6 s, seen at the 4.0 s poll.
     series = [(0.0, 0), (1.0, 100), (2.0, 1100), (3.0, 2100), (4.0, 3500)]
-    rate, seconds = bench.run.backlog_rate(series, 3500)
+    rate, seconds = bench.records.backlog_rate(series, 3500)
     assert rate == pytest.approx(1000.0) and seconds == pytest.approx(2.0)
     # Too few samples inside the backlog: the slope from the start to the end.
-    assert bench.run.backlog_rate([(0.5, 0), (2.0, 3500)], 3500) == (1750.0, 2.0)
+    assert bench.records.backlog_rate([(0.5, 0), (2.0, 3500)], 3500) == (1750.0, 2.0)
 
 
 def test_rank_bodies_have_the_issue_shape() -> None:
@@ -445,3 +459,101 @@ def test_a_noisy_pair_is_judged_per_cpu_second() -> None:
     # 0.70× raw would pass; per CPU-second banditd does 0.37× of the minimal handler's work.
     assert judged.passed is False
     assert judged.measured == "0.700× (per CPU-s 0.37×) — noisy, judged per CPU-s"
+
+
+def _pg_run(endpoint: str, edges: int, rps: float, edge_cpu: float, database: float) -> PostgresRun:
+    """A PostgreSQL run: the edges use ``edge_cpu`` of the 0.7 cores banditd used, and the
+    database ``database`` cores, a tenth of it in its own processes; one edge's writer put 16
+    items in a transaction, at 900 µs an item."""
+    run = _run(f"banditd-pg-{edges}", endpoint, 32, rps, cpu=0.7)
+    if edges == 1:
+        run = replace(run, items_per_commit=16.0, commit_us_per_item=900.0)
+    return PostgresRun(
+        edges=edges,
+        run=run,
+        edge_cpu=edge_cpu,
+        edge_kernel_cpu=edge_cpu / 10,
+        supervisor_trainer_cpu=0.7 - edge_cpu,
+        backend_cpu=0.9 * database,
+        backend_kernel_cpu=0.3 * database,
+        background_cpu=0.1 * database,
+        other_clients_cpu=0.01,
+        sessions=12,
+    )
+
+
+def _with_postgres() -> BenchResult:
+    postgres = PostgresResult(
+        server="127.0.0.1:5432/test",
+        settings=(("server_version", "15.20"), ("synchronous_commit", "on")),
+        local=True,
+        placement="banditd's processes were pinned to core 0.",
+        runs=(
+            _pg_run("rank", 1, 1000, edge_cpu=0.6, database=0.13),
+            _pg_run("rank", 2, 1200, edge_cpu=0.65, database=0.2),
+            _pg_run("reward", 1, 2000, edge_cpu=0.5, database=0.2),
+            _pg_run("reward", 2, 2100, edge_cpu=0.55, database=0.3),
+        ),
+        minimal=(_run("minimal", "rank", 32, 5000), _run("minimal", "reward", 32, 6000)),
+        learner=PostgresLearner(
+            learner=LearnerResult(
+                backlog=12_000, learned=12_000, seconds=4.0, per_second=3000, server_cpu=0.5
+            ),
+            backend_us=80.0,
+            background_us=5.0,
+        ),
+    )
+    return replace(_synthetic(), postgres=postgres)
+
+
+def test_the_postgres_section_sets_each_figure_beside_its_baselines(tmp_path: Path) -> None:
+    json_path, md_path = write(_with_postgres(), tmp_path)
+    markdown = md_path.read_text()
+    assert "## PostgreSQL store" in markdown
+    # Rank: 1,000 req/s on one edge, 1,200 on two; the phase's minimal handler did 5,000 and the
+    # http phase's SQLite banditd 3,500.
+    # Per CPU-second: 1,000 / (0.7 + 0.13) = 1,205 beside this phase's minimal handler's
+    # 5,000 / 0.95 = 5,263 and SQLite's 3,500 / 0.95 = 3,684.
+    assert (
+        "| rank | 32 | 5,000 | 3,500 | 1,000 | 1,200 | 0.20× | 0.24× | 0.29× | 1.20× "
+        "| 0.23× | 0.33× |" in markdown
+    )
+    assert "| reward | 32 | 6,000 | 4,200 | 2,000 | 2,100 | 0.33× | 0.35× | 0.48× | 1.05× |" in (
+        markdown
+    )
+    # One edge: 0.6 cores of edges / 1,000 req/s = 600 µs (60 kernel); supervisor and trainer
+    # 0.1 / 1,000 = 100; the database 0.117 + 0.013 cores = 117 + 13 = 130 µs, 0.13 / 0.83 of
+    # the CPU banditd and the database used = 16%; 16 items a transaction of 16 × 900 µs.
+    assert (
+        "| rank | 32 | 1 | 600 (60 kernel) | 100 | 117 (39 kernel) | 13 | 130 | 16% | 12 "
+        "| 16.0 | 14.4 | 70% + 13% |" in markdown
+    )
+    assert (
+        "| rank | 32 | 2 | 542 (54 kernel) | 42 | 150 (50 kernel) | 17 | 167 | 22% | 12 | — | — |"
+        in (markdown)
+    )
+    # The learner: 3,000 events/s beside SQLite's 7,500; 80 + 5 µs of database per event.
+    assert "| 3,000 | 333 | 7,500 | 0.40× | 50% | 85 (80 + 5) |" in markdown
+    # Projection: 1 / 130 µs = 7,692 req/s per database core; an edge does 1,000 / 0.6 = 1,667
+    # req/s per CPU-second, so a core keeps up with 4.6 edges, 4 cores with 18.5.
+    assert "k × 1 / 130 µs = k × 7,692 req/s" in markdown
+    assert "k × 7,692 / 1,667 = k × 4.6 edges" in markdown
+    assert "| 4 | 30,769 | 18.5 | 40,000 | 10.0 |" in markdown
+    data = json.loads(json_path.read_text())
+    rank = data["postgres"]["runs"][0]
+    assert rank["us_per_request"]["database"] == pytest.approx(130.0)
+    assert rank["ratio_to_minimal"] == pytest.approx(0.2)
+    projection = data["postgres"]["projections"][0]
+    assert projection["endpoint"] == "rank"
+    assert projection["by_cores"]["2"]["max_rate"] == pytest.approx(2e6 / 130)
+
+
+def test_a_remote_postgres_server_has_no_database_figures(tmp_path: Path) -> None:
+    result = _with_postgres()
+    assert result.postgres is not None
+    remote = replace(result, postgres=replace(result.postgres, local=False))
+    _, md_path = write(remote, tmp_path)
+    markdown = md_path.read_text()
+    assert "another machine: its CPU is not measured" in markdown
+    assert "| not measured |" in markdown
+    assert "### Projection" not in markdown
