@@ -35,13 +35,13 @@ def append_joined(
         first.setdefault(e.decision.event_id, e)
     ids = sorted(first)
     conn.execute(
-        "SELECT 1 FROM pending WHERE event_id = ANY(%s) ORDER BY event_id FOR UPDATE",
+        "SELECT 1 FROM pending WHERE event_id = ANY(%b) ORDER BY event_id FOR UPDATE",
         [ids],
     )
     unjoined = {
         event_id: day
         for event_id, day in conn.execute(
-            "SELECT e.event_id, e.day FROM event_days e WHERE e.event_id = ANY(%s) "
+            "SELECT e.event_id, e.day FROM event_days e WHERE e.event_id = ANY(%b) "
             "AND NOT EXISTS (SELECT 1 FROM joined j "
             "WHERE j.day = e.day AND j.event_id = e.event_id)",
             [ids],
@@ -67,7 +67,7 @@ def append_joined(
     numbered = number(conn, fresh)
     insert_joined(conn, numbered, [unjoined[e.decision.event_id] for e in numbered])
     conn.execute(
-        "DELETE FROM pending WHERE event_id = ANY(%s)",
+        "DELETE FROM pending WHERE event_id = ANY(%b)",
         [[e.decision.event_id for e in numbered]],
     )
     add_counts(
@@ -125,7 +125,7 @@ def delete_chunk(
 ) -> int:
     doomed = conn.execute(
         f"SELECT d.day, d.event_id, d.explored FROM event_days e JOIN decisions d "
-        f"ON {ON_DAY.format('e')} WHERE e.event_id = ANY(%s) AND d.timestamp < %s "
+        f"ON {ON_DAY.format('e')} WHERE e.event_id = ANY(%b) AND d.timestamp < %s "
         "AND (EXISTS (SELECT 1 FROM joined j WHERE j.day = d.day AND "
         "j.event_id = d.event_id AND j.seq <= %s) OR (%s AND d.active = 0)) "
         "ORDER BY d.event_id FOR UPDATE OF d",
@@ -135,7 +135,7 @@ def delete_chunk(
         return 0
     days = [int(r[0]) for r in doomed]
     event_ids = [str(r[1]) for r in doomed]
-    pairs = "(SELECT * FROM unnest(%s::int4[], %s::text[]) AS x(day, event_id))"
+    pairs = "(SELECT * FROM unnest(%b::int4[], %b::text[]) AS x(day, event_id))"
     removed = conn.execute(
         f"DELETE FROM rewards r USING {pairs} x WHERE r.day = x.day "
         "AND r.event_id = x.event_id RETURNING r.late",
@@ -149,8 +149,8 @@ def delete_chunk(
         f"DELETE FROM decisions d USING {pairs} x WHERE d.day = x.day AND d.event_id = x.event_id",
         [days, event_ids],
     )
-    conn.execute("DELETE FROM pending WHERE event_id = ANY(%s)", [event_ids])
-    conn.execute("DELETE FROM event_days WHERE event_id = ANY(%s)", [event_ids])
+    conn.execute("DELETE FROM pending WHERE event_id = ANY(%b)", [event_ids])
+    conn.execute("DELETE FROM event_days WHERE event_id = ANY(%b)", [event_ids])
     add_counts(
         conn,
         shard,
@@ -173,7 +173,7 @@ def import_joined(conn: Conn, events: list[JoinedEvent], shard: int) -> list[Joi
         row[0]
         for row in conn.execute(
             "INSERT INTO event_days (event_id, day) "
-            "SELECT * FROM unnest(%s::text[], %s::int4[]) ON CONFLICT DO NOTHING "
+            "SELECT * FROM unnest(%b::text[], %b::int4[]) ON CONFLICT DO NOTHING "
             "RETURNING event_id",
             [ordered, [day_of(first[i].decision.timestamp) for i in ordered]],
         )
@@ -218,7 +218,7 @@ def restore_rows(
         ids = [d.event_id for d in decisions]
         taken = conn.execute(
             "INSERT INTO event_days (event_id, day) "
-            "SELECT * FROM unnest(%s::text[], %s::int4[]) ON CONFLICT DO NOTHING "
+            "SELECT * FROM unnest(%b::text[], %b::int4[]) ON CONFLICT DO NOTHING "
             "RETURNING event_id",
             [ids, [day_of(d.timestamp) for d in decisions]],
         ).fetchall()
@@ -235,7 +235,7 @@ def restore_rows(
         ids = sorted({r.reward.event_id for r in rewards})
         days: dict[str, int] = dict(
             conn.execute(
-                "SELECT event_id, day FROM event_days WHERE event_id = ANY(%s)", [ids]
+                "SELECT event_id, day FROM event_days WHERE event_id = ANY(%b)", [ids]
             ).fetchall()
         )
         if len(days) != len(ids):
@@ -243,8 +243,8 @@ def restore_rows(
         conn.execute(
             "INSERT INTO rewards (day, id, event_id, value, received_at, request_key, "
             "late) SELECT v.day, nextval('reward_ids'), v.event_id, v.value, "
-            "v.received_at, v.request_key, v.late FROM unnest(%s::int4[], %s::text[], "
-            "%s::float8[], %s::float8[], %s::text[], %s::int4[]) WITH ORDINALITY "
+            "v.received_at, v.request_key, v.late FROM unnest(%b::int4[], %b::text[], "
+            "%b::float8[], %b::float8[], %b::text[], %b::int4[]) WITH ORDINALITY "
             "AS v(day, event_id, value, received_at, request_key, late, n) ORDER BY v.n",
             [
                 [days[r.reward.event_id] for r in rewards],
@@ -265,13 +265,13 @@ def restore_rows(
         ids = [e.decision.event_id for e in joined]
         days = dict(
             conn.execute(
-                "SELECT event_id, day FROM event_days WHERE event_id = ANY(%s)", [ids]
+                "SELECT event_id, day FROM event_days WHERE event_id = ANY(%b)", [ids]
             ).fetchall()
         )
         if len(days) != len(set(ids)):
             raise ValueError("restore_rows: a joined event's decision is not stored")
         insert_joined(conn, list(joined), [days[i] for i in ids])
-        conn.execute("DELETE FROM pending WHERE event_id = ANY(%s)", [ids])
+        conn.execute("DELETE FROM pending WHERE event_id = ANY(%b)", [ids])
         conn.execute(
             "UPDATE seq_mark SET value = GREATEST(value, %s) WHERE id = 1",
             [max(e.seq for e in joined)],
@@ -308,8 +308,8 @@ def number(conn: Conn, events: list[JoinedEvent]) -> list[JoinedEvent]:
 def insert_joined(conn: Conn, events: list[JoinedEvent], days: list[int]) -> None:
     conn.execute(
         "INSERT INTO joined (day, seq, event_id, reward, reward_count, defaulted, joined_at) "
-        "SELECT * FROM unnest(%s::int4[], %s::int8[], %s::text[], %s::float8[], %s::int4[], "
-        "%s::int4[], %s::float8[])",
+        "SELECT * FROM unnest(%b::int4[], %b::int8[], %b::text[], %b::float8[], %b::int4[], "
+        "%b::int4[], %b::float8[])",
         [
             days,
             [e.seq for e in events],

@@ -44,8 +44,8 @@ DECISION_TYPES = (
 
 DECISION_INSERT = (
     f"INSERT INTO decisions (day, {', '.join(rows.DECISION_COLUMNS)}) "
-    f"SELECT * FROM unnest(%s::int4[], "
-    + ", ".join(f"%s::{kind}[]" for kind in DECISION_TYPES)
+    f"SELECT * FROM unnest(%b::int4[], "
+    + ", ".join(f"%b::{kind}[]" for kind in DECISION_TYPES)
     + ")"
 )
 
@@ -73,7 +73,7 @@ def put_decisions(conn: Conn, decisions: Sequence[Decision], shard: int) -> tupl
         row[0]
         for row in conn.execute(
             "INSERT INTO event_days (event_id, day) "
-            "SELECT * FROM unnest(%s::text[], %s::int4[]) ON CONFLICT DO NOTHING "
+            "SELECT * FROM unnest(%b::text[], %b::int4[]) ON CONFLICT DO NOTHING "
             "RETURNING event_id",
             [ordered, [day_of(first[i].timestamp) for i in ordered]],
         )
@@ -107,7 +107,7 @@ def insert_decisions(conn: Conn, decisions: Sequence[Decision]) -> None:
     if windows:
         conn.execute(
             "INSERT INTO pending (close_at, event_id, day) "
-            "SELECT * FROM unnest(%s::float8[], %s::text[], %s::int4[])",
+            "SELECT * FROM unnest(%b::float8[], %b::text[], %b::int4[])",
             [list(column) for column in zip(*windows, strict=True)],
         )
 
@@ -149,7 +149,7 @@ def put_rewards(conn: Conn, rewards: Sequence[Reward], shard: int) -> tuple[Rewa
     # Lock the windows first (FOR SHARE, in id order): a join of one of these events waits
     # for this commit, and a join that came first is seen by the read below.
     conn.execute(
-        "SELECT 1 FROM pending WHERE event_id = ANY(%s) ORDER BY event_id FOR SHARE", [ids]
+        "SELECT 1 FROM pending WHERE event_id = ANY(%b) ORDER BY event_id FOR SHARE", [ids]
     )
     windows = {
         event_id: (day, active, close_at, joined)
@@ -157,7 +157,7 @@ def put_rewards(conn: Conn, rewards: Sequence[Reward], shard: int) -> tuple[Rewa
             "SELECT e.event_id, e.day, d.active, d.close_at, "
             "EXISTS (SELECT 1 FROM joined j WHERE j.day = e.day AND j.event_id = e.event_id) "
             "FROM event_days e JOIN decisions d ON d.day = e.day AND d.event_id = e.event_id "
-            "WHERE e.event_id = ANY(%s)",
+            "WHERE e.event_id = ANY(%b)",
             [ids],
         )
     }
@@ -188,8 +188,8 @@ def put_rewards(conn: Conn, rewards: Sequence[Reward], shard: int) -> tuple[Rewa
     inserted_rows = conn.execute(
         "INSERT INTO rewards (day, id, event_id, value, received_at, request_key, late) "
         "SELECT v.day, nextval('reward_ids'), v.event_id, v.value, v.received_at, "
-        "v.request_key, v.late FROM unnest(%s::int4[], %s::text[], %s::float8[], "
-        "%s::float8[], %s::text[], %s::int4[]) WITH ORDINALITY "
+        "v.request_key, v.late FROM unnest(%b::int4[], %b::text[], %b::float8[], "
+        "%b::float8[], %b::text[], %b::int4[]) WITH ORDINALITY "
         "AS v(day, event_id, value, received_at, request_key, late, n) ORDER BY v.n "
         "ON CONFLICT (day, event_id, request_key) DO NOTHING "
         "RETURNING event_id, request_key, late",
@@ -227,7 +227,7 @@ def counted_rewards(conn: Conn, event_ids: list[str]) -> dict[str, list[Reward]]
     for row in conn.execute(
         f"SELECT {', '.join('r.' + c.strip() for c in rows.REWARD_SELECT.split(','))} "
         "FROM event_days e JOIN rewards r ON r.day = e.day AND r.event_id = e.event_id "
-        "WHERE e.event_id = ANY(%s) AND r.late = 0 ORDER BY r.id",
+        "WHERE e.event_id = ANY(%b) AND r.late = 0 ORDER BY r.id",
         [event_ids],
     ):
         out.setdefault(row[0], []).append(rows.reward_from_row(row))
