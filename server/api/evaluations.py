@@ -60,7 +60,10 @@ def api_version(request: web.Request) -> str:
 def path_id(request: web.Request, key: str) -> str:
     """A percent-decoded id path segment."""
     raw = request.match_info[key]
-    return unquote(raw) if "%" in raw else raw
+    value = unquote(raw) if "%" in raw else raw
+    if "\x00" in value:  # no stored id holds one (PostgreSQL's text cannot)
+        raise InvalidEvaluationContract(f"{key} must not contain the NUL character.")
+    return value
 
 
 class Evaluations:

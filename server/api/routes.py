@@ -30,13 +30,16 @@ def event_id_of(request: web.Request) -> str:
     again would turn ``q%2541`` (the id ``q%41``) into ``qA``.
 
     Raises:
-        InvalidRequest: the id is longer than rank accepts (it can name no event).
+        InvalidRequest: the id is longer than rank accepts, or holds a NUL (it can name no
+            event).
     """
     event_id = request.match_info["event_id"]
     if len(event_id) > MAX_ID_LENGTH:
         raise InvalidRequest(
             f"eventId must be at most {MAX_ID_LENGTH} characters.", target="eventId"
         )
+    if "\x00" in event_id:  # rank refuses it too: no event has such an id
+        raise InvalidRequest("eventId must not contain the NUL character.", target="eventId")
     return event_id
 
 

@@ -91,6 +91,8 @@ def _check_id(value: str, what: str) -> str:
         raise InvalidRankRequest(f"{what} must be a non-empty string.", target=what)
     if len(value) > MAX_ID_LENGTH:
         raise InvalidRankRequest(f"{what} must be at most {MAX_ID_LENGTH} characters.", target=what)
+    if "\x00" in value:
+        raise InvalidRankRequest(f"{what} must not contain the NUL character.", target=what)
     return value
 
 

@@ -412,6 +412,20 @@ async def test_event_ids_were_percent_decoded_twice(client: Client) -> None:
     assert await _stored_rewards(client, "qA") == []
 
 
+async def test_an_event_id_with_a_nul_is_refused_by_rank_reward_and_activate(
+    client: Client,
+) -> None:
+    """No store could keep it (PostgreSQL's text cannot): a 400 naming it, before any write,
+    rather than a group commit that fails for every request sharing its batch."""
+    response = await client.post("/v1/rank", json=rank_body("a\x00b"))
+    assert response.status == 400
+    assert "NUL" in (await response.json())["error"]["message"]
+    for path in ("/v1/events/a%00b/reward", "/v1/events/a%00b/activate"):
+        response = await client.post(_raw(path), json={"value": 1})
+        assert response.status == 400, path
+        assert (await response.json())["error"]["code"] == "BadRequest"
+
+
 @pytest.mark.parametrize(
     "event_id",
     ["x y", "x%20y", "a/b", "100%", "%2F", "é-中", "a+b?c#d", "~!*'();:@&=$,[]"],
