@@ -172,26 +172,28 @@ class PostgresStore:
         """Another process dropped partitions: read which exist again before writing."""
         self._days = set()
 
-    def _writing(self, work: Callable[[Conn], Any], days: Iterable[int]) -> Any:
+    def _writing(
+        self, work: Callable[[Conn], Any], days: Iterable[int], *, pipeline: bool = False
+    ) -> Any:
         """``work`` in a write transaction after the partitions of ``days`` exist; once more if
         a partition it needed was dropped meanwhile (retention in another process)."""
         days = set(days)
         self._ensure(days)
         try:
-            return self._db.run(work, write=True)
+            return self._db.run(work, write=True, pipeline=pipeline)
         except errors.CheckViolation as exc:
             if "no partition" not in str(exc):
                 raise
             self._forget_days()
             self._ensure(days)
-            return self._db.run(work, write=True)
+            return self._db.run(work, write=True, pipeline=pipeline)
 
     # -- decisions, rewards, activations -------------------------------------------------------
 
     def write(self, batch: WriteBatch) -> WriteResult:
         days = {day_of(d.timestamp) for d in batch.decisions}
         result: WriteResult = self._writing(
-            lambda conn: write_batch(conn, batch, self._shard), days
+            lambda conn: write_batch(conn, batch, self._shard), days, pipeline=True
         )
         return result
 
@@ -240,7 +242,7 @@ class PostgresStore:
             coordination.check_fence(conn, self._fence)
             return logs.append_joined(conn, events, counted_at_due, self._shard)
 
-        appended: list[JoinedEvent] = self._db.run(append, write=True)
+        appended: list[JoinedEvent] = self._db.run(append, write=True, pipeline=True)
         return appended
 
     def joined_after(
