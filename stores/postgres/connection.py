@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from bandit.errors import StoreUnavailable
@@ -72,7 +73,9 @@ class PGConnections:
             server's default (``public``).
         lock_timeout: seconds a statement waits for a row or table lock before the call raises
             :class:`bandit.errors.StoreUnavailable`.
-        application_name: how the sessions name themselves in ``pg_stat_activity``.
+        application_name: how the sessions name themselves in ``pg_stat_activity``, unless
+            ``url`` names it (``?application_name=...``): the operator's URL wins, so each
+            process of a deployment can be told apart.
     """
 
     def __init__(
@@ -86,7 +89,7 @@ class PGConnections:
         self.url = url
         self.schema = schema
         self.lock_timeout = lock_timeout
-        self.application_name = application_name
+        self.application_name = str(conninfo_to_dict(url).get("application_name", application_name))
         self._local = threading.local()
         self._all: set[Conn] = set()
         self._guard = threading.Lock()

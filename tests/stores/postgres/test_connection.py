@@ -1,0 +1,47 @@
+"""The PostgreSQL store's sessions: how they name themselves in ``pg_stat_activity``."""
+
+from __future__ import annotations
+
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from stores.postgres.connection import PGConnections
+from tests import pg
+
+
+def own_name(url: str, application_name: str | None = None) -> str:
+    """The ``application_name`` of a session :class:`PGConnections` opens (with the default
+    name, or ``application_name`` passed)."""
+    if application_name is None:
+        connections = PGConnections(url)
+    else:
+        connections = PGConnections(url, application_name=application_name)
+    try:
+        row = connections.first("SELECT current_setting('application_name')")
+    finally:
+        connections.close()
+    assert row is not None
+    return str(row[0])
+
+
+@pytest.fixture(scope="module")
+def url() -> str:
+    pg.require()
+    return pg.URL
+
+
+def test_sessions_are_named_banditd_by_default(url: str) -> None:
+    assert own_name(url) == "banditd"
+
+
+def test_the_callers_name_is_used_when_the_url_names_none(url: str) -> None:
+    assert own_name(url, "banditd-edge") == "banditd-edge"
+
+
+def test_an_application_name_in_the_url_wins(url: str) -> None:
+    """So an operator (or a test sharing the database) can tell its processes' sessions apart."""
+    as_url = f"{url}{'&' if '?' in url else '?'}application_name=edge-7"
+    assert own_name(as_url) == "edge-7"
+    assert own_name(as_url, "banditd") == "edge-7"
+    as_keywords = make_conninfo(url, application_name="edge-8")
+    assert own_name(as_keywords, "banditd") == "edge-8"
