@@ -111,16 +111,22 @@ class PGConnections:
             application_name=self.application_name,
             **KEEPALIVES,  # type: ignore[arg-type]
         )
-        if self.schema is not None:
-            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
-        conn.execute(
-            "SELECT set_config('lock_timeout', %s, false)",
-            [f"{max(1, round(self.lock_timeout * 1000))}ms"],
-        )
+        try:
+            if self.schema is not None:
+                conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, false)",
+                [f"{max(1, round(self.lock_timeout * 1000))}ms"],
+            )
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            raise
         return conn
 
-    def _conn(self) -> Conn:
-        """This thread's connection, opened (again) when needed."""
+    def _conn(self, write: bool) -> Conn:
+        """This thread's connection, opened (again) when needed; a server that cannot be
+        reached (or ends the new session at once) raises :class:`StoreUnavailable`."""
         if self._closed:
             raise StoreUnavailable("the store is closed")
         conn: Conn | None = getattr(self._local, "conn", None)
@@ -128,7 +134,14 @@ class PGConnections:
             return conn
         if conn is not None:
             self._drop(conn)
-        conn = self.connect()
+        try:
+            conn = self.connect()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            reason = unavailable_reason(exc) or str(exc)
+            self.failures += 1
+            if write:
+                self.write_failure = reason
+            raise StoreUnavailable(reason) from exc
         with self._guard:
             self._all.add(conn)
         self._local.conn = conn
@@ -171,7 +184,7 @@ class PGConnections:
         rather than one per statement. The server still runs them one after another, each with
         a snapshot of its own."""
         for attempt in range(RETRIES):
-            conn = self._live(self._conn())
+            conn = self._live(self._conn(write), write)
             try:
                 if pipeline:
                     with conn.pipeline(), conn.transaction():
@@ -196,7 +209,7 @@ class PGConnections:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _live(self, conn: Conn) -> Conn:
+    def _live(self, conn: Conn, write: bool) -> Conn:
         """``conn``, or a new connection if it died while idle (the server restarted or ended
         the session): a connection is checked before its first use after a failure elsewhere
         (:attr:`failures`), so the first request after an outage does not fail on a connection
@@ -208,7 +221,7 @@ class PGConnections:
             conn.execute("SELECT 1")
         except (psycopg.OperationalError, psycopg.InterfaceError):
             self._drop(conn)
-            conn = self._conn()
+            conn = self._conn(write)
         return conn
 
     def _unavailable(self, conn: Conn, reason: str, write: bool) -> None:

@@ -1,11 +1,16 @@
-"""The PostgreSQL store's sessions: how they name themselves in ``pg_stat_activity``."""
+"""The PostgreSQL store's sessions: how they name themselves in ``pg_stat_activity``, and a
+server that cannot be reached."""
 
 from __future__ import annotations
+
+import socket
 
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from bandit.errors import StoreUnavailable
 from stores.postgres.connection import PGConnections
+from stores.postgres.store import PostgresStore
 from tests import pg
 
 
@@ -45,3 +50,31 @@ def test_an_application_name_in_the_url_wins(url: str) -> None:
     assert own_name(as_url, "banditd") == "edge-7"
     as_keywords = make_conninfo(url, application_name="edge-8")
     assert own_name(as_keywords, "banditd") == "edge-8"
+
+
+def unreachable_url() -> str:
+    """A PostgreSQL URL on a loopback port nothing listens on (bound a moment ago, released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"postgresql://postgres@127.0.0.1:{port}/test"
+
+
+def test_an_unreachable_server_is_store_unavailable_not_a_driver_error() -> None:
+    """Regression: a failed connect escaped as ``psycopg.OperationalError`` (a 500 at the edge,
+    and a learner step counted as a bug) instead of :class:`StoreUnavailable` (503)."""
+    connections = PGConnections(unreachable_url())
+    try:
+        with pytest.raises(StoreUnavailable, match="PostgreSQL server is unavailable"):
+            connections.first("SELECT 1")
+        assert connections.write_failure is None  # a read says nothing of writes
+        with pytest.raises(StoreUnavailable):
+            connections.run(lambda conn: conn.execute("SELECT 1"), write=True)
+        assert connections.write_failure is not None
+    finally:
+        connections.close()
+
+
+def test_opening_the_store_on_an_unreachable_server_is_store_unavailable() -> None:
+    with pytest.raises(StoreUnavailable):
+        PostgresStore(unreachable_url())
