@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import statistics
 import time
@@ -347,6 +348,7 @@ def check_ledger(deployment: Deployment, ledger: Ledger) -> None:
         assert not lost, f"{len(lost)} acknowledged rewards not stored: {lost[:5]}"
         events = store.joined_after(0, 1_000_000)
         last_seq = store.last_seq()
+        counts = store.counts(time.time())
         checkpoint = store.load_checkpoint()
     finally:
         store.close()
@@ -357,6 +359,10 @@ def check_ledger(deployment: Deployment, ledger: Ledger) -> None:
     assert not unjoined, f"{len(unjoined)} acknowledged decisions not joined: {unjoined[:5]}"
     wrong = [i for i, v in ledger.rewarded.items() if by_id[i].reward != v or by_id[i].defaulted]
     assert not wrong, f"acknowledged rewards not joined as sent: {wrong[:5]}"
+    # The store's own totals agree (a decision the client never heard of may be counted too).
+    assert counts.joined == len(events) and counts.pending_join == 0, counts
+    assert counts.decisions == len(events) >= len(ledger.ranked), counts
+    assert counts.rewards >= len(ledger.rewarded), counts
     assert checkpoint is not None
     assert checkpoint.cursor == last_seq == len(events) == checkpoint.learned_count, (
         checkpoint.cursor,
@@ -615,6 +621,9 @@ async def test_edges_answer_503_while_postgresql_ends_their_sessions(tmp_path: P
         again = [at for at, e, status in ledger.answers if e == edge and at > last and status < 300]
         assert again, f"edge {edge} answered no 2xx after the terminations: {ledger.statuses}"
         recovered[edge] = min(again) - last
+    first = terminated[0][0]
+    ok_times = sorted(at for at, _, status in ledger.answers if status < 300)
+    gaps = [b - a for a, b in itertools.pairwise(ok_times) if b > first and a < last]
     measured(
         tmp_path,
         terminations=len(terminated),
@@ -622,6 +631,7 @@ async def test_edges_answer_503_while_postgresql_ends_their_sessions(tmp_path: P
         statuses_2xx=ledger.statuses[201] + ledger.statuses[204],
         recovery_a_s=recovered["A"],
         recovery_b_s=recovered["B"],
+        longest_without_2xx_s=max(gaps, default=0.0),
         lease_renewals_failed=trainer.tail(10**7).count("could not renew the trainer lease"),
         trainer_restarts=len(exits),
     )
