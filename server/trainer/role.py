@@ -5,8 +5,9 @@ the watcher, the job runner and the command runner. :func:`run_trainer` is the `
 process: a standby until it holds the store's trainer lease, then the one trainer, renewing the
 lease every third of its time to live; a trainer that finds its lease taken (it stalled past the
 expiry and a standby took over) stops at once, so two never learn together, and so does one
-that could not renew it within its time to live (the store was unreachable or stalled): both
-exit 1, to be started again as a standby that resumes from the checkpoint.
+whose learner stopped because it could not renew the lease within its time to live (the store
+was unreachable or stalled): both exit 1, to be started again as a standby that resumes from
+the checkpoint.
 """
 
 from __future__ import annotations
@@ -190,13 +191,13 @@ async def hold_lease(store: Store, holder: str, settings: Settings, stop: asynci
 
 async def keep_lease(role: TrainerRole, stop: asyncio.Event) -> bool:
     """Renew ``role``'s lease every third of its time to live until ``stop`` is set (False),
-    another trainer holds it, or it lapsed unrenewed (True: lost; the learner has stopped
+    another trainer holds it, or the learner has stopped (True: lost; the learner is not
     writing).
 
-    A lapse ends the trainer even when a later renewal would succeed: the learner stopped for
-    good when the lease ran out (a standby may have taken it meanwhile), so a trainer that went
-    on holding the lease would learn nothing and keep every standby out. Started again, it
-    resumes from the checkpoint."""
+    The learner stops for good when the lease runs out unrenewed (the store was unreachable
+    or stalled for ``lease_ttl``: a standby may have taken over meanwhile). A trainer that
+    renewed the lease afterwards would hold it without learning and keep every standby out,
+    so it gives up instead; started again, it resumes from the checkpoint."""
     store, ttl, trainer = role.store, role.settings.lease_ttl, role.trainer
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -207,19 +208,17 @@ async def keep_lease(role: TrainerRole, stop: asyncio.Event) -> bool:
         try:
             held = await asyncio.to_thread(store.acquire_lease, role.holder, asked, ttl)
         except Exception as exc:  # the store is failing: the lease runs out if it lasts
-            if not trainer.holds_lease():
-                log.error("the trainer lease lapsed: not renewed for %g s (%s); stopping", ttl, exc)
-                return True
             log.warning("could not renew the trainer lease: %s; trying again", exc)
             continue
         if not held:
             trainer.lease_until = 0.0
             log.error("the trainer lease was taken by another trainer; stopping at once")
             return True
-        if not trainer.holds_lease():
-            log.error("the trainer lease was renewed only after it lapsed; stopping")
-            return True
         trainer.lease_until = asked + ttl
+        thread = trainer.learner_thread
+        if thread is not None and not thread.is_alive():
+            log.error("the learner stopped when the trainer lease lapsed unrenewed; stopping")
+            return True
     return False
 
 
