@@ -4,7 +4,10 @@
 the watcher, the job runner and the command runner. :func:`run_trainer` is the ``banditd train``
 process: a standby until it holds the store's trainer lease, then the one trainer, renewing the
 lease every third of its time to live; a trainer that finds its lease taken (it stalled past the
-expiry and a standby took over) stops at once, so two never learn together.
+expiry and a standby took over) stops at once, so two never learn together, and so does one
+whose learner stopped because it could not renew the lease within its time to live (the store
+was unreachable or stalled): both exit 1, to be started again as a standby that resumes from
+the checkpoint.
 """
 
 from __future__ import annotations
@@ -187,8 +190,14 @@ async def hold_lease(store: Store, holder: str, settings: Settings, stop: asynci
 
 
 async def keep_lease(role: TrainerRole, stop: asyncio.Event) -> bool:
-    """Renew ``role``'s lease every third of its time to live until ``stop`` is set (False) or
-    another trainer holds it (True: lost; the learner has stopped writing)."""
+    """Renew ``role``'s lease every third of its time to live until ``stop`` is set (False),
+    another trainer holds it, or the learner has stopped (True: lost; the learner is not
+    writing).
+
+    The learner stops for good when the lease runs out unrenewed (the store was unreachable
+    or stalled for ``lease_ttl``: a standby may have taken over meanwhile). A trainer that
+    renewed the lease afterwards would hold it without learning and keep every standby out,
+    so it gives up instead; started again, it resumes from the checkpoint."""
     store, ttl, trainer = role.store, role.settings.lease_ttl, role.trainer
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -206,12 +215,16 @@ async def keep_lease(role: TrainerRole, stop: asyncio.Event) -> bool:
             log.error("the trainer lease was taken by another trainer; stopping at once")
             return True
         trainer.lease_until = asked + ttl
+        thread = trainer.learner_thread
+        if thread is not None and not thread.is_alive():
+            log.error("the learner stopped when the trainer lease lapsed unrenewed; stopping")
+            return True
     return False
 
 
 async def run_trainer(settings: Settings, store: Store, stop: asyncio.Event) -> int:
     """``banditd train`` until ``stop`` is set: standby, then trainer; returns the exit status
-    (0 after a stop, 1 when the lease was lost)."""
+    (0 after a stop, 1 when the lease was lost or lapsed)."""
     holder = holder_name()
     if settings.trainer_nice:
         with contextlib.suppress(OSError):

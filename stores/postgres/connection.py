@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from bandit.errors import StoreUnavailable
@@ -72,7 +73,9 @@ class PGConnections:
             server's default (``public``).
         lock_timeout: seconds a statement waits for a row or table lock before the call raises
             :class:`bandit.errors.StoreUnavailable`.
-        application_name: how the sessions name themselves in ``pg_stat_activity``.
+        application_name: how the sessions name themselves in ``pg_stat_activity``, unless
+            ``url`` names it (``?application_name=...``): the operator's URL wins, so each
+            process of a deployment can be told apart.
     """
 
     def __init__(
@@ -86,7 +89,7 @@ class PGConnections:
         self.url = url
         self.schema = schema
         self.lock_timeout = lock_timeout
-        self.application_name = application_name
+        self.application_name = str(conninfo_to_dict(url).get("application_name", application_name))
         self._local = threading.local()
         self._all: set[Conn] = set()
         self._guard = threading.Lock()
@@ -108,16 +111,22 @@ class PGConnections:
             application_name=self.application_name,
             **KEEPALIVES,  # type: ignore[arg-type]
         )
-        if self.schema is not None:
-            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
-        conn.execute(
-            "SELECT set_config('lock_timeout', %s, false)",
-            [f"{max(1, round(self.lock_timeout * 1000))}ms"],
-        )
+        try:
+            if self.schema is not None:
+                conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, false)",
+                [f"{max(1, round(self.lock_timeout * 1000))}ms"],
+            )
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            raise
         return conn
 
-    def _conn(self) -> Conn:
-        """This thread's connection, opened (again) when needed."""
+    def _conn(self, write: bool) -> Conn:
+        """This thread's connection, opened (again) when needed; a server that cannot be
+        reached (or ends the new session at once) raises :class:`StoreUnavailable`."""
         if self._closed:
             raise StoreUnavailable("the store is closed")
         conn: Conn | None = getattr(self._local, "conn", None)
@@ -125,7 +134,14 @@ class PGConnections:
             return conn
         if conn is not None:
             self._drop(conn)
-        conn = self.connect()
+        try:
+            conn = self.connect()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            reason = unavailable_reason(exc) or str(exc)
+            self.failures += 1
+            if write:
+                self.write_failure = reason
+            raise StoreUnavailable(reason) from exc
         with self._guard:
             self._all.add(conn)
         self._local.conn = conn
@@ -168,7 +184,7 @@ class PGConnections:
         rather than one per statement. The server still runs them one after another, each with
         a snapshot of its own."""
         for attempt in range(RETRIES):
-            conn = self._live(self._conn())
+            conn = self._live(self._conn(write), write)
             try:
                 if pipeline:
                     with conn.pipeline(), conn.transaction():
@@ -193,7 +209,7 @@ class PGConnections:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _live(self, conn: Conn) -> Conn:
+    def _live(self, conn: Conn, write: bool) -> Conn:
         """``conn``, or a new connection if it died while idle (the server restarted or ended
         the session): a connection is checked before its first use after a failure elsewhere
         (:attr:`failures`), so the first request after an outage does not fail on a connection
@@ -205,7 +221,7 @@ class PGConnections:
             conn.execute("SELECT 1")
         except (psycopg.OperationalError, psycopg.InterfaceError):
             self._drop(conn)
-            conn = self._conn()
+            conn = self._conn(write)
         return conn
 
     def _unavailable(self, conn: Conn, reason: str, write: bool) -> None:

@@ -17,16 +17,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from bandit.events import Action, RankRequest
+from bandit.events import Action, JoinedEvent, RankRequest
 from bandit.state import SEED_KEY
+from policies import VWPolicy
 from stores.sqlite.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,6 +158,51 @@ class BanditServer:
             pytest.fail(f"banditd did not exit within {STOP_TIMEOUT} s of SIGTERM")
 
 
+@dataclass
+class Process:
+    """One banditd process (``args`` after ``banditd``) in its own process group, its output
+    appended to a log file; the caller's ``BANDITD_*`` variables are replaced by ``env``."""
+
+    name: str
+    args: list[str]
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BANDITD_")}
+        env.update(self.env)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server.entry.cli", *self.args],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def terminate(self) -> int:
+        assert self.proc is not None and self.alive(), f"{self.name} is not running"
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def tail(self, chars: int = 3000) -> str:
+        """The last ``chars`` characters of the log."""
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
 async def until_healthy(
     http: aiohttp.ClientSession,
     url: str,
@@ -283,3 +329,45 @@ def greedy_action(ranking: list[dict[str, Any]]) -> str | None:
     top = max(item["probability"] for item in ranking)
     best = [item["id"] for item in ranking if math.isclose(item["probability"], top, abs_tol=1e-9)]
     return best[0] if len(best) == 1 else None
+
+
+EPSILON = float(SERVICE_CONFIG["explorationPercentage"])
+PREDICTION_TOL = 1e-6
+SOFTMAX_ARGUMENTS = (
+    "--cb_explore_adf --softmax --lambda 10 --power_t 0 -l 0.001 --cb_type mtr -q ::"
+)
+"""Reads a model's action scores through a smooth map. The served ε-greedy distribution only
+moves when the greedy action changes, so it cannot tell a model that learned one event twice
+from one that did not; softmax probabilities of the same weights can."""
+
+
+def probe_requests() -> list[RankRequest]:
+    """Requests to compare models on: every user type, an unseen one, and other action sets."""
+    world = World()
+    requests = [world.rank_request(f"probe-{u}", u) for u in range(world.users + 1)]
+    reordered = world.rank_request("probe-reordered", 1)
+    fewer = world.rank_request("probe-fewer", 2)
+    return [
+        *requests,
+        replace(reordered, actions=reordered.actions[::-1]),
+        replace(fewer, actions=fewer.actions[1:]),
+    ]
+
+
+def learn(arguments: str, events: Sequence[JoinedEvent]) -> bytes:
+    """A fresh model that learned ``events`` in order, once each (the learner's job, offline)."""
+    policy = VWPolicy(arguments, epsilon=EPSILON)
+    for event in events:
+        policy.learn_one(event)
+    return policy.to_bytes()
+
+
+def predictions(arguments: str, model: bytes, requests: list[RankRequest]) -> list[float]:
+    """Every action probability ``model`` gives each request, in order."""
+    policy = VWPolicy(arguments, epsilon=EPSILON, model=model)
+    return [p for request in requests for p in policy.predict_one(request)]
+
+
+def max_difference(a: list[float], b: list[float]) -> float:
+    assert len(a) == len(b)
+    return max(abs(x - y) for x, y in zip(a, b, strict=True))

@@ -26,24 +26,29 @@ import math
 import random
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from bandit.events import JoinedEvent, RankRequest
-from policies import DEFAULT_ARGUMENTS, VWPolicy
+from policies import DEFAULT_ARGUMENTS
 from stores.sqlite.store import SQLiteStore
 from tests.e2e.conftest import (
     NO_ACK,
+    PREDICTION_TOL,
     SERVICE_CONFIG,
+    SOFTMAX_ARGUMENTS,
     BanditServer,
     World,
     get_json,
+    learn,
+    max_difference,
+    predictions,
+    probe_requests,
     put_service_config,
     round_rng,
     seed_store,
@@ -71,15 +76,7 @@ between a join and the checkpoint that covers it: the case exactly-once is about
 RETRY_PAUSE = 0.1
 """A worker's pause after a request died with the server."""
 
-EPSILON = float(SERVICE_CONFIG["explorationPercentage"])
 WORLD = World()
-PREDICTION_TOL = 1e-6
-SOFTMAX_ARGUMENTS = (
-    "--cb_explore_adf --softmax --lambda 10 --power_t 0 -l 0.001 --cb_type mtr -q ::"
-)
-"""Reads a model's action scores through a smooth map. The served ε-greedy distribution only
-moves when the greedy action changes, so it cannot tell a model that learned one event twice
-from one that did not; softmax probabilities of the same weights can."""
 
 
 @dataclass(frozen=True)
@@ -244,35 +241,6 @@ async def settle(
         if time.monotonic() > deadline:
             pytest.fail(f"the loop did not settle in {SETTLE_TIMEOUT} s: {health} {state}")
         await asyncio.sleep(0.2)
-
-
-def probe_requests() -> list[RankRequest]:
-    """Requests to compare models on: every user type, an unseen one, and other action sets."""
-    requests = [WORLD.rank_request(f"probe-{u}", u) for u in range(WORLD.users + 1)]
-    reordered = WORLD.rank_request("probe-reordered", 1)
-    fewer = WORLD.rank_request("probe-fewer", 2)
-    return [
-        *requests,
-        replace(reordered, actions=reordered.actions[::-1]),
-        replace(fewer, actions=fewer.actions[1:]),
-    ]
-
-
-def learn(arguments: str, events: Sequence[JoinedEvent]) -> bytes:
-    policy = VWPolicy(arguments, epsilon=EPSILON)
-    for event in events:
-        policy.learn_one(event)
-    return policy.to_bytes()
-
-
-def predictions(arguments: str, model: bytes, requests: list[RankRequest]) -> list[float]:
-    policy = VWPolicy(arguments, epsilon=EPSILON, model=model)
-    return [p for request in requests for p in policy.predict_one(request)]
-
-
-def max_difference(a: list[float], b: list[float]) -> float:
-    assert len(a) == len(b)
-    return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
 async def test_acknowledged_writes_survive_sigkill_and_nothing_is_learned_twice(

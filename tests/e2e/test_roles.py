@@ -21,10 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +33,8 @@ from tests.e2e.conftest import (
     HOST,
     LEARN_INTERVAL,
     NO_ACK,
-    ROOT,
     SERVICE_CONFIG,
-    STOP_TIMEOUT,
+    Process,
     World,
     free_port,
     get_json,
@@ -66,47 +61,6 @@ CONFIG = {**SERVICE_CONFIG, "explorationPercentage": 0.3}
 """The short loop, with exploration off its default so the change shows on edge B."""
 SETTLE_TIMEOUT = 60.0
 """Seconds the trainer may take to join and learn the last events after the traffic."""
-
-
-@dataclass
-class Process:
-    """One banditd process in its own process group, its output in a log file."""
-
-    name: str
-    args: list[str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BANDITD_")}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server.entry.cli", *self.args],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=STOP_TIMEOUT)
-
-    def terminate(self) -> int:
-        assert self.proc is not None and self.alive(), f"{self.name} is not running"
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=STOP_TIMEOUT)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
 @dataclass
