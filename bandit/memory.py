@@ -48,8 +48,6 @@ class _Row:
 class MemoryStore:
     """Keeps everything in dicts and lists; same semantics as the durable stores."""
 
-    concurrent_writes = 1  # one process, one dict
-
     def __init__(self) -> None:
         self._rows: dict[str, _Row] = {}
         self._pending: list[tuple[float, str]] = []  # (close_at, event_id), sorted

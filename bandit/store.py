@@ -47,12 +47,6 @@ class EventLog(Protocol):
     reads joined ones in ``seq`` order.
     """
 
-    concurrent_writes: int
-    """How many of one handle's :meth:`write` transactions may run at once: 1 where writers
-    queue on one lock anyway (SQLite), more where transactions run side by side and each waits
-    mostly on round trips and the commit's flush (PostgreSQL). The group-commit writer keeps
-    that many batches in flight."""
-
     def write(self, batch: WriteBatch) -> WriteResult:
         """Commit a batch of decisions, rewards and activations in one transaction.
 

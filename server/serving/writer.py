@@ -18,12 +18,6 @@ thread, covering every batch committed before it started, and only then resolves
 futures. So batch N+1's transaction runs while batch N's fsync is in flight. Under load batches
 grow by themselves; when idle a request commits alone, after that one pass of the event loop.
 
-A store whose transactions run side by side (PostgreSQL: each waits mostly on round trips and
-the commit's flush) says how many of one edge's may be in flight
-(:attr:`EventLog.concurrent_writes`); the writer then starts the next batch while earlier ones
-commit, each on a commit thread of its own. A request's write is in one batch only, and a
-client's reward follows its rank's answer, so batches in flight never depend on each other.
-
 One window is not covered: a rank replay (same event id) that reads a decision committed but
 not yet synced answers 201 from it; the original request is still waiting for that sync.
 """
@@ -120,9 +114,7 @@ class GroupCommitWriter:
         self._unsynced: list[tuple[_Pending, WriteResult]] = []
         self._wake = asyncio.Event()
         self._sync_wake = asyncio.Event()
-        concurrency = max(1, store.concurrent_writes)
-        self._slots = asyncio.Semaphore(concurrency) if concurrency > 1 else None
-        self._commit_thread = ThreadPoolExecutor(concurrency, thread_name_prefix="banditd-writer")
+        self._commit_thread = ThreadPoolExecutor(1, thread_name_prefix="banditd-writer")
         self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="banditd-sync")
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -187,59 +179,43 @@ class GroupCommitWriter:
         return taken
 
     async def _commit_loop(self) -> None:
-        in_flight: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if not len(self._pending):
                     if self._closing:
-                        break
+                        return
                     self._wake.clear()
                     await self._wake.wait()
                     continue
                 # One pass of the event loop: the handlers already woken reach the queue.
                 await asyncio.sleep(0)
-                if self._slots is None:
-                    await self._commit(self._take())
+                items = self._take()
+                batch = WriteBatch(
+                    decisions=tuple(d for d, _ in items.decisions),
+                    rewards=tuple(r for r, _ in items.rewards),
+                    activations=tuple(a for a, _ in items.activations),
+                )
+                started = loop.time()
+                try:
+                    result = self._store.try_write(batch)
+                    if result is None:
+                        result = await loop.run_in_executor(
+                            self._commit_thread, self._store.write, batch
+                        )
+                except Exception as exc:
+                    log.exception("store write of %d items failed", len(items))
+                    if self._observer:
+                        self._observer(batch, None, loop.time() - started)
+                    items.fail(ServiceUnavailable(f"the store could not commit the write: {exc}"))
                     continue
-                # Several transactions at once (a store whose writers do not queue on one
-                # lock): wait for a free one; what arrives meanwhile joins the next batch.
-                await self._slots.acquire()
-                task = asyncio.create_task(self._commit(self._take(), self._slots.release))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-            if in_flight:
-                await asyncio.gather(*in_flight)
+                if self._observer:
+                    self._observer(batch, result, loop.time() - started)
+                self._unsynced.append((items, result))
+                self._sync_wake.set()
         finally:
             self._committing = False
             self._sync_wake.set()
-
-    async def _commit(self, items: _Pending, done: Callable[[], None] | None = None) -> None:
-        """Commit one batch (on the event loop when the store can start it at once, else on a
-        commit thread) and queue it for the sync; its futures fail if the commit does."""
-        loop = self._loop or asyncio.get_running_loop()
-        batch = WriteBatch(
-            decisions=tuple(d for d, _ in items.decisions),
-            rewards=tuple(r for r, _ in items.rewards),
-            activations=tuple(a for a, _ in items.activations),
-        )
-        started = loop.time()
-        try:
-            result = self._store.try_write(batch)
-            if result is None:
-                result = await loop.run_in_executor(self._commit_thread, self._store.write, batch)
-        except Exception as exc:
-            log.exception("store write of %d items failed", len(items))
-            if self._observer:
-                self._observer(batch, None, loop.time() - started)
-            items.fail(ServiceUnavailable(f"the store could not commit the write: {exc}"))
-            return
-        finally:
-            if done is not None:
-                done()
-        if self._observer:
-            self._observer(batch, result, loop.time() - started)
-        self._unsynced.append((items, result))
-        self._sync_wake.set()
 
     async def _sync_loop(self) -> None:
         loop = asyncio.get_running_loop()

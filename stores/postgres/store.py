@@ -109,8 +109,6 @@ class PostgresStore:
         bandit.errors.StoreUnavailable: the server cannot be reached.
     """
 
-    concurrent_writes = 2  # transactions run side by side
-
     def __init__(
         self,
         url: str,

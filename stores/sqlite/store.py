@@ -121,8 +121,6 @@ class SQLiteStore(SQLiteConnections):
         FileNotFoundError: the file is missing and not ``create``.
     """
 
-    concurrent_writes = 1  # writers queue on the file's one write lock
-
     def __init__(
         self,
         path: str | os.PathLike[str],
