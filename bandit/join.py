@@ -20,7 +20,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from bandit.config import Aggregation
-from bandit.events import Activation, ActivationOutcome, Decision, JoinedEvent, Reward
+from bandit.events import (
+    Activation,
+    ActivationOutcome,
+    Decision,
+    JoinedEvent,
+    Reward,
+    RewardOutcome,
+)
 
 JOIN_GRACE = 2.0
 """Seconds past ``close_at`` before an event is joined, so rewards still in a write batch land."""
@@ -39,6 +46,18 @@ def is_late(close_at: float | None, received_at: float, *, joined: bool) -> bool
     if joined:
         return True
     return close_at is not None and received_at > close_at
+
+
+def reward_outcome(*, active: bool, late: bool) -> RewardOutcome:
+    """What storing a reward of a known event did: late, stored, or stored for an event that
+    is not active yet (a deferred one).
+
+    >>> reward_outcome(active=False, late=False)
+    <RewardOutcome.INACTIVE: 'inactive'>
+    """
+    if late:
+        return RewardOutcome.LATE
+    return RewardOutcome.STORED if active else RewardOutcome.INACTIVE
 
 
 def activate(decision: Decision, activation: Activation) -> tuple[Decision, ActivationOutcome]:

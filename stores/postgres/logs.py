@@ -19,6 +19,7 @@ from stores.postgres.writes import (
     DECISION_INSERT,
     ON_DAY,
     add_counts,
+    claim_event_ids,
     counted_rewards,
     insert_decisions,
 )
@@ -168,16 +169,7 @@ def import_joined(conn: Conn, events: list[JoinedEvent], shard: int) -> list[Joi
     first: dict[str, JoinedEvent] = {}
     for e in events:
         first.setdefault(e.decision.event_id, e)
-    ordered = sorted(first)
-    fresh = {
-        row[0]
-        for row in conn.execute(
-            "INSERT INTO event_days (event_id, day) "
-            "SELECT * FROM unnest(%b::text[], %b::int4[]) ON CONFLICT DO NOTHING "
-            "RETURNING event_id",
-            [ordered, [day_of(first[i].decision.timestamp) for i in ordered]],
-        )
-    }
+    fresh = claim_event_ids(conn, {i: e.decision for i, e in first.items()})
     new = [e for e in events if e.decision.event_id in fresh and first[e.decision.event_id] is e]
     if not new:
         return []

@@ -64,21 +64,11 @@ def write_batch(conn: Conn, batch: WriteBatch, shard: int) -> WriteResult:
 def put_decisions(conn: Conn, decisions: Sequence[Decision], shard: int) -> tuple[Decision, ...]:
     if not decisions:
         return ()
-    # Ids claimed in code point order, so two edges inserting the same ids cannot deadlock.
     first: dict[str, Decision] = {}
     for d in decisions:
         first.setdefault(d.event_id, d)
-    ordered = sorted(first)
-    fresh = {
-        row[0]
-        for row in conn.execute(
-            "INSERT INTO event_days (event_id, day) "
-            "SELECT * FROM unnest(%b::text[], %b::int4[]) ON CONFLICT DO NOTHING "
-            "RETURNING event_id",
-            [ordered, [day_of(first[i].timestamp) for i in ordered]],
-        )
-    }
-    new = [first[i] for i in ordered if i in fresh]
+    fresh = claim_event_ids(conn, first)
+    new = [first[i] for i in sorted(first) if i in fresh]
     if new:
         insert_decisions(conn, new)
         add_counts(conn, shard, decisions=len(new), explored=sum(d.explored for d in new))
@@ -88,6 +78,22 @@ def put_decisions(conn: Conn, decisions: Sequence[Decision], shard: int) -> tupl
         assert found is not None  # its id conflicted with it
         stored[event_id] = found
     return tuple(stored[d.event_id] for d in decisions)
+
+
+def claim_event_ids(conn: Conn, decisions: dict[str, Decision]) -> set[str]:
+    """Enter each decision's id and day in ``event_days`` unless the id is there already;
+    returns the ids entered now. In code point order, so that two writers entering the same
+    ids cannot deadlock."""
+    ordered = sorted(decisions)
+    return {
+        row[0]
+        for row in conn.execute(
+            "INSERT INTO event_days (event_id, day) "
+            "SELECT * FROM unnest(%b::text[], %b::int4[]) ON CONFLICT DO NOTHING "
+            "RETURNING event_id",
+            [ordered, [day_of(decisions[i].timestamp) for i in ordered]],
+        )
+    }
 
 
 def insert_decisions(conn: Conn, decisions: Sequence[Decision]) -> None:
@@ -173,13 +179,7 @@ def put_rewards(conn: Conn, rewards: Sequence[Reward], shard: int) -> tuple[Rewa
         late = rules.is_late(close_at, r.received_at, joined=bool(joined))
         if r.request_key is not None:
             keyed.append((len(outcomes), r))
-        outcomes.append(
-            RewardOutcome.LATE
-            if late
-            else RewardOutcome.STORED
-            if active
-            else RewardOutcome.INACTIVE
-        )
+        outcomes.append(rules.reward_outcome(active=bool(active), late=late))
         values.append((day, r.event_id, r.value, r.received_at, r.request_key, int(late)))
     if not values:
         return tuple(outcomes)

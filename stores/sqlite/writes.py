@@ -105,13 +105,7 @@ def _put_reward_chunk(db: Database, chunk: tuple[Reward, ...]) -> list[RewardOut
         late = rules.is_late(close_at, r.received_at, joined=bool(joined))
         if r.request_key is not None:
             keyed.append((len(outcomes), r))
-        outcomes.append(
-            RewardOutcome.LATE
-            if late
-            else RewardOutcome.STORED
-            if active
-            else RewardOutcome.INACTIVE
-        )
+        outcomes.append(rules.reward_outcome(active=bool(active), late=late))
         params += [r.event_id, r.value, r.received_at, r.request_key, int(late)]
     if not params:
         return outcomes
