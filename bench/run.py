@@ -7,12 +7,12 @@ Phases, in order (each bounded in time; a failed phase is reported and the rest 
    same work on a bare asyncio protocol, for reference);
 3. banditd (SQLite on disk, ``synchronous=FULL``, learner running): the same runs; rewards go
    to decisions seeded before the server started, each rewarded once;
-4. banditd on PostgreSQL (schemas of the bench's own) with 1 and 2 edges, rank and reward at 32
+4. the learner alone working through a seeded backlog of due events;
+5. rank at 32 connections while the learner works through a backlog, then without one;
+6. resident memory over a long run at half of banditd's peak rank throughput;
+7. banditd on PostgreSQL (schemas of the bench's own) with 1 and 2 edges, rank and reward at 32
    (and 128) connections beside the minimal handler, the database's CPU per request, and the
-   learner through a backlog there (skipped, with a note, where no server answers);
-5. the learner alone working through a seeded backlog of due events;
-6. rank at 32 connections while the learner works through a backlog, then without one;
-7. resident memory over a long run at half of banditd's peak rank throughput.
+   learner through a backlog there (skipped, with a note, where no server answers).
 
 Servers run pinned to ``--server-core``, the load generator and this process to
 ``--load-core`` (PostgreSQL's processes are not the bench's to pin). See ``docs/bench.md`` for
@@ -78,7 +78,7 @@ from bench.wrk import WrkGenerator, find_or_install
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-PHASES = ("vw", "http", "postgres", "learner", "backlog", "memory")
+PHASES = ("vw", "http", "learner", "backlog", "memory", "postgres")
 PG_URL = os.environ.get("BANDITD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 """The PostgreSQL server and database of the ``postgres`` phase (``--pg-url``)."""
 BACKLOG_CONNECTIONS = TARGET_CONNECTIONS
@@ -589,7 +589,8 @@ class Bench:
         psycopg is not installed or no server answers at ``--pg-url``."""
         if importlib.util.find_spec("psycopg") is None:
             self.notes.append(
-                "postgres phase skipped: psycopg is not installed (pip install 'psycopg[binary]')."
+                "postgres phase skipped: psycopg is not installed "
+                "(pip install 'banditd[postgres]')."
             )
             log("phase postgres skipped: psycopg is not installed")
             return
@@ -851,11 +852,13 @@ def main(argv: list[str] | None = None) -> int:
         log(f"load generator: {bench.generator.description}; work dir {work}")
         bench.phase("vw", bench.run_vw)
         bench.phase("http", bench.run_http)
-        bench.phase("postgres", bench.run_postgres)
         bench.phase("learner", bench.run_learner)
         bench.phase("vw", bench.run_vw)  # again, next to the learner: the faster run counts
         bench.phase("backlog", bench.run_backlog)
         bench.phase("memory", bench.run_memory)
+        # Last: the database server flushes and vacuums for minutes after a million seeded
+        # rows, which took CPU from the SQLite memory run's trainer when it came before it.
+        bench.phase("postgres", bench.run_postgres)
     finally:
         if options.keep:
             log(f"kept {work}")
