@@ -223,7 +223,6 @@ class Listener:
         self._thread = threading.Thread(target=self._listen, name="pg-listen", daemon=True)
         self._started = False
         self._guard = threading.Lock()
-        self.connected = threading.Event()
 
     def add(self, notify: Callable[[], None]) -> None:
         with self._guard:
@@ -254,7 +253,6 @@ class Listener:
                 for channel in (self._channels.generation, self._channels.model):
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 failures = 0
-                self.connected.set()
                 self._call()  # what was announced while not listening is re-read now
                 while not self._stop.is_set():
                     for _ in conn.notifies(timeout=1.0):
@@ -262,7 +260,6 @@ class Listener:
             except psycopg.Error as exc:
                 log.warning("change notices: connection lost (%s); reconnecting", exc)
             finally:
-                self.connected.clear()
                 with contextlib.suppress(psycopg.Error):
                     conn.close()
 

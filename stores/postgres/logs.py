@@ -130,7 +130,7 @@ def delete_chunk(
         "AND (EXISTS (SELECT 1 FROM joined j WHERE j.day = d.day AND "
         "j.event_id = d.event_id AND j.seq <= %s) OR (%s AND d.active = 0)) "
         "ORDER BY d.event_id FOR UPDATE OF d",
-        [ids, _before(before), through_seq, before is not None],
+        [ids, before_bound(before), through_seq, before is not None],
     ).fetchall()
     if not doomed:
         return 0
@@ -314,5 +314,6 @@ def insert_joined(conn: Conn, events: list[JoinedEvent], days: list[int]) -> Non
     )
 
 
-def _before(before: float | None) -> float:
+def before_bound(before: float | None) -> float:
+    """``before`` as a bound for ``timestamp < …`` (None: no bound)."""
     return float("inf") if before is None else before

@@ -683,7 +683,7 @@ class PostgresStore:
                 "SELECT j.seq, j.event_id FROM joined j JOIN decisions d "
                 f"ON {ON_DAY.format('j')} WHERE j.seq > %s AND j.seq <= %s "
                 "AND d.timestamp < %s ORDER BY j.seq LIMIT %s",
-                [after_seq, through_seq, _before(before), _FIND_PAGE],
+                [after_seq, through_seq, logs.before_bound(before), _FIND_PAGE],
             )
             if not page:
                 break
@@ -882,10 +882,6 @@ def _job(row: Sequence[Any]) -> JobRecord:
 
 def _due_params(now: float) -> dict[str, float]:
     return {"now": now, "grace": rules.JOIN_GRACE, "bound": now - rules.JOIN_GRACE + _DUE_SLACK}
-
-
-def _before(before: float | None) -> float:
-    return float("inf") if before is None else before
 
 
 def _day_floor(start: float) -> int:
