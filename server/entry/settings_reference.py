@@ -175,7 +175,8 @@ def settings_rows(cls: type[Any] = Settings, names: tuple[str, ...] = NAMES) -> 
         described = isinstance(info, msgspec.inspect.Metadata) and info.extra_json_schema
         description = (described or {}).get("description", "")
         if not description:
-            raise UndocumentedSetting(name, f"{cls.__name__}'s annotation: a Meta(description=...)")
+            where = f"its annotation in {cls.__name__}: _about(...) or Meta(description=...)"
+            raise UndocumentedSetting(name, where)
         kind, bounds = type_and_range(info)
         rows.append(
             Row(

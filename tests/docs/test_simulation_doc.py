@@ -13,7 +13,7 @@ import pytest
 
 from sims.cli import evaluate_main, evaluate_parser, simulate_main, simulate_parser
 from sims.presets import PRESETS
-from sims.scenarios import FAMILIES, SCENARIOS, load_toml
+from sims.scenarios import FAMILIES, SCENARIOS, Scenario, load_toml
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "simulation.md"
 TEXT = DOC.read_text()
@@ -127,3 +127,33 @@ def test_the_toml_example_plans_what_it_says(tmp_path: Path) -> None:
     (scenario,) = plan.scenarios
     assert scenario.rounds == 4000
     assert scenario.build(0).name == "many-actions"
+
+
+def test_the_scenario_defaults_the_doc_states_are_the_code_s() -> None:
+    worlds = " ".join(
+        _section("## Worlds (`sims/environment.py` and one module per family)").split()
+    )
+    defaults = Scenario(name="x", environment="linear")
+    stated = re.search(
+        r"runs (\d+) rounds \(`many-actions` (\d+)\) unless told otherwise, a decision every "
+        r"([\d.]+) virtual seconds, `loop.step` every ([\d.]+), a ([\d.]+) s reward wait "
+        r"\(`delayed`: ([\d.]+) s\) and a model published every ([\d.]+) s",
+        worlds,
+    )
+    assert stated is not None
+    assert [float(x) for x in stated.groups()] == [
+        defaults.rounds,
+        SCENARIOS["many-actions"].rounds,
+        defaults.interval,
+        defaults.tick,
+        defaults.reward_wait_time,
+        SCENARIOS["delayed"].reward_wait_time,
+        defaults.model_export_frequency,
+    ]
+    # the other named scenarios keep the defaults the sentence gives
+    for name, scenario in SCENARIOS.items():
+        if name not in ("many-actions", "delayed"):
+            assert (scenario.rounds, scenario.reward_wait_time) == (
+                defaults.rounds,
+                defaults.reward_wait_time,
+            ), name
