@@ -8,7 +8,9 @@ import subprocess
 from pathlib import Path
 
 from policies.vw import vw_name
-from server.entry.settings import NAMES, env_name
+from server.api.openapi import document
+from server.entry.app import create_app
+from server.entry.settings import NAMES, Settings, env_name
 from server.trainer.watch_settings import FILE_NAMES, WatcherSettings, to_mapping, to_wire
 from sims.presets import PRESETS
 from sims.scenarios import SCENARIOS, load_toml
@@ -83,3 +85,31 @@ def test_the_policy_comparison_sweep_names_what_exists() -> None:
     named = [word for word in command.split() if not word.startswith("-") and "/" not in word]
     scenarios = [word for word in named if word not in ("banditd", "simulate", "\\")]
     assert scenarios[:-1] == list(SCENARIOS), scenarios  # the last is --out's directory
+
+
+_REQUEST = re.compile(r"\b(GET|PUT|POST|DELETE) (/[^\s`\[?,;)]+)")
+
+
+def _shape(path: str) -> str:
+    """A path without its ``/v1`` prefix and with every parameter written ``{}``."""
+    return re.sub(r"\{[^}]*\}", "{}", path.removeprefix("/v1").rstrip("/.:") or "/")
+
+
+def test_every_request_a_doc_names_is_an_operation_banditd_declares(tmp_path: Path) -> None:
+    app = create_app(Settings(db=str(tmp_path / "docs.db")))
+    declared = {
+        (method.upper(), _shape(path))
+        for path, item in document(app)["paths"].items()
+        for method in item
+        if method != "servers"
+    }
+    named = {
+        (method, _shape(path), doc.name)
+        for doc in [*DOCS.glob("*.md"), ROOT / "README.md"]
+        for method, path in _REQUEST.findall(doc.read_text().replace("`", ""))
+    }
+    assert len(named) > 10
+    unknown = sorted(
+        (doc, method, path) for method, path, doc in named if (method, path) not in declared
+    )
+    assert not unknown, f"the docs name requests banditd does not serve: {unknown}"
