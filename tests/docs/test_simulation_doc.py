@@ -65,19 +65,25 @@ def test_every_preset_is_listed_with_its_arguments_and_exploration() -> None:
         assert epsilon.split(" ")[0] == f"{spec.exploration:g}", name
 
 
+LIVE = "### Against a live server, and the checks before any run"
+
+
 @pytest.mark.parametrize(
-    ("parser", "heading"),
-    [(simulate_parser(), "### `banditd simulate`"), (evaluate_parser(), "### `banditd evaluate`")],
+    ("parser", "headings"),
+    [
+        (simulate_parser(), ("### `banditd simulate`", LIVE)),
+        (evaluate_parser(), ("### `banditd evaluate`",)),
+    ],
     ids=["simulate", "evaluate"],
 )
-def test_every_flag_is_in_the_synopsis_and_its_table(
-    parser: argparse.ArgumentParser, heading: str
+def test_every_flag_is_in_the_synopsis_and_a_table(
+    parser: argparse.ArgumentParser, headings: tuple[str, ...]
 ) -> None:
     synopsis = _section("## Commands").split("```")[1]
-    documented = {name.split(" ")[0] for name in _rows(_section(heading))}
+    documented = {name.split(" ")[0] for h in headings for name in _rows(_section(h))}
     for option in _options(parser):
         assert re.search(rf"\[{option}\b", synopsis) or f" {option} " in synopsis, option
-        assert option in documented, f"{option} has no row under {heading}"
+        assert option in documented, f"{option} has no row under {' or '.join(headings)}"
 
 
 @pytest.fixture(scope="module")
