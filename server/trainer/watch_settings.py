@@ -97,6 +97,25 @@ FILE_NAMES: tuple[str, ...] = tuple(name for name, _, _, _ in _FIELDS)
 """The keys of the ``[watch]`` table, in the order the docs list them."""
 
 
+_HOLDERS: dict[str, type] = {
+    "watch": WatchSettings,
+    "guardrail": GuardrailSettings,
+    "drift": DriftSettings,
+    "": WatcherSettings,
+}
+
+
+def holder(name: str) -> tuple[type, str]:
+    """The class that holds the ``[watch]`` key ``name``, and the attribute there (the class's
+    docstring describes it, its ``__post_init__`` checks its range).
+
+    >>> holder("drift_min_events")
+    (<class 'bandit.drift.DriftSettings'>, 'min_events')
+    """
+    group, attr = _PLACES[name]
+    return _HOLDERS[group], attr
+
+
 def _schema(name: str, rename: Literal["camel"] | None) -> type[msgspec.Struct]:
     # A setting that is not given stays UNSET, so a change names only what it changes.
     fields = [(f, kind | msgspec.UnsetType, msgspec.UNSET) for f, _, _, kind in _FIELDS]
