@@ -36,11 +36,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 from aiohttp.web_request import BaseRequest
 
+from bandit.config import format_duration
 from bandit.errors import (
     BanditError,
     HeaderFieldsTooLarge,
@@ -48,6 +50,7 @@ from bandit.errors import (
     RequestTimedOut,
     ServiceUnavailable,
 )
+from server.api.base import SERVICE
 from server.api.edge import error_response
 from server.entry.settings import Settings
 
@@ -314,6 +317,59 @@ class GuardedRunner(web.AppRunner):
         return GuardedServer(await super()._make_server(), self._limits)
 
 
+ACCESS_LOG = logging.getLogger("banditd.access")
+"""The logger of the access log (the ``access_log`` setting)."""
+
+
+class AccessLog(AbstractAccessLogger):
+    """One line per request: method, path, status, bytes sent (headers included) and duration
+    (``POST /v1/rank 201 272 1.4ms``). The path leaves out the query string."""
+
+    __slots__ = ()
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %d %d %.1fms",
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time * 1000,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def startup_summary(app: web.Application, url: str) -> str:
+    """The one line an edge logs once it listens on ``url``: what it serves and how.
+
+    The store is shown with any password masked; API keys only as on or off.
+    """
+    service = app[SERVICE]
+    settings, config = service.settings, service.config
+    location = settings.location
+    keys = (
+        "on (client and admin)"
+        if settings.client_keys and settings.admin_keys
+        else "on (admin)"
+        if settings.admin_keys
+        else "on (client)"
+        if settings.client_keys
+        else "off"
+    )
+    policy = service.policy_settings
+    return (
+        f"banditd serving {url}: store {location.kind} {location.display}; "
+        f"policy {policy.name} ({policy.arguments}); "
+        f"rewardWaitTime {format_duration(config.reward_wait_time)}, "
+        f"modelExportFrequency {format_duration(config.model_export_frequency)}; "
+        f"learningMode {config.learning_mode.value}; API keys {keys}; "
+        f"access log {'on' if settings.access_log else 'off'}"
+    )
+
+
 class ListenError(Exception):
     """The server could not listen on its address; the message names it and what to do."""
 
@@ -323,13 +379,20 @@ class StartupError(Exception):
 
 
 def serve(
-    app: web.Application, settings: Settings, *, announce: Any = print, reuse_port: bool = False
+    app: web.Application,
+    settings: Settings,
+    *,
+    announce: Any = print,
+    reuse_port: bool = False,
+    summary: bool = True,
 ) -> None:
     """Run ``app`` on ``settings.host``:``settings.port`` until SIGINT or SIGTERM.
 
     Like :func:`aiohttp.web.run_app` (whose shutdown sequence it follows), with
     :class:`GuardedRunner`'s connections. With ``reuse_port`` several processes bind the one
-    port (``SO_REUSEPORT``) and the kernel spreads connections over them.
+    port (``SO_REUSEPORT``) and the kernel spreads connections over them. Once listening it
+    logs :func:`startup_summary` unless not ``summary`` (a supervisor's other edges); with the
+    ``access_log`` setting every request is logged to :data:`ACCESS_LOG`.
 
     Raises:
         StartupError: the application's start-up failed (the store could not be opened, …).
@@ -337,7 +400,7 @@ def serve(
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    main = loop.create_task(_serve(app, settings, announce, reuse_port))
+    main = loop.create_task(_serve(app, settings, announce, reuse_port, summary))
     try:
         loop.run_until_complete(main)
     except (web.GracefulExit, KeyboardInterrupt):
@@ -385,9 +448,17 @@ def ensure_descriptors(max_connections: int) -> int:
     return soft
 
 
-async def _serve(app: web.Application, settings: Settings, announce: Any, reuse_port: bool) -> None:
+async def _serve(
+    app: web.Application, settings: Settings, announce: Any, reuse_port: bool, summary: bool
+) -> None:
     ensure_descriptors(settings.max_connections)
-    runner = GuardedRunner(app, Limits.of(settings), handle_signals=True, access_log=None)
+    # Off, aiohttp gets no access logger at all: no per-request call, not even a level check.
+    access: dict[str, Any] = (
+        {"access_log": ACCESS_LOG, "access_log_class": AccessLog}
+        if settings.access_log
+        else {"access_log": None}
+    )
+    runner = GuardedRunner(app, Limits.of(settings), handle_signals=True, **access)
     try:
         await runner.setup()
     except Exception as exc:
@@ -403,6 +474,8 @@ async def _serve(app: web.Application, settings: Settings, announce: Any, reuse_
                 "holds that port or choose another with --port (or port in the config file)."
             ) from exc
         announce(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)")
+        if summary:
+            log.info("%s", startup_summary(app, site.name))
         while True:
             await asyncio.sleep(3600)
     finally:

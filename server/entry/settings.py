@@ -117,6 +117,9 @@ class Settings:
         trainer_nice: how much the trainer process lowers its scheduling priority (``nice``)
             when it starts: on a machine it shares with edges it then learns with the CPU they
             leave, and catches up when they idle.
+        access_log: log one line per request to standard error (the ``banditd.access``
+            logger): method, path, status, bytes sent (headers included) and duration in
+            milliseconds. Off, no request is logged and none pays for it.
         watch: the loop watcher's settings (the ``[watch]`` table, by file name; see
             :mod:`server.trainer.watch_settings`), typed and range-checked by :func:`load`.
         extra: not a setting; never read from a file, a flag or the environment.
@@ -154,6 +157,7 @@ class Settings:
     lease_ttl: Annotated[float, Meta(ge=1, le=3600)] = 5.0
     workers: Annotated[int, Meta(ge=1, le=64)] = 1
     trainer_nice: Annotated[int, Meta(ge=0, le=19)] = 10
+    access_log: bool = False
     watch: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
