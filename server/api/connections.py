@@ -36,13 +36,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 from aiohttp.web_request import BaseRequest
 
-from bandit.config import format_duration
 from bandit.errors import (
     BanditError,
     HeaderFieldsTooLarge,
@@ -50,7 +48,7 @@ from bandit.errors import (
     RequestTimedOut,
     ServiceUnavailable,
 )
-from server.api.base import SERVICE
+from server.api.announcements import ACCESS_LOG, AccessLog, log_startup
 from server.api.edge import error_response
 from server.entry.settings import Settings
 
@@ -317,59 +315,6 @@ class GuardedRunner(web.AppRunner):
         return GuardedServer(await super()._make_server(), self._limits)
 
 
-ACCESS_LOG = logging.getLogger("banditd.access")
-"""The logger of the access log (the ``access_log`` setting)."""
-
-
-class AccessLog(AbstractAccessLogger):
-    """One line per request: method, path, status, bytes sent (headers included) and duration
-    (``POST /v1/rank 201 272 1.4ms``). The path leaves out the query string."""
-
-    __slots__ = ()
-
-    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            "%s %s %d %d %.1fms",
-            request.method,
-            request.path,
-            response.status,
-            response.body_length,
-            time * 1000,
-        )
-
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
-
-
-def startup_summary(app: web.Application, url: str) -> str:
-    """The one line an edge logs once it listens on ``url``: what it serves and how.
-
-    The store is shown with any password masked; API keys only as on or off.
-    """
-    service = app[SERVICE]
-    settings, config = service.settings, service.config
-    location = settings.location
-    keys = (
-        "on (client and admin)"
-        if settings.client_keys and settings.admin_keys
-        else "on (admin)"
-        if settings.admin_keys
-        else "on (client)"
-        if settings.client_keys
-        else "off"
-    )
-    policy = service.policy_settings
-    return (
-        f"banditd serving {url}: store {location.kind} {location.display}; "
-        f"policy {policy.name} ({policy.arguments}); "
-        f"rewardWaitTime {format_duration(config.reward_wait_time)}, "
-        f"modelExportFrequency {format_duration(config.model_export_frequency)}; "
-        f"learningMode {config.learning_mode.value}; API keys {keys}; "
-        f"access log {'on' if settings.access_log else 'off'}"
-    )
-
-
 class ListenError(Exception):
     """The server could not listen on its address; the message names it and what to do."""
 
@@ -391,8 +336,9 @@ def serve(
     Like :func:`aiohttp.web.run_app` (whose shutdown sequence it follows), with
     :class:`GuardedRunner`'s connections. With ``reuse_port`` several processes bind the one
     port (``SO_REUSEPORT``) and the kernel spreads connections over them. Once listening it
-    logs :func:`startup_summary` unless not ``summary`` (a supervisor's other edges); with the
-    ``access_log`` setting every request is logged to :data:`ACCESS_LOG`.
+    logs :func:`~server.api.announcements.startup_summary` unless not ``summary`` (a
+    supervisor's other edges); with the ``access_log`` setting every request is logged to
+    :data:`~server.api.announcements.ACCESS_LOG`.
 
     Raises:
         StartupError: the application's start-up failed (the store could not be opened, …).
@@ -475,7 +421,7 @@ async def _serve(
             ) from exc
         announce(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)")
         if summary:
-            log.info("%s", startup_summary(app, site.name))
+            log_startup(app, site.name)
         while True:
             await asyncio.sleep(3600)
     finally:

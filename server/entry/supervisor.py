@@ -11,7 +11,7 @@ stops the edges first (each drains its requests and flushes its writer), then th
 (which checkpoints and releases its lease), each within ``STOP_TIMEOUT`` seconds, after which
 what is left is killed. On Linux a child also dies when the supervisor dies, however it dies,
 so a killed supervisor leaves no process behind. The start-up summary
-(:func:`server.api.connections.startup_summary`) is logged once: by the first edge, on its
+(:func:`server.api.announcements.startup_summary`) is logged once: by the first edge, on its
 first start.
 """
 
