@@ -48,6 +48,8 @@ def _arguments(prog: str, description: str, *, serving: bool) -> argparse.Argume
         )
         parser.add_argument("--workers", type=int, help="edge processes on the port (default 1)")
         parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+        # Given by the supervisor to all its edges but one: one summary line per `banditd serve`.
+        parser.add_argument("--no-summary", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -126,6 +128,7 @@ def _serve(argv: list[str]) -> int:
             settings,
             announce=lambda msg: print(msg, flush=True),
             reuse_port=args.reuse_port,
+            summary=not args.no_summary,
         )
     except (ListenError, SettingsError) as exc:
         # SettingsError: settings stored or checked only when the app is built.

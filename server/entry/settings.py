@@ -270,6 +270,14 @@ class Settings:
             "the same cores it learns with the CPU they leave, and at full speed when they idle"
         ),
     ] = 10
+    access_log: Annotated[
+        bool,
+        _about(
+            "log one line per request to standard error (the `banditd.access` logger): method, "
+            "path, status, bytes sent (headers included) and duration in milliseconds; off, no "
+            "request is logged and none pays for it"
+        ),
+    ] = False
     watch: Annotated[
         dict[str, Any],
         _about(
