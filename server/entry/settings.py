@@ -89,6 +89,8 @@ class Settings:
             when empty a random key is generated once and kept in the store.
         retention_interval: seconds between runs of the log-retention job.
         max_model_bytes: largest model file accepted by a model import.
+        import_max_bytes: largest body ``POST /v1/logs/import`` accepts (DSJSON lines, spooled
+            to a temporary file, so this bounds disk, not memory).
         header_timeout: seconds a client may take from the first byte of a request to the end
             of its headers; past it the server answers 408 and closes the connection.
         body_timeout: seconds a client may take to send a request's whole body once its
@@ -140,6 +142,7 @@ class Settings:
     model_signing_key: str = ""
     retention_interval: Annotated[float, Meta(gt=0, le=366 * 86400)] = 3600.0
     max_model_bytes: Count = 256 << 20
+    import_max_bytes: Count = 1 << 30
     header_timeout: Seconds = 10.0
     body_timeout: Seconds = 30.0
     body_min_rate: Count = 64 << 10
