@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from types import TracebackType
-from typing import TextIO
+from typing import Literal, TextIO, get_args
 
 from aiohttp import web
 
@@ -47,8 +47,9 @@ MAX_LINE_BYTES = 4 << 20
 default ``max_body_bytes`` with its logged outcome fits several times over."""
 IMPORT_BATCH = 1000
 """Events stored per store write (one transaction each) by an import."""
-IMPORT_MODES = (LearningMode.ONLINE, LearningMode.APPRENTICE)
-"""The learning modes imported events may be recorded as served in."""
+ImportMode = Literal["Online", "Apprentice"]
+"""The learning modes imported events may be recorded as served in (the wire names)."""
+IMPORT_MODES = tuple(LearningMode(name) for name in get_args(ImportMode))
 _BLOCK = 1 << 20
 """Bytes of a request body gathered before they are handed to the spool's worker thread."""
 
@@ -156,7 +157,7 @@ OPERATIONS = declare(
         body_media=MEDIA_TYPE,
         query={
             "mode": (
-                str,
+                ImportMode,
                 False,
                 "Online (the default) or Apprentice: the learning mode the events count as "
                 "served in.",
@@ -295,7 +296,7 @@ def read_logs(spool: LogSpool, mode: LearningMode) -> Iterator[JoinedEvent]:
             if not 0 < len(event.decision.event_id) <= MAX_ID_LENGTH:
                 raise ValueError(f"the EventId must have 1 to {MAX_ID_LENGTH} characters")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            reason = f"{type(exc).__name__} {exc}" if isinstance(exc, KeyError) else str(exc)
+            reason = f"it has no {exc} field" if isinstance(exc, KeyError) else str(exc)
             raise InvalidImportLogsRequest(
                 f"line {number} is not labelled DSJSON: {reason}; nothing was imported."
             ) from exc

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ from server.entry.settings import Settings
 from stores.postgres.store import PostgresStore
 from stores.sqlite.store import SQLiteStore
 from tests import pg
-from tests.e2e.conftest import HOST, Process, free_port, until_healthy
+from tests.e2e.conftest import HOST, ROOT, Process, free_port, until_healthy
 from tests.server import world
 from tests.server.test_api import expect_error
 
@@ -194,6 +196,18 @@ def test_the_cli_imports_nothing_from_a_file_with_a_bad_line(
         assert store.joined_after(0, 10) == []
     finally:
         store.close()
+    # The same file without its bad line, piped to a banditd process's stdin, twice.
+    for expected in ({"imported": N, "skipped": 0}, {"imported": 0, "skipped": N}):
+        done = subprocess.run(
+            [sys.executable, "-m", "server.entry.cli", "import", "--db", str(db), "-", "--json"],
+            input=good,
+            capture_output=True,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == expected
 
 
 # -- a real edge and trainer ----------------------------------------------------------------------
