@@ -9,8 +9,9 @@ Lines are streamed page by page, read from the store on a worker thread.
 
 An import, over HTTP or from the command line, is all or nothing as far as the lines go: they
 are spooled to a temporary file as they arrive (:class:`LogSpool`, which bounds each line and
-the whole), every line is checked, and only then are they stored, in batches, on a worker
-thread (:func:`import_logs`). Memory holds a block of the body at a time, never the body. An
+the whole), every line is checked (:func:`check_logs`: read as the learner will read it, and
+refused where a rank or a reward would be), and only then are they stored, in batches, on a
+worker thread (:func:`import_logs`). Memory holds a block of the body at a time, never the body. An
 event whose id is stored already is skipped, so importing a file again stores nothing twice;
 a store failure part-way (a full disk, a lock held too long) leaves the batches before it,
 and the same import sent again stores the rest.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -30,14 +32,20 @@ from aiohttp import web
 
 from bandit.config import LearningMode
 from bandit.dsjson import joined_object, logged_to_joined, parse_logged
-from bandit.errors import InvalidExportLogsRequest, InvalidImportLogsRequest, PayloadSizeExceeded
+from bandit.errors import (
+    InvalidExportLogsRequest,
+    InvalidImportLogsRequest,
+    InvalidRankRequest,
+    PayloadSizeExceeded,
+)
 from bandit.events import JoinedEvent
 from bandit.store import LogArchive
+from policies import DEFAULT_ARGUMENTS, VWPolicy
 from server.api import contracts as c
 from server.api.base import SERVICE, json_response
 from server.api.evaluations import parse_time
 from server.api.operations import Operation, Response, declare, mount
-from server.api.schemas import MAX_ID_LENGTH
+from server.api.schemas import check_id
 
 MEDIA_TYPE = "application/x-ndjson"
 _PAGE = 512
@@ -255,9 +263,7 @@ class LogSpool:
 
     def _check_line(self, length: int) -> None:
         if length > MAX_LINE_BYTES:
-            raise InvalidImportLogsRequest(
-                f"line {self._ended + 1} is longer than {MAX_LINE_BYTES} bytes."
-            )
+            raise _bad_line(self._ended + 1, f"longer than {MAX_LINE_BYTES} bytes")
 
     def lines(self) -> Iterator[tuple[int, bytes]]:
         """Every line written so far, numbered from 1, newline and all."""
@@ -280,12 +286,13 @@ class LogSpool:
         self.close()
 
 
-def read_logs(spool: LogSpool, mode: LearningMode) -> Iterator[JoinedEvent]:
-    """Joined events from the spool's DSJSON lines (blank lines skipped), served in ``mode``.
+def read_logs(spool: LogSpool, mode: LearningMode) -> Iterator[tuple[int, JoinedEvent]]:
+    """Joined events from the spool's DSJSON lines (blank lines skipped), served in ``mode``,
+    each with its line number.
 
     Raises:
-        InvalidImportLogsRequest: a line is not UTF-8 labelled DSJSON with an event id of 1 to
-            256 characters; the message names its number.
+        InvalidImportLogsRequest: a line is not UTF-8 labelled DSJSON, or holds what a rank or
+            a reward would refuse (:func:`_check`); the message names its number.
     """
     for number, raw in spool.lines():
         try:
@@ -293,28 +300,75 @@ def read_logs(spool: LogSpool, mode: LearningMode) -> Iterator[JoinedEvent]:
             if not line.strip():
                 continue
             event = logged_to_joined(parse_logged(line))
-            if not 0 < len(event.decision.event_id) <= MAX_ID_LENGTH:
-                raise ValueError(f"the EventId must have 1 to {MAX_ID_LENGTH} characters")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            _check(event)
+        except InvalidRankRequest as exc:
+            raise _bad_line(number, exc.message) from exc
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            OverflowError,
+            RecursionError,  # JSON nested too deep
+        ) as exc:
             reason = f"it has no {exc} field" if isinstance(exc, KeyError) else str(exc)
-            raise InvalidImportLogsRequest(
-                f"line {number} is not labelled DSJSON: {reason}; nothing was imported."
-            ) from exc
-        yield replace(event, decision=replace(event.decision, learning_mode=mode))
+            raise _bad_line(number, f"not labelled DSJSON: {reason}") from exc
+        yield number, replace(event, decision=replace(event.decision, learning_mode=mode))
+
+
+def _bad_line(number: int, reason: str) -> InvalidImportLogsRequest:
+    return InvalidImportLogsRequest(f"line {number}: {reason.rstrip('.')}; nothing was imported.")
+
+
+def _check(event: JoinedEvent) -> None:
+    """What a rank and a reward would have refused: an event or action id that is empty, too
+    long or holds a NUL, or repeated action ids; a reward or probability that is not a finite
+    number, a probability outside [0, 1].
+
+    Raises:
+        InvalidRankRequest, ValueError: what is wrong.
+    """
+    check_id(event.decision.event_id, "EventId")
+    ids = [check_id(a.id, "an action's _id") for a in event.decision.request.actions]
+    if len(set(ids)) != len(ids):
+        raise ValueError("an action _id is repeated")
+    if not math.isfinite(event.reward):
+        raise ValueError("the reward (-_label_cost) is not a finite number")
+    if not all(0.0 <= p <= 1.0 for p in event.decision.pmf):
+        raise ValueError("a probability in p is not a number in [0, 1]")
+
+
+def check_logs(spool: LogSpool, mode: LearningMode) -> int:
+    """Read every line of ``spool`` as :func:`import_logs` stores it, and each event as the
+    learner will (:meth:`policies.VWPolicy.read_logged`); returns how many events.
+
+    Raises:
+        InvalidImportLogsRequest: the first bad line, named.
+    """
+    reader = VWPolicy(DEFAULT_ARGUMENTS, epsilon=0.0)
+    count = 0
+    for number, event in read_logs(spool, mode):
+        try:
+            reader.read_logged(event)
+        except InvalidRankRequest as exc:
+            raise _bad_line(number, f"not readable by the learner: {exc.message}") from exc
+        count += 1
+    return count
 
 
 def import_logs(store: LogArchive, spool: LogSpool, mode: LearningMode) -> tuple[int, int]:
-    """Check every line of ``spool``, then store them as joined events, :data:`IMPORT_BATCH` a
-    write; returns (imported, skipped as already stored). Blocking: run it on a worker thread.
+    """Check every line of ``spool`` (:func:`check_logs`), then store them as joined events,
+    :data:`IMPORT_BATCH` a write; returns (imported, skipped as already stored). Blocking: run
+    it on a worker thread.
 
     Raises:
-        InvalidImportLogsRequest: a bad line (from :func:`read_logs`), before anything is stored.
+        InvalidImportLogsRequest: a bad line, before anything is stored.
     """
-    for _ in read_logs(spool, mode):
-        pass
+    check_logs(spool, mode)
     imported = skipped = 0
     batch: list[JoinedEvent] = []
-    for event in read_logs(spool, mode):
+    for _, event in read_logs(spool, mode):
         batch.append(event)
         if len(batch) == IMPORT_BATCH:
             added = len(store.import_joined(batch))

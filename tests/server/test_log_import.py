@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 import subprocess
 import sys
 import time
@@ -18,11 +19,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bandit.config import LearningMode
+from bandit.errors import InvalidImportLogsRequest
 from bandit.events import JoinedEvent
 from server.api.base import SERVICE
-from server.api.logs import IMPORT_BATCH, MAX_LINE_BYTES, log_line
+from server.api.logs import IMPORT_BATCH, MAX_LINE_BYTES, LogSpool, log_line, read_logs
 from server.entry.app import create_app
 from server.entry.cli import main
 from server.entry.settings import Settings
@@ -126,18 +130,41 @@ async def test_import_as_apprentice(client: Client) -> None:
 
 async def test_a_bad_line_anywhere_imports_nothing(client: Client) -> None:
     good = lines_of(world.draw(N, seed=23, start=T0).events).splitlines(keepends=True)
-    for bad, number in (
-        (b"{not json\n", N - 2),
-        (b'{"c": {"_multi": []}, "_label_cost": 0, "_label_probability": 1}\n', N),
-        (b"\xff\xfe\n", 3),
-        (good[0].replace(b'"EventId":"w23-0"', b'"EventId":""'), N),  # no event id
+    for bad, number, reason in (
+        (b"{not json\n", N - 2, "not labelled DSJSON: "),
+        (b'{"c": {"_multi": []}, "_label_cost": 0, "_label_probability": 1}\n', N, "no '_multi'"),
+        (b"\xff\xfe\n", 3, "not labelled DSJSON: 'utf-8' codec"),
+        (damaged(good[0], EventId=""), N, "EventId must be a non-empty string"),
+        (damaged(good[0], EventId="x\x00"), 2, "EventId must not contain the NUL"),
+        (damaged(good[0], _label_cost=float("nan")), 5, "not a finite number"),
+        (damaged(good[0], p=[0.5, 0.5, 1.5]), 5, "not a number in [0, 1]"),
+        (damaged(good[0], actions=["a0", "a0", "a2"]), 7, "an action _id is repeated"),
+        # Features VW's parser refuses: stored, they would stop the learner at this event.
+        (damaged(good[0], user={"kind": ["k1", "k2"]}), N + 1, "not readable by the learner"),
     ):
         body = b"".join([*good[: number - 1], bad, *good[number - 1 :]])
         response = await client.post("/v1/logs/import", data=chunks(body), headers=ADMIN)
         await expect_error(response, 400, "BadRequest", "InvalidImportLogsRequest")
         message = (await response.json())["error"]["message"]
-        assert f"line {number} " in message and "nothing was imported" in message, message
+        assert message.startswith(f"line {number}: "), message
+        assert reason in message, message
+        assert message.endswith("; nothing was imported."), message
         assert stored(client) == []
+
+
+def damaged(line: bytes, **changes: Any) -> bytes:
+    """``line`` with top-level fields, the ``user`` context namespace or the actions' ids
+    (``actions``) replaced."""
+    obj = json.loads(line)
+    for key, value in changes.items():
+        if key == "user":
+            obj["c"]["user"] = value
+        elif key == "actions":
+            for entry, action_id in zip(obj["c"]["_multi"], value, strict=True):
+                entry["_id"] = action_id
+        else:
+            obj[key] = value
+    return json.dumps(obj).encode() + b"\n"
 
 
 async def test_unknown_mode_lists_the_valid_ones(client: Client) -> None:
@@ -178,7 +205,9 @@ async def test_a_line_over_the_bound_is_400(client: Client) -> None:
     body = good + b" " * (MAX_LINE_BYTES + 1) + b"\n"
     response = await client.post("/v1/logs/import", data=chunks(body, 1 << 16), headers=ADMIN)
     await expect_error(response, 400, "BadRequest", "InvalidImportLogsRequest")
-    assert "line 3 is longer than" in (await response.json())["error"]["message"]
+    assert (await response.json())["error"]["message"] == (
+        f"line 3: longer than {MAX_LINE_BYTES} bytes; nothing was imported."
+    )
     assert stored(client) == []
 
 
@@ -190,7 +219,7 @@ def test_the_cli_imports_nothing_from_a_file_with_a_bad_line(
     source.write_bytes(good + b"{not json\n")
     db = tmp_path / "cli.db"
     assert main(["import", "--db", str(db), str(source)]) == 1
-    assert f"line {N + 1} is not labelled DSJSON" in capsys.readouterr().err
+    assert f"line {N + 1}: not labelled DSJSON: " in capsys.readouterr().err
     store = SQLiteStore(db)
     try:
         assert store.joined_after(0, 10) == []
@@ -208,6 +237,54 @@ def test_the_cli_imports_nothing_from_a_file_with_a_bad_line(
         )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout) == expected
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=8,
+)
+LINE = json.loads(log_line(world.draw(1, seed=29, start=T0).events[0]))
+FIELDS = [*LINE, *LINE["c"], "_labelIndex", "_label_Action"]
+"""The fields of a labelled line and of its context, and the other label fields."""
+
+
+@given(
+    changes=st.lists(
+        st.tuples(
+            st.sampled_from([*LINE, *LINE["c"], "_labelIndex", "_label_Action"]), JSON_VALUES
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_any_damaged_line_is_imported_or_refused_naming_it(
+    changes: list[tuple[str, Any]],
+) -> None:
+    """A labelled line with fields replaced by arbitrary JSON either reads into an event a rank
+    and a reward could have made, or is refused as line 2 (never another error, a 500)."""
+    damaged = json.loads(json.dumps(LINE))
+    for key, value in changes:
+        target = damaged if key in LINE or key.startswith("_label") else damaged["c"]
+        if isinstance(target, dict):  # not if "c" itself was replaced
+            target[key] = value
+    with LogSpool() as spool:
+        spool.write(b"\n" + json.dumps(damaged).encode() + b"\n")
+        try:
+            events = list(read_logs(spool, LearningMode.ONLINE))
+        except InvalidImportLogsRequest as exc:
+            assert exc.message.startswith("line 2: "), exc.message
+            return
+    ((number, event),) = events
+    assert number == 2
+    assert math.isfinite(event.reward) and 0 < len(event.decision.event_id) <= 256
+    assert all(0 <= p <= 1 for p in event.decision.pmf)
+    assert 0 <= event.decision.chosen_index < len(event.decision.request.actions)
 
 
 # -- a real edge and trainer ----------------------------------------------------------------------
