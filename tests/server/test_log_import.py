@@ -58,17 +58,18 @@ async def client(
     request: pytest.FixtureRequest, aiohttp_client: MakeClient, tmp_path: Path
 ) -> AsyncIterator[Client]:
     """A server with both roles on a store of the kind the parameter names."""
-    settings = Settings(
+    given_settings = Settings(
         db=str(tmp_path / "import.db"),
         admin_keys=("admin",),
         client_keys=("client",),
         import_max_bytes=8 << 20,
     )
     if request.param == "sqlite":
-        yield await aiohttp_client(create_app(settings))
+        yield await aiohttp_client(create_app(given_settings))
         return
     with pg.fresh_schema("import") as schema:
-        made = await aiohttp_client(create_app(settings, PostgresStore(pg.URL, schema=schema)))
+        store = PostgresStore(pg.URL, schema=schema)
+        made = await aiohttp_client(create_app(given_settings, store))
         yield made
         await made.close()  # before the schema is dropped
 
