@@ -361,5 +361,18 @@ class VWPolicy:
         except RuntimeError as exc:
             raise InvalidRankRequest(f"the logged features could not be read: {exc}") from exc
 
+    def read_logged(self, event: JoinedEvent) -> None:
+        """Parse ``event`` as :meth:`learn_one` does, without learning it (a log import checks
+        every event this way before it stores any, so none can stop the learner).
+
+        Raises:
+            InvalidRankRequest: VW's parser refused the features.
+        """
+        line = vw_line(_line(learn_object(event)))
+        try:
+            self._parser.parse_json(line.decode())
+        except RuntimeError as exc:
+            raise InvalidRankRequest(f"the logged features could not be read: {exc}") from exc
+
     def to_bytes(self) -> bytes:
         return bytes(self._workspace.serialize())

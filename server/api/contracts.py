@@ -146,6 +146,13 @@ class LogsProperties(Contract):
     date_range: DateRange
 
 
+class LogsImported(Contract):
+    """The outcome of a log import: events stored, and events skipped as stored already."""
+
+    imported: int
+    skipped: int
+
+
 class EvaluationContract(Contract):
     """An offline evaluation request (v1.x ``enableOfflineExperimentation``, 2022
     ``enablePolicyOptimization``)."""

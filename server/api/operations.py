@@ -50,6 +50,7 @@ class Operation:
         handler: the aiohttp handler.
         summary: one line for the description.
         body: the request body type (a ``msgspec.Struct``, ``bytes`` for octet streams), or None.
+        body_media: the request body's media type.
         query: documented query parameters: name → (schema type, required, description).
         responses: the documented success and error responses.
         prefixes: the URL prefixes it is mounted under (every form by default).
@@ -62,6 +63,7 @@ class Operation:
     handler: Handler
     summary: str
     body: Any = None
+    body_media: str = JSON
     query: dict[str, tuple[Any, bool, str]] = field(default_factory=dict)
     responses: tuple[Response, ...] = ()
     prefixes: tuple[str, ...] = PREFIXES

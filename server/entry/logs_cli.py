@@ -3,6 +3,9 @@
 The lines are those of ``GET /v1/logs/export`` (:mod:`server.api.logs`, which reads and writes
 them). The store is ``--db PATH`` (an SQLite file, ``banditd.db`` by default) or ``--store URL``;
 export never creates an SQLite file, import does.
+
+An import checks every line before it stores any (:func:`server.api.logs.import_logs`, the
+same as ``POST /v1/logs/import``): a bad line names its number and leaves the store untouched.
 """
 
 from __future__ import annotations
@@ -10,11 +13,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
-from bandit.config import LearningMode
-from bandit.errors import InvalidExportLogsRequest
+from bandit.errors import BanditError, InvalidExportLogsRequest
 from bandit.store import Store
-from server.api.logs import import_logs, parse_range, write_logs
+from server.api.logs import (
+    IMPORT_MODES,
+    LogSpool,
+    import_logs,
+    import_mode,
+    parse_range,
+    write_logs,
+)
 from server.entry.store_cli import CommandRefused, open_command_store, report
 from server.entry.store_url import StoreURL, StoreURLError, parse_store_url
 
@@ -85,23 +95,35 @@ def import_main(argv: list[str]) -> int:
     )
     parser.add_argument("file", help="DSJSON file ('-' for stdin)")
     _add_store_arguments(parser)
-    parser.add_argument("--mode", choices=["Online", "Apprentice"], default="Online")
+    parser.add_argument(
+        "--mode", choices=[m.value for m in IMPORT_MODES], default=IMPORT_MODES[0].value
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     args = parser.parse_args(argv)
     store = _open("banditd import", args, create=True)
     if isinstance(store, int):
         return store
     try:
-        if args.file == "-":
-            imported, skipped = import_logs(store, sys.stdin, LearningMode(args.mode))
-        else:
-            with Path(args.file).open(encoding="utf-8") as lines:
-                imported, skipped = import_logs(store, lines, LearningMode(args.mode))
-    except (OSError, ValueError) as exc:
+        with LogSpool() as spool:
+            if args.file == "-":
+                _spool(sys.stdin.buffer, spool)
+            else:
+                with Path(args.file).open("rb") as source:
+                    _spool(source, spool)
+            imported, skipped = import_logs(store, spool, import_mode(args.mode))
+    except OSError as exc:
         print(f"banditd import: {exc}", file=sys.stderr)
+        return 1
+    except BanditError as exc:
+        print(f"banditd import: {exc.message}", file=sys.stderr)
         return 1
     finally:
         store.close()
     summary = {"imported": imported, "skipped": skipped}
     report(args.json, summary, f"imported {imported} events, skipped {skipped} already stored")
     return 0
+
+
+def _spool(source: BinaryIO, spool: LogSpool) -> None:
+    while block := source.read(1 << 20):
+        spool.write(block)

@@ -164,6 +164,14 @@ class Settings:
     max_model_bytes: Annotated[
         Count, _about("largest model file a model import accepts", unit="bytes")
     ] = 256 << 20
+    import_max_bytes: Annotated[
+        Count,
+        _about(
+            "largest body `POST /v1/logs/import` accepts, else 413 (DSJSON lines spooled to a "
+            "temporary file, so this bounds disk, not memory)",
+            unit="bytes",
+        ),
+    ] = 1 << 30
     header_timeout: Annotated[
         Seconds,
         _about(

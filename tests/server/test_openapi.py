@@ -65,6 +65,7 @@ OPERATIONS = {
     ("GET", "/logs/properties"),
     ("DELETE", "/logs"),
     ("GET", "/logs/export"),
+    ("POST", "/logs/import"),
     ("GET", "/loop/status"),
     ("GET", "/loop/configuration"),
     ("PUT", "/loop/configuration"),

@@ -152,6 +152,7 @@ EVERY_SETTING: dict[str, tuple[str, Any]] = {
     "model_signing_key": ("s3cret", "s3cret"),
     "retention_interval": ("60", 60.0),
     "max_model_bytes": ("1000", 1000),
+    "import_max_bytes": ("4096", 4096),
     "header_timeout": ("1.5", 1.5),
     "body_timeout": ("2", 2.0),
     "body_min_rate": ("100", 100),
