@@ -16,6 +16,7 @@ from bandit.dsjson import iso_time
 from bandit.estimators import Estimate
 from bandit.events import StoreCounts
 from bandit.guardrail import Transition
+from bandit.join import JOIN_GRACE
 from bandit.watch import WatchSnapshot
 from server.trainer.observer import LoopObserver
 from server.trainer.timeline import Sample, Timeline
@@ -151,7 +152,7 @@ def status_body(
     service = observer.service
     report: Report = observer.report
     settings = observer.settings
-    oldest = counts.oldest_pending_close_at
+    oldest, next_close = counts.oldest_pending_close_at, counts.next_close_at
     lag_events = counts.pending_join + max(counts.joined - service.learner.cursor, 0)
     lag_seconds = max(now - oldest, 0.0) if oldest is not None else 0.0
     timeline.add(
@@ -206,13 +207,14 @@ def status_body(
             "lagSeconds": lag_seconds,
         },
         # What the dashboard's countdown to the next join needs: a decision joins (and can be
-        # learned) once its reward wait has passed.
+        # learned) once its reward wait and the join's grace have passed.
         "join": {
             "rewardWaitTime": format_duration(service.config.reward_wait_time),
             "rewardWaitSeconds": service.config.reward_wait_time,
-            "pending": counts.pending_join,
             "joined": counts.joined,
-            "oldestPendingCloseAt": iso_time(oldest) if oldest is not None else None,
+            "due": counts.pending_join,
+            "oldestDueCloseAt": iso_time(oldest) if oldest is not None else None,
+            "nextJoinAt": iso_time(next_close + JOIN_GRACE) if next_close is not None else None,
         },
         "watcher": {"cursor": report.cursor, "lagEvents": report.lag, "scored": report.seen},
         "counts": {
