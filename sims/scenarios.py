@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bandit.config import ServiceConfiguration
+from bandit.errors import BanditError
 from sims.delayed import DelayedEnvironment
 from sims.environment import Environment
 from sims.linear import LinearEnvironment
@@ -150,14 +151,20 @@ class Plan:
 
 
 def check_scenario(scenario: Scenario) -> None:
-    """Refuse a scenario whose world cannot be built (an unknown family or parameter, a
-    parameter out of range), by building it for seed 0.
+    """Refuse a scenario that cannot run: a world that cannot be built or cannot draw its
+    first round (an unknown family or parameter, a parameter out of range), or loop settings
+    the service refuses (a reward wait below 1 s, say). Builds it for seed 0.
 
     Raises:
         ValueError: naming the scenario and the reason.
     """
     try:
-        scenario.build(0)
+        if scenario.rounds < 1:
+            raise ValueError(f"rounds must be ≥ 1, got {scenario.rounds}")
+        scenario.build(0).round(0)
+        scenario.config(ServiceConfiguration().exploration_percentage)
+    except BanditError as exc:
+        raise ValueError(f"scenario {scenario.name!r}: {exc.message}") from None
     except (TypeError, ValueError) as exc:
         raise ValueError(f"scenario {scenario.name!r}: {exc}") from None
 

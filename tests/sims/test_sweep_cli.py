@@ -23,8 +23,8 @@ from sims.presets import PRESETS
 from sims.remote import KEY_HEADER
 from sims.report import compare, summarize, text_table, write_results
 from sims.runner import run_with_logs
-from sims.scenarios import SCENARIOS, load_toml
-from sims.sweep import plan, sweep
+from sims.scenarios import SCENARIOS, Scenario, load_toml
+from sims.sweep import SweepFailed, plan, run_jobs, sweep
 from tests.e2e.conftest import BanditServer, free_port
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -255,9 +255,16 @@ def test_policy_names_resolve_against_the_toml_file_and_unknown_ones_are_refused
             "scenario 'w': ",
         ),
         ('[[scenario]]\nname = "w"\nbase = "linear"\nroundz = 5\n', "unknown scenario keys"),
+        (
+            '[[scenario]]\nname = "w"\nbase = "linear"\nreward_wait_time = 0.5\n',
+            "scenario 'w': rewardWaitTime must be between 1 s and 2 days",
+        ),
         ("seeds = \n", "mine.toml: "),
     ],
-    ids=["list", "preset", "no-arguments", "vw", "environment", "param", "key", "syntax"],
+    ids=[
+        *("list", "preset", "no-arguments", "vw", "environment", "param", "key"),
+        *("loop-settings", "syntax"),
+    ],
 )
 def test_toml_references_are_checked_before_any_run(
     toml: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -320,6 +327,22 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def test_a_failing_run_in_a_parallel_sweep_is_reported_and_the_others_finish() -> None:
+    # No action offered: the world builds, and its rounds fail in the worker process (the
+    # command line refuses such a scenario before it runs; the sweep itself must cope).
+    broken = Scenario(name="broken", environment="linear", params={"n_actions": 0}, rounds=50)
+    good = replace(SCENARIOS["linear"], rounds=50)
+    jobs = plan([good, broken], [PRESETS["egreedy"]], [0, 1])
+    outcome = run_jobs(jobs, workers=2, progress=False)
+    assert [(r.scenario, r.seed) for r in outcome.results] == [("linear", 0), ("linear", 1)]
+    assert [f.line() for f in outcome.failures] == [
+        f"run failed: scenario broken, policy egreedy, seed {seed}: every action is excluded"
+        for seed in (0, 1)
+    ]
+    with pytest.raises(SweepFailed, match="scenario broken, policy egreedy, seed 0"):
+        sweep(jobs, workers=1, progress=False)
 
 
 # -- evaluate takes presets (issue 20) ---------------------------------------------------------
