@@ -134,8 +134,6 @@ def check_policy(spec: PolicySpec) -> None:
         validate_arguments(spec.arguments)
     except BanditError as exc:
         raise ValueError(f"policy {spec.name!r}: {exc.message}") from None
-    except ValueError as exc:  # VW's own checks, e.g. std::length_error for `--bag -3`
-        raise ValueError(f"policy {spec.name!r}: invalid policy arguments: {exc}") from None
 
 
 def policy_factory(spec: PolicySpec, rounds: dict[str, Round]) -> PolicyFactory:
