@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,11 +50,17 @@ def simulate_parser() -> argparse.ArgumentParser:
     """Arguments of ``banditd simulate``."""
     p = argparse.ArgumentParser(
         prog="banditd simulate",
-        description="Run policies on simulated scenarios (every policy × scenario × seed), "
-        "write JSON, CSV, a table and PNG plots.\n\nRuns in process on a virtual clock, or "
-        "with --url against a live banditd over HTTP. Policies and scenarios are checked "
-        "before any run starts; a run that fails is reported in one line and the others' "
-        "results are still written (exit status 1).",
+        description="\n\n".join(
+            textwrap.fill(paragraph, 79)
+            for paragraph in (
+                "Run policies on simulated scenarios (every policy × scenario × seed), write "
+                "JSON, CSV, a table and PNG plots.",
+                "Runs in process on a virtual clock, or with --url against a live banditd over "
+                "HTTP. Policies and scenarios are checked before any run starts; a run that "
+                "fails is reported in one line and the others' results are still written (exit "
+                "status 1).",
+            )
+        ),
         epilog=SIMULATE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -219,8 +226,11 @@ def evaluate_parser() -> argparse.ArgumentParser:
     """Arguments of ``banditd evaluate``."""
     p = argparse.ArgumentParser(
         prog="banditd evaluate",
-        description="Estimate a policy's mean reward on DSJSON logs by progressive validation "
-        "(predict each logged event, then learn it), with a confidence interval.",
+        description=textwrap.fill(
+            "Estimate a policy's mean reward on DSJSON logs by progressive validation "
+            "(predict each logged event, then learn it), with a confidence interval.",
+            79,
+        ),
         epilog=EVALUATE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -19,6 +19,7 @@ import logging
 import signal
 import sqlite3
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -34,6 +35,8 @@ from server.entry.supervisor import reserve_port, supervise
 from server.trainer.role import run_trainer
 
 ROLES = ("edge", "train", "all")
+WIDTH = 79
+"""Columns of the descriptions in ``--help`` (printed as they are, beside raw examples)."""
 READY_TIMEOUT = 60.0
 """Seconds an edge started alone waits for a trainer to create the loop in its store."""
 
@@ -59,7 +62,7 @@ def _arguments(
 ) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description=description,
+        description=textwrap.fill(description, WIDTH),
         epilog=examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -299,8 +302,11 @@ def _top_parser(plugins: dict[str, EntryPoint]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="banditd",
         usage="banditd [-h] COMMAND [ARGS ...]",
-        description="A self-hosted contextual-bandit decision service that speaks the Azure "
-        "Personalizer REST API.",
+        description=textwrap.fill(
+            "A self-hosted contextual-bandit decision service that speaks the Azure "
+            "Personalizer REST API.",
+            WIDTH,
+        ),
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

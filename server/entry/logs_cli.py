@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from bandit.config import LearningMode
@@ -50,8 +51,11 @@ def export_parser() -> argparse.ArgumentParser:
     """Arguments of ``banditd export``."""
     parser = argparse.ArgumentParser(
         prog="banditd export",
-        description="Export a store's joined events as DSJSON lines, those of "
-        "GET /v1/logs/export (the store must exist; nothing is created).",
+        description=textwrap.fill(
+            "Export a store's joined events as DSJSON lines, those of "
+            "GET /v1/logs/export (the store must exist; nothing is created).",
+            79,
+        ),
         epilog="""\
 examples:
   banditd export --db banditd.db --out logs.dsjson
@@ -96,9 +100,12 @@ def import_parser() -> argparse.ArgumentParser:
     """Arguments of ``banditd import``."""
     parser = argparse.ArgumentParser(
         prog="banditd import",
-        description="Import DSJSON logs as joined events; the learner learns them next (warm "
-        "start), and with --mode Apprentice they also count as apprentice events. Events "
-        "already in the store are skipped, so importing a file twice imports it once.",
+        description=textwrap.fill(
+            "Import DSJSON logs as joined events; the learner learns them next (warm "
+            "start), and with --mode Apprentice they also count as apprentice events. Events "
+            "already in the store are skipped, so importing a file twice imports it once.",
+            79,
+        ),
         epilog="""\
 examples:
   banditd import logs.dsjson --db banditd.db

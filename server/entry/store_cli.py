@@ -14,6 +14,7 @@ import argparse
 import json
 import sqlite3
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -51,8 +52,11 @@ def migrate_parser() -> argparse.ArgumentParser:
     """Arguments of ``banditd migrate``."""
     parser = argparse.ArgumentParser(
         prog="banditd migrate",
-        description="Bring a store's schema to this banditd's version (PostgreSQL is changed "
-        "only by this command; SQLite also whenever a file is opened).",
+        description=textwrap.fill(
+            "Bring a store's schema to this banditd's version (PostgreSQL is changed "
+            "only by this command; SQLite also whenever a file is opened).",
+            79,
+        ),
         epilog="""\
 examples:
   banditd migrate --store postgresql://banditd@db/banditd
@@ -88,8 +92,11 @@ def copy_parser() -> argparse.ArgumentParser:
     """Arguments of ``banditd copy``."""
     parser = argparse.ArgumentParser(
         prog="banditd copy",
-        description="Copy a loop (events, models, checkpoint, settings) into an empty store; "
-        "stop banditd on the source first.",
+        description=textwrap.fill(
+            "Copy a loop (events, models, checkpoint, settings) into an empty store; "
+            "stop banditd on the source first.",
+            79,
+        ),
         epilog="""\
 examples:
   banditd copy --from sqlite:///banditd.db --to postgresql://banditd@db/banditd
