@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import socket
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -277,3 +279,22 @@ def test_a_bad_setting_is_one_line_and_exit_status_2(
     line = assert_one_line(serve(tmp_path / "x.db", config=config, env=env), 2)
     assert line.startswith(f"banditd: {message}"), line
     assert not (tmp_path / "x.db").exists()
+
+
+def test_every_plugin_pyproject_registers_has_a_summary_and_a_parser() -> None:
+    # Read from pyproject.toml, not the installed metadata, so a plugin added there is checked
+    # before the package is reinstalled.
+    root = Path(__file__).resolve().parents[2]
+    with (root / "pyproject.toml").open("rb") as f:
+        plugins = tomllib.load(f)["project"]["entry-points"]["banditd.commands"]
+    assert {"simulate", "evaluate"} <= set(plugins)
+    for name, value in plugins.items():
+        module_name, attr = value.split(":")
+        module = importlib.import_module(module_name)
+        assert callable(getattr(module, attr)), value
+        builder = getattr(module, f"{attr.removesuffix('_main')}_parser", None)
+        assert builder is not None, f"{module_name} has no {attr.removesuffix('_main')}_parser()"
+        parser = builder()
+        assert parser.prog == f"banditd {name}"
+        assert parser.description and "examples:\n  banditd " in (parser.epilog or "")
+        assert name in PLUGIN_SUMMARIES, name
