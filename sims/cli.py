@@ -1,7 +1,8 @@
 """``banditd simulate`` and ``banditd evaluate``: the command-line face of ``sims``.
 
 Both are registered under the ``banditd.commands`` entry-point group and take their arguments
-without the command name. ``--json`` prints exactly one JSON object on stdout.
+without the command name. ``--json`` prints exactly one JSON object on stdout (for
+``simulate``: ``summary``, ``files`` and the runs that ``failed``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sims.remote import (
 from sims.report import summarize, summary_dicts, text_table, write_results
 from sims.runner import run_with_logs
 from sims.scenarios import SCENARIOS, Scenario, load_toml
-from sims.sweep import Job, plan, run_jobs
+from sims.sweep import Job, Outcome, plan, run_jobs
 
 DEFAULT_POLICIES = ("default", "egreedy", "squarecb", "bag", "cover", "uniform", "oracle")
 
@@ -133,6 +134,8 @@ def simulate_main(argv: list[str]) -> int:
         print(f"banditd simulate: {failure.line()}", file=sys.stderr)
     results = outcome.results
     if not results:
+        if args.json:
+            print(json.dumps({"summary": [], "files": {}, "failed": _failed(outcome)}))
         return 1
     paths = {k: str(v) for k, v in write_results(results, args.out).items()}
     if not args.no_plots:
@@ -145,16 +148,30 @@ def simulate_main(argv: list[str]) -> int:
             comparison = plot_comparison(summarize(results), args.out / "comparison.png")
             paths["comparison_png"] = str(comparison)
     if args.logs:
-        failed = {id(f.job) for f in outcome.failures}
-        _write_run_logs([j for j in jobs if id(j) not in failed], args.out / "logs")
+        broken = {id(f.job) for f in outcome.failures}
+        _write_run_logs([j for j in jobs if id(j) not in broken], args.out / "logs")
         paths["logs"] = str(args.out / "logs")
     summaries = summarize(results)
     if args.json:
-        print(json.dumps({"summary": summary_dicts(summaries), "files": paths}))
+        summary = summary_dicts(summaries)
+        print(json.dumps({"summary": summary, "files": paths, "failed": _failed(outcome)}))
     else:
         print(text_table(summaries))
         print("\n".join(f"{kind}: {path}" for kind, path in paths.items()))
     return 1 if outcome.failures else 0
+
+
+def _failed(outcome: Outcome) -> list[dict[str, object]]:
+    """The failed runs of ``outcome`` as JSON objects."""
+    return [
+        {
+            "scenario": f.job.scenario.name,
+            "policy": f.job.policy.name,
+            "seed": f.job.seed,
+            "message": f.message,
+        }
+        for f in outcome.failures
+    ]
 
 
 def _plan(args: argparse.Namespace) -> tuple[list[Scenario], list[PolicySpec], int]:

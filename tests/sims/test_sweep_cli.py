@@ -345,6 +345,19 @@ def test_a_failing_run_in_a_parallel_sweep_is_reported_and_the_others_finish() -
         sweep(jobs, workers=1, progress=False)
 
 
+def test_simulate_whose_every_run_fails_writes_nothing_and_says_so_in_json(
+    live: BanditServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["many-actions", "--url", live.url, "--key", KEY, "--policy", "bag", "--seeds", "2"]
+    argv += ["--rounds", "20", "--no-progress", "--out", str(out), "--json"]
+    assert simulate_main(argv) == 1
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert printed["summary"] == [] and [f["seed"] for f in printed["failed"]] == [0, 1]
+    assert len(captured.err.strip().splitlines()) == 2 and not out.exists()
+
+
 # -- evaluate takes presets (issue 20) ---------------------------------------------------------
 
 
@@ -420,6 +433,9 @@ def test_simulate_url_runs_against_the_server_and_reports_a_failing_run_in_one_l
     # The run that finished is written in full: JSON, CSV, table and plots.
     printed = json.loads(captured.out)
     assert [(s["scenario"], s["policy"]) for s in printed["summary"]] == [("linear", "egreedy")]
+    [failed] = printed["failed"]
+    assert (failed["scenario"], failed["policy"], failed["seed"]) == ("many-actions", "egreedy", 0)
+    assert "at most 20 actions may be ranked" in failed["message"]
     data = json.loads((out / "results.json").read_text())
     assert [(r["scenario"], r["policy"], r["seed"]) for r in data["runs"]] == [
         ("linear", "egreedy", 0)
