@@ -265,7 +265,8 @@ def _with_epsilon(tokens: list[str], epsilon: float) -> list[str]:
 def _workspace(tokens: list[str], model: bytes | None) -> vw.Workspace[Literal[False]]:
     try:
         workspace = vw.Workspace([*tokens, "--quiet"], model_data=model or None)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
+        # VW raises ValueError for some values, e.g. std::length_error for `--bag -3`.
         raise InvalidPolicyConfiguration(f"invalid policy arguments: {exc}") from exc
     if workspace.prediction_type != vw.PredictionType.ActionProbs or not workspace.multiline:
         raise InvalidPolicyConfiguration(

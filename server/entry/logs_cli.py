@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 from typing import BinaryIO
 
@@ -56,15 +57,34 @@ def _open(prog: str, args: argparse.Namespace, *, create: bool) -> Store | int:
         return exc.status
 
 
-def export_main(argv: list[str]) -> int:
-    """``banditd export [--db PATH | --store URL] --out FILE [--from T] [--to T] [--json]``."""
-    parser = argparse.ArgumentParser(prog="banditd export", description="Export DSJSON logs.")
+def export_parser() -> argparse.ArgumentParser:
+    """Arguments of ``banditd export``."""
+    parser = argparse.ArgumentParser(
+        prog="banditd export",
+        description=textwrap.fill(
+            "Export a store's joined events as DSJSON lines, those of "
+            "GET /v1/logs/export (the store must exist; nothing is created).",
+            79,
+        ),
+        epilog="""\
+examples:
+  banditd export --db banditd.db --out logs.dsjson
+  banditd export --store postgresql://banditd@db/banditd --out - --from 2026-01-01T00:00:00Z
+  banditd export --out week.dsjson --from 2026-01-01T00:00:00Z --to 2026-01-08T00:00:00Z --json
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_store_arguments(parser)
     parser.add_argument("--out", required=True, help="DSJSON file to write ('-' for stdout)")
     parser.add_argument("--from", dest="start", help="ISO-8601 date-time (inclusive)")
     parser.add_argument("--to", dest="end", help="ISO-8601 date-time (exclusive)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def export_main(argv: list[str]) -> int:
+    """``banditd export [--db PATH | --store URL] --out FILE [--from T] [--to T] [--json]``."""
+    args = export_parser().parse_args(argv)
     try:
         start, end = parse_range(args.start, args.end)
     except InvalidExportLogsRequest as exc:
@@ -86,12 +106,23 @@ def export_main(argv: list[str]) -> int:
     return 0
 
 
-def import_main(argv: list[str]) -> int:
-    """``banditd import [--db PATH | --store URL] FILE [--mode Online|Apprentice] [--json]``."""
+def import_parser() -> argparse.ArgumentParser:
+    """Arguments of ``banditd import``."""
     parser = argparse.ArgumentParser(
         prog="banditd import",
-        description="Import DSJSON logs as joined events; the learner learns them next (warm "
-        "start), and with --mode Apprentice they also count as apprentice events.",
+        description=textwrap.fill(
+            "Import DSJSON logs as joined events; the learner learns them next (warm "
+            "start), and with --mode Apprentice they also count as apprentice events. Events "
+            "already in the store are skipped, so importing a file twice imports it once.",
+            79,
+        ),
+        epilog="""\
+examples:
+  banditd import logs.dsjson --db banditd.db
+  banditd import - --store postgresql://banditd@db/banditd --json < logs.dsjson
+  banditd import personalizer-export.dsjson --mode Apprentice
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", help="DSJSON file ('-' for stdin)")
     _add_store_arguments(parser)
@@ -99,7 +130,12 @@ def import_main(argv: list[str]) -> int:
         "--mode", choices=[m.value for m in IMPORT_MODES], default=IMPORT_MODES[0].value
     )
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def import_main(argv: list[str]) -> int:
+    """``banditd import [--db PATH | --store URL] FILE [--mode Online|Apprentice] [--json]``."""
+    args = import_parser().parse_args(argv)
     store = _open("banditd import", args, create=True)
     if isinstance(store, int):
         return store
