@@ -1,0 +1,519 @@
+"""``banditd demo``: a real server on a temporary store, a simulated world driving it over HTTP,
+and a live one-line summary, so a new user sees the loop learn within a minute.
+
+The server is ``banditd serve`` in a child process (its own session, so Ctrl-C reaches the demo,
+which stops the traffic and then the server in that order) on a fresh SQLite file in a temporary
+directory, on a loopback port. The demo configures short windows (:data:`DEMO`: rewards join
+3 s after the decision, a model is published every 5 s; Personalizer's defaults are 10 and 5
+minutes) and drives :data:`DEMO`'s linear world through :func:`sims.http_runner.run_http_async`.
+
+The world has 4 actions whose expected reward is linear in a 3-dimensional context
+(:mod:`sims.linear`): ranking at random earns ~0.52, the best action ~0.77, and the default
+policy (ε-greedy with ε = 0.2) can reach ~0.72. At 25 decisions a second the in-process runner
+climbs from ~0.53 in the first 10 s of traffic to ~0.70 by 30 s; with more actions or
+dimensions the climb takes minutes, with fewer there is little left to learn.
+
+Every second the demo reads ``/v1/loop/status`` and prints one line::
+
+      12s  ranked 300  rewards 300  reward 0.612 (random 0.52)  model v3  learned 225
+
+``reward`` is the mean reward of the latest 100–200 joined events (the watcher's window, set to
+200 for the demo), ``random`` the watcher's off-policy estimate of uniform random ranking over
+the same events, ``learned`` the events the learner has learned from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+
+from bandit.config import ServiceConfiguration, format_duration, to_wire
+from sims.http_runner import run_http_async
+from sims.presets import DEFAULT_EXPLORATION
+from sims.scenarios import Scenario
+
+HOST = "127.0.0.1"
+RATE = 25.0
+"""Decisions per second by default: tens a second learn visibly within a minute and leave
+most of a small machine to the server."""
+DEMO = Scenario(
+    name="demo",
+    environment="linear",
+    params={"n_actions": 4, "dims": 3},
+    rounds=3000,
+    interval=1.0 / RATE,
+    reward_wait_time=3.0,
+    model_export_frequency=5.0,
+)
+"""The demo's world and windows (120 s at :data:`RATE`); ``rounds`` and ``interval`` are set
+from ``--seconds`` and ``--rate``."""
+WATCH_WINDOW = 200
+"""Events per watcher segment: the reward shown covers the latest 100–200 joined events."""
+READY_TIMEOUT = 60.0
+"""Seconds the server has to answer ``/healthz`` after it is started."""
+STOP_TIMEOUT = 45.0
+"""Seconds the server has to stop after SIGTERM (its edges, then its trainer) before it is
+killed."""
+TICK = 1.0
+MAX_SECONDS = 86_400.0
+LOG_NAME = "server.log"
+DB_NAME = "banditd.db"
+
+
+class DemoError(Exception):
+    """Something stops the demo; the message is the one line the user sees."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- HTTP: the few calls the demo makes to the server. Kept apart so that banditd's own client
+# (``server.client``) can take their place.
+
+
+class DemoAPI:
+    """The server's health, service configuration and loop status over HTTP (no key)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+
+    async def ready(self) -> bool:
+        """Whether ``/healthz`` answers 200 now."""
+        try:
+            async with self._session.get(f"{self._base}/healthz") as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def configure(self, config: ServiceConfiguration) -> None:
+        """PUT the whole service configuration.
+
+        Raises:
+            DemoError: the server refused it.
+        """
+        url = f"{self._base}/v1/configurations/service"
+        async with self._session.put(url, json=to_wire(config)) as response:
+            if response.status != 200:
+                text = (await response.text())[:200]
+                raise DemoError(f"the server refused the demo's configuration: {text}")
+
+    async def loop_status(self) -> dict[str, Any] | None:
+        """``/v1/loop/status`` without the chart history; None when it cannot be read now."""
+        try:
+            url = f"{self._base}/v1/loop/status?history=false"
+            async with self._session.get(url) as response:
+                if response.status != 200:
+                    return None
+                body: dict[str, Any] = await response.json()
+                return body
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+
+
+# --- What one line says.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tick:
+    """The loop at one moment of the demo.
+
+    Attributes:
+        elapsed: seconds since the traffic started.
+        ranked: decisions stored.
+        rewards: rewards stored.
+        reward: mean reward of the watcher's window, or None before the first joins.
+        random: the watcher's estimate of uniform random ranking on that window, or None.
+        model_version: the version being served.
+        learned: events the learner has learned from.
+    """
+
+    elapsed: float
+    ranked: int
+    rewards: int
+    reward: float | None
+    random: float | None
+    model_version: int
+    learned: int
+
+
+def tick_of(status: dict[str, Any], elapsed: float) -> Tick:
+    """The :class:`Tick` of a ``/v1/loop/status`` document."""
+    window = status.get("window", {})
+    counts = status.get("counts", {})
+    return Tick(
+        elapsed=elapsed,
+        ranked=int(counts.get("decisions", 0)),
+        rewards=int(counts.get("rewards", 0)),
+        reward=_number(window.get("rewardMean")),
+        random=_number(window.get("uniform", {}).get("value")),
+        model_version=int(status.get("modelVersion", 0)),
+        learned=int(status.get("learner", {}).get("learnedCount", 0)),
+    )
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def format_tick(tick: Tick) -> str:
+    """One summary line.
+
+    >>> t = Tick(elapsed=12.3, ranked=300, rewards=298, reward=0.6125, random=0.521,
+    ...          model_version=3, learned=225)
+    >>> format_tick(t)
+    '  12s  ranked 300  rewards 298  reward 0.613 (random 0.52)  model v3  learned 225'
+    >>> format_tick(replace(t, reward=None, random=None))
+    '  12s  ranked 300  rewards 298  reward – (none joined yet)  model v3  learned 225'
+    """
+    if tick.reward is None:
+        reward = "– (none joined yet)"
+    else:
+        reward = f"{tick.reward:.3f}"
+        if tick.random is not None:
+            reward += f" (random {tick.random:.2f})"
+    return (
+        f"{tick.elapsed:4.0f}s  ranked {tick.ranked}  rewards {tick.rewards}  reward {reward}  "
+        f"model v{tick.model_version}  learned {tick.learned}"
+    )
+
+
+class Line:
+    """Prints summary lines: on a terminal one line rewritten in place, otherwise one a tick."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+        self._tty = out.isatty()
+        self._open = False
+
+    def update(self, text: str) -> None:
+        if self._tty:
+            # Cut to the terminal's width: a wrapped line cannot be rewritten in place.
+            width = shutil.get_terminal_size().columns - 1
+            self._out.write("\r" + text[:width] + "\x1b[K")
+            self._open = True
+        else:
+            self._out.write(text + "\n")
+        self._out.flush()
+
+    def say(self, text: str) -> None:
+        """A line of its own (ends the line being rewritten)."""
+        self.close()
+        self._out.write(text + "\n")
+        self._out.flush()
+
+    def close(self) -> None:
+        if self._open:
+            self._out.write("\n")
+            self._open = False
+
+
+# --- The server process.
+
+
+def free_port(port: int | None) -> int:
+    """``port`` if it is free on the loopback address, or a free one when None.
+
+    Raises:
+        DemoError: ``port`` is in use or cannot be bound (status 2).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, 0 if port is None else port))
+        except OSError as exc:
+            reason = "is in use" if exc.errno == 98 else f"cannot be bound ({exc.strerror})"
+            raise DemoError(
+                f"port {port} on {HOST} {reason}; choose another with --port, or leave it out "
+                "for a free one",
+                status=2,
+            ) from None
+        bound: int = sock.getsockname()[1]
+        return bound
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # The server's own supervisor does the same for its children: a demo that is killed
+    # outright must not leave a server behind (Linux; elsewhere a no-op).
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def server_environment() -> dict[str, str]:
+    """The demo server's environment: the caller's without any ``BANDITD_*`` setting (the demo
+    runs on its own terms, whatever a shell exports), plus the demo's watch window."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANDITD_")}
+    env["BANDITD_WATCH_WINDOW"] = str(WATCH_WINDOW)
+    return env
+
+
+@contextlib.contextmanager
+def server_process(directory: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``banditd serve`` on ``directory``/banditd.db at ``HOST:port`` until the block ends,
+    then stop it with SIGTERM (killed after :data:`STOP_TIMEOUT` s). Its output goes to
+    ``directory``/server.log."""
+    argv = [sys.executable, "-m", "server.entry.cli", "serve", "--db", str(directory / DB_NAME)]
+    argv += ["--host", HOST, "--port", str(port)]
+    try:
+        log = (directory / LOG_NAME).open("wb")
+    except OSError as exc:
+        raise DemoError(f"cannot write in {directory}: {exc.strerror}", status=2) from None
+    with log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_environment(),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(STOP_TIMEOUT)
+                except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                    # Too slow, or the user would not wait: its own children die with it.
+                    proc.kill()
+                    proc.wait()
+
+
+def server_failure(directory: Path) -> str:
+    """The server's own one-line reason from its log, or a pointer to the log."""
+    try:
+        lines = (directory / LOG_NAME).read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    said = [line for line in lines if line.startswith("banditd: ") and "supervising" not in line]
+    if said:
+        return said[-1].removeprefix("banditd: ")
+    return f"see its log, {directory / LOG_NAME}" if lines else "it printed nothing"
+
+
+# --- The demo.
+
+
+class Signals:
+    """SIGINT and SIGTERM: while traffic runs the first one calls ``target`` (stop the traffic,
+    then the server); otherwise, or the second time, KeyboardInterrupt, which still stops the
+    server but at once."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[], object] | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        target, self.target = self.target, None
+        if target is None:
+            raise KeyboardInterrupt
+        target()
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    """Arguments of ``banditd demo``."""
+    p = argparse.ArgumentParser(
+        prog="banditd demo",
+        description="Start a banditd with short windows on a temporary store, drive a simulated "
+        "world against it over HTTP, and print the dashboard URL and a live one-line summary "
+        "(reward rate, model version, events learned). Stops after --seconds or on Ctrl-C.",
+        epilog="example: banditd demo --seconds 60",
+    )
+    p.add_argument(
+        "--seconds", type=float, default=120.0, help="how long to drive traffic (default 120)"
+    )
+    p.add_argument("--port", type=int, help="loopback port of the server (default: a free one)")
+    p.add_argument(
+        "--rate", type=float, default=RATE, help=f"decisions per second (default {RATE:g})"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated world (default 0)")
+    p.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the store and the server log in DIR (created; must not hold a store yet)",
+    )
+    return p
+
+
+def demo_main(argv: list[str]) -> int:
+    """Entry point of ``banditd demo``; returns the exit status."""
+    parser = demo_parser()
+    args = parser.parse_args(argv)
+    if not 0 < args.seconds <= MAX_SECONDS:
+        parser.error(f"--seconds must be within (0, {MAX_SECONDS:g}]")
+    if not 0.1 <= args.rate <= 1000:
+        parser.error("--rate must be within [0.1, 1000] decisions per second")
+    if args.port is not None and not 0 < args.port < 65536:
+        parser.error("--port must be within 1..65535")
+    line = Line(sys.stdout)
+    signals = Signals()
+    previous = {s: signal.signal(s, signals) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _directory(args.keep) as directory:
+            port = free_port(args.port)
+            with server_process(directory, port) as proc:
+                status = asyncio.run(_demo(args, directory, port, proc, line, signals))
+                line.say("banditd demo: stopping the server")
+        line.say(
+            f"banditd demo: server stopped; store kept in {directory}"
+            if args.keep
+            else "banditd demo: server stopped; temporary store removed"
+        )
+        return status
+    except DemoError as exc:
+        line.close()
+        print(f"banditd demo: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        line.close()
+        print("banditd demo: interrupted; server stopped", file=sys.stderr)
+        return 130
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _directory(keep: Path | None) -> Iterator[Path]:
+    """``keep`` (created, refused when it holds a store already), or a temporary directory
+    removed afterwards."""
+    if keep is None:
+        path = Path(tempfile.mkdtemp(prefix="banditd-demo-"))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+        return
+    try:
+        keep.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DemoError(f"cannot create {keep}: {exc.strerror}", status=2) from None
+    if (keep / DB_NAME).exists():
+        raise DemoError(
+            f"{keep / DB_NAME} exists; the demo starts from an empty store, give another --keep",
+            status=2,
+        )
+    yield keep
+
+
+async def _demo(
+    args: argparse.Namespace,
+    directory: Path,
+    port: int,
+    proc: subprocess.Popen[bytes],
+    line: Line,
+    signals: Signals,
+) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals.target = lambda: loop.call_soon_threadsafe(stop.set)
+    try:
+        return await _drive(args, directory, port, proc, line, stop)
+    finally:
+        signals.target = None
+
+
+async def _drive(
+    args: argparse.Namespace,
+    directory: Path,
+    port: int,
+    proc: subprocess.Popen[bytes],
+    line: Line,
+    stop: asyncio.Event,
+) -> int:
+    base = f"http://{HOST}:{port}"
+    scenario = replace(
+        DEMO, interval=1.0 / args.rate, rounds=max(1, math.ceil(args.seconds * args.rate))
+    )
+    config = scenario.config(DEFAULT_EXPLORATION)
+    line.say(f"banditd demo: starting banditd (pid {proc.pid}) on {base}, store in {directory}")
+    timeout = aiohttp.ClientTimeout(total=10.0)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        api = DemoAPI(session, base)
+        started = time.monotonic()
+        while not await api.ready():
+            if proc.poll() is not None:
+                raise DemoError(f"the server did not start: {server_failure(directory)}")
+            if stop.is_set():
+                return 0
+            if time.monotonic() - started > READY_TIMEOUT:
+                raise DemoError(f"the server did not answer within {READY_TIMEOUT:g} s")
+            await asyncio.sleep(0.2)
+        await api.configure(config)
+        line.say(f"banditd demo: dashboard at {base}/dashboard")
+        line.say(
+            f"banditd demo: a linear world of {DEMO.params['n_actions']} actions at "
+            f"{args.rate:g} decisions/s for {args.seconds:g} s; rewards join after "
+            f"{format_duration(config.reward_wait_time)}, a model is published every "
+            f"{format_duration(config.model_export_frequency)} (Personalizer's defaults: PT10M, "
+            "PT5M). Ctrl-C stops."
+        )
+        runner = asyncio.create_task(
+            run_http_async(
+                scenario,
+                base,
+                seed=args.seed,
+                policy="default",
+                max_seconds=args.seconds,
+                run_id="demo-",
+                stop=stop,
+            )
+        )
+        first: Tick | None = None
+        last: Tick | None = None
+        rose_at: float | None = None
+        start = time.monotonic()
+        while not runner.done():
+            await asyncio.wait([runner], timeout=TICK)
+            if proc.poll() is not None:
+                stop.set()
+                raise DemoError(f"the server stopped: {server_failure(directory)}")
+            status = await api.loop_status()
+            if status is None:
+                continue
+            tick = tick_of(status, time.monotonic() - start)
+            first = first or tick
+            if rose_at is None and tick.model_version > first.model_version:
+                rose_at = tick.elapsed
+            last = tick
+            line.update(format_tick(tick))
+        try:
+            runner.result()
+        except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as exc:
+            raise DemoError(f"the simulated traffic failed: {exc}") from None
+    line.say(_closing(first, last, rose_at))
+    return 0
+
+
+def _closing(first: Tick | None, last: Tick | None, rose_at: float | None) -> str:
+    if first is None or last is None:
+        return "banditd demo: stopped before the loop reported anything"
+    rose = f"first new model at {rose_at:.0f} s" if rose_at is not None else "no new model yet"
+    reward = "–" if last.reward is None else f"{last.reward:.3f}"
+    return (
+        f"banditd demo: {last.elapsed:.0f} s, {last.ranked} decisions, {last.learned} learned; "
+        f"model v{first.model_version} → v{last.model_version} ({rose}); latest reward {reward}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(demo_main(sys.argv[1:]))

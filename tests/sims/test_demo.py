@@ -1,0 +1,144 @@
+"""``banditd demo`` against the real server it starts: a run long enough to learn, a stop by
+SIGTERM, and the errors a user meets (a port in use, a store already kept)."""
+
+from __future__ import annotations
+
+import doctest
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sims.demo
+from sims.demo import DEMO, demo_main, server_failure
+
+TICK = re.compile(
+    r"^\s*(?P<elapsed>\d+)s  ranked (?P<ranked>\d+)  rewards (?P<rewards>\d+)  "
+    r"reward (?P<reward>– \(none joined yet\)|\d\.\d+(?: \(random \d\.\d+\))?)  "
+    r"model v(?P<version>\d+)  learned (?P<learned>\d+)$"
+)
+START = re.compile(r"^banditd demo: starting banditd \(pid (\d+)\) on http://127\.0\.0\.1:(\d+)")
+
+
+def ticks(out: str) -> list[dict[str, str]]:
+    return [m.groupdict() for line in out.splitlines() if (m := TICK.match(line))]
+
+
+def server_of(out: str) -> tuple[int, int]:
+    found = [m for line in out.splitlines() if (m := START.match(line))]
+    assert len(found) == 1, out
+    return int(found[0].group(1)), int(found[0].group(2))
+
+
+def assert_gone(pid: int, port: int) -> None:
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+        sock.connect(("127.0.0.1", port))
+
+
+def test_demo_shows_the_model_version_rising_and_the_loop_learning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kept = tmp_path / "store"
+    assert demo_main(["--seconds", "45", "--keep", str(kept)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    rows = ticks(out)
+    assert len(rows) >= 20, out
+    versions = [int(r["version"]) for r in rows]
+    learned = [int(r["learned"]) for r in rows]
+    assert max(versions) > versions[0], out
+    assert versions == sorted(versions), out
+    assert learned[-1] > learned[0] and learned[-1] > 0, out
+    assert int(rows[-1]["ranked"]) > 500, out
+    # Ranking at random in this world earns the mean of the expected rewards; after 45 s the
+    # loop's latest rewards are above it.
+    env = DEMO.build(0)
+    random_value = float(np.mean([env.round(t).expected.mean() for t in range(1000)]))
+    latest = [float(r["reward"].split()[0]) for r in rows[-5:] if r["reward"][0] != "–"]
+    assert latest and np.mean(latest) > random_value, out
+    assert "dashboard at http://127.0.0.1:" in out
+    assert f"store kept in {kept}" in out
+    assert (kept / "banditd.db").stat().st_size > 0 and (kept / "server.log").exists()
+    assert_gone(*server_of(out))
+
+
+def test_demo_stops_the_server_and_removes_its_store_on_sigterm() -> None:
+    argv = [sys.executable, "-m", "sims.demo", "--seconds", "600"]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        lines: list[str] = []
+        first_tick = threading.Event()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                if TICK.match(lines[-1]):
+                    first_tick.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert first_tick.wait(60), lines
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(90)
+        reader.join(10)
+        err = proc.stderr.read()
+    out = "\n".join(lines)
+    assert status == 0, (out, err)
+    assert "Traceback" not in err and err == "", err
+    assert out.splitlines()[-1] == "banditd demo: server stopped; temporary store removed"
+    store = re.search(r"store in (\S+)$", out.splitlines()[0])
+    assert store is not None and not Path(store.group(1)).exists()
+    assert_gone(*server_of(out))
+
+
+def test_demo_refuses_a_port_in_use_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert demo_main(["--port", str(port), "--seconds", "5"]) == 2
+    out, err = capsys.readouterr()
+    assert err == (
+        f"banditd demo: port {port} on 127.0.0.1 is in use; choose another with --port, "
+        "or leave it out for a free one\n"
+    )
+    assert "starting banditd" not in out  # refused before any server starts
+
+
+def test_demo_refuses_a_keep_directory_that_holds_a_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "banditd.db").write_bytes(b"")
+    assert demo_main(["--keep", str(tmp_path)]) == 2
+    _, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "exists; the demo starts from an empty store" in err
+
+
+def test_server_failure_is_the_servers_own_line(tmp_path: Path) -> None:
+    (tmp_path / "server.log").write_text(
+        "banditd: supervising 1 trainer and 1 edge on 127.0.0.1:1 (pid 1)\n"
+        "2026-01-01 00:00:00,000 INFO server.entry.supervisor started trainer (pid 2)\n"
+        "banditd: cannot open the store: disk I/O error\n"
+    )
+    assert server_failure(tmp_path) == "cannot open the store: disk I/O error"
+    (tmp_path / "server.log").write_text("Traceback (most recent call last):\n")
+    assert server_failure(tmp_path) == f"see its log, {tmp_path / 'server.log'}"
+    (tmp_path / "server.log").unlink()
+    assert server_failure(tmp_path) == "it printed nothing"
+
+
+def test_examples_in_the_demo_docstrings_hold() -> None:
+    result = doctest.testmod(sims.demo)
+    assert result.attempted > 0 and result.failed == 0
