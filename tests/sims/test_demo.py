@@ -21,7 +21,7 @@ from sims.demo import DEMO, demo_main, server_failure
 
 TICK = re.compile(
     r"^\s*(?P<elapsed>\d+)s  ranked (?P<ranked>\d+)  rewards (?P<rewards>\d+)  "
-    r"reward (?P<reward>– \(none joined yet\)|\d\.\d+(?: \(random \d\.\d+\))?)  "
+    r"reward (?P<reward>– \(\d+ joined\)|\d\.\d\d)  "
     r"model v(?P<version>\d+)  learned (?P<learned>\d+)$"
 )
 START = re.compile(r"^banditd demo: starting banditd \(pid (\d+)\) on http://127\.0\.0\.1:(\d+)")
@@ -62,8 +62,9 @@ def test_demo_shows_the_model_version_rising_and_the_loop_learning(
     # Ranking at random in this world earns the mean of the expected rewards; after 45 s the
     # loop's latest rewards are above it.
     env = DEMO.build(0)
-    random_value = float(np.mean([env.round(t).expected.mean() for t in range(1000)]))
-    latest = [float(r["reward"].split()[0]) for r in rows[-5:] if r["reward"][0] != "–"]
+    random_value = float(np.mean([env.round(t).expected.mean() for t in range(2000)]))
+    assert f"ranking at random earns {random_value:.2f} a decision" in out
+    latest = [float(r["reward"]) for r in rows[-5:] if r["reward"][0] != "–"]
     assert latest and np.mean(latest) > random_value, out
     assert "dashboard at http://127.0.0.1:" in out
     assert f"store kept in {kept}" in out
