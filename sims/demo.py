@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import errno
 import math
 import os
 import shutil
@@ -260,7 +261,11 @@ def free_port(port: int | None) -> int:
         try:
             sock.bind((HOST, 0 if port is None else port))
         except OSError as exc:
-            reason = "is in use" if exc.errno == 98 else f"cannot be bound ({exc.strerror})"
+            reason = (
+                "is in use"
+                if exc.errno == errno.EADDRINUSE
+                else f"cannot be bound ({exc.strerror})"
+            )
             raise DemoError(
                 f"port {port} on {HOST} {reason}; choose another with --port, or leave it out "
                 "for a free one",
@@ -320,7 +325,8 @@ def server_process(directory: Path, port: int) -> Iterator[subprocess.Popen[byte
 
 
 def server_failure(directory: Path) -> str:
-    """The server's own one-line reason from its log, or a pointer to the log."""
+    """Why the server stopped, from its log (removed with the store right after): its own
+    ``banditd: …`` line, else the log's last line, else that it printed nothing."""
     try:
         lines = (directory / LOG_NAME).read_text(errors="replace").splitlines()
     except OSError:
@@ -328,7 +334,8 @@ def server_failure(directory: Path) -> str:
     said = [line for line in lines if line.startswith("banditd: ") and "supervising" not in line]
     if said:
         return said[-1].removeprefix("banditd: ")
-    return f"see its log, {directory / LOG_NAME}" if lines else "it printed nothing"
+    written = [line.strip() for line in lines if line.strip()]
+    return f"its log ends with: {written[-1][:200]}" if written else "it printed nothing"
 
 
 # --- The demo.
@@ -505,30 +512,61 @@ async def _drive(
                 stop=stop,
             )
         )
-        first: Tick | None = None
-        last: Tick | None = None
-        rose_at: float | None = None
-        start = time.monotonic()
-        while not runner.done():
-            await asyncio.wait([runner], timeout=TICK)
-            if proc.poll() is not None:
-                stop.set()
-                raise DemoError(f"the server stopped: {server_failure(directory)}")
-            status = await api.loop_status()
-            if status is None:
-                continue
-            tick = tick_of(status, time.monotonic() - start)
-            first = first or tick
-            if rose_at is None and tick.model_version > first.model_version:
-                rose_at = tick.elapsed
-            last = tick
-            line.update(format_tick(tick))
         try:
-            runner.result()
-        except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as exc:
-            raise DemoError(f"the simulated traffic failed: {exc}") from None
-    line.say(_closing(first, last, rose_at))
+            summary = await _report(runner, api, proc, line)
+        finally:
+            if not runner.done():
+                runner.cancel()
+            await asyncio.wait([runner])
+    error = None if runner.cancelled() else runner.exception()
+    if proc.poll() is not None:
+        # Whatever the traffic met then (a reset connection), the server's end is the news.
+        stopped = f"the server stopped ({exit_status(proc.returncode)})"
+        if proc.returncode is not None and proc.returncode < 0:
+            raise DemoError(stopped)
+        raise DemoError(f"{stopped}: {server_failure(directory)}")
+    if isinstance(error, aiohttp.ClientError | TimeoutError | RuntimeError | ValueError):
+        raise DemoError(f"the simulated traffic failed: {error}")
+    if error is not None:
+        raise error
+    line.say(_closing(*summary))
     return 0
+
+
+async def _report(
+    runner: asyncio.Task[Any], api: DemoAPI, proc: subprocess.Popen[bytes], line: Line
+) -> tuple[Tick | None, Tick | None, float | None]:
+    """Print a line a second until the traffic ends or the server exits; the first and the
+    last ticks and when the model version first rose (seconds into the traffic)."""
+    first: Tick | None = None
+    last: Tick | None = None
+    rose_at: float | None = None
+    start = time.monotonic()
+    while not runner.done():
+        await asyncio.wait([runner], timeout=TICK)
+        if proc.poll() is not None:
+            break
+        status = await api.loop_status()
+        if status is None:
+            continue
+        tick = tick_of(status, time.monotonic() - start)
+        first = first or tick
+        if rose_at is None and tick.model_version > first.model_version:
+            rose_at = tick.elapsed
+        last = tick
+        line.update(format_tick(tick))
+    return first, last, rose_at
+
+
+def exit_status(code: int | None) -> str:
+    """A process's exit, in words.
+
+    >>> exit_status(-9), exit_status(1)
+    ('killed by SIGKILL', 'exit status 1')
+    """
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit status {code}"
 
 
 def _closing(first: Tick | None, last: Tick | None, rose_at: float | None) -> str:

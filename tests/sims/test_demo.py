@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +73,11 @@ def test_demo_shows_the_model_version_rising_and_the_loop_learning(
     assert_gone(*server_of(out))
 
 
-def test_demo_stops_the_server_and_removes_its_store_on_sigterm() -> None:
+def run_until_first_tick(act: Callable[[subprocess.Popen[str], str], None]) -> tuple[int, str, str]:
+    """Run ``python -m sims.demo`` until its first summary line, call ``act(demo, output)``,
+    then wait for the demo to end; its exit status, stdout and stderr."""
     argv = [sys.executable, "-m", "sims.demo", "--seconds", "600"]
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)
-    ) as proc:
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         lines: list[str] = []
         first_tick = threading.Event()
@@ -90,18 +91,35 @@ def test_demo_stops_the_server_and_removes_its_store_on_sigterm() -> None:
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        assert first_tick.wait(60), lines
-        proc.send_signal(signal.SIGTERM)
-        status = proc.wait(90)
+        try:
+            assert first_tick.wait(60), lines
+            act(proc, "\n".join(lines))
+            status = proc.wait(90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
         reader.join(10)
         err = proc.stderr.read()
-    out = "\n".join(lines)
+    return status, "\n".join(lines), err
+
+
+def test_demo_stops_the_server_and_removes_its_store_on_sigterm() -> None:
+    status, out, err = run_until_first_tick(lambda demo, _: demo.send_signal(signal.SIGTERM))
     assert status == 0, (out, err)
-    assert "Traceback" not in err and err == "", err
+    assert err == ""
     assert out.splitlines()[-1] == "banditd demo: server stopped; temporary store removed"
     store = re.search(r"store in (\S+)$", out.splitlines()[0])
     assert store is not None and not Path(store.group(1)).exists()
     assert_gone(*server_of(out))
+
+
+def test_demo_says_in_one_line_that_its_server_died() -> None:
+    status, out, err = run_until_first_tick(lambda _, out: os.kill(server_of(out)[0], 9))
+    assert status == 1, (out, err)
+    assert err == "banditd demo: the server stopped (killed by SIGKILL)\n"
+    store = re.search(r"store in (\S+)$", out.splitlines()[0])
+    assert store is not None and not Path(store.group(1)).exists()
+    assert_gone(*server_of(out))  # its edge and trainer die with it
 
 
 def test_demo_refuses_a_port_in_use_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,8 +152,8 @@ def test_server_failure_is_the_servers_own_line(tmp_path: Path) -> None:
         "banditd: cannot open the store: disk I/O error\n"
     )
     assert server_failure(tmp_path) == "cannot open the store: disk I/O error"
-    (tmp_path / "server.log").write_text("Traceback (most recent call last):\n")
-    assert server_failure(tmp_path) == f"see its log, {tmp_path / 'server.log'}"
+    (tmp_path / "server.log").write_text("Traceback (most recent call last):\nOSError: boom\n\n")
+    assert server_failure(tmp_path) == "its log ends with: OSError: boom"
     (tmp_path / "server.log").unlink()
     assert server_failure(tmp_path) == "it printed nothing"
 
@@ -143,3 +161,16 @@ def test_server_failure_is_the_servers_own_line(tmp_path: Path) -> None:
 def test_examples_in_the_demo_docstrings_hold() -> None:
     result = doctest.testmod(sims.demo)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_demo_reports_a_server_that_cannot_start_in_the_servers_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A directory where SQLite's write-ahead log must go: the server cannot open its store.
+    (tmp_path / "banditd.db-wal").mkdir()
+    assert demo_main(["--keep", str(tmp_path), "--seconds", "5"]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("banditd demo: the server did not start: cannot open the database ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "dashboard at" not in out
+    assert_gone(*server_of(out))
