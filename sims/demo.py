@@ -118,13 +118,16 @@ class DemoAPI:
         """PUT the whole service configuration.
 
         Raises:
-            DemoError: the server refused it.
+            DemoError: the server refused it or could not be reached.
         """
         url = f"{self._base}/v1/configurations/service"
-        async with self._session.put(url, json=to_wire(config)) as response:
-            if response.status != 200:
-                text = (await response.text())[:200]
-                raise DemoError(f"the server refused the demo's configuration: {text}")
+        try:
+            async with self._session.put(url, json=to_wire(config)) as response:
+                if response.status != 200:
+                    text = (await response.text())[:200]
+                    raise DemoError(f"the server refused the demo's configuration: {text}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DemoError(f"cannot configure the server: {exc}") from None
 
     async def loop_status(self) -> dict[str, Any] | None:
         """``/v1/loop/status`` without the chart history; None when it cannot be read now."""
@@ -537,9 +540,12 @@ async def _report(
     runner: asyncio.Task[Any], api: DemoAPI, proc: subprocess.Popen[bytes], line: Line
 ) -> tuple[Tick | None, Tick | None, float | None]:
     """Print a line a second until the traffic ends or the server exits; the first and the
-    last ticks and when the model version first rose (seconds into the traffic)."""
+    last ticks, and when a model version above the one served at the first tick with learned
+    events appeared (seconds into the traffic): a model surely published after learning
+    began, where the configuration's change publishes one that learned nothing."""
     first: Tick | None = None
     last: Tick | None = None
+    learning: Tick | None = None  # the first tick after the learner had learned something
     rose_at: float | None = None
     start = time.monotonic()
     while not runner.done():
@@ -551,7 +557,8 @@ async def _report(
             continue
         tick = tick_of(status, time.monotonic() - start)
         first = first or tick
-        if rose_at is None and tick.model_version > first.model_version:
+        learning = learning or (tick if tick.learned > 0 else None)
+        if rose_at is None and learning and tick.model_version > learning.model_version:
             rose_at = tick.elapsed
         last = tick
         line.update(format_tick(tick))
@@ -572,7 +579,11 @@ def exit_status(code: int | None) -> str:
 def _closing(first: Tick | None, last: Tick | None, rose_at: float | None) -> str:
     if first is None or last is None:
         return "banditd demo: stopped before the loop reported anything"
-    rose = f"first new model at {rose_at:.0f} s" if rose_at is not None else "no new model yet"
+    rose = (
+        f"the first model published after learning began was served at {rose_at:.0f} s"
+        if rose_at is not None
+        else "no model published since learning began"
+    )
     reward = "–" if last.reward is None else f"{last.reward:.2f}"
     return (
         f"banditd demo: {last.elapsed:.0f} s, {last.ranked} decisions, {last.learned} learned; "
