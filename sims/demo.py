@@ -1,11 +1,12 @@
 """``banditd demo``: a real server on a temporary store, a simulated world driving it over HTTP,
 and a live one-line summary, so a new user sees the loop learn within a minute.
 
-The server is ``banditd serve`` in a child process (its own session, so Ctrl-C reaches the demo,
-which stops the traffic and then the server in that order) on a fresh SQLite file in a temporary
-directory, on a loopback port. The demo configures short windows (:data:`DEMO`: rewards join
-3 s after the decision, a model is published every 5 s; Personalizer's defaults are 10 and 5
-minutes) and drives :data:`DEMO`'s linear world through :func:`sims.http_runner.run_http_async`.
+The server is ``banditd serve`` in a child process (:mod:`sims.demo_server`; its own session, so
+Ctrl-C reaches the demo, which stops the traffic and then the server in that order) on a fresh
+SQLite file in a temporary directory, on a loopback port. The demo configures short windows
+(:data:`DEMO`: rewards join 3 s after the decision, a model is published every 5 s;
+Personalizer's defaults are 10 and 5 minutes) and drives :data:`DEMO`'s linear world through
+:func:`sims.http_runner.run_http_async`.
 
 The world has 4 actions whose expected reward is linear in a 2-dimensional context
 (:mod:`sims.linear`); with the default seed ranking at random earns 0.52 a decision, the best
@@ -32,13 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
-import errno
 import math
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,12 +47,22 @@ from typing import IO, Any
 
 import aiohttp
 
-from bandit.config import ServiceConfiguration, format_duration, to_wire
+from bandit.config import format_duration
+from sims.demo_server import (
+    DB_NAME,
+    HOST,
+    READY_TIMEOUT,
+    DemoAPI,
+    DemoError,
+    exit_status,
+    free_port,
+    server_failure,
+    server_process,
+)
 from sims.http_runner import run_http_async
 from sims.presets import DEFAULT_EXPLORATION
 from sims.scenarios import Scenario
 
-HOST = "127.0.0.1"
 RATE = 25.0
 """Decisions per second by default: tens a second learn visibly within a minute and leave
 most of a small machine to the server."""
@@ -74,72 +81,10 @@ WATCH_WINDOW = 200
 """Events per watcher segment: the reward shown covers the latest 100–200 joined events."""
 MIN_EVENTS = 50
 """Joined events in the window before its mean reward is shown: fewer say too little."""
-READY_TIMEOUT = 60.0
-"""Seconds the server has to answer ``/healthz`` after it is started."""
-STOP_TIMEOUT = 45.0
-"""Seconds the server has to stop after SIGTERM (its edges, then its trainer) before it is
-killed."""
 TICK = 1.0
 MAX_SECONDS = 3600.0
 MAX_RATE = 200.0
 """Bounds of ``--seconds`` and ``--rate``: the HTTP runner keeps four floats per round."""
-LOG_NAME = "server.log"
-DB_NAME = "banditd.db"
-
-
-class DemoError(Exception):
-    """Something stops the demo; the message is the one line the user sees."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-# --- HTTP: the few calls the demo makes to the server. Kept apart so that banditd's own client
-# (``server.client``) can take their place.
-
-
-class DemoAPI:
-    """The server's health, service configuration and loop status over HTTP (no key)."""
-
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
-        self._session = session
-        self._base = base_url.rstrip("/")
-
-    async def ready(self) -> bool:
-        """Whether ``/healthz`` answers 200 now."""
-        try:
-            async with self._session.get(f"{self._base}/healthz") as response:
-                return response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            return False
-
-    async def configure(self, config: ServiceConfiguration) -> None:
-        """PUT the whole service configuration.
-
-        Raises:
-            DemoError: the server refused it or could not be reached.
-        """
-        url = f"{self._base}/v1/configurations/service"
-        try:
-            async with self._session.put(url, json=to_wire(config)) as response:
-                if response.status != 200:
-                    text = (await response.text())[:200]
-                    raise DemoError(f"the server refused the demo's configuration: {text}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DemoError(f"cannot configure the server: {exc}") from None
-
-    async def loop_status(self) -> dict[str, Any] | None:
-        """``/v1/loop/status`` without the chart history; None when it cannot be read now."""
-        try:
-            url = f"{self._base}/v1/loop/status?history=false"
-            async with self._session.get(url) as response:
-                if response.status != 200:
-                    return None
-                body: dict[str, Any] = await response.json()
-                return body
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return None
 
 
 # --- What one line says.
@@ -251,96 +196,6 @@ def world_values(scenario: Scenario, seed: int, rounds: int = 2000) -> tuple[flo
     return random, sum(r.best_expected() for r in picked) / len(picked)
 
 
-# --- The server process.
-
-
-def free_port(port: int | None) -> int:
-    """``port`` if it is free on the loopback address, or a free one when None.
-
-    Raises:
-        DemoError: ``port`` is in use or cannot be bound (status 2).
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, 0 if port is None else port))
-        except OSError as exc:
-            reason = (
-                "is in use"
-                if exc.errno == errno.EADDRINUSE
-                else f"cannot be bound ({exc.strerror})"
-            )
-            raise DemoError(
-                f"port {port} on {HOST} {reason}; choose another with --port, or leave it out "
-                "for a free one",
-                status=2,
-            ) from None
-        bound: int = sock.getsockname()[1]
-        return bound
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    # The server's own supervisor does the same for its children: a demo that is killed
-    # outright must not leave a server behind (Linux; elsewhere a no-op).
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def server_environment() -> dict[str, str]:
-    """The demo server's environment: the caller's without any ``BANDITD_*`` setting (the demo
-    runs on its own terms, whatever a shell exports), plus the demo's watch window."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BANDITD_")}
-    env["BANDITD_WATCH_WINDOW"] = str(WATCH_WINDOW)
-    return env
-
-
-@contextlib.contextmanager
-def server_process(directory: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``banditd serve`` on ``directory``/banditd.db at ``HOST:port`` until the block ends,
-    then stop it with SIGTERM (killed after :data:`STOP_TIMEOUT` s). Its output goes to
-    ``directory``/server.log."""
-    argv = [sys.executable, "-m", "server.entry.cli", "serve", "--db", str(directory / DB_NAME)]
-    argv += ["--host", HOST, "--port", str(port)]
-    try:
-        log = (directory / LOG_NAME).open("wb")
-    except OSError as exc:
-        raise DemoError(f"cannot write in {directory}: {exc.strerror}", status=2) from None
-    with log:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=server_environment(),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(STOP_TIMEOUT)
-                except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                    # Too slow, or the user would not wait: its own children die with it.
-                    proc.kill()
-                    proc.wait()
-
-
-def server_failure(directory: Path) -> str:
-    """Why the server stopped, from its log (removed with the store right after): its own
-    ``banditd: …`` line, else the log's last line, else that it printed nothing."""
-    try:
-        lines = (directory / LOG_NAME).read_text(errors="replace").splitlines()
-    except OSError:
-        lines = []
-    said = [line for line in lines if line.startswith("banditd: ") and "supervising" not in line]
-    if said:
-        return said[-1].removeprefix("banditd: ")
-    written = [line.strip() for line in lines if line.strip()]
-    return f"its log ends with: {written[-1][:200]}" if written else "it printed nothing"
-
-
 # --- The demo.
 
 
@@ -403,7 +258,7 @@ def demo_main(argv: list[str]) -> int:
     try:
         with _directory(args.keep) as directory:
             port = free_port(args.port)
-            with server_process(directory, port) as proc:
+            with server_process(directory, port, watch_window=WATCH_WINDOW) as proc:
                 status = asyncio.run(_demo(args, directory, port, proc, line, signals))
                 line.say("banditd demo: stopping the server")
         line.say(
@@ -563,17 +418,6 @@ async def _report(
         last = tick
         line.update(format_tick(tick))
     return first, last, rose_at
-
-
-def exit_status(code: int | None) -> str:
-    """A process's exit, in words.
-
-    >>> exit_status(-9), exit_status(1)
-    ('killed by SIGKILL', 'exit status 1')
-    """
-    if code is not None and code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit status {code}"
 
 
 def _closing(first: Tick | None, last: Tick | None, rose_at: float | None) -> str:

@@ -13,12 +13,15 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 import sims.demo
-from sims.demo import DEMO, demo_main, server_failure
+import sims.demo_server
+from sims.demo import DEMO, demo_main
+from sims.demo_server import server_failure
 
 TICK = re.compile(
     r"^\s*(?P<elapsed>\d+)s  ranked (?P<ranked>\d+)  rewards (?P<rewards>\d+)  "
@@ -160,8 +163,9 @@ def test_server_failure_is_the_servers_own_line(tmp_path: Path) -> None:
     assert server_failure(tmp_path) == "it printed nothing"
 
 
-def test_examples_in_the_demo_docstrings_hold() -> None:
-    result = doctest.testmod(sims.demo)
+@pytest.mark.parametrize("module", [sims.demo, sims.demo_server], ids=lambda m: m.__name__)
+def test_examples_in_the_demo_docstrings_hold(module: ModuleType) -> None:
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
 
 
