@@ -8,6 +8,7 @@ without the command name. ``--json`` prints exactly one JSON object on stdout (f
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -119,6 +120,10 @@ def simulate_main(argv: list[str]) -> int:
     except (ValueError, OSError) as exc:
         print(f"banditd simulate: {exc}", file=sys.stderr)
         return 2
+    missing = _missing_extras(scenarios, plots=not args.no_plots)
+    if missing:
+        print(f"banditd simulate: {missing}", file=sys.stderr)
+        return 2
     jobs = plan(scenarios, policies, range(seeds))
     if remote is None:
         outcome = run_jobs(jobs, workers=args.workers, progress=not args.no_progress)
@@ -144,7 +149,9 @@ def simulate_main(argv: list[str]) -> int:
 
         paths["reward_png"] = str(plot_rewards(results, args.out / "reward.png", args.window))
         paths["regret_png"] = str(plot_regret(results, args.out / "regret.png"))
-        if {"uniform", "oracle"} <= {r.policy for r in results}:
+        ran = {r.policy for r in results}
+        # The heatmap places the other policies between uniform (0) and the oracle (1).
+        if {"uniform", "oracle"} <= ran and ran - {"uniform", "oracle"}:
             comparison = plot_comparison(summarize(results), args.out / "comparison.png")
             paths["comparison_png"] = str(comparison)
     if args.logs:
@@ -215,6 +222,19 @@ def _remote(
     remote = Remote(url=args.url, key=key, time_scale=args.time_scale)
     check_remote(remote, scenarios, policies)
     return remote
+
+
+def _missing_extras(scenarios: list[Scenario], *, plots: bool) -> str:
+    """What the run needs from the ``sims`` extra but this install lacks, said in one line
+    (``make serve`` installs the runtime only); empty when nothing is missing."""
+    needed = [("matplotlib", "the plots")] if plots else []
+    if any(s.environment == "digits" for s in scenarios):
+        needed.append(("sklearn", "the digits scenario"))
+    lacking = [what for module, what in needed if importlib.util.find_spec(module) is None]
+    if not lacking:
+        return ""
+    hint = " (or pass --no-plots)" if plots and "the plots" in lacking else ""
+    return f"{' and '.join(lacking)}: install the sims extra, pip install 'banditd[sims]'{hint}"
 
 
 def _scenario(name: str) -> Scenario:

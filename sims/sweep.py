@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -138,7 +139,8 @@ class _Silent:
 
 
 def _progress(total: int, enabled: bool) -> _Silent:
-    if not enabled:
+    if not enabled or importlib.util.find_spec("tqdm") is None:
+        # tqdm comes with the sims extra; without it the sweep runs without a bar.
         return _Silent()
     from tqdm import tqdm
 

@@ -474,3 +474,79 @@ def test_simulate_url_with_a_wrong_key_stops_before_any_run(
     err = capsys.readouterr().err.strip()
     assert err.startswith("banditd simulate: GET /v1/configurations/service answered 401: "), err
     assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_simulate_with_only_uniform_and_oracle_draws_no_empty_comparison(tmp_path: Path) -> None:
+    # Regression: the comparison heatmap had no rows to draw and the command crashed.
+    status = simulate_main(
+        [
+            "linear",
+            "--policy",
+            "uniform",
+            "--policy",
+            "oracle",
+            "--rounds",
+            "100",
+            "--seeds",
+            "1",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert status == 0
+    assert (tmp_path / "reward.png").read_bytes()[:8] == PNG
+    assert not (tmp_path / "comparison.png").exists()
+
+
+HIDE = """
+import importlib.abc, sys
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {HIDDEN}:
+            raise ModuleNotFoundError(name)
+        return None
+sys.meta_path.insert(0, Hide())
+import importlib.util
+_find = importlib.util.find_spec
+importlib.util.find_spec = lambda n, p=None: None if n.split(".")[0] in {HIDDEN} else _find(n, p)
+from sims.cli import simulate_main
+sys.exit(simulate_main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("hidden", "argv", "message"),
+    [
+        (
+            "matplotlib",
+            ["linear"],
+            "banditd simulate: the plots: install the sims extra, pip install 'banditd[sims]' "
+            "(or pass --no-plots)",
+        ),
+        (
+            "sklearn",
+            ["digits", "--no-plots"],
+            "banditd simulate: the digits scenario: install the sims extra, "
+            "pip install 'banditd[sims]'",
+        ),
+    ],
+)
+def test_simulate_without_the_sims_extra_says_what_to_install(
+    tmp_path: Path, hidden: str, argv: list[str], message: str
+) -> None:
+    # `make serve` installs the runtime only: the command must say what is missing before any
+    # run, not die in a worker with ModuleNotFoundError.
+    import subprocess
+    import sys
+
+    code = HIDE.replace("{HIDDEN}", repr({hidden}))
+    argv = [*argv, "--policy", "egreedy", "--rounds", "50", "--seeds", "1", "--out", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == message
+    assert not any(tmp_path.iterdir())
