@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install serve test lint types layers pytest fuzz fuzz-http fuzz-vw bench bench-instructions clean
+.PHONY: install serve demo test lint types layers pytest fuzz fuzz-http fuzz-vw bench bench-instructions clean
 
 # One stamp per install, so each target installs only what it runs: `make serve` the runtime
 # (`pip install -e .`), `make test` adds the test extra, `make bench` the bench extra. Each
@@ -42,6 +42,10 @@ install: $(TOOLS) $(BENCH_TOOLS)
 
 serve: $(RUNTIME)
 	$(BIN)/banditd serve --db banditd.db
+
+# a short-window loop on a temporary store, driven by a simulated world: see it learn (docs/demo.md)
+demo: $(RUNTIME)
+	$(BIN)/banditd demo
 
 lint: $(TOOLS)
 	$(BIN)/ruff check .
