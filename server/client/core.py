@@ -33,7 +33,7 @@ RETRY_STATUSES = frozenset({429, 503})
 CHUNK = 64 * 1024
 """Bytes read or sent at a time by export and import."""
 
-ImportSource = str | os.PathLike[str] | IO[bytes] | Iterable[str] | Iterable[bytes]
+ImportSource = str | os.PathLike[str] | IO[bytes] | Iterable[str | bytes]
 """What :meth:`Client.import_logs` reads: a file's path, a binary file, or lines."""
 
 

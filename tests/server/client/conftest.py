@@ -163,12 +163,18 @@ def scripted() -> Iterator[Callable[[Script], str]]:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)
         runner = web.AppRunner(app)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, HOST, 0)
-        loop.run_until_complete(site.start())
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # The loop runs in its own thread from the start, so async tests can use it too.
         thread = threading.Thread(target=loop.run_forever, daemon=True)
         thread.start()
+
+        async def start() -> int:
+            await runner.setup()
+            site = web.TCPSite(runner, HOST, 0)
+            await site.start()
+            port: int = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            return port
+
+        port = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
 
         def stop() -> None:
             asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
