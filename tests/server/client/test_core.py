@@ -80,7 +80,8 @@ def test_import_body_chunks_from_every_kind_of_source(tmp_path: Path) -> None:
         chunks = list(core.body_chunks(source, size=1024))
         assert b"".join(chunks) == text
         assert max(map(len, chunks)) <= 1024 + 20  # one line past the chunk size at most
-    assert list(core.body_chunks(iter([b"a", "b\n"]))) == [b"a\nb\n"]
+    mixed: list[str | bytes] = [b"a", "b\n"]
+    assert list(core.body_chunks(iter(mixed))) == [b"a\nb\n"]
 
 
 def test_calls_carry_what_the_server_needs() -> None:
