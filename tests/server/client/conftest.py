@@ -118,6 +118,9 @@ class Script:
 
     answers: list[tuple[int, bytes, dict[str, str]]] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
+    counted: list[tuple[str, int, int]] = field(default_factory=list)
+    """Streamed bodies under ``/v1/logs/import``: (transfer encoding, bytes, lines); these
+    bodies are counted as they arrive, never held."""
 
     def answer(self) -> tuple[int, bytes, dict[str, str]]:
         index = min(len(self.seen) - 1, len(self.answers) - 1)
@@ -153,7 +156,15 @@ def scripted() -> Iterator[Callable[[Script], str]]:
         loop = asyncio.new_event_loop()
 
         async def handle(request: web.Request) -> web.Response:
-            body = await request.read()
+            body = b""
+            if request.path == "/v1/logs/import":
+                size = lines = 0
+                async for chunk in request.content.iter_any():
+                    size, lines = size + len(chunk), lines + chunk.count(b"\n")
+                encoding = request.headers.get("Transfer-Encoding", "")
+                script.counted.append((encoding, size, lines))
+            else:
+                body = await request.read()
             script.seen.append(
                 Seen(request.method, request.path_qs, dict(request.headers), body, time.monotonic())
             )
