@@ -111,6 +111,7 @@ class Health:
         model_version: the version this process serves.
         learner_running: the trainer reported recently and its learner runs.
         learned_count: events learned, as last reported.
+        learner_failures: learner steps that failed, as last reported.
         reason: why the service is unavailable (None when ``ok``).
         raw: the decoded document.
     """
@@ -119,6 +120,7 @@ class Health:
     model_version: int
     learner_running: bool
     learned_count: int
+    learner_failures: int
     reason: str | None
     raw: Mapping[str, Any]
 
@@ -243,6 +245,7 @@ def health(body: Any) -> Health:
         model_version=int(body.get("modelVersion") or 0),
         learner_running=bool(learner.get("running")),
         learned_count=int(learner.get("learnedCount") or 0),
+        learner_failures=int(learner.get("failures") or 0),
         reason=body.get("reason"),
         raw=body,
     )
