@@ -7,7 +7,7 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -143,6 +143,14 @@ class AsyncClient:
 
     async def loop_status(self, *, history: bool = False) -> t.LoopStatus:
         return await self._run(core.loop_status(history))
+
+    async def get_loop_configuration(self) -> dict[str, Any]:
+        """The watch, guardrail and drift settings, as the server names them."""
+        return await self._run(core.get_loop_configuration())
+
+    async def put_loop_configuration(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change some watch, guardrail or drift settings (stored); returns them all."""
+        return await self._run(core.put_loop_configuration(changes))
 
     async def health(self) -> t.Health:
         """``/healthz``; an unavailable service is a :class:`Health` with ``ok`` false."""

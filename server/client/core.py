@@ -293,6 +293,7 @@ def activate(event_id: str, idempotency_key: str | None = None) -> Call[None]:
 
 _CONFIG = "/v1/configurations/service"
 _POLICY = "/v1/configurations/policy"
+_LOOP = "/v1/loop/configuration"
 
 
 def get_configuration() -> Call[ServiceConfiguration]:
@@ -394,6 +395,29 @@ def loop_status(history: bool = False) -> Call[t.LoopStatus]:
     """The loop's status; ``history`` adds the chart series to :attr:`LoopStatus.raw`."""
     path = "/v1/loop/status?history=" + ("true" if history else "false")
     return Call(method="GET", path=path, expect=(200,), decode=_decoded(t.loop_status))
+
+
+def _mapping(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+    return body
+
+
+def get_loop_configuration() -> Call[dict[str, Any]]:
+    """The watch, guardrail and drift settings (``window``, ``alpha``, ``guardrailEnabled``…)."""
+    return Call(method="GET", path=_LOOP, expect=(200,), decode=_decoded(_mapping))
+
+
+def put_loop_configuration(changes: dict[str, Any]) -> Call[dict[str, Any]]:
+    """Change some watch, guardrail or drift settings; answers them all."""
+    return Call(
+        method="PUT",
+        path=_LOOP,
+        body=_json(changes),
+        headers={"Content-Type": JSON},
+        expect=(200,),
+        decode=_decoded(_mapping),
+    )
 
 
 def health() -> Call[t.Health]:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bandit.config import LearningMode, ServiceConfiguration
 from bandit.events import PolicySettings, RankRequest
@@ -139,6 +139,14 @@ class Client:
 
     def loop_status(self, *, history: bool = False) -> t.LoopStatus:
         return self._run(core.loop_status(history))
+
+    def get_loop_configuration(self) -> dict[str, Any]:
+        """The watch, guardrail and drift settings, as the server names them."""
+        return self._run(core.get_loop_configuration())
+
+    def put_loop_configuration(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change some watch, guardrail or drift settings (stored); returns them all."""
+        return self._run(core.put_loop_configuration(changes))
 
     def health(self) -> t.Health:
         """``/healthz``; an unavailable service is a :class:`Health` with ``ok`` false."""

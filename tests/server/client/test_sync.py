@@ -114,6 +114,12 @@ def test_configuration_and_policy_round_trip(live: Live) -> None:
             admin.put_policy(PolicySettings(name="x", arguments="--no_such_flag"))
         assert (bad.value.status, bad.value.inner_code) == (400, "InvalidPolicyConfiguration")
 
+        watch = admin.get_loop_configuration()
+        assert isinstance(watch["window"], int) and "guardrailEnabled" in watch
+        changed_watch = admin.put_loop_configuration({"window": watch["window"] + 100})
+        assert changed_watch["window"] == watch["window"] + 100
+        assert admin.get_loop_configuration() == changed_watch
+
 
 def test_status_models_export_and_logs(live: Live) -> None:
     with Client(live.url, key=CLIENT_KEY) as client, Client(live.url, key=ADMIN_KEY) as admin:
