@@ -190,7 +190,7 @@ class AsyncClient:
             raise connection_error(exc, method=call.method, path=call.path) from exc
         finally:
             response.release()
-        return call.decode(response.status, body)
+        return call.read(response.status, body)
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -261,7 +261,7 @@ class AsyncClient:
             raise connection_error(exc, method=call.method, path=call.path) from exc
         finally:
             response.release()
-        return call.decode(response.status, body)
+        return call.read(response.status, body)
 
 
 async def _chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:

@@ -62,6 +62,24 @@ class Call(Generic[T]):
     headers: dict[str, str] = field(default_factory=dict)
     safe: bool = True
 
+    def read(self, status: int, body: bytes) -> T:
+        """The value of a successful answer.
+
+        Raises:
+            ClientError: the body is not what the operation answers (code ``InvalidResponse``):
+                not banditd, or a version that answers differently.
+        """
+        try:
+            return self.decode(status, body)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ClientError(
+                status=status,
+                code="InvalidResponse",
+                message=f"the answer is not what {self.method} {self.path} returns: {exc}",
+                method=self.method,
+                path=self.path,
+            ) from exc
+
     def error(self, status: int, body: bytes, headers: Any) -> ClientError:
         """The error of an answer outside :attr:`expect` (``headers`` a mapping)."""
         return error_from_response(

@@ -182,7 +182,7 @@ class Client:
         call = core.import_logs(mode)
         response = self._open(call, core.body_chunks(source))
         body = response.read()
-        return call.decode(response.status, body)
+        return call.read(response.status, body)
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -259,4 +259,4 @@ class Client:
             raise connection_error(exc, method=call.method, path=call.path) from exc
         if response.will_close:
             self.close()
-        return call.decode(response.status, body)
+        return call.read(response.status, body)

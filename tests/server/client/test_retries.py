@@ -119,3 +119,10 @@ async def test_async_connection_failures_are_retried_only_when_safe() -> None:
         with pytest.raises(ClientError) as failed:
             await client.activate_model(1)
     assert failed.value.status is None and failed.value.code == "ConnectionFailed"
+
+
+def test_an_answer_that_is_not_banditds_is_a_client_error(scripted: Serve) -> None:
+    script = Script(answers=[(201, b'{"ranked": []}', {"Content-Type": "application/json"})])
+    with Client(scripted(script), retry=FAST) as client, pytest.raises(ClientError) as failed:
+        client.rank(REQUEST)
+    assert (failed.value.status, failed.value.code) == (201, "InvalidResponse")
