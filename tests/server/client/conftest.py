@@ -103,13 +103,15 @@ def rank_request(event_id: str, user: int = 0, *, defer: bool = False) -> RankRe
 
 @dataclass
 class Seen:
-    """One request the scripted server took: method, path, headers, body, when (monotonic)."""
+    """One request the scripted server took: method, path, headers, body, when (monotonic),
+    and the client's address (one per connection)."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
     at: float
+    peer: object = None
 
 
 @dataclass
@@ -165,8 +167,16 @@ def scripted() -> Iterator[Callable[[Script], str]]:
                 script.counted.append((encoding, size, lines))
             else:
                 body = await request.read()
+            peer = request.transport.get_extra_info("peername") if request.transport else None
             script.seen.append(
-                Seen(request.method, request.path_qs, dict(request.headers), body, time.monotonic())
+                Seen(
+                    request.method,
+                    request.path_qs,
+                    dict(request.headers),
+                    body,
+                    time.monotonic(),
+                    peer,
+                )
             )
             status, payload, headers = script.answer()
             return web.Response(status=status, body=payload, headers=headers)

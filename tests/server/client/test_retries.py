@@ -126,3 +126,14 @@ def test_an_answer_that_is_not_banditds_is_a_client_error(scripted: Serve) -> No
     with Client(scripted(script), retry=FAST) as client, pytest.raises(ClientError) as failed:
         client.rank(REQUEST)
     assert (failed.value.status, failed.value.code) == (201, "InvalidResponse")
+
+
+def test_the_sync_client_keeps_its_connection_alive_across_calls_and_retries(
+    scripted: Serve,
+) -> None:
+    script = Script(answers=[unavailable("0"), NO_CONTENT])
+    with Client(scripted(script), retry=FAST) as client:
+        for i in range(4):
+            client.reward(f"e{i}", 1.0)
+    assert len(script.seen) == 5
+    assert len({s.peer for s in script.seen}) == 1 and script.seen[0].peer is not None
