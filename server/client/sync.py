@@ -24,6 +24,10 @@ from server.client.errors import ClientError, connection_error
 T = TypeVar("T")
 
 _NO_ANSWER = (OSError, http.client.HTTPException)
+IDLE_RECONNECT = 15.0
+"""Seconds after which an idle connection is replaced before the next call. Servers close idle
+keep-alive connections (aiohttp after 75 s); a call sent on one they closed gets no answer,
+and a call that is not safe to repeat would then fail for no fault of its own."""
 
 
 class Client:
@@ -56,6 +60,7 @@ class Client:
         self._timeout = timeout
         self._rng = rng or random.Random()
         self._connection: http.client.HTTPConnection | None = None
+        self._used_at = 0.0
 
     def __enter__(self) -> Client:
         return self
@@ -187,6 +192,10 @@ class Client:
     # -- transport -------------------------------------------------------------------------------
 
     def _connect(self) -> http.client.HTTPConnection:
+        now = time.monotonic()
+        if self._connection is not None and now - self._used_at > IDLE_RECONNECT:
+            self.close()
+        self._used_at = now
         if self._connection is None:
             e = self.endpoint
             kind = (
