@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from bandit.errors import (
     InvalidLearningModeServiceConfiguration,
@@ -19,6 +19,8 @@ from bandit.errors import (
     InvalidRewardWaitTime,
     InvalidServiceConfiguration,
 )
+
+E = TypeVar("E", bound=StrEnum)
 
 DAY = 86_400.0
 MIN_REWARD_WAIT = 1.0
@@ -292,9 +294,9 @@ def from_wire(
         if "minPropensity" in body:
             changes["min_propensity"] = _number(body, "minPropensity")
         if "rewardAggregation" in body:
-            changes["reward_aggregation"] = Aggregation(str(body["rewardAggregation"]).lower())
+            changes["reward_aggregation"] = _choice(body, "rewardAggregation", Aggregation)
         if "learningMode" in body and body["learningMode"] is not None:
-            changes["learning_mode"] = _learning_mode(body["learningMode"])
+            changes["learning_mode"] = _choice(body, "learningMode", LearningMode)
         if "logRetentionDays" in body:
             changes["log_retention_days"] = _integer(body, "logRetentionDays")
         if body.get("modelRetrainDays") is not None:
@@ -342,10 +344,21 @@ def _boolean(body: dict[str, Any], name: str) -> bool:
     return value
 
 
-def _learning_mode(value: Any) -> LearningMode:
-    for mode in LearningMode:
-        if isinstance(value, str) and value.lower() == mode.value.lower():
-            return mode
+def _choice(body: dict[str, Any], name: str, kind: type[E]) -> E:
+    """The member of ``kind`` that ``body[name]`` names, in any case.
+
+    >>> _choice({"rewardAggregation": "SUM"}, "rewardAggregation", Aggregation)
+    <Aggregation.SUM: 'sum'>
+    >>> _choice({"learningMode": "Sometimes"}, "learningMode", LearningMode)
+    Traceback (most recent call last):
+    ...
+    bandit.errors.InvalidServiceConfiguration: learningMode must be one of Online, Apprentice, \
+LoggingOnly; got 'Sometimes'.
+    """
+    value = body[name]
+    for member in kind:
+        if isinstance(value, str) and value.lower() == member.value.lower():
+            return member
     raise InvalidServiceConfiguration(
-        "learningMode must be one of Online, Apprentice, LoggingOnly.", target="learningMode"
+        f"{name} must be one of {', '.join(m.value for m in kind)}; got {value!r}.", target=name
     )

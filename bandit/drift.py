@@ -16,6 +16,13 @@ values, the worst case; a wider search saw none in 3 million).
 
 After an alarm the test restarts, so it tracks the new level. The alarm estimates where the
 change began (the index of the extremum the statistic rose from) and the mean since then.
+
+A shift is *explained* (:func:`explains`) when the loop's own learning accounts for it rather
+than the world: a newer model decided most of the values since the change than before it, and
+that model, replayed counterfactually on the values from before the change, predicts the new
+level (its interval holds the mean after, and it is nearer the mean after than the mean before).
+A world that changed on its own fails the second test: replayed on the old world's events, the
+new model predicts the old level.
 """
 
 from __future__ import annotations
@@ -66,6 +73,10 @@ class DriftAlarm:
         detected_after: values since the estimated start of the change.
         mean_before: mean of the values before the estimated start (in [0, 1] units).
         mean_after: mean of the values since the estimated start.
+        explained_by: the model version whose learning explains the shift (:func:`explains`),
+            or None.
+        counterfactual: that model's value replayed on the values before the change (in [0, 1]
+            units; nan when not looked at).
     """
 
     direction: Direction
@@ -74,6 +85,8 @@ class DriftAlarm:
     detected_after: int
     mean_before: float
     mean_after: float
+    explained_by: int | None = None
+    counterfactual: float = math.nan
 
 
 class _Side:
@@ -161,3 +174,39 @@ class PageHinkley:
         self.alarms += 1
         self.reset()
         return alarm
+
+
+def explains(
+    alarm: DriftAlarm,
+    *,
+    version_before: int,
+    version_after: int,
+    value: float,
+    low: float,
+    high: float,
+) -> bool:
+    """Whether a newer model's learning explains ``alarm``'s shift (see the module docstring).
+
+    Args:
+        alarm: the shift.
+        version_before: the model version that decided most values before the change.
+        version_after: the model version that decided most values since the change.
+        value: ``version_after`` replayed on the values before the change (in [0, 1] units).
+        low: lower end of that value's interval (nan or -inf when unbounded).
+        high: upper end.
+
+    >>> a = DriftAlarm(direction=Direction.UP, at=0.0, seq=9, detected_after=200,
+    ...                mean_before=0.4, mean_after=0.6)
+    >>> explains(a, version_before=3, version_after=4, value=0.58, low=0.5, high=0.66)
+    True
+    >>> explains(a, version_before=3, version_after=4, value=0.42, low=0.3, high=0.6)
+    False
+    >>> explains(a, version_before=4, version_after=4, value=0.58, low=0.5, high=0.66)
+    False
+    """
+    if version_after <= version_before:
+        return False
+    if not all(math.isfinite(v) for v in (value, low, high, alarm.mean_before, alarm.mean_after)):
+        return False
+    nearer = abs(value - alarm.mean_after) < abs(value - alarm.mean_before)
+    return low <= alarm.mean_after <= high and nearer

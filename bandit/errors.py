@@ -181,6 +181,13 @@ class InvalidExportLogsRequest(InvalidRequest):
     code = "InvalidExportLogsRequest"
 
 
+class InvalidImportLogsRequest(InvalidRequest):
+    """A log import's mode is unknown, or a line of it is not labelled DSJSON (the message
+    names the line); nothing of that import was stored."""
+
+    code = "InvalidImportLogsRequest"
+
+
 class InvalidModelImportFormat(InvalidRequest):
     """An imported model is not a signed banditd model archive holding a loadable model."""
 

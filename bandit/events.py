@@ -347,7 +347,12 @@ class PolicySettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreCounts:
-    """Totals a store keeps for metrics."""
+    """Totals a store keeps for metrics.
+
+    ``pending_join`` and ``oldest_pending_close_at`` cover the unjoined decisions already due
+    (window closed and the join's grace passed); ``next_close_at`` is the earliest window close
+    of any unjoined decision, due or not (None when none is pending): the next join comes then.
+    """
 
     decisions: int
     rewards: int
@@ -357,6 +362,7 @@ class StoreCounts:
     explored: int
     pending_join: int
     oldest_pending_close_at: float | None
+    next_close_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,7 +37,7 @@ class GuardrailSettings:
     """When the guardrail acts.
 
     Attributes:
-        enabled: whether it may trip at all.
+        enabled: whether the guardrail may trip at all.
         margin: how much worse than the baseline (in reward units, ≥ 0) the policy must be
             shown to be before it is replaced.
         min_events: the fewest events an interval must rest on for either transition.

@@ -311,6 +311,7 @@ class MemoryStore:
             explored=self._explored,
             pending_join=len(due),
             oldest_pending_close_at=due[0] if due else None,
+            next_close_at=self._pending[0][0] if self._pending else None,
         )
 
     def close(self) -> None:

@@ -265,7 +265,8 @@ def _with_epsilon(tokens: list[str], epsilon: float) -> list[str]:
 def _workspace(tokens: list[str], model: bytes | None) -> vw.Workspace[Literal[False]]:
     try:
         workspace = vw.Workspace([*tokens, "--quiet"], model_data=model or None)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
+        # VW raises ValueError for some values, e.g. std::length_error for `--bag -3`.
         raise InvalidPolicyConfiguration(f"invalid policy arguments: {exc}") from exc
     if workspace.prediction_type != vw.PredictionType.ActionProbs or not workspace.multiline:
         raise InvalidPolicyConfiguration(
@@ -358,6 +359,19 @@ class VWPolicy:
                 self._core.learn_multi_ex_one(self._parse_core(self._core, line))
             else:
                 self._workspace.learn_one(self._parser.parse_json(line.decode()))
+        except RuntimeError as exc:
+            raise InvalidRankRequest(f"the logged features could not be read: {exc}") from exc
+
+    def read_logged(self, event: JoinedEvent) -> None:
+        """Parse ``event`` as :meth:`learn_one` does, without learning it (a log import checks
+        every event this way before it stores any, so none can stop the learner).
+
+        Raises:
+            InvalidRankRequest: VW's parser refused the features.
+        """
+        line = vw_line(_line(learn_object(event)))
+        try:
+            self._parser.parse_json(line.decode())
         except RuntimeError as exc:
             raise InvalidRankRequest(f"the logged features could not be read: {exc}") from exc
 

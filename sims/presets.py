@@ -13,11 +13,13 @@ which :func:`policies.make_factory` writes over any ``--epsilon`` in ε-greedy a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from bandit.config import ServiceConfiguration
+from bandit.errors import BanditError
 from bandit.policy import PolicyFactory
-from policies import DEFAULT_ARGUMENTS, make_factory
+from policies import DEFAULT_ARGUMENTS, make_factory, validate_arguments
 from policies.vw import PERSONALIZER_ARGUMENTS
 from sims.environment import Round
 from sims.oracle import OraclePolicy
@@ -72,25 +74,66 @@ RECOMMENDED = PRESETS["default"]
 """banditd's default, chosen with the sweep evidence in docs/policy-comparison.md."""
 
 
-def parse_policy(text: str) -> PolicySpec:
+FIXED = ("uniform", "baseline", "oracle")
+"""Argument strings that name a policy of :mod:`policies.baseline` or the oracle, not VW."""
+
+
+def parse_policy(text: str, named: Mapping[str, PolicySpec] | None = None) -> PolicySpec:
     """A spec from a preset name, ``name@ε``, or a VW argument string (``args@ε`` also works).
+
+    ``named`` holds more policies a name may refer to (a TOML file's ``[[policy]]`` tables);
+    they come before the presets. A name that is neither, nor a VW argument string (one that
+    starts with ``--``), is refused, and so is a VW string VW rejects, before anything runs.
+
+    Raises:
+        ValueError: an unknown name, an ε outside [0, 1], or invalid VW arguments.
 
     >>> parse_policy("egreedy@0.05").exploration
     0.05
     >>> parse_policy("--cb_explore_adf --epsilon 0.1 -q ::").name
     '--cb_explore_adf --epsilon 0.1 -q ::'
+    >>> parse_policy("sqarecb")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown policy preset 'sqarecb'; known: default, personalizer, greedy, \
+egreedy, squarecb, regcbopt, bag, cover, uniform, baseline, oracle
     """
+    named = named or {}
     body, sep, eps = text.rpartition("@")
     if not sep:
         body = text
     body = body.strip()
-    spec = PRESETS.get(body) or PolicySpec(name=body, arguments=body)
+    spec = named.get(body) or PRESETS.get(body)
+    if spec is None:
+        if not body.startswith("--"):
+            known = ", ".join([*PRESETS, *(n for n in named if n not in PRESETS)])
+            raise ValueError(f"unknown policy preset {body!r}; known: {known}")
+        spec = PolicySpec(name=body, arguments=body)
+    check_policy(spec)
     if sep:
-        epsilon = float(eps)
+        try:
+            epsilon = float(eps)
+        except ValueError:
+            raise ValueError(f"exploration after '@' must be a number, got {eps!r}") from None
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"exploration must be within [0, 1], got {epsilon}")
         spec = replace(spec, name=f"{spec.name}@{eps.strip()}", exploration=epsilon)
     return spec
+
+
+def check_policy(spec: PolicySpec) -> None:
+    """Refuse a spec whose arguments cannot build a policy, as the policy configuration API
+    does (a VW workspace is built from them).
+
+    Raises:
+        ValueError: the arguments, named, with VW's or banditd's reason.
+    """
+    if spec.arguments.strip().lower() in FIXED:
+        return
+    try:
+        validate_arguments(spec.arguments)
+    except BanditError as exc:
+        raise ValueError(f"policy {spec.name!r}: {exc.message}") from None
 
 
 def policy_factory(spec: PolicySpec, rounds: dict[str, Round]) -> PolicyFactory:

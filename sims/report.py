@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,8 +110,19 @@ def regret_curve(runs: Sequence[RunResult]) -> tuple[FloatArray, FloatArray, Flo
     return np.arange(1, n + 1, dtype=np.float64), mean, np.asarray(half, dtype=np.float64)
 
 
+TABLE_NOTE = (
+    "mean reward: expected reward of the served actions per round, over the whole run and over "
+    "its 2nd half, mean over seeds; ± is the half-width of a 95% normal interval for that mean "
+    "across seeds (1.96 × standard deviation / √seeds; 0 with one seed). oracle: the best "
+    "action's expected reward per round; regret: cumulative regret against the oracle at the "
+    "last round, mean over seeds."
+)
+"""What the columns of :func:`text_table` mean, printed under it."""
+
+
 def text_table(summaries: Sequence[Summary]) -> str:
-    """A fixed-width table: one row per (scenario, policy)."""
+    """A fixed-width table: one row per (scenario, policy), and a note saying what the columns
+    and the ``±`` mean (:data:`TABLE_NOTE`)."""
     header = (
         f"{'scenario':<14}{'policy':<26}{'seeds':>6}{'mean reward':>18}"
         f"{'2nd half':>18}{'oracle':>9}{'regret':>10}"
@@ -123,6 +135,7 @@ def text_table(summaries: Sequence[Summary]) -> str:
             f"{s.second_half_reward:>10.3f} ± {s.second_half_ci:.3f}"
             f"{s.oracle_reward:>9.3f}{s.regret:>10.1f}"
         )
+    lines += ["-" * len(header), *textwrap.wrap(TABLE_NOTE, width=len(header))]
     return "\n".join(lines)
 
 

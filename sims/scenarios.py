@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from bandit.config import ServiceConfiguration
+from bandit.errors import BanditError
 from sims.delayed import DelayedEnvironment
 from sims.environment import Environment
 from sims.linear import LinearEnvironment
 from sims.many_actions import ManyActionsEnvironment
 from sims.nonlinear import NonLinearEnvironment
 from sims.nonstationary import DriftingEnvironment
-from sims.presets import PolicySpec, parse_policy
+from sims.presets import PolicySpec, check_policy, parse_policy
 from sims.supervised import DigitsEnvironment
 from sims.switching import SwitchingEnvironment
 
@@ -149,25 +150,63 @@ class Plan:
     seeds: int | None = None
 
 
+def check_scenario(scenario: Scenario) -> None:
+    """Refuse a scenario that cannot run: a world that cannot be built or cannot draw its
+    first round (an unknown family or parameter, a parameter out of range), or loop settings
+    the service refuses (a reward wait below 1 s, say). Builds it for seed 0.
+
+    Raises:
+        ValueError: naming the scenario and the reason.
+    """
+    try:
+        if scenario.rounds < 1:
+            raise ValueError(f"rounds must be ≥ 1, got {scenario.rounds}")
+        scenario.build(0).round(0)
+        scenario.config(ServiceConfiguration().exploration_percentage)
+    except BanditError as exc:
+        raise ValueError(f"scenario {scenario.name!r}: {exc.message}") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"scenario {scenario.name!r}: {exc}") from None
+
+
 def load_toml(path: Path) -> Plan:
-    """Read scenarios and policies from a TOML file.
+    """Read scenarios and policies from a TOML file, every one checked before it is returned.
 
     The file has ``[[scenario]]`` tables (keys of :class:`Scenario`, with ``[scenario.params]``
-    and optional ``base``), ``[[policy]]`` tables (``name``, ``arguments``, ``exploration``) or
-    a ``policies = ["egreedy@0.1", ...]`` list, and an optional ``seeds``.
+    and optional ``base``), ``[[policy]]`` tables (``name``, ``arguments`` or ``preset``,
+    ``exploration``) or a ``policies = ["egreedy@0.1", ...]`` list (presets, VW strings or
+    names of the file's ``[[policy]]`` tables), and an optional ``seeds``.
+
+    Raises:
+        ValueError: the file's name and what is wrong in it (an unknown preset, scenario key
+            or environment, VW arguments VW refuses).
+        OSError: the file cannot be read.
     """
     with path.open("rb") as f:
-        data = tomllib.load(f)
-    scenarios = tuple(scenario_from_dict(s) for s in data.get("scenario", []))
-    policies = [parse_policy(p) for p in data.get("policies", [])]
-    for table in data.get("policy", []):
-        spec = parse_policy(str(table.get("preset", table.get("arguments", table.get("name")))))
-        policies.append(
-            PolicySpec(
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    try:
+        scenarios = tuple(scenario_from_dict(s) for s in data.get("scenario", []))
+        for scenario in scenarios:
+            check_scenario(scenario)
+        tables: dict[str, PolicySpec] = {}
+        for table in data.get("policy", []):
+            if "arguments" in table and "preset" not in table:
+                spec = PolicySpec(name=str(table.get("name", table["arguments"])), arguments="")
+            else:
+                spec = parse_policy(str(table.get("preset", table.get("name"))))
+            spec = PolicySpec(
                 name=str(table.get("name", spec.name)),
                 arguments=str(table.get("arguments", spec.arguments)),
                 exploration=float(table.get("exploration", spec.exploration)),
             )
-        )
+            check_policy(spec)
+            tables[spec.name] = spec
+        listed = [parse_policy(str(p), tables) for p in data.get("policies", [])]
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    policies = [*listed, *(spec for spec in tables.values() if spec not in listed)]
     seeds = data.get("seeds")
     return Plan(scenarios=scenarios, policies=tuple(policies), seeds=int(seeds) if seeds else None)

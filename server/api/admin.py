@@ -69,7 +69,9 @@ async def get_configuration(request: web.Request) -> web.Response:
 
 
 async def put_configuration(request: web.Request) -> web.Response:
-    contract = decode(await request.read(), c.ServiceConfiguration, InvalidServiceConfiguration)
+    """Merge the body (the whole configuration, or part of it) onto the current one."""
+    body = await request.read()
+    contract = decode(body, c.ServiceConfigurationUpdate, InvalidServiceConfiguration)
     if contract.log_mirror_enabled:
         raise InvalidServiceConfiguration(
             "log mirroring is not supported; export logs with GET /v1/logs/export instead.",
@@ -81,8 +83,14 @@ async def put_configuration(request: web.Request) -> web.Response:
             "and apply its result instead.",
             target="isAutoOptimizationEnabled",
         )
+    if contract.is_inference_explainability_enabled:
+        raise InvalidServiceConfiguration(
+            "inference explainability is not supported; feature importances are computed "
+            "offline with PUT /featureImportances/{id} instead.",
+            target="isInferenceExplainabilityEnabled",
+        )
     service = request.app[SERVICE]
-    new = from_wire(msgspec.to_builtins(contract), base=service.config)
+    new = from_wire(msgspec.to_builtins(contract), base=service.config, require_all=False)
     service.config.check_change(new)  # the trainer checks again against what it holds
     await _commands(request).call("configure", to_wire(new))
     return json_response(await asyncio.to_thread(configuration_body, service))
@@ -211,9 +219,10 @@ OPERATIONS = declare(
         method="PUT",
         path="/configurations/service",
         handler=put_configuration,
-        summary="Update the service configuration; reward or exploration changes reset the "
-        "model and retrain it from the logs of the last modelRetrainDays.",
-        body=c.ServiceConfiguration,
+        summary="Update the service configuration (fields left out keep their values); reward "
+        "or exploration changes reset the model and retrain it from the logs of the last "
+        "modelRetrainDays.",
+        body=c.ServiceConfigurationUpdate,
         responses=(_OK_CONFIG, _BAD),
     ),
     Operation(

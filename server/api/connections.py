@@ -48,6 +48,7 @@ from bandit.errors import (
     RequestTimedOut,
     ServiceUnavailable,
 )
+from server.api.announcements import ACCESS_LOG, AccessLog, log_startup
 from server.api.edge import error_response
 from server.entry.settings import Settings
 
@@ -323,13 +324,21 @@ class StartupError(Exception):
 
 
 def serve(
-    app: web.Application, settings: Settings, *, announce: Any = print, reuse_port: bool = False
+    app: web.Application,
+    settings: Settings,
+    *,
+    announce: Any = print,
+    reuse_port: bool = False,
+    summary: bool = True,
 ) -> None:
     """Run ``app`` on ``settings.host``:``settings.port`` until SIGINT or SIGTERM.
 
     Like :func:`aiohttp.web.run_app` (whose shutdown sequence it follows), with
     :class:`GuardedRunner`'s connections. With ``reuse_port`` several processes bind the one
-    port (``SO_REUSEPORT``) and the kernel spreads connections over them.
+    port (``SO_REUSEPORT``) and the kernel spreads connections over them. Once listening it
+    logs :func:`~server.api.announcements.startup_summary` unless not ``summary`` (a
+    supervisor's other edges); with the ``access_log`` setting every request is logged to
+    :data:`~server.api.announcements.ACCESS_LOG`.
 
     Raises:
         StartupError: the application's start-up failed (the store could not be opened, …).
@@ -337,7 +346,7 @@ def serve(
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    main = loop.create_task(_serve(app, settings, announce, reuse_port))
+    main = loop.create_task(_serve(app, settings, announce, reuse_port, summary))
     try:
         loop.run_until_complete(main)
     except (web.GracefulExit, KeyboardInterrupt):
@@ -385,9 +394,17 @@ def ensure_descriptors(max_connections: int) -> int:
     return soft
 
 
-async def _serve(app: web.Application, settings: Settings, announce: Any, reuse_port: bool) -> None:
+async def _serve(
+    app: web.Application, settings: Settings, announce: Any, reuse_port: bool, summary: bool
+) -> None:
     ensure_descriptors(settings.max_connections)
-    runner = GuardedRunner(app, Limits.of(settings), handle_signals=True, access_log=None)
+    # Off, aiohttp gets no access logger at all: no per-request call, not even a level check.
+    access: dict[str, Any] = (
+        {"access_log": ACCESS_LOG, "access_log_class": AccessLog}
+        if settings.access_log
+        else {"access_log": None}
+    )
+    runner = GuardedRunner(app, Limits.of(settings), handle_signals=True, **access)
     try:
         await runner.setup()
     except Exception as exc:
@@ -403,6 +420,8 @@ async def _serve(app: web.Application, settings: Settings, announce: Any, reuse_
                 "holds that port or choose another with --port (or port in the config file)."
             ) from exc
         announce(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)")
+        if summary:
+            log_startup(app, site.name)
         while True:
             await asyncio.sleep(3600)
     finally:

@@ -52,17 +52,21 @@ class ApprenticeModeMetrics(ApprenticeCounts):
     improvement_upper_bound: float | None = None
 
 
+LearningMode = Literal["Online", "Apprentice", "LoggingOnly"]
+Exploration = Annotated[float, Meta(ge=0.0, le=1.0)]
+
+
 class ServiceConfiguration(Contract):
-    """The loop's settings. Required on PUT: the first six fields."""
+    """The loop's settings, as served."""
 
     reward_wait_time: Duration
     default_reward: float
     reward_aggregation: Name
-    exploration_percentage: Annotated[float, Meta(ge=0.0, le=1.0)]
+    exploration_percentage: Exploration
     model_export_frequency: Duration
     log_retention_days: Annotated[int, Meta(ge=-1)]
     model_retrain_days: Annotated[int, Meta(ge=0)] | None = None
-    learning_mode: Literal["Online", "Apprentice", "LoggingOnly"] | None = None
+    learning_mode: LearningMode | None = None
     last_configuration_edit_date: DateTime | None = None
     is_auto_optimization_enabled: bool | None = None
     auto_optimization_frequency: Duration | None = None
@@ -70,14 +74,46 @@ class ServiceConfiguration(Contract):
     log_mirror_enabled: bool | None = None
     log_mirror_sas_uri: str | None = None
     latest_apprentice_mode_metrics: ApprenticeModeMetrics | None = None
-    min_propensity: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
-    apprentice_exploration_percentage: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    min_propensity: Exploration | None = None
+    apprentice_exploration_percentage: Exploration | None = None
     apprentice_auto_graduate: bool | None = None
     apprentice_graduation_min_events: Annotated[int, Meta(ge=1)] | None = None
 
 
-class PolicyContract(Contract):
-    """Learning settings: a name and a VW ``--cb_explore_adf`` command line."""
+class ServiceConfigurationUpdate(Contract, forbid_unknown_fields=True):
+    """A change of the loop's settings: the fields of ServiceConfiguration, each optional.
+
+    Personalizer's clients send the whole configuration (it requires the first six fields on
+    PUT); banditd also takes a part of it, and every field left out (or null) keeps its current
+    value. The read-only fields a client sends back (lastConfigurationEditDate,
+    latestApprenticeModeMetrics) are ignored. A field that neither Personalizer nor banditd
+    defines is refused, so that a misspelt name is not silently dropped.
+    """
+
+    reward_wait_time: Duration | None = None
+    default_reward: float | None = None
+    reward_aggregation: Name | None = None
+    exploration_percentage: Exploration | None = None
+    model_export_frequency: Duration | None = None
+    log_retention_days: Annotated[int, Meta(ge=-1)] | None = None
+    model_retrain_days: Annotated[int, Meta(ge=0)] | None = None
+    learning_mode: LearningMode | None = None
+    last_configuration_edit_date: DateTime | None = None
+    is_auto_optimization_enabled: bool | None = None
+    auto_optimization_frequency: Duration | None = None
+    auto_optimization_start_date: DateTime | None = None
+    log_mirror_enabled: bool | None = None
+    log_mirror_sas_uri: str | None = None
+    is_inference_explainability_enabled: bool | None = None
+    latest_apprentice_mode_metrics: ApprenticeModeMetrics | None = None
+    min_propensity: Exploration | None = None
+    apprentice_exploration_percentage: Exploration | None = None
+    apprentice_auto_graduate: bool | None = None
+    apprentice_graduation_min_events: Annotated[int, Meta(ge=1)] | None = None
+
+
+class PolicyContract(Contract, forbid_unknown_fields=True):
+    """Learning settings: a name and a VW ``--cb_explore_adf`` command line (no other field)."""
 
     name: Name
     arguments: Arguments
@@ -108,6 +144,13 @@ class LogsProperties(Contract):
     """The range of logged (joined) events."""
 
     date_range: DateRange
+
+
+class LogsImported(Contract):
+    """The outcome of a log import: events stored, and events skipped as stored already."""
+
+    imported: int
+    skipped: int
 
 
 class EvaluationContract(Contract):

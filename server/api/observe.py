@@ -51,8 +51,12 @@ async def get_status(request: web.Request) -> web.Response:
         "banditd_guardrail_fallback_decisions_total"
     )
     body["guardrail"] = {**body["guardrail"], "fallbackDecisions": int(fallbacks or 0)}
-    # What this edge serves now (it follows the stored guardrail state within its period).
+    # What this edge serves now (it follows the stored guardrail state within its period), and
+    # the model version it serves: the same one `GET /v1/models` marks as serving, so the
+    # dashboard's header and table agree (the trainer's report may be a publication ahead).
     body["serving"] = "baseline" if service.fallback is not None else "policy"
+    body["modelVersion"] = service.serving.version
+    body["modelCreatedAt"] = iso_time(service.serving.created_at)
     return json_response(body)
 
 

@@ -168,7 +168,7 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
         },
     }
     if op.body is not None:
-        body["requestBody"] = {"required": True} | _content(op.body, JSON, refs)
+        body["requestBody"] = {"required": True} | _content(op.body, op.body_media, refs)
     body["security"] = [{"apim_key": []}, {"bearer": []}]
     return body
 

@@ -86,7 +86,12 @@ def parse_whole_number(text: str, what: str) -> int:
     return int(text)
 
 
-def _check_id(value: str, what: str) -> str:
+def check_id(value: str, what: str) -> str:
+    """``value``, an event or action id: 1 to :data:`MAX_ID_LENGTH` characters, no NUL.
+
+    Raises:
+        InvalidRankRequest: it is not (``target`` is ``what``).
+    """
     if not value:
         raise InvalidRankRequest(f"{what} must be a non-empty string.", target=what)
     if len(value) > MAX_ID_LENGTH:
@@ -100,7 +105,7 @@ def _bad_action_ids(ids: list[str]) -> NoReturn:
     # Out of parse_rank, so valid ids cost no loop and no message formatting.
     seen: set[str] = set()
     for index, action_id in enumerate(ids):
-        _check_id(action_id, f"actions[{index}].id")
+        check_id(action_id, f"actions[{index}].id")
         if action_id in seen:
             raise InvalidRankRequest(f"action id {action_id!r} is repeated.", target="actions")
         seen.add(action_id)
@@ -136,7 +141,7 @@ def parse_rank(raw: bytes, *, max_actions: int) -> RankRequest:
     excluded = tuple(dict.fromkeys(x for x in body.excludedActions or () if x in seen))
     if len(excluded) == len(actions):
         raise InvalidRankRequest("every action is excluded.", target="excludedActions")
-    event_id = _check_id(body.eventId, "eventId") if body.eventId is not None else None
+    event_id = check_id(body.eventId, "eventId") if body.eventId is not None else None
     max_exploration = body.maxExploration
     if max_exploration is not None and not 0.0 <= max_exploration <= 1.0:
         raise InvalidRankRequest("maxExploration must be within [0, 1].", target="maxExploration")

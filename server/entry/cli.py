@@ -1,7 +1,13 @@
 """The ``banditd`` command line.
 
-``serve`` is built in; other commands (``simulate``, ``evaluate``, …) are registered by their
-packages under the ``banditd.commands`` entry-point group, so the server does not import them.
+``serve``, ``train``, ``export``, ``import``, ``migrate`` and ``copy`` are built in; other
+commands (``simulate``, ``evaluate``, ``demo``, …) are registered by their packages under the
+``banditd.commands`` entry-point group and imported only when named, so ``banditd serve`` (and
+``banditd --help``) never imports them. The top-level help describes a known plugin from
+:data:`PLUGIN_SUMMARIES`, not from its parser, for the same reason.
+
+A plugin's entry point names its ``NAME_main(argv) -> int``; :func:`parse_command` finds its
+parser as ``NAME_parser()`` in the same module.
 """
 
 from __future__ import annotations
@@ -13,25 +19,53 @@ import logging
 import signal
 import sqlite3
 import sys
-from importlib.metadata import entry_points
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 
 from bandit.errors import ServiceUnavailable
 from server.api.connections import ListenError, StartupError, serve
 from server.entry.app import create_app, open_store, wait_until_ready
 from server.entry.failures import db_path_problem, startup_failure
-from server.entry.logs_cli import export_main, import_main
+from server.entry.logs_cli import export_main, export_parser, import_main, import_parser
 from server.entry.settings import Settings, SettingsError, load
-from server.entry.store_cli import copy_main, migrate_main
+from server.entry.store_cli import copy_main, copy_parser, migrate_main, migrate_parser
 from server.entry.supervisor import reserve_port, supervise
 from server.trainer.role import run_trainer
 
 ROLES = ("edge", "train", "all")
+WIDTH = 79
+"""Columns of the descriptions in ``--help`` (printed as they are, beside raw examples)."""
 READY_TIMEOUT = 60.0
 """Seconds an edge started alone waits for a trainer to create the loop in its store."""
 
 
-def _arguments(prog: str, description: str, *, serving: bool) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+SERVE_EXAMPLES = """\
+examples:
+  banditd serve
+  banditd serve --db loop.db --port 8081 --workers 2
+  banditd serve --config banditd.toml
+  banditd serve --role edge --store postgresql://banditd@db/banditd --host 0.0.0.0
+  BANDITD_ADMIN_KEY=secret banditd serve --host 0.0.0.0
+"""
+
+TRAIN_EXAMPLES = """\
+examples:
+  banditd train
+  banditd train --store postgresql://banditd@db/banditd --config banditd.toml
+"""
+
+
+def _arguments(
+    prog: str, description: str, examples: str, *, serving: bool
+) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=textwrap.fill(description, WIDTH),
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--db", help="SQLite file (default banditd.db)")
     parser.add_argument(
         "--store", help="store URL: sqlite:///PATH or postgresql://... (instead of --db)"
@@ -48,7 +82,33 @@ def _arguments(prog: str, description: str, *, serving: bool) -> argparse.Argume
         )
         parser.add_argument("--workers", type=int, help="edge processes on the port (default 1)")
         parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+        # Given by the supervisor to all its edges but one: one summary line per `banditd serve`.
+        parser.add_argument("--no-summary", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    """Arguments of ``banditd serve``."""
+    return _arguments(
+        "banditd serve",
+        "Run the service: the Personalizer-compatible API, the dashboard and the learner. "
+        "By default a supervisor runs one trainer and --workers edge processes on one store; "
+        "--role runs one role in this process. Settings come from --config, BANDITD_* "
+        "variables and these flags (flags win).",
+        SERVE_EXAMPLES,
+        serving=True,
+    )
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """Arguments of ``banditd train``."""
+    return _arguments(
+        "banditd train",
+        "Run a trainer: a standby until it holds the store's trainer lease, then the one "
+        "process that joins, learns, publishes, watches and runs jobs.",
+        TRAIN_EXAMPLES,
+        serving=False,
+    )
 
 
 def _settings(args: argparse.Namespace, overrides: dict[str, object]) -> Settings | int:
@@ -92,7 +152,7 @@ def _log_setup() -> None:
 
 
 def _serve(argv: list[str]) -> int:
-    args = _arguments("banditd serve", "Run the service.", serving=True).parse_args(argv)
+    args = serve_parser().parse_args(argv)
     overrides = {"host": args.host, "port": args.port, "workers": args.workers}
     settings = _settings(args, overrides)
     if isinstance(settings, int):
@@ -126,6 +186,7 @@ def _serve(argv: list[str]) -> int:
             settings,
             announce=lambda msg: print(msg, flush=True),
             reuse_port=args.reuse_port,
+            summary=not args.no_summary,
         )
     except (ListenError, SettingsError) as exc:
         # SettingsError: settings stored or checked only when the app is built.
@@ -138,13 +199,7 @@ def _serve(argv: list[str]) -> int:
 
 
 def _train(argv: list[str]) -> int:
-    parser = _arguments(
-        "banditd train",
-        "Run a trainer: a standby until it holds the store's trainer lease, then the one "
-        "process that joins, learns, publishes, watches and runs jobs.",
-        serving=False,
-    )
-    settings = _settings(parser.parse_args(argv), {})
+    settings = _settings(train_parser().parse_args(argv), {})
     if isinstance(settings, int):
         return settings
     _log_setup()
@@ -179,25 +234,160 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    """A built-in command: its one-line summary, its parser and what runs it."""
+
+    summary: str
+    parser: Callable[[], argparse.ArgumentParser]
+    main: Callable[[list[str]], int]
+
+
+BUILTIN: dict[str, Command] = {
+    "serve": Command(
+        summary="run the service (API, dashboard, learner) on a store",
+        parser=serve_parser,
+        main=_serve,
+    ),
+    "train": Command(
+        summary="run a trainer alone (a standby while another holds the lease)",
+        parser=train_parser,
+        main=_train,
+    ),
+    "export": Command(
+        summary="write a store's joined events as DSJSON", parser=export_parser, main=export_main
+    ),
+    "import": Command(
+        summary="read DSJSON logs into a store (warm start, replay)",
+        parser=import_parser,
+        main=import_main,
+    ),
+    "migrate": Command(
+        summary="bring a store's schema to this version", parser=migrate_parser, main=migrate_main
+    ),
+    "copy": Command(
+        summary="move a stopped loop into an empty store", parser=copy_parser, main=copy_main
+    ),
+}
+
+PLUGIN_SUMMARIES = {
+    "simulate": "compare policies on simulated worlds, in process or against a live server",
+    "evaluate": "estimate a policy's reward on DSJSON logs (counterfactual evaluation)",
+    "demo": "watch a loop learn: a short-window server driven by a simulated world",
+}
+"""One-line summaries of the plugin commands banditd's own packages register, shown by
+``banditd --help`` without importing them; another package's command is listed by name."""
+
+
+def _plugins() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group="banditd.commands")}
+
+
+def _top_parser(plugins: dict[str, EntryPoint]) -> argparse.ArgumentParser:
+    names = sorted(BUILTIN.keys() | plugins.keys())
+    width = max(len(n) for n in names) + 2
+    lines = []
+    for name in names:
+        summary = (
+            BUILTIN[name].summary
+            if name in BUILTIN
+            else PLUGIN_SUMMARIES.get(name, f"(from {plugins[name].value})")
+        )
+        lines.append(f"  {name:<{width}}{summary}")
+    epilog = (
+        "commands:\n" + "\n".join(lines) + "\n\n"
+        "Run 'banditd COMMAND --help' for a command's options and examples.\n\n"
+        "examples:\n"
+        "  banditd serve --db banditd.db --port 8080\n"
+        "  banditd simulate linear --policy egreedy --policy squarecb --rounds 500\n"
+        "  banditd export --db banditd.db --out logs.dsjson\n"
+    )
+    parser = argparse.ArgumentParser(
+        prog="banditd",
+        usage="banditd [-h] COMMAND [ARGS ...]",
+        description=textwrap.fill(
+            "A self-hosted contextual-bandit decision service that speaks the Azure "
+            "Personalizer REST API.",
+            WIDTH,
+        ),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", metavar="COMMAND", choices=names, help=argparse.SUPPRESS)
+    return parser
+
+
+def _split(argv: list[str], plugins: dict[str, EntryPoint]) -> tuple[str, list[str]]:
+    """The command and its arguments; ``-h`` and usage errors exit as argparse does (0 after
+    printing the help on stdout, 2 with the usage and the error on stderr)."""
+    parser = _top_parser(plugins)
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        parser.error(f"{argv[0]} comes before COMMAND; give options after it")
+    parser.parse_args(argv[:1])
+    return argv[0], argv[1:]
+
+
+def _plugin_parser(name: str, entry: EntryPoint) -> argparse.ArgumentParser:
+    command = entry.load()
+    module = sys.modules[command.__module__]
+    builder = getattr(module, f"{entry.attr.removesuffix('_main')}_parser", None)
+    if builder is None:
+        raise LookupError(f"command {name!r} ({entry.value}) offers no parser to check with")
+    parser: argparse.ArgumentParser = builder()
+    return parser
+
+
+def parse_command(argv: list[str]) -> tuple[str, argparse.Namespace]:
+    """Parse a full ``banditd`` command line (without ``banditd``) without running it.
+
+    Plugins named are imported (others are not). Usage errors raise ``SystemExit(2)`` as
+    argparse does, after printing the usage and the error on stderr; ``--help`` prints the
+    help on stdout and raises ``SystemExit(0)``.
+
+    Raises:
+        LookupError: a plugin command whose module has no ``NAME_parser()``.
+
+    >>> name, args = parse_command(["serve", "--port", "8081"])
+    >>> name, args.port
+    ('serve', 8081)
+    """
+    plugins = _plugins()
+    name, rest = _split(argv, plugins)
+    return name, _parser_of(name, plugins).parse_args(rest)
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of command ``name`` (a plugin's module is imported).
+
+    Raises:
+        KeyError: no such command.
+        LookupError: a plugin command whose module has no ``NAME_parser()``.
+    """
+    return _parser_of(name, _plugins())
+
+
+def command_names() -> list[str]:
+    """Every command: the built-in ones and the plugins installed, sorted."""
+    return sorted(BUILTIN.keys() | _plugins().keys())
+
+
+def _parser_of(name: str, plugins: dict[str, EntryPoint]) -> argparse.ArgumentParser:
+    if name in BUILTIN:
+        return BUILTIN[name].parser()
+    return _plugin_parser(name, plugins[name])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch ``banditd COMMAND ...``."""
+    """Dispatch ``banditd COMMAND ...``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    builtin = {
-        "serve": _serve,
-        "train": _train,
-        "export": export_main,
-        "import": import_main,
-        "migrate": migrate_main,
-        "copy": copy_main,
-    }
     # Plugins are loaded only when named, so a broken optional package cannot stop `serve`.
-    plugins = {ep.name: ep for ep in entry_points(group="banditd.commands")}
-    names = sorted(builtin.keys() | plugins.keys())
-    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in names:
-        print(f"usage: banditd COMMAND [ARGS]\ncommands: {', '.join(names)}", file=sys.stderr)
-        return 0 if argv and argv[0] in {"-h", "--help"} else 2
-    command = builtin.get(argv[0]) or plugins[argv[0]].load()
-    result: int = command(argv[1:])
+    plugins = _plugins()
+    try:
+        name, rest = _split(argv, plugins)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    command = BUILTIN[name].main if name in BUILTIN else plugins[name].load()
+    result: int = command(rest)
     return result
 
 

@@ -42,9 +42,17 @@ from server.trainer.watch_settings import (
 
 DEFAULT_PORT = 8080
 
-Seconds = Annotated[float, Meta(gt=0, le=86400)]
+
+def _about(description: str, *, unit: str = "", kind: str = "") -> Meta:
+    """A setting's description, and the unit of its number (``"seconds"``) or the kind of its
+    text (``"path"``), for ``docs/settings.md`` (:mod:`server.entry.settings_reference`)."""
+    extra = {"unit": unit} if unit else {"kind": kind} if kind else None
+    return Meta(description=description, extra=extra)
+
+
+Seconds = Annotated[float, Meta(gt=0, le=86400, extra={"unit": "seconds"})]
 """A duration in seconds, within (0, 86400]."""
-Key = Annotated[str, Meta(pattern=r"^\S+$")]
+Key = Annotated[str, Meta(pattern=r"^\S+$", extra={"kind": "key"})]
 """An API key: one or more characters, none of them white space."""
 Keys = Annotated[tuple[Key, ...], Meta(max_length=2)]
 """The keys valid at once for one role: at most two, so a key can be rotated without downtime."""
@@ -60,101 +68,231 @@ class SettingsError(ValueError):
 class Settings:
     """How one banditd process runs.
 
-    Each attribute's type bounds it (``docs/settings.md`` lists them with their environment
-    variables); :meth:`check` enforces the bounds and the rules across settings.
-
-    Attributes:
-        db: path of the SQLite file, when ``store`` is empty.
-        store: the store's URL (:mod:`server.entry.store_url`: ``sqlite:///PATH`` or a
-            ``postgresql://`` URL); empty for the SQLite file ``db``.
-        host: address to bind; a non-loopback one requires an API key.
-        port: TCP port (0: any free port).
-        client_keys: keys accepted for rank, reward and activate (up to two, for rotation).
-        admin_keys: keys accepted for everything (configuration, models, logs).
-        max_actions: most actions one rank request may offer (1..1000).
-        max_body_bytes: largest request body accepted.
-        learn_interval: seconds the learner sleeps when it has nothing to do.
-        learn_batch: joined events the learner takes at a time.
-        checkpoint_interval: seconds between learner checkpoints (model + cursor; 0: after
-            every batch); a crash redoes at most this much learning, never more or less than
-            once per event.
-        learn_share_under_load: while requests arrive at ``busy_requests_per_second`` or more,
-            the learner and the watcher together work at most this share of the time (they
-            share the interpreter with ranking); idle, they run at full speed. In [0.01, 1].
-        busy_requests_per_second: the request rate above which the learner yields.
-        keep_models: published model versions kept for rollback.
-        synchronous: SQLite ``synchronous`` pragma: FULL (durable on power loss), NORMAL or
-            EXTRA, in any case.
-        model_signing_key: HMAC key that signs exported models and verifies imported ones;
-            when empty a random key is generated once and kept in the store.
-        retention_interval: seconds between runs of the log-retention job.
-        max_model_bytes: largest model file accepted by a model import.
-        header_timeout: seconds a client may take from the first byte of a request to the end
-            of its headers; past it the server answers 408 and closes the connection.
-        body_timeout: seconds a client may take to send a request's whole body once its
-            headers are in, plus one second per ``body_min_rate`` bytes received; past it the
-            request gets 408 and the connection is closed.
-        body_min_rate: bytes per second a large body must keep up to extend its time.
-        idle_timeout: seconds an open connection may sit between requests (or before its
-            first) before the server closes it (HTTP keep-alive).
-        max_connections: most connections served at once; one more is answered 503 and
-            closed at once, so slow or idle clients cannot starve the process of descriptors.
-        lock_timeout: seconds a write waits for the database's write lock (held by another
-            process, say) before the request answers 503 with ``Retry-After``; in [0, 60].
-        retrain_events_per_second: most logged events a background retrain replays per
-            second (0: as fast as it can), so a retrain leaves the machine to ranking.
-        refresh_interval: seconds between an edge's looks at the store for a new model,
-            configuration, policy or guardrail state (the period within which every edge
-            serves what the trainer published or another edge changed).
-        report_interval: seconds between the trainer's reports (status, metrics, learner
-            figures) that edges serve.
-        command_poll: seconds between the trainer's looks for admin changes to carry out.
-        command_timeout: seconds an edge waits for the trainer to take (and again to finish)
-            an admin change before answering 503.
-        lease_ttl: seconds a trainer's lease lasts unrenewed (it renews every third); a
-            standby takes over this long after the trainer died.
-        workers: edge processes ``banditd serve`` runs on the one port (``--workers``).
-        trainer_nice: how much the trainer process lowers its scheduling priority (``nice``)
-            when it starts: on a machine it shares with edges it then learns with the CPU they
-            leave, and catches up when they idle.
-        watch: the loop watcher's settings (the ``[watch]`` table, by file name; see
-            :mod:`server.trainer.watch_settings`), typed and range-checked by :func:`load`.
-        extra: not a setting; never read from a file, a flag or the environment.
+    Each setting is written once, here: its type and range in its annotation, its unit (where
+    it has one) and description in a :class:`msgspec.Meta`. :meth:`check` enforces the
+    bounds and the rules across settings; ``python -m server.entry.settings_reference``
+    writes ``docs/settings.md`` from these annotations, and a test fails when the two differ
+    or a setting has no description. ``extra`` is not a setting: code may set it, but a file,
+    a flag or the environment never does.
     """
 
-    db: Annotated[str, Meta(min_length=1)] = "banditd.db"
-    store: str = ""
-    host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
-    port: Annotated[int, Meta(ge=0, le=65535)] = DEFAULT_PORT
-    client_keys: Keys = ()
-    admin_keys: Keys = ()
-    max_actions: Annotated[int, Meta(ge=1, le=1000)] = 50
-    max_body_bytes: Count = 1 << 20
-    learn_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.2
-    learn_batch: Annotated[int, Meta(ge=1, le=1_000_000)] = 128
-    checkpoint_interval: Annotated[float, Meta(ge=0, le=86400)] = 1.0
-    learn_share_under_load: Annotated[float, Meta(ge=0.01, le=1)] = 0.15
-    busy_requests_per_second: Annotated[float, Meta(ge=0, le=1e9)] = 200.0
-    keep_models: Count = 20
-    synchronous: Annotated[str, Meta(pattern=r"(?i)^(FULL|NORMAL|EXTRA)$")] = "FULL"
-    model_signing_key: str = ""
-    retention_interval: Annotated[float, Meta(gt=0, le=366 * 86400)] = 3600.0
-    max_model_bytes: Count = 256 << 20
-    header_timeout: Seconds = 10.0
-    body_timeout: Seconds = 30.0
-    body_min_rate: Count = 64 << 10
-    idle_timeout: Seconds = 75.0
-    max_connections: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
-    lock_timeout: Annotated[float, Meta(ge=0, le=60)] = 1.0
-    retrain_events_per_second: Annotated[float, Meta(ge=0)] = 0.0
-    refresh_interval: Annotated[float, Meta(gt=0, le=60)] = 0.5
-    report_interval: Annotated[float, Meta(gt=0, le=60)] = 0.5
-    command_poll: Annotated[float, Meta(gt=0, le=60)] = 0.1
-    command_timeout: Seconds = 30.0
-    lease_ttl: Annotated[float, Meta(ge=1, le=3600)] = 5.0
-    workers: Annotated[int, Meta(ge=1, le=64)] = 1
-    trainer_nice: Annotated[int, Meta(ge=0, le=19)] = 10
-    watch: dict[str, Any] = field(default_factory=dict)
+    db: Annotated[
+        str, Meta(min_length=1), _about("the SQLite file, when `store` is empty", kind="path")
+    ] = "banditd.db"
+    store: Annotated[
+        str,
+        _about(
+            "the store: `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, or a "
+            "PostgreSQL URL `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also "
+            "`postgres://`; needs `pip install 'banditd[postgres]'`); empty for the SQLite "
+            "file `db`",
+            kind="store URL",
+        ),
+    ] = ""
+    host: Annotated[
+        str,
+        Meta(min_length=1),
+        _about("address to bind; a non-loopback one requires an API key", kind="address"),
+    ] = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535), _about("TCP port (0: any free port)")] = DEFAULT_PORT
+    client_keys: Annotated[
+        Keys, _about("keys accepted for rank, reward and activate (two during a rotation)")
+    ] = ()
+    admin_keys: Annotated[
+        Keys, _about("keys accepted for everything (configuration, models, logs)")
+    ] = ()
+    max_actions: Annotated[
+        int, Meta(ge=1, le=1000), _about("most actions one rank request may offer")
+    ] = 50
+    max_body_bytes: Annotated[Count, _about("largest request body accepted", unit="bytes")] = (
+        1 << 20
+    )
+    learn_interval: Annotated[
+        float,
+        Meta(gt=0, le=3600),
+        _about("how long the learner sleeps when it has nothing to do", unit="seconds"),
+    ] = 0.2
+    learn_batch: Annotated[
+        int, Meta(ge=1, le=1_000_000), _about("joined events the learner takes at a time")
+    ] = 128
+    checkpoint_interval: Annotated[
+        float,
+        Meta(ge=0, le=86400),
+        _about(
+            "time between learner checkpoints (model and cursor; 0: after every batch); a "
+            "crash redoes at most this much learning, never more or less than once per event",
+            unit="seconds",
+        ),
+    ] = 1.0
+    learn_share_under_load: Annotated[
+        float,
+        Meta(ge=0.01, le=1),
+        _about(
+            "with both roles in one process (`--role all`): while requests arrive at "
+            "`busy_requests_per_second` or more, the share of the time the learner and the "
+            "watcher together take (they share the interpreter with ranking); idle, they run "
+            "at full speed. A trainer process of its own yields through `trainer_nice` instead"
+        ),
+    ] = 0.15
+    busy_requests_per_second: Annotated[
+        float,
+        Meta(ge=0, le=1e9),
+        _about(
+            "with both roles in one process: the request rate above which the learner yields",
+            unit="requests per second",
+        ),
+    ] = 200.0
+    keep_models: Annotated[Count, _about("published model versions kept for rollback")] = 20
+    synchronous: Annotated[
+        str,
+        Meta(pattern=r"(?i)^(FULL|NORMAL|EXTRA)$"),
+        _about("SQLite's `synchronous` pragma; `FULL` is durable on power loss"),
+    ] = "FULL"
+    model_signing_key: Annotated[
+        str,
+        _about(
+            "HMAC key that signs exported models and verifies imported ones; when empty, a "
+            "random key is generated once and kept in the store",
+            kind="text",
+        ),
+    ] = ""
+    retention_interval: Annotated[
+        float,
+        Meta(gt=0, le=366 * 86400),
+        _about("time between runs of the log-retention job", unit="seconds"),
+    ] = 3600.0
+    max_model_bytes: Annotated[
+        Count, _about("largest model file a model import accepts", unit="bytes")
+    ] = 256 << 20
+    import_max_bytes: Annotated[
+        Count,
+        _about(
+            "largest body `POST /v1/logs/import` accepts, else 413 (DSJSON lines spooled to a "
+            "temporary file, so this bounds disk, not memory)",
+            unit="bytes",
+        ),
+    ] = 1 << 30
+    header_timeout: Annotated[
+        Seconds,
+        _about(
+            "how long a client may take from the first byte of a request to the end of its "
+            "headers; past it the server answers 408 and closes the connection"
+        ),
+    ] = 10.0
+    body_timeout: Annotated[
+        Seconds,
+        _about(
+            "how long a client may take to send a request's whole body once its headers are "
+            "in, plus one second per `body_min_rate` bytes received; past it the request gets "
+            "408 and the connection is closed"
+        ),
+    ] = 30.0
+    body_min_rate: Annotated[
+        Count,
+        _about("the pace a large body must keep up to extend its time", unit="bytes per second"),
+    ] = 64 << 10
+    idle_timeout: Annotated[
+        Seconds,
+        _about(
+            "how long an open connection may sit between requests (or before its first) "
+            "before the server closes it (HTTP keep-alive)"
+        ),
+    ] = 75.0
+    max_connections: Annotated[
+        int,
+        Meta(ge=1, le=1_000_000),
+        _about(
+            "most connections served at once; one more is answered 503 and closed at once, so "
+            "slow or idle clients cannot starve the process of descriptors"
+        ),
+    ] = 1024
+    lock_timeout: Annotated[
+        float,
+        Meta(ge=0, le=60),
+        _about(
+            "how long a write waits for the database's write lock (held by another process, "
+            "say) before the request answers 503 with `Retry-After`",
+            unit="seconds",
+        ),
+    ] = 1.0
+    retrain_events_per_second: Annotated[
+        float,
+        Meta(ge=0),
+        _about(
+            "most logged events a background retrain replays per second (0: as fast as it "
+            "can), so a retrain leaves the machine to ranking",
+            unit="events per second",
+        ),
+    ] = 0.0
+    refresh_interval: Annotated[
+        float,
+        Meta(gt=0, le=60),
+        _about(
+            "how often an edge looks in the store for a new model, configuration, policy or "
+            "guardrail state: every edge serves what the trainer published or another edge "
+            "changed within this period",
+            unit="seconds",
+        ),
+    ] = 0.5
+    report_interval: Annotated[
+        float,
+        Meta(gt=0, le=60),
+        _about(
+            "how often the trainer stores its report (loop status, learner figures, its "
+            "metrics) that edges serve",
+            unit="seconds",
+        ),
+    ] = 0.5
+    command_poll: Annotated[
+        float,
+        Meta(gt=0, le=60),
+        _about("how often the trainer looks for admin changes queued by edges", unit="seconds"),
+    ] = 0.1
+    command_timeout: Annotated[
+        Seconds,
+        _about(
+            "how long an edge waits for the trainer to take, and again to finish, an admin "
+            "change before answering 503"
+        ),
+    ] = 30.0
+    lease_ttl: Annotated[
+        float,
+        Meta(ge=1, le=3600),
+        _about(
+            "how long the trainer's lease lasts unrenewed (it renews every third of that); a "
+            "standby trainer takes over this long after the trainer died",
+            unit="seconds",
+        ),
+    ] = 5.0
+    workers: Annotated[
+        int,
+        Meta(ge=1, le=64),
+        _about("edge processes `banditd serve` runs on the one port (also `--workers`)"),
+    ] = 1
+    trainer_nice: Annotated[
+        int,
+        Meta(ge=0, le=19),
+        _about(
+            "how much the trainer process (`banditd train`, or the one `banditd serve` "
+            "starts) lowers its scheduling priority (`nice`) when it starts: beside edges on "
+            "the same cores it learns with the CPU they leave, and at full speed when they idle"
+        ),
+    ] = 10
+    access_log: Annotated[
+        bool,
+        _about(
+            "log one line per request to standard error (the `banditd.access` logger): method, "
+            "path, status, bytes sent (headers included) and duration in milliseconds; off, no "
+            "request is logged and none pays for it"
+        ),
+    ] = False
+    watch: Annotated[
+        dict[str, Any],
+        _about(
+            "the loop watcher's settings: the `[watch]` table, typed and range-checked by "
+            ":func:`load` (:mod:`server.trainer.watch_settings`)"
+        ),
+    ] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -208,8 +346,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-# The settings a file, the environment or a flag may set (``extra`` is for code only).
-_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Settings) if f.name != "extra")
+NAMES: tuple[str, ...] = tuple(f.name for f in fields(Settings) if f.name != "extra")
+"""The settings a file, the environment or a flag may set, in the order the docs list them
+(``extra`` is for code only)."""
 # Settings holding several values; given as one text, they are comma-separated.
 _LISTS = frozenset(n for n, kind in get_type_hints(Settings).items() if get_origin(kind) is tuple)
 # Names kept from before every setting had a variable, for the two key lists.
@@ -261,7 +400,7 @@ def _watch(values: object, *, strict: bool, source: Callable[[str], str]) -> dic
 
 def _decode(layer: _Layer) -> Settings:
     """The layer's settings over the defaults, each checked against its type and range."""
-    unknown = sorted(set(layer.values) - set(_NAMES))
+    unknown = sorted(set(layer.values) - set(NAMES))
     if unknown:
         many = "s" if len(unknown) > 1 else ""
         raise _error(", ".join(unknown), f"unknown setting{many}", layer.source(unknown[0]))
@@ -281,7 +420,7 @@ def _decode(layer: _Layer) -> Settings:
 def _environment(env: Mapping[str, str]) -> dict[str, Any]:
     """The settings set in ``env``, as strings; empty ones are unset."""
     values: dict[str, Any] = {}
-    for name in _NAMES:
+    for name in NAMES:
         raw = env.get(env_name(name), "")
         if raw and name != "watch":
             values[name] = raw

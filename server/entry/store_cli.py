@@ -14,6 +14,7 @@ import argparse
 import json
 import sqlite3
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -47,15 +48,30 @@ class CommandRefused(Exception):
         self.status = status
 
 
-def migrate_main(argv: list[str]) -> int:
-    """``banditd migrate --store URL [--json]``."""
+def migrate_parser() -> argparse.ArgumentParser:
+    """Arguments of ``banditd migrate``."""
     parser = argparse.ArgumentParser(
         prog="banditd migrate",
-        description="Bring a store's schema to this banditd's version.",
+        description=textwrap.fill(
+            "Bring a store's schema to this banditd's version (PostgreSQL is changed "
+            "only by this command; SQLite also whenever a file is opened).",
+            79,
+        ),
+        epilog="""\
+examples:
+  banditd migrate --store postgresql://banditd@db/banditd
+  banditd migrate --store sqlite:///banditd.db --json
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--store", required=True, help="sqlite:///PATH or postgresql://...")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def migrate_main(argv: list[str]) -> int:
+    """``banditd migrate --store URL [--json]``."""
+    args = migrate_parser().parse_args(argv)
     try:
         location = _parse(args.store)
         before, after = _migrate(location)
@@ -72,17 +88,31 @@ def migrate_main(argv: list[str]) -> int:
     return 0
 
 
-def copy_main(argv: list[str]) -> int:
-    """``banditd copy --from URL --to URL [--json]``."""
+def copy_parser() -> argparse.ArgumentParser:
+    """Arguments of ``banditd copy``."""
     parser = argparse.ArgumentParser(
         prog="banditd copy",
-        description="Copy a loop (events, models, checkpoint, settings) into an empty store; "
-        "stop banditd on the source first.",
+        description=textwrap.fill(
+            "Copy a loop (events, models, checkpoint, settings) into an empty store; "
+            "stop banditd on the source first.",
+            79,
+        ),
+        epilog="""\
+examples:
+  banditd copy --from sqlite:///banditd.db --to postgresql://banditd@db/banditd
+  banditd copy --from sqlite:///old.db --to sqlite:///new.db --json
+""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--from", dest="source", required=True, help="store URL to copy from")
     parser.add_argument("--to", dest="target", required=True, help="empty store URL to copy to")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def copy_main(argv: list[str]) -> int:
+    """``banditd copy --from URL --to URL [--json]``."""
+    args = copy_parser().parse_args(argv)
     try:
         source_url, target_url = _parse(args.source), _parse(args.target)
         if _same(source_url, target_url):

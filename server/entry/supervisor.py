@@ -10,7 +10,9 @@ start stops the whole, with its status, since no restart mends that. On SIGTERM 
 stops the edges first (each drains its requests and flushes its writer), then the trainer
 (which checkpoints and releases its lease), each within ``STOP_TIMEOUT`` seconds, after which
 what is left is killed. On Linux a child also dies when the supervisor dies, however it dies,
-so a killed supervisor leaves no process behind.
+so a killed supervisor leaves no process behind. The start-up summary
+(:func:`server.api.announcements.startup_summary`) is logged once: by the first edge, on its
+first start.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+NO_SUMMARY = "--no-summary"
+"""The flag that keeps an edge from logging the start-up summary: ``banditd serve`` logs it
+once, from the first edge's first start."""
+
+
 @dataclass
 class Child:
     """One supervised process and its restart state."""
@@ -62,9 +69,13 @@ class Child:
     backoff: float = FIRST_BACKOFF
     restart_at: float | None = None
     starts: int = field(default=0)
+    first_argv: list[str] | None = None
+    """The arguments of the first start, when they differ from a restart's (the edge that
+    logs the summary)."""
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, preexec_fn=_die_with_parent)
+        argv = self.first_argv if self.starts == 0 and self.first_argv is not None else self.argv
+        self.proc = subprocess.Popen(argv, preexec_fn=_die_with_parent)
         self.started_at = time.monotonic()
         self.restart_at = None
         self.starts += 1
@@ -101,7 +112,10 @@ def children(common: list[str], *, host: str, port: int, workers: int) -> list[C
     edge = [*base, "serve", "--role", "edge", *common, "--host", host, "--port", str(port)]
     if workers > 1:
         edge.append("--reuse-port")
-    out += [Child(f"edge {i + 1}", list(edge)) for i in range(workers)]
+    out += [
+        Child(f"edge {i + 1}", [*edge, NO_SUMMARY], first_argv=None if i else edge)
+        for i in range(workers)
+    ]
     return out
 
 

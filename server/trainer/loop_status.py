@@ -10,14 +10,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bandit.config import format_duration
 from bandit.drift import DriftAlarm
 from bandit.dsjson import iso_time
 from bandit.estimators import Estimate
 from bandit.events import StoreCounts
 from bandit.guardrail import Transition
+from bandit.join import JOIN_GRACE
 from bandit.watch import WatchSnapshot
 from server.trainer.observer import LoopObserver
-from server.trainer.watcher import Point, Report
+from server.trainer.timeline import Sample, Timeline
+from server.trainer.watcher import Report
 
 METHOD = (
     "SNIPS over a rolling window of joined events, with the normal-mixture confidence sequence "
@@ -79,29 +82,47 @@ def alarm_body(a: DriftAlarm) -> dict[str, Any]:
         "detectedAfter": a.detected_after,
         "meanBefore": _num(a.mean_before),
         "meanAfter": _num(a.mean_after),
+        "explainedBy": a.explained_by,
+        "counterfactual": _num(a.counterfactual),
     }
 
 
-def history_body(points: tuple[Point, ...]) -> dict[str, list[Any]]:
-    """Chart series, one list per column (times in seconds since the epoch)."""
+def history_body(samples: list[Sample]) -> dict[str, list[Any]]:
+    """Chart series, one list per column (times in seconds since the epoch), oldest first.
+
+    ``ranksPerSecond`` and ``rewardsPerSecond`` are the store totals' rates since the sample
+    before (null for the first); every other column is as of its sample."""
     cols: dict[str, list[Any]] = {
         k: []
         for k in (
-            "at", "seen", "modelVersion", "tripped", "events", "rewardMean", "explorationRatio",
+            "at", "modelVersion", "tripped", "events", "rewardMean", "explorationRatio",
             "policy", "policyLower", "policyUpper", "baseline", "baselineLower", "baselineUpper",
             "uniform", "improvement", "improvementLower", "improvementUpper",
+            "decisions", "rewards", "ranksPerSecond", "rewardsPerSecond", "lagEvents",
+            "lagSeconds",
         )
     }  # fmt: skip
-    for p in points:
+    previous: Sample | None = None
+    for p in samples:
         s = p.snapshot
+        dt = p.at - previous.at if previous is not None else 0.0
         row: dict[str, Any] = {
             "at": round(p.at, 3),
-            "seen": p.seen,
             "modelVersion": p.model_version,
             "tripped": p.tripped,
             "events": s.n,
             "rewardMean": _num(s.reward_mean),
             "explorationRatio": _num(s.exploration_ratio),
+            "decisions": p.decisions,
+            "rewards": p.rewards,
+            "ranksPerSecond": (
+                max(p.decisions - previous.decisions, 0) / dt if previous and dt > 0 else None
+            ),
+            "rewardsPerSecond": (
+                max(p.rewards - previous.rewards, 0) / dt if previous and dt > 0 else None
+            ),
+            "lagEvents": p.lag_events,
+            "lagSeconds": round(p.lag_seconds, 3),
         }
         for name, e in (
             ("policy", s.policy),
@@ -116,18 +137,37 @@ def history_body(points: tuple[Point, ...]) -> dict[str, list[Any]]:
         row["uniform"] = _num(s.uniform.estimate)
         for key, value in row.items():
             cols[key].append(value)
+        previous = p
     return cols
 
 
-def status_body(observer: LoopObserver, counts: StoreCounts, now: float) -> dict[str, Any]:
+def status_body(
+    observer: LoopObserver, counts: StoreCounts, now: float, timeline: Timeline
+) -> dict[str, Any]:
     """The whole ``/v1/loop/status`` document as the trainer sees it at ``now`` (``counts``
-    read from the store just before). Edges serve it from the trainer's report and add their own
-    ``guardrail.fallbackDecisions`` (each edge counts the decisions it served by the baseline)
-    and ``serving`` (what the edge serves now)."""
+    read from the store just before), after adding this moment to ``timeline`` (the charts'
+    history). Edges serve it from the trainer's report and add their own
+    ``guardrail.fallbackDecisions`` (each edge counts the decisions it served by the baseline),
+    ``serving`` (what the edge serves now) and ``modelVersion`` (the version the edge serves)."""
     service = observer.service
     report: Report = observer.report
     settings = observer.settings
-    oldest = counts.oldest_pending_close_at
+    oldest, next_close = counts.oldest_pending_close_at, counts.next_close_at
+    lag_events = counts.pending_join + max(counts.joined - service.learner.cursor, 0)
+    lag_seconds = max(now - oldest, 0.0) if oldest is not None else 0.0
+    timeline.add(
+        Sample(
+            at=now,
+            decisions=counts.decisions,
+            rewards=counts.rewards,
+            lag_events=lag_events,
+            lag_seconds=lag_seconds,
+            model_version=service.serving.version,
+            tripped=observer.watcher.guardrail.tripped,
+            snapshot=report.snapshot,
+        ),
+        limit=settings.history,
+    )
     body: dict[str, Any] = {
         "time": iso_time(now),
         "learningMode": service.config.learning_mode.value,
@@ -163,8 +203,18 @@ def status_body(observer: LoopObserver, counts: StoreCounts, now: float) -> dict
         "learner": {
             "cursor": service.learner.cursor,
             "learnedCount": service.learner.learned_count,
-            "lagEvents": counts.pending_join + max(counts.joined - service.learner.cursor, 0),
-            "lagSeconds": max(now - oldest, 0.0) if oldest is not None else 0.0,
+            "lagEvents": lag_events,
+            "lagSeconds": lag_seconds,
+        },
+        # What the dashboard's countdown to the next join needs: a decision joins (and can be
+        # learned) once its reward wait and the join's grace have passed.
+        "join": {
+            "rewardWaitTime": format_duration(service.config.reward_wait_time),
+            "rewardWaitSeconds": service.config.reward_wait_time,
+            "joined": counts.joined,
+            "due": counts.pending_join,
+            "oldestDueCloseAt": iso_time(oldest) if oldest is not None else None,
+            "nextJoinAt": iso_time(next_close + JOIN_GRACE) if next_close is not None else None,
         },
         "watcher": {"cursor": report.cursor, "lagEvents": report.lag, "scored": report.seen},
         "counts": {
@@ -174,5 +224,5 @@ def status_body(observer: LoopObserver, counts: StoreCounts, now: float) -> dict
             "explored": counts.explored,
         },
     }
-    body["history"] = history_body(report.history)
+    body["history"] = history_body(timeline.samples())
     return body

@@ -32,6 +32,7 @@ from server.trainer.loop_status import estimate_body, status_body
 from server.trainer.observer import LoopObserver
 from server.trainer.records import TrainerReport, save_report
 from server.trainer.runtime import Trainer, never_loaded
+from server.trainer.timeline import Timeline
 from server.trainer.watch_settings import to_wire as watch_to_wire
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class TrainerRole:
             self.control, self.observer, poll=settings.command_poll, report=self.write_report
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.timeline = Timeline()
 
     async def start(self) -> None:
         """Start learning, watching, commands, jobs and reports; fail the commands a trainer
@@ -157,7 +159,7 @@ class TrainerRole:
                 cursor=trainer.learner.cursor,
                 learned_count=trainer.learner.learned_count,
                 failures=thread.failures if thread else 0,
-                status=status_body(self.observer, counts, now),
+                status=status_body(self.observer, counts, now, self.timeline),
                 versions=served,
                 watch=watch_to_wire(self.observer.settings),
                 metrics=trainer.metrics.render().decode(),

@@ -45,7 +45,8 @@ class WatcherSettings:
         drift: the Page–Hinkley test's parameters.
         interval: seconds the watcher waits between rounds when it has caught up (> 0).
         batch: joined events scored per round (1..100,000).
-        history: points of history kept for the dashboard's charts (1..100,000).
+        history: most points of history kept for the dashboard's charts (1..100,000; they
+            cover up to an hour, 1 s apart for the last 5 minutes, 15 s apart before).
     """
 
     watch: WatchSettings = field(default_factory=WatchSettings)
@@ -95,6 +96,25 @@ _FIELDS: tuple[tuple[str, str, str, type], ...] = (
 )
 FILE_NAMES: tuple[str, ...] = tuple(name for name, _, _, _ in _FIELDS)
 """The keys of the ``[watch]`` table, in the order the docs list them."""
+
+
+_HOLDERS: dict[str, type] = {
+    "watch": WatchSettings,
+    "guardrail": GuardrailSettings,
+    "drift": DriftSettings,
+    "": WatcherSettings,
+}
+
+
+def holder(name: str) -> tuple[type, str]:
+    """The class that holds the ``[watch]`` key ``name``, and the attribute there (the class's
+    docstring describes it, its ``__post_init__`` checks its range).
+
+    >>> holder("drift_min_events")
+    (<class 'bandit.drift.DriftSettings'>, 'min_events')
+    """
+    group, attr = _PLACES[name]
+    return _HOLDERS[group], attr
 
 
 def _schema(name: str, rename: Literal["camel"] | None) -> type[msgspec.Struct]:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict, deque
-from dataclasses import dataclass
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, replace
 
 from bandit.config import LearningMode
-from bandit.drift import DriftAlarm, PageHinkley
+from bandit.drift import DriftAlarm, PageHinkley, explains
 from bandit.estimators import Estimate
 from bandit.events import JoinedEvent, ModelRecord, RankRequest
 from bandit.exploration import served_distribution
@@ -38,17 +38,6 @@ _VERSION_SCORES = 64
 _REPLAY_EVENTS = 500
 _SPAN_MARGIN = 2.0
 """Seconds around a guardrail change in which a decision may have been served either way."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Point:
-    """One point of the watch's history, for charts."""
-
-    at: float
-    seen: int
-    model_version: int
-    snapshot: WatchSnapshot
-    tripped: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,7 +69,6 @@ class Report:
     drift_down: float
     drift_mean: float
     alarms: tuple[DriftAlarm, ...]
-    history: tuple[Point, ...]
     versions: dict[int, VersionScore]
 
 
@@ -130,7 +118,6 @@ class Watcher:
         self.cursor = max(0, self.store.last_seq() - settings.watch.window)
         self.seen = 0
         self.alarms: deque[DriftAlarm] = deque(maxlen=20)
-        self.history: deque[Point] = deque(maxlen=settings.history)
         self.recent: deque[JoinedEvent] = deque(maxlen=min(settings.watch.window, _REPLAY_EVENTS))
         self._versions: OrderedDict[int, Moments] = OrderedDict()
         self._policies: OrderedDict[tuple[int, str, float], Policy] = OrderedDict()
@@ -229,6 +216,7 @@ class Watcher:
                 min(max((event.reward - low) / span, 0.0), 1.0), seq=event.seq, at=now
             )
             if alarm is not None:
+                alarm = self._explain(alarm, low, span)
                 self.alarms.append(alarm)
                 alarms.append(alarm)
             transition = self.guardrail.check(self.watch.improvement(), now, event.seq)
@@ -237,18 +225,47 @@ class Watcher:
                 fallback = self._fallback_spans()
             self.cursor = event.seq
             self.seen += 1
-        if events or not self.history:
-            self.history.append(
-                Point(
-                    at=now,
-                    seen=self.seen,
-                    model_version=self.service.serving.version,
-                    snapshot=self.watch.snapshot(),
-                    tripped=self.guardrail.tripped,
-                )
-            )
         self.report = self._report(now)
         return Round(scored=len(events), transitions=tuple(transitions), alarms=tuple(alarms))
+
+    def _explain(self, alarm: DriftAlarm, low: float, span: float) -> DriftAlarm:
+        """``alarm``, marked explained when the newer model that decided the events since the
+        change, replayed on the recent events before it, predicts the new level
+        (:func:`bandit.drift.explains`)."""
+        events = list(self.recent)
+        cut = len(events) - alarm.detected_after
+        before, after = events[: max(cut, 0)], events[max(cut, 0) :]
+        if cut <= 0 or not after:
+            return alarm  # the change began before the recent events kept: nothing to replay
+
+        def most(chunk: list[JoinedEvent]) -> int:
+            versions = Counter(e.decision.model_version for e in chunk)
+            return versions.most_common(1)[0][0]
+
+        version_before, version_after = most(before), most(after)
+        if version_after <= version_before:
+            return alarm
+        policy = self.policy_for(version_after)
+        if policy is None:
+            return alarm
+        segment = Segment()
+        for event in before:
+            segment.add(observe(event, self.served_pmf(policy, event.decision.request)))
+        replayed = summarize(segment, self.settings.watch.alpha, float(len(before))).policy
+        value, lower, upper = (
+            (x - low) / span for x in (replayed.estimate, replayed.ci_low, replayed.ci_high)
+        )
+        explained = explains(
+            alarm,
+            version_before=version_before,
+            version_after=version_after,
+            value=value,
+            low=lower,
+            high=upper,
+        )
+        return replace(
+            alarm, explained_by=version_after if explained else None, counterfactual=value
+        )
 
     def _version_moments(self, version: int) -> Moments:
         moments = self._versions.get(version)
@@ -269,8 +286,6 @@ class Watcher:
             self.recent = deque(self.recent, maxlen=min(settings.watch.window, _REPLAY_EVENTS))
         if settings.drift != old.drift:
             self.drift = PageHinkley(settings.drift)
-        if settings.history != old.history:
-            self.history = deque(self.history, maxlen=settings.history)
         transition = self.guardrail.configure(settings.guardrail, now)
         self.report = self._report(now)
         return transition
@@ -312,7 +327,6 @@ class Watcher:
             drift_down=self.drift.statistic_down / threshold,
             drift_mean=self.drift.mean,
             alarms=tuple(self.alarms),
-            history=tuple(self.history),
             versions=versions,
         )
 

@@ -271,7 +271,8 @@ class PostgresStore:
             pending = conn.execute(
                 f"SELECT COUNT(*), MIN(p.close_at) FROM pending p WHERE {_DUE}", _due_params(now)
             ).fetchone()
-            assert totals is not None and pending is not None
+            first = conn.execute("SELECT MIN(close_at) FROM pending").fetchone()
+            assert totals is not None and pending is not None and first is not None
             return StoreCounts(
                 decisions=int(totals[0]),
                 rewards=int(totals[1]),
@@ -281,6 +282,7 @@ class PostgresStore:
                 explored=int(totals[5]),
                 pending_join=int(pending[0]),
                 oldest_pending_close_at=pending[1],
+                next_close_at=first[0],
             )
 
         return self._db.run(read)

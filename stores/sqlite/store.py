@@ -404,6 +404,7 @@ class SQLiteStore(SQLiteConnections):
                 f"SELECT COUNT(*) AS n, MIN(p.close_at) AS oldest FROM pending p WHERE {_DUE}",
                 _due_params(now),
             )[0]
+            first = select(db, "SELECT MIN(close_at) AS at FROM pending")[0]
         return StoreCounts(
             decisions=totals["decisions"],
             rewards=totals["rewards"],
@@ -413,6 +414,7 @@ class SQLiteStore(SQLiteConnections):
             explored=totals["explored"],
             pending_join=pending["n"],
             oldest_pending_close_at=pending["oldest"],
+            next_close_at=first["at"],
         )
 
     # -- trainer lease and control channel (SQL in stores.sqlite.coordination) -----------------

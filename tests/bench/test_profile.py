@@ -28,7 +28,8 @@ BUSY = textwrap.dedent(
 
 
 def test_make_install_brings_py_spy() -> None:
-    # `make install` installs the `bench` extra: without it --profile only notes its absence.
+    # `make test` and `make bench` install the `bench` extra: without it --profile only notes
+    # its absence.
     assert profile.py_spy() is not None
 
 

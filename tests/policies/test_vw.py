@@ -44,6 +44,8 @@ REJECTED = {
     "predictions-attached": "--cb_explore_adf -ppredictions.txt",
     "raw-predictions-attached": "--cb_explore_adf -rraw.txt",
     "data-attached": f"-d{DECOY} --cb_explore_adf",
+    # VW raises ValueError, not RuntimeError, for this one; PUT /policy answered 500.
+    "negative-bag": "--cb_explore_adf --bag -3",
 }
 
 

@@ -93,6 +93,149 @@ async def test_configuration_put_rejections(
     await expect_error(response, 400, "BadRequest", "InvalidServiceConfiguration")
 
 
+def bad_configuration(message: str, target: str, inner: str = "InvalidServiceConfiguration") -> Any:
+    """The whole error body of a refused configuration."""
+    return {
+        "error": {
+            "code": "BadRequest",
+            "message": message,
+            "target": target,
+            "innerError": {"code": inner},
+        }
+    }
+
+
+CONFIGURATION_ERRORS: list[tuple[str, dict[str, Any], Any]] = [
+    (
+        "misspelt-field",
+        {**CONFIG, "rewardWait": "PT5S"},
+        bad_configuration("unknown field rewardWait; did you mean rewardWaitTime?", "rewardWait"),
+    ),
+    (
+        "unknown-field-alone",
+        {"zzz": 1},
+        bad_configuration(
+            "unknown field zzz; the fields are rewardWaitTime, defaultReward, rewardAggregation, "
+            "explorationPercentage, modelExportFrequency, logRetentionDays, modelRetrainDays, "
+            "learningMode, lastConfigurationEditDate, isAutoOptimizationEnabled, "
+            "autoOptimizationFrequency, autoOptimizationStartDate, logMirrorEnabled, "
+            "logMirrorSasUri, isInferenceExplainabilityEnabled, latestApprenticeModeMetrics, "
+            "minPropensity, apprenticeExplorationPercentage, apprenticeAutoGraduate, "
+            "apprenticeGraduationMinEvents.",
+            "zzz",
+        ),
+    ),
+    (
+        "learning-mode",
+        {"learningMode": "Sometimes"},
+        bad_configuration(
+            "learningMode must be one of Online, Apprentice, LoggingOnly; got 'Sometimes'.",
+            "learningMode",
+        ),
+    ),
+    (
+        "reward-aggregation",
+        {**CONFIG, "rewardAggregation": "max"},
+        bad_configuration(
+            "rewardAggregation must be one of earliest, sum; got 'max'.", "rewardAggregation"
+        ),
+    ),
+    (
+        "reward-aggregation-not-text",
+        {"rewardAggregation": 3},
+        bad_configuration(
+            "Expected `str | null`, got `int` - at `$.rewardAggregation`.", "rewardAggregation"
+        ),
+    ),
+    (
+        "inference-explainability",
+        {"isInferenceExplainabilityEnabled": True},
+        bad_configuration(
+            "inference explainability is not supported; feature importances are computed "
+            "offline with PUT /featureImportances/{id} instead.",
+            "isInferenceExplainabilityEnabled",
+        ),
+    ),
+    (
+        "partial-out-of-range",
+        {"explorationPercentage": 1.5},
+        bad_configuration(
+            "Expected `float` <= 1.0 - at `$.explorationPercentage`.", "explorationPercentage"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "error"), CONFIGURATION_ERRORS, ids=[c for c, _, _ in CONFIGURATION_ERRORS]
+)
+async def test_configuration_errors_name_the_field(
+    client: Client, case: str, body: dict[str, Any], error: Any
+) -> None:
+    before = await (await client.get("/v1/configurations/service")).json()
+    response = await client.put("/v1/configurations/service", json=body)
+    assert response.status == 400
+    assert response.headers["x-ms-error-code"] == error["error"]["innerError"]["code"]
+    assert await response.json() == error
+    assert await (await client.get("/v1/configurations/service")).json() == before
+
+
+async def test_a_partial_configuration_merges_onto_the_current_one(client: Client) -> None:
+    """Regression: a body with only some fields failed with "missing required field"."""
+    full = {**CONFIG, "rewardWaitTime": "PT30S", "explorationPercentage": 0.3}
+    assert (await client.put("/v1/configurations/service", json=full)).status == 200
+    before = await (await client.get("/v1/configurations/service")).json()
+    response = await client.put("/v1/configurations/service", json={"defaultReward": 0.5})
+    assert response.status == 200
+    after = await response.json()
+    assert after["defaultReward"] == 0.5
+    assert service_of(client).config.default_reward == 0.5
+    unchanged = {
+        k: v for k, v in after.items() if k not in {"defaultReward", "lastConfigurationEditDate"}
+    }
+    assert unchanged == {k: v for k, v in before.items() if k in unchanged}
+    assert set(unchanged) | {"defaultReward", "lastConfigurationEditDate"} == set(before)
+    # An enumerated value in any case, and nulls, which keep what is there.
+    body = {"rewardAggregation": "SUM", "learningMode": None, "modelRetrainDays": None}
+    response = await client.put("/v1/configurations/service", json=body)
+    assert response.status == 200
+    after = await response.json()
+    assert (after["rewardAggregation"], after["learningMode"]) == ("sum", "Online")
+    assert after["modelRetrainDays"] == before["modelRetrainDays"]
+
+
+async def test_what_a_client_read_it_may_send_back(client: Client) -> None:
+    """Every Personalizer field is still taken, the read-only ones a client echoes included."""
+    read = await (await client.get("/v1/configurations/service")).json()
+    echoed = {
+        **read,
+        "lastConfigurationEditDate": "2026-01-01T00:00:00Z",
+        "autoOptimizationFrequency": "P7D",
+        "autoOptimizationStartDate": "2026-01-01T00:00:00Z",
+        "logMirrorSasUri": "https://example.invalid/container?sig=x",
+        "isInferenceExplainabilityEnabled": False,
+        "latestApprenticeModeMetrics": {
+            "startTime": "2026-01-01T00:00:00Z",
+            "lastProcessedEventTime": "2026-01-01T00:10:00Z",
+            "numberOfEvents": 10,
+            "sumOfRewards": 4.0,
+            "sumOfImitatedRewards": 3.0,
+            "numberOfImitatedEvents": 7,
+            "lastBatchMetrics": {
+                "numberOfEvents": 2,
+                "sumOfRewards": 1.0,
+                "sumOfImitatedRewards": 1.0,
+                "numberOfImitatedEvents": 2,
+            },
+        },
+    }
+    response = await client.put("/v1/configurations/service", json=echoed)
+    assert response.status == 200, await response.text()
+    after = await response.json()
+    assert "latestApprenticeModeMetrics" not in after  # read-only: not taken from the body
+    assert after["lastConfigurationEditDate"] != "2026-01-01T00:00:00Z"
+
+
 async def test_unchanged_reward_settings_keep_the_model(client: Client) -> None:
     service = service_of(client)
     version = service.serving.version
@@ -219,6 +362,7 @@ BAD_POLICIES: list[tuple[str, Any]] = [
     ("too-long", {"name": "p", "arguments": "--cb_explore_adf " + "-l 0.1 " * 200}),
     ("name-too-long", {"name": "n" * 257, "arguments": "--cb_explore_adf"}),
     ("missing-name", {"arguments": "--cb_explore_adf"}),
+    ("unknown-field", {"name": "p", "arguments": "--cb_explore_adf", "argument": "-q ::"}),
     ("not-json", "{"),
 ]
 
@@ -232,6 +376,20 @@ async def test_bad_policies_are_400(client: Client, case: str, body: Any) -> Non
         response = await client.put("/v1/configurations/policy", json=body)
     await expect_error(response, 400, "BadRequest", "InvalidPolicyConfiguration")
     assert await (await client.get("/v1/configurations/policy")).json() == before
+
+
+async def test_policy_unknown_field_is_refused_by_name(client: Client) -> None:
+    body = {"name": "p", "arguments": "--cb_explore_adf", "argument": "-q ::"}
+    response = await client.put("/v1/configurations/policy", json=body)
+    assert response.status == 400
+    assert await response.json() == {
+        "error": {
+            "code": "BadRequest",
+            "message": "unknown field argument; did you mean arguments?",
+            "target": "argument",
+            "innerError": {"code": "InvalidPolicyConfiguration"},
+        }
+    }
 
 
 # -- model -------------------------------------------------------------------------------

@@ -225,11 +225,6 @@ CONFIG = {
 }
 
 BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
-    (
-        "missing-field",
-        {k: v for k, v in CONFIG.items() if k != "defaultReward"},
-        "InvalidServiceConfiguration",
-    ),
     ("wait-too-long", {**CONFIG, "rewardWaitTime": "P3D"}, "InvalidRewardWaitTime"),
     (
         "wait-not-duration",

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import socket
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from server.entry.cli import main
+from server.entry.cli import BUILTIN, PLUGIN_SUMMARIES, main, parse_command
 
 
 def test_serve_refuses_public_bind_with_a_clear_message(tmp_path: Path) -> None:
@@ -39,11 +41,103 @@ def test_serve_refuses_public_bind_with_a_clear_message(tmp_path: Path) -> None:
     assert not (tmp_path / "x.db").exists()
 
 
-def test_unknown_command_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
+def banditd(*args: str) -> subprocess.CompletedProcess[str]:
+    """``banditd ARGS`` as a user runs it (a real process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "server.entry.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **_pythonpath()},
+    )
+
+
+def test_help_lists_every_command_with_a_description_on_stdout_and_exits_0() -> None:
+    for flag in ("--help", "-h"):
+        result = banditd(flag)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        out = result.stdout
+        assert out.startswith("usage: banditd [-h] COMMAND [ARGS ...]\n")
+        for name in ("serve", "train", "export", "import", "migrate", "copy"):
+            assert f"\n  {name:<10}{BUILTIN[name].summary}\n" in out, (name, out)
+        for name in ("simulate", "evaluate"):  # plugins, described without importing them
+            assert f"\n  {name:<10}{PLUGIN_SUMMARIES[name]}\n" in out, (name, out)
+        assert "\nexamples:\n  banditd serve" in out
+
+
+def test_banditd_alone_prints_usage_on_stderr_and_exits_2() -> None:
+    result = banditd()
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "usage: banditd [-h] COMMAND [ARGS ...]\n"
+        "banditd: error: the following arguments are required: COMMAND\n"
+    )
+
+
+def test_unknown_command_names_the_known_ones_and_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["frobnicate"]) == 2
     err = capsys.readouterr().err
-    assert "usage: banditd COMMAND" in err
-    assert "serve" in err
+    assert err.startswith("usage: banditd [-h] COMMAND [ARGS ...]\n"), err
+    assert "banditd: error: argument COMMAND: invalid choice: 'frobnicate' (choose from " in err
+    for name in ("copy", "evaluate", "export", "import", "migrate", "serve", "simulate"):
+        assert f"'{name}'" in err
+
+
+def test_an_option_before_the_command_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--db", "x.db", "serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("banditd: error: --db comes before COMMAND; give options after it\n")
+
+
+def test_serve_and_the_top_level_help_never_import_the_plugins() -> None:
+    code = (
+        "import sys\n"
+        "from server.entry.cli import main, parse_command\n"
+        "for argv in (['--help'], ['serve', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "parse_command(['serve', '--port', '8081'])\n"
+        "print(sorted(m for m in sys.modules if m == 'sims' or m.startswith('sims.')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **_pythonpath()},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_parse_command_parses_builtins_and_plugins_without_running_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, args = parse_command(["serve", "--db", str(tmp_path / "x.db"), "--workers", "2"])
+    assert (name, args.workers, args.role) == ("serve", 2, None)
+    assert not (tmp_path / "x.db").exists()
+    name, args = parse_command(["simulate", "linear", "--policy", "egreedy", "--rounds", "5"])
+    assert (name, args.scenarios, args.policy, args.rounds) == (
+        "simulate",
+        ["linear"],
+        ["egreedy"],
+        5,
+    )
+    name, args = parse_command(["import", "logs.dsjson", "--mode", "Apprentice"])
+    assert (name, args.file, args.mode) == ("import", "logs.dsjson", "Apprentice")
+    for argv in (["serve", "--wrokers", "2"], ["simulate", "--rounds", "many"], ["nope"]):
+        with pytest.raises(SystemExit) as exit_:
+            parse_command(argv)
+        assert exit_.value.code == 2
+        assert "error:" in capsys.readouterr().err
 
 
 def serve(
@@ -185,3 +279,22 @@ def test_a_bad_setting_is_one_line_and_exit_status_2(
     line = assert_one_line(serve(tmp_path / "x.db", config=config, env=env), 2)
     assert line.startswith(f"banditd: {message}"), line
     assert not (tmp_path / "x.db").exists()
+
+
+def test_every_plugin_pyproject_registers_has_a_summary_and_a_parser() -> None:
+    # Read from pyproject.toml, not the installed metadata, so a plugin added there is checked
+    # before the package is reinstalled.
+    root = Path(__file__).resolve().parents[2]
+    with (root / "pyproject.toml").open("rb") as f:
+        plugins = tomllib.load(f)["project"]["entry-points"]["banditd.commands"]
+    assert {"simulate", "evaluate"} <= set(plugins)
+    for name, value in plugins.items():
+        module_name, attr = value.split(":")
+        module = importlib.import_module(module_name)
+        assert callable(getattr(module, attr)), value
+        builder = getattr(module, f"{attr.removesuffix('_main')}_parser", None)
+        assert builder is not None, f"{module_name} has no {attr.removesuffix('_main')}_parser()"
+        parser = builder()
+        assert parser.prog == f"banditd {name}"
+        assert parser.description and "examples:\n  banditd " in (parser.epilog or "")
+        assert name in PLUGIN_SUMMARIES, name

@@ -264,3 +264,68 @@ async def test_events_from_before_a_start_are_scored_from_their_log_if_it_never_
     assert status["window"]["policy"]["value"] == pytest.approx(0.25)
     # no model version was loaded to ask
     assert client.app[TRAINER].observer.watcher._policies == {}
+
+
+@pytest.mark.parametrize(
+    ("world_changed", "explained"),
+    [(False, True), (True, False)],
+    ids=["the-policy-learned", "the-world-changed"],
+)
+async def test_a_reward_shift_is_explained_only_when_the_newer_model_predicts_it(
+    aiohttp_client: MakeClient, tmp_path: Path, world_changed: bool, explained: bool
+) -> None:
+    """Issue 20: an "up shift" badge stayed up after the policy simply learned. A newer model
+    that, replayed on the events from before the shift, predicts the new level explains it; the
+    same shift in a world that changed under the same newer model is not explained."""
+    settings = Settings(
+        db=str(tmp_path / "banditd.db"),
+        learn_interval=0.05,
+        watch={**WATCH, "window": 1000, "min_events": 1000},
+    )
+    client = await aiohttp_client(create_app(settings))
+    service = client.app[SERVICE]
+    newer = publish_model_preferring_a1(service)
+    # Before: uniform decisions by the first model; a1 pays (so the newer model is right about
+    # it), or in the changed world a0 pays and the newer model's preference is worth little.
+    paying = 0 if world_changed else 1
+    # Deferred (never activated): they never come due, so the learner does not join them too
+    # (with the default reward) behind these joined events.
+    before, after = (
+        [
+            decision(
+                f"shift{i}",
+                at=time.time() - 3600,
+                context=({"user": {"type": "u"}},),
+                chosen=i % 4,
+                model_version=version,
+                defer=True,
+            )
+            for i in indices
+        ]
+        for version, indices in ((1, range(300)), (newer.version, range(300, 800)))
+    )
+    now = time.time()
+    service.store.write(WriteBatch(decisions=(*before, *after)))
+    service.store.append_joined(
+        [joined(d, float(d.chosen_index == paying), at=now) for d in before]
+        # After: the newer model serves and 85% of its decisions pay.
+        + [joined(d, float(i % 20 < 17), at=now) for i, d in enumerate(after)]
+    )
+    status = await until(client, lambda b: bool(b["drift"]["alarms"]))
+    # The drift test sees rewards mapped to [0, 1] by the reward range.
+    low, high = service.config.reward_min, service.config.reward_max
+    [alarm] = status["drift"]["alarms"]
+    mean_before, mean_after, value = (
+        low + (high - low) * alarm[k] for k in ("meanBefore", "meanAfter", "counterfactual")
+    )
+    assert alarm["direction"] == "up", alarm
+    assert mean_before == pytest.approx(0.25, abs=0.05), alarm
+    assert mean_after == pytest.approx(0.85, abs=0.05), alarm
+    if explained:
+        # Replayed on the uniform events where a1 paid, the newer model earns what it now does.
+        assert alarm["explainedBy"] == newer.version, alarm
+        assert value == pytest.approx(mean_after, abs=0.15), alarm
+    else:
+        # Where a0 paid, the newer model's preference for a1 is worth little: not explained.
+        assert alarm["explainedBy"] is None, alarm
+        assert value < mean_before, alarm

@@ -65,6 +65,7 @@ OPERATIONS = {
     ("GET", "/logs/properties"),
     ("DELETE", "/logs"),
     ("GET", "/logs/export"),
+    ("POST", "/logs/import"),
     ("GET", "/loop/status"),
     ("GET", "/loop/configuration"),
     ("PUT", "/loop/configuration"),
@@ -157,8 +158,13 @@ def validator(doc: dict[str, Any], name: str) -> jsonschema.Draft202012Validator
     [
         ("/v1/configurations/policy", "PolicyContract",
          {"name": "n" * 257, "arguments": "--cb_explore_adf"}, "InvalidPolicyConfiguration"),
-        ("/v1/configurations/service", "ServiceConfiguration",
-         {"rewardWaitTime": "PT1M"}, "InvalidServiceConfiguration"),
+        ("/v1/configurations/service", "ServiceConfigurationUpdate",
+         {"rewardWait": "PT5S"}, "InvalidServiceConfiguration"),
+        ("/v1/configurations/service", "ServiceConfigurationUpdate",
+         {"learningMode": "online"}, "InvalidServiceConfiguration"),
+        ("/v1/configurations/policy", "PolicyContract",
+         {"name": "p", "arguments": "--cb_explore_adf", "argument": "-q ::"},
+         "InvalidPolicyConfiguration"),
         ("/v1/evaluations", "EvaluationContract", {"name": "e", "startTime": 5},
          "InvalidEvaluationContract"),
         ("/v1/rank", "RankRequest", {"actions": [{"id": 3}]}, "InvalidRankRequest"),
@@ -190,6 +196,11 @@ async def test_schema_accepts_what_the_handler_accepts(client: Client) -> None:
     headers = {"Ocp-Apim-Subscription-Key": "admin"}
     config = await (await client.get("/v1/configurations/service", headers=headers)).json()
     assert validator(doc, "ServiceConfiguration").is_valid(config)
+    # What a client read, sent back whole (read-only fields too) or in part, is taken.
+    for update in (config, {"explorationPercentage": 0.3}):
+        assert validator(doc, "ServiceConfigurationUpdate").is_valid(update)
+        response = await client.put("/v1/configurations/service", json=update, headers=headers)
+        assert response.status == 200, await response.text()
     policy = {"name": "p", "arguments": "--cb_explore_adf -q ::"}
     assert validator(doc, "PolicyContract").is_valid(policy)
     response = await client.put("/v1/configurations/policy", json=policy, headers=headers)

@@ -152,6 +152,7 @@ EVERY_SETTING: dict[str, tuple[str, Any]] = {
     "model_signing_key": ("s3cret", "s3cret"),
     "retention_interval": ("60", 60.0),
     "max_model_bytes": ("1000", 1000),
+    "import_max_bytes": ("4096", 4096),
     "header_timeout": ("1.5", 1.5),
     "body_timeout": ("2", 2.0),
     "body_min_rate": ("100", 100),
@@ -166,6 +167,7 @@ EVERY_SETTING: dict[str, tuple[str, Any]] = {
     "lease_ttl": ("9", 9.0),
     "workers": ("3", 3),
     "trainer_nice": ("5", 5),
+    "access_log": ("true", True),
 }
 EVERY_WATCH_SETTING: dict[str, tuple[str, Any]] = {
     "window": ("400", 400),
@@ -272,3 +274,13 @@ def test_the_settings_doc_lists_the_variable_of_every_setting() -> None:
     top, watch = (DOCS / "settings.md").read_text().split("## The `[watch]` table")
     assert _documented(top) == {name: env_name(name) for name in EVERY_SETTING}
     assert _documented(watch) == {key: env_name(f"watch.{key}") for key in EVERY_WATCH_SETTING}
+
+
+def test_the_access_log_is_off_unless_set(tmp_path: Path) -> None:
+    assert load(environ={}).access_log is False
+    config = tmp_path / "banditd.toml"
+    config.write_text("access_log = true\n")
+    assert load(config_file=str(config), environ={}).access_log is True
+    with pytest.raises(SettingsError) as error:
+        load(environ={"BANDITD_ACCESS_LOG": "yes"})
+    assert str(error.value) == "access_log: expected `bool`, got `str` (from BANDITD_ACCESS_LOG)"

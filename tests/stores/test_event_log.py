@@ -380,8 +380,10 @@ def test_counts(store: EventLog) -> None:
     assert (counts.rewards, counts.late_rewards) == (2, 1)
     assert (counts.joined, counts.defaulted) == (0, 0)
     assert (counts.pending_join, counts.oldest_pending_close_at) == (2, T0 + WAIT)
+    assert counts.next_close_at == T0 + WAIT  # a's window: due or not, the earliest
     store.append_joined([joined(a), joined(b, defaulted=True)])
     counts = store.counts(T0 + 1 + WAIT + GRACE)
     assert (counts.joined, counts.defaulted) == (2, 1)
     assert (counts.pending_join, counts.oldest_pending_close_at) == (0, None)
+    assert counts.next_close_at == T0 + 30 + WAIT  # c's, not yet due (the deferred has none)
     assert store.counts(T0 + 1_000).pending_join == 1
