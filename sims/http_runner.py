@@ -18,19 +18,27 @@ import asyncio
 import ipaddress
 from dataclasses import replace
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-import aiohttp
 import numpy as np
 
-from bandit.config import ServiceConfiguration, to_wire
+from bandit.config import ServiceConfiguration
 from bandit.events import RankRequest
+from server.client import AsyncClient, RetryPolicy
+from server.client.core import KEY_HEADER, rank_body
 from sims.presets import DEFAULT_EXPLORATION
 from sims.result import RunResult
 from sims.runner import event_prefix
 from sims.scenarios import Scenario
 
-KEY_HEADER = "Ocp-Apim-Subscription-Key"
+__all__ = [
+    "KEY_HEADER",
+    "check_loopback",
+    "request_body",
+    "run_http",
+    "run_http_async",
+    "scaled_config",
+]
 
 
 def check_loopback(base_url: str) -> None:
@@ -50,14 +58,8 @@ def check_loopback(base_url: str) -> None:
 
 
 def request_body(request: RankRequest) -> dict[str, Any]:
-    """The Personalizer rank body of a request."""
-    return {
-        "contextFeatures": list(request.context_features),
-        "actions": [{"id": a.id, "features": list(a.features)} for a in request.actions],
-        "excludedActions": list(request.excluded_action_ids),
-        "eventId": request.event_id,
-        "deferActivation": request.defer_activation,
-    }
+    """The Personalizer rank body of a request (what the client sends)."""
+    return rank_body(request)
 
 
 def scaled_config(
@@ -137,7 +139,6 @@ async def run_http_async(
     check_loopback(base_url)
     if time_scale < 0 or max_seconds <= 0:
         raise ValueError("time_scale must be ≥ 0 and max_seconds > 0")
-    base = base_url.rstrip("/") + "/v1"
     env = scenario.build(seed)
     prefix = run_id + event_prefix(scenario, seed)
     n = scenario.rounds
@@ -146,15 +147,15 @@ async def run_http_async(
     clock = asyncio.get_running_loop()
     start = clock.time()
     deadline = start + max_seconds
-    headers = {KEY_HEADER: key} if key is not None else {}
-    timeout = aiohttp.ClientTimeout(total=min(30.0, max_seconds))
+    # Retries (503 and 429 answers) stay well inside the run's own time bound.
+    retry = RetryPolicy(max_total=min(10.0, max_seconds / 4))
     tasks: set[asyncio.Task[bool]] = set()
     done = 0
-    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+    async with AsyncClient(
+        base_url, key=key, timeout=min(30.0, max_seconds), retry=retry
+    ) as client:
         if configure:
-            body = to_wire(scaled_config(scenario, exploration, time_scale))
-            async with session.put(f"{base}/configurations/service", json=body) as response:
-                await _expect(response, 200)
+            await client.put_configuration(scaled_config(scenario, exploration, time_scale))
         for t in range(n):
             due = start + t * scenario.interval * time_scale
             if due >= deadline or (stop is not None and stop.is_set()):
@@ -162,12 +163,10 @@ async def run_http_async(
             await asyncio.sleep(max(0.0, due - clock.time()))
             rnd = env.round(t)
             request = replace(rnd.request, event_id=prefix + str(t))
-            async with session.post(f"{base}/rank", json=request_body(request)) as response:
-                await _expect(response, 201)
-                answer = await response.json()
+            answer = await client.rank(request)
             ids = [a.id for a in request.actions]
-            pmf = {str(r["id"]): float(r["probability"]) for r in answer["ranking"]}
-            chosen = ids.index(str(answer["rewardActionId"]))
+            pmf = answer.probabilities()
+            chosen = ids.index(answer.reward_action_id)
             greedy = max(range(len(ids)), key=lambda i: (pmf.get(ids[i], 0.0), -i))
             explored += chosen != greedy
             expected[t] = rnd.expected[chosen]
@@ -175,14 +174,13 @@ async def run_http_async(
             realized[t] = rnd.realized[chosen]
             propensity[t] = pmf.get(ids[chosen], 0.0)
             done = t + 1
-            url = f"{base}/events/{quote(request.event_id, safe='')}"
             if request.defer_activation and rnd.activate_after is not None:
                 wait = rnd.activate_after * time_scale
-                _spawn(tasks, _later(session, wait, f"{url}/activate", None))
+                _spawn(tasks, _later(client, wait, request.event_id, None))
             if not rnd.dropped:
                 wait = rnd.delay * time_scale
                 value = float(rnd.realized[chosen])
-                _spawn(tasks, _later(session, wait, f"{url}/reward", {"value": value}))
+                _spawn(tasks, _later(client, wait, request.event_id, value))
         if tasks:
             finished, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - clock.time()))
             for task in pending:
@@ -208,20 +206,12 @@ def _spawn(tasks: set[asyncio.Task[bool]], coroutine: Any) -> None:
     tasks.add(task)
 
 
-async def _later(
-    session: aiohttp.ClientSession, wait: float, url: str, body: dict[str, float] | None
-) -> bool:
-    """POST ``body`` to ``url`` after ``wait`` seconds; true for a counted reward."""
+async def _later(client: AsyncClient, wait: float, event_id: str, value: float | None) -> bool:
+    """Reward ``event_id`` with ``value`` (activate it when None) after ``wait`` seconds; true
+    for a counted reward."""
     await asyncio.sleep(wait)
-    async with session.post(url, json=body) as response:
-        await _expect(response, 204)
-    return body is not None
-
-
-async def _expect(response: aiohttp.ClientResponse, status: int) -> None:
-    if response.status != status:
-        text = await response.text()
-        raise RuntimeError(
-            f"{response.method} {response.url} answered {response.status}, expected {status}: "
-            f"{text[:200]}"
-        )
+    if value is None:
+        await client.activate(event_id)
+        return False
+    await client.reward(event_id, value)
+    return True

@@ -10,16 +10,16 @@ drives it. Runs are one after another: a server runs one policy at a time.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
-from bandit.config import ServiceConfiguration, to_wire
+from bandit.config import ServiceConfiguration
 from bandit.errors import BanditError
+from bandit.events import PolicySettings
+from server.client import Client, ClientError
+from server.client.core import KEY_HEADER
 from sims.http_runner import check_loopback, run_http, scaled_config
 from sims.presets import FIXED, PolicySpec
 from sims.result import RunResult
@@ -33,7 +33,8 @@ DEFAULT_TIME_SCALE = 0.2
 """Real seconds per virtual second: the fastest at which the named scenarios' 5 s reward wait
 stays at the server's 1 s minimum (a 3,000-round scenario then takes two minutes)."""
 
-KEY_HEADER = "Ocp-Apim-Subscription-Key"
+__all__ = ["KEY_HEADER", "Remote", "RemoteError", "check_remote", "remote_runner"]
+
 REQUEST_TIMEOUT = 30.0
 """Seconds one set-up request may take."""
 SLACK = 60.0
@@ -58,39 +59,22 @@ class Remote:
     key: str | None = None
     time_scale: float = DEFAULT_TIME_SCALE
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """Send one request to ``{url}/v1{path}``; its JSON answer (None when empty).
+    @contextmanager
+    def client(self) -> Iterator[Client]:
+        """banditd's client for this server, its errors turned into :class:`RemoteError`.
 
         Raises:
-            RemoteError: no answer, or a status other than 2xx (with the error body's message).
+            RemoteError: no answer, or an error status (with the error body's message).
         """
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url.rstrip("/") + "/v1" + path, data=data, method=method
-        )
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        if self.key is not None:
-            request.add_header(KEY_HEADER, self.key)
         try:
-            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
-                text = response.read()
-        except urllib.error.HTTPError as exc:
-            raise RemoteError(f"{method} /v1{path} answered {exc.code}: {_message(exc)}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RemoteError(f"cannot reach {self.url}: {reason}") from None
-        return json.loads(text) if text else None
-
-
-def _message(exc: urllib.error.HTTPError) -> str:
-    """The message of a Personalizer error body, or the body's start."""
-    text = exc.read().decode(errors="replace")
-    try:
-        error = json.loads(text)["error"]
-        return f"{error['code']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        return text[:200] or exc.reason
+            with Client(self.url, key=self.key, timeout=REQUEST_TIMEOUT) as client:
+                yield client
+        except ClientError as exc:
+            if exc.status is None:
+                raise RemoteError(f"cannot reach {self.url}: {exc.message}") from None
+            raise RemoteError(
+                f"{exc.method} {exc.path} answered {exc.status}: {exc.code}: {exc.message}"
+            ) from None
 
 
 def check_remote(remote: Remote, scenarios: list[Scenario], policies: list[PolicySpec]) -> None:
@@ -127,8 +111,8 @@ def server_exploration(remote: Remote) -> float:
     Raises:
         RemoteError: the server does not answer, or refuses the key.
     """
-    body = remote.request("GET", "/configurations/service")
-    return float(body["explorationPercentage"])
+    with remote.client() as client:
+        return client.get_configuration().exploration_percentage
 
 
 def remote_runner(remote: Remote, *, exploration: float) -> Callable[[Job], RunResult]:
@@ -142,12 +126,13 @@ def remote_runner(remote: Remote, *, exploration: float) -> Callable[[Job], RunR
 
     def run(job: Job) -> RunResult:
         own = job.policy.name == SERVER and job.policy.arguments == SERVER
-        if not own:
-            policy = {"name": job.policy.name[:256], "arguments": job.policy.arguments}
-            remote.request("PUT", "/configurations/policy", policy)
         epsilon = exploration if own else job.policy.exploration
-        remote.request("PUT", "/configurations/service", _configuration(job, epsilon, remote))
-        remote.request("DELETE", "/model")
+        with remote.client() as client:
+            if not own:
+                name = job.policy.name[:256]
+                client.put_policy(PolicySettings(name=name, arguments=job.policy.arguments))
+            client.put_configuration(_configuration(job, epsilon, remote))
+            client.delete_model()
         scenario, scale = job.scenario, remote.time_scale
         bound = scenario.rounds * scenario.interval * scale
         bound += (scenario.reward_wait_time + scenario.model_export_frequency) * scale + SLACK
@@ -165,9 +150,9 @@ def remote_runner(remote: Remote, *, exploration: float) -> Callable[[Job], RunR
     return run
 
 
-def _configuration(job: Job, epsilon: float, remote: Remote) -> dict[str, Any]:
-    config: ServiceConfiguration = scaled_config(job.scenario, epsilon, remote.time_scale)
-    return to_wire(config.replace(model_retrain_days=0))
+def _configuration(job: Job, epsilon: float, remote: Remote) -> ServiceConfiguration:
+    config = scaled_config(job.scenario, epsilon, remote.time_scale)
+    return config.replace(model_retrain_days=0)
 
 
 SERVER_POLICY = PolicySpec(name=SERVER, arguments=SERVER)

@@ -25,9 +25,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bandit.config import ServiceConfiguration, from_wire
 from bandit.events import Action, JoinedEvent, RankRequest
 from bandit.state import SEED_KEY
 from policies import VWPolicy
+from server.client import AsyncClient, RetryPolicy
 from stores.sqlite.store import SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,9 @@ SERVICE_CONFIG: dict[str, Any] = {
     "logRetentionDays": 7,
 }
 """A short loop: rewards join 1 s (+ the join grace) after rank, models publish every second."""
+
+SHORT_LOOP: ServiceConfiguration = from_wire(SERVICE_CONFIG)
+""":data:`SERVICE_CONFIG` as the client sends it."""
 
 NO_ACK = (aiohttp.ClientError, TimeoutError, OSError)
 """What a request raises when the server is gone: no response, so no acknowledgement."""
@@ -247,13 +252,16 @@ async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
         return await response.json()
 
 
-async def put_service_config(http: aiohttp.ClientSession, server: BanditServer) -> None:
-    """Install :data:`SERVICE_CONFIG` and check the server echoes it."""
-    async with http.put(f"{server.url}/v1/configurations/service", json=SERVICE_CONFIG) as resp:
-        assert resp.status == 200, await resp.text()
-        body = await resp.json()
-    for key, value in SERVICE_CONFIG.items():
-        assert body[key] == value, (key, body)
+async def put_service_config(server: BanditServer, key: str | None = None) -> None:
+    """Install :data:`SERVICE_CONFIG` through the client (one try) and check the server
+    answers it."""
+    async with AsyncClient(server.url, key=key, retry=RetryPolicy(attempts=1)) as client:
+        await configure_short_loop(client)
+
+
+async def configure_short_loop(client: AsyncClient) -> None:
+    """Install :data:`SHORT_LOOP` through the client and check the server answers it."""
+    assert await client.put_configuration(SHORT_LOOP) == SHORT_LOOP
 
 
 def parse_metrics(text: str) -> dict[str, float]:

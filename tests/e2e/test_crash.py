@@ -36,9 +36,9 @@ import aiohttp
 import pytest
 
 from policies import DEFAULT_ARGUMENTS
+from server.client import AsyncClient, ClientError, RetryPolicy
 from stores.sqlite.store import SQLiteStore
 from tests.e2e.conftest import (
-    NO_ACK,
     PREDICTION_TOL,
     SERVICE_CONFIG,
     SOFTMAX_ARGUMENTS,
@@ -104,14 +104,14 @@ def reward_value(rng: random.Random, user: int, action: str) -> float:
 
 
 async def worker(
-    http: aiohttp.ClientSession,
-    server: BanditServer,
+    client: AsyncClient,
     w: int,
     ledger: Ledger,
     stop: asyncio.Event,
     deadline: float,
 ) -> None:
-    """Rank, then reward the same event; record only what got a 2xx."""
+    """Rank, then reward the same event; record only what got a 2xx (the client tries each
+    request once: no answer is no acknowledgement, any other answer an anomaly)."""
     for i in range(MAX_ROUNDS_PER_WORKER):
         if stop.is_set() or time.monotonic() > deadline:
             return
@@ -119,35 +119,27 @@ async def worker(
         user = rng.randrange(WORLD.users)
         event_id = f"crash-w{w}-{i}"
         try:
-            async with http.post(
-                f"{server.url}/v1/rank", json=WORLD.rank_body(event_id, user)
-            ) as response:
-                status = response.status
-                body: Any = await (response.json() if status == 201 else response.text())
-        except NO_ACK:
+            ranked = await client.rank(WORLD.rank_request(event_id, user))
+        except ClientError as error:
+            if error.status is not None:
+                ledger.anomalies.append(f"rank {event_id}: {error}")
+                continue
             ledger.no_ack += 1
             await asyncio.sleep(RETRY_PAUSE)
             continue
-        if status != 201:
-            ledger.anomalies.append(f"rank {event_id}: {status} {body}")
-            continue
-        action = body["rewardActionId"]
-        ledger.ranks[event_id] = AckedRank(user, action, body["ranking"][0]["probability"])
+        action = ranked.reward_action_id
+        ledger.ranks[event_id] = AckedRank(user, action, ranked.ranking[0].probability)
         value = reward_value(rng, user, action)
         try:
-            async with http.post(
-                f"{server.url}/v1/events/{event_id}/reward", json={"value": value}
-            ) as response:
-                status = response.status
-                text = await response.text()
-        except NO_ACK:
+            await client.reward(event_id, value)
+        except ClientError as error:
+            if error.status is not None:
+                ledger.anomalies.append(f"reward {event_id}: {error}")
+                continue
             ledger.no_ack += 1
             await asyncio.sleep(RETRY_PAUSE)
             continue
-        if status == 204:
-            ledger.rewards[event_id] = value
-        else:
-            ledger.anomalies.append(f"reward {event_id}: {status} {text}")
+        ledger.rewards[event_id] = value
 
 
 @contextmanager
@@ -258,15 +250,16 @@ async def test_acknowledged_writes_survive_sigkill_and_nothing_is_learned_twice(
 
     banditd.start()
     timeout = aiohttp.ClientTimeout(total=10)
-    traffic = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=WORKERS), timeout=timeout)
+    traffic = AsyncClient(
+        banditd.url, timeout=10, connections=WORKERS, retry=RetryPolicy(attempts=1)
+    )
     admin = aiohttp.ClientSession(timeout=timeout)
     workers: list[asyncio.Task[None]] = []
     try:
         await banditd.wait_healthy(admin)
-        await put_service_config(admin, banditd)
+        await put_service_config(banditd)
         workers = [
-            asyncio.create_task(worker(traffic, banditd, w, ledger, stop, deadline))
-            for w in range(WORKERS)
+            asyncio.create_task(worker(traffic, w, ledger, stop, deadline)) for w in range(WORKERS)
         ]
         for kill in range(KILLS):
             await asyncio.sleep(rng.uniform(*TRAFFIC_BEFORE_KILL))

@@ -111,7 +111,7 @@ async def test_sigkill_during_a_retrain_loses_no_learning(
     timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         await banditd.wait_healthy(http)
-        await put_service_config(http, banditd)
+        await put_service_config(banditd)
         await rank_many(http, banditd, "r", RETRAIN_EVENTS)
         before = await wait_learned(http, banditd, RETRAIN_EVENTS, timeout=60)
         cursor = before["learner"]["cursor"]
@@ -215,7 +215,7 @@ async def test_disk_full_answers_503_and_recovers(banditd: BanditServer, tmp_pat
 async def _disk_full(server: BanditServer, http: aiohttp.ClientSession, disk: Path) -> None:
     url = server.url
     await server.wait_healthy(http)
-    await put_service_config(http, server)
+    await put_service_config(server)
     acked = set(await rank_many(http, server, "before", 50))
     async with http.get(f"{url}/v1/model", params={"signed": "true"}) as response:
         assert response.status == 200
@@ -350,7 +350,7 @@ async def test_locked_database_answers_503_within_the_wait(banditd: BanditServer
 
     async with aiohttp.ClientSession(timeout=timeout) as http:
         await banditd.wait_healthy(http)
-        await put_service_config(http, banditd)
+        await put_service_config(banditd)
         workers = [asyncio.create_task(worker(http, w)) for w in range(LOCK_WORKERS)]
         try:
             await asyncio.sleep(0.5)

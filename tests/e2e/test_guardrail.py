@@ -34,6 +34,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bandit.config import from_wire
+from server.client import AsyncClient, RetryPolicy
 from server.entry.settings import Settings
 from sims.http_runner import run_http_async
 from sims.scenarios import Scenario
@@ -42,7 +44,6 @@ from stores.sqlite.store import SQLiteStore
 from tests.e2e.conftest import (
     LEARN_INTERVAL,
     BanditServer,
-    get_json,
     parse_metrics,
     seed_store,
 )
@@ -109,7 +110,7 @@ def epoch(iso: str) -> float:
 
 
 async def poll_status(
-    http: aiohttp.ClientSession,
+    client: AsyncClient,
     server: BanditServer,
     polls: list[Poll],
     stop: asyncio.Event,
@@ -124,7 +125,7 @@ async def poll_status(
     store = SQLiteStore(server.db)
     try:
         while not stop.is_set() and time.monotonic() < deadline:
-            body = await get_json(http, f"{server.url}/v1/loop/status?history=false")
+            body = (await client.loop_status()).raw
             polls.append(
                 Poll(
                     at=time.time(),
@@ -156,18 +157,17 @@ async def test_guardrail_trips_after_the_world_changes_and_recovers_after_relear
     settings_file(banditd, tmp_path)
     banditd.start()
     polls: list[Poll] = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+    client = AsyncClient(banditd.url, timeout=15, retry=RetryPolicy(attempts=1))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http, client:
         await banditd.wait_healthy(http)
-        async with http.put(
-            f"{banditd.url}/v1/configurations/service", json=SERVICE_CONFIG
-        ) as response:
-            assert response.status == 200, await response.text()
-        loop_config = await get_json(http, f"{banditd.url}/v1/loop/configuration")
+        config = from_wire(SERVICE_CONFIG)
+        assert await client.put_configuration(config) == config
+        loop_config = await client.get_loop_configuration()
         assert (loop_config["window"], loop_config["minEvents"]) == (WINDOW, MIN_EVENTS)
         assert loop_config["margin"] == MARGIN and loop_config["guardrailEnabled"] is True
 
         stop, traffic_done = asyncio.Event(), asyncio.Event()
-        poller = asyncio.create_task(poll_status(http, banditd, polls, stop, traffic_done))
+        poller = asyncio.create_task(poll_status(client, banditd, polls, stop, traffic_done))
         started = time.monotonic()
         result = await run_http_async(
             SCENARIO,
@@ -181,10 +181,10 @@ async def test_guardrail_trips_after_the_world_changes_and_recovers_after_relear
         await asyncio.sleep(2.5)  # the last rewards join, the watcher scores them
         stop.set()
         await poller
-        status = await get_json(http, f"{banditd.url}/v1/loop/status?history=false")
-        async with http.get(f"{banditd.url}/metrics") as response:
+        status = (await client.loop_status()).raw
+        async with http.get(f"{banditd.url}/metrics") as response:  # Prometheus text: raw
             metrics = parse_metrics(await response.text())
-        models = await get_json(http, f"{banditd.url}/v1/models")
+        models = await client.list_models(counterfactual=True)
     assert banditd.terminate() == 0, banditd.log_tail()
 
     store = SQLiteStore(banditd.db)
@@ -247,7 +247,7 @@ async def test_guardrail_trips_after_the_world_changes_and_recovers_after_relear
     ) / len(after)
     assert best >= 0.9, f"after recovery the greedy action was the best one {best:.0%} of the time"
     assert status["guardrail"]["state"] == "serving" and status["serving"] == "policy", status
-    assert any(m["counterfactual"] for m in models["models"]), models
+    assert any(m.raw["counterfactual"] for m in models.models), models
 
 
 def round_of(event_id: str) -> int:

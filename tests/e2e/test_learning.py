@@ -15,19 +15,18 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import pytest
 
+from server.client import AsyncClient, Health, RetryPolicy
 from tests.e2e.conftest import (
     SERVICE_CONFIG,
     BanditServer,
     World,
-    get_json,
+    configure_short_loop,
     greedy_action,
     parse_metrics,
-    put_service_config,
     round_rng,
     seed_store,
 )
@@ -66,9 +65,7 @@ class Round:
     reward: float
 
 
-async def run_rounds(
-    http: aiohttp.ClientSession, server: BanditServer, start: int, count: int, time_limit: float
-) -> list[Round]:
+async def run_rounds(client: AsyncClient, start: int, count: int, time_limit: float) -> list[Round]:
     """``count`` rank→reward rounds (indices from ``start``) on ``WORKERS`` concurrent workers,
     paced at ``ROUNDS_PER_SECOND``. Every request must succeed, and every round must have been
     played within ``time_limit`` seconds (a bound on a hung server, not on its speed)."""
@@ -89,21 +86,14 @@ async def run_rounds(
             rng = round_rng(SEED, index)
             user = rng.randrange(WORLD.users)
             event_id = f"learn-{index}"
-            async with http.post(
-                f"{server.url}/v1/rank", json=WORLD.rank_body(event_id, user)
-            ) as response:
-                assert response.status == 201, await response.text()
-                ranked: dict[str, Any] = await response.json()
-            ranking = ranked["ranking"]
-            assert ranked["eventId"] == event_id
-            assert ranking[0]["id"] == ranked["rewardActionId"]
-            assert math.isclose(sum(a["probability"] for a in ranking), 1.0, abs_tol=1e-6)
-            chosen = ranked["rewardActionId"]
+            ranked = await client.rank(WORLD.rank_request(event_id, user))
+            ranking = [{"id": a.id, "probability": a.probability} for a in ranked.ranking]
+            assert ranked.event_id == event_id
+            assert ranked.ranking[0].id == ranked.reward_action_id
+            assert math.isclose(sum(ranked.probabilities().values()), 1.0, abs_tol=1e-6)
+            chosen = ranked.reward_action_id
             value = WORLD.reward(rng, user, chosen)
-            async with http.post(
-                f"{server.url}/v1/events/{event_id}/reward", json={"value": value}
-            ) as response:
-                assert response.status == 204, await response.text()
+            await client.reward(event_id, value)
             done.append(Round(index, user, chosen, greedy_action(ranking), value))
 
     async with asyncio.TaskGroup() as workers:  # one failure cancels the other workers
@@ -114,15 +104,15 @@ async def run_rounds(
     return sorted(done, key=lambda r: r.index)
 
 
-async def wait_learned(http: aiohttp.ClientSession, server: BanditServer, count: int) -> None:
+async def wait_learned(client: AsyncClient, count: int) -> None:
     """Wait until the learner has learned ``count`` events, then one export period more, so the
     serving model has seen them."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT
     learned = 0
     while time.monotonic() < deadline:
-        health = await get_json(http, f"{server.url}/healthz")
-        learned = health["learner"]["learnedCount"]
-        assert health["learner"]["running"] and health["learner"]["failures"] == 0, health
+        health = await client.health()
+        learned = health.learned_count
+        assert health.learner_running and health.learner_failures == 0, health.raw
         if learned >= count:
             break
         await asyncio.sleep(0.1)
@@ -137,29 +127,30 @@ async def test_served_policy_learns_the_best_action_within_the_exploration_cap(
 ) -> None:
     seed_store(banditd.db, SEED)
     banditd.start()
-    connector = aiohttp.TCPConnector(limit=WORKERS)
-    timeout = aiohttp.ClientTimeout(total=15)
     started = time.monotonic()
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+    # Every request must succeed the first time: a retried 503 would hide a failing store.
+    client = AsyncClient(
+        banditd.url, timeout=15, connections=WORKERS, retry=RetryPolicy(attempts=1)
+    )
+    async with client, aiohttp.ClientSession() as http:
         await banditd.wait_healthy(http)
-        await put_service_config(http, banditd)
+        await configure_short_loop(client)
 
         phase = time.monotonic()
-        learning = await run_rounds(http, banditd, 0, LEARNING_ROUNDS, LEARNING_TIME_LIMIT)
+        learning = await run_rounds(client, 0, LEARNING_ROUNDS, LEARNING_TIME_LIMIT)
         learning_seconds = time.monotonic() - phase
-        live = await get_json(http, f"{banditd.url}/healthz")
-        await wait_learned(http, banditd, len(learning))
+        live: Health = await client.health()
+        await wait_learned(client, len(learning))
         phase = time.monotonic()
-        measured = await run_rounds(
-            http, banditd, LEARNING_ROUNDS, MEASURED_ROUNDS, MEASURED_TIME_LIMIT
-        )
+        measured = await run_rounds(client, LEARNING_ROUNDS, MEASURED_ROUNDS, MEASURED_TIME_LIMIT)
         measured_seconds = time.monotonic() - phase
         traffic_seconds = time.monotonic() - started
 
+        # The Prometheus text is not the client's to read: it stays raw HTTP.
         async with http.get(f"{banditd.url}/metrics") as response:
             assert response.status == 200
             metrics = parse_metrics(await response.text())
-        health = await get_json(http, f"{banditd.url}/healthz")
+        health = await client.health()
 
     assert banditd.terminate() == 0, banditd.log_tail()
 
@@ -174,7 +165,7 @@ async def test_served_policy_learns_the_best_action_within_the_exploration_cap(
     print(
         f"\nlearning e2e: {len(learning)} rounds in {learning_seconds:.1f} s + {n} measured in "
         f"{measured_seconds:.1f} s ({traffic_seconds:.1f} s with start and catch-up); learned "
-        f"{live['learner']['learnedCount']} and served model v{live['modelVersion']} by the end "
+        f"{live.learned_count} and served model v{live.model_version} by the end "
         f"of the learning phase (best-action rate there {learning_best:.3f}); "
         f"best-action rate {best_rate:.3f} (expected {BEST_RATE_EXPECTED:.3f} ± "
         f"{BEST_RATE_TOLERANCE}); realized exploration {exploration:.3f} (cap {EPSILON} + "
@@ -183,9 +174,9 @@ async def test_served_policy_learns_the_best_action_within_the_exploration_cap(
     )
 
     # The loop learned and published while traffic ran, not only during the pause.
-    assert live["learner"]["learnedCount"] > 0 and live["modelVersion"] > 1, live
+    assert live.learned_count > 0 and live.model_version > 1, live.raw
     assert abs(best_rate - BEST_RATE_EXPECTED) <= BEST_RATE_TOLERANCE, best_rate
     assert exploration <= EPSILON + exploration_tolerance, exploration
     assert metrics["banditd_learned_events_total"] > 0
     assert metrics["banditd_model_version"] > 1
-    assert health["learner"]["failures"] == 0
+    assert health.learner_failures == 0

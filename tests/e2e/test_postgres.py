@@ -47,6 +47,7 @@ import aiohttp
 import psycopg
 import pytest
 
+from server.client import AsyncClient, RetryPolicy
 from stores.postgres.store import PostgresStore
 from tests import pg
 from tests.e2e.conftest import (
@@ -54,10 +55,10 @@ from tests.e2e.conftest import (
     LEARN_INTERVAL,
     NO_ACK,
     PREDICTION_TOL,
-    SERVICE_CONFIG,
     SOFTMAX_ARGUMENTS,
     Process,
     World,
+    configure_short_loop,
     free_port,
     learn,
     max_difference,
@@ -175,10 +176,8 @@ class Deployment:
         for name, edge in self.edges.items():
             assert edge.proc is not None
             await until_healthy(http, self.urls[name], edge.proc, edge.tail, edge.name)
-        async with http.put(
-            f"{self.urls['A']}/v1/configurations/service", json=SERVICE_CONFIG
-        ) as response:
-            assert response.status == 200, await response.text()
+        async with AsyncClient(self.urls["A"], retry=RetryPolicy(attempts=1)) as client:
+            await configure_short_loop(client)
         if standby:
             await wait_for_holder(self, self.trainers[0])
             self.trainers[1].start()

@@ -28,16 +28,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bandit.config import from_wire
+from server.client import AsyncClient, ClientError, RetryPolicy
 from stores.sqlite.store import SQLiteStore
 from tests.e2e.conftest import (
     HOST,
     LEARN_INTERVAL,
-    NO_ACK,
     SERVICE_CONFIG,
     Process,
     World,
     free_port,
-    get_json,
     round_rng,
     until_healthy,
 )
@@ -57,8 +57,11 @@ CONCURRENCY = 8
 TRAINER_KILL_AT = ROUNDS // 3
 EDGE_KILL_AT = 2 * ROUNDS // 3
 SEED = 18
-CONFIG = {**SERVICE_CONFIG, "explorationPercentage": 0.3}
+CONFIG = from_wire({**SERVICE_CONFIG, "explorationPercentage": 0.3})
 """The short loop, with exploration off its default so the change shows on edge B."""
+ONCE = RetryPolicy(attempts=1)
+"""A request that fails is not acknowledged, and not tried again: the test counts what each
+edge acknowledged the first time."""
 SETTLE_TIMEOUT = 60.0
 """Seconds the trainer may take to join and learn the last events after the traffic."""
 
@@ -95,42 +98,35 @@ def settings_file(path: Path) -> Path:
 
 
 async def watch_versions(
-    http: aiohttp.ClientSession, edges: dict[str, str], seen: list[Sighting], stop: asyncio.Event
+    clients: dict[str, AsyncClient], seen: list[Sighting], stop: asyncio.Event
 ) -> None:
     """Record each edge's serving model version every 50 ms (bounded by the test's own run)."""
     deadline = time.monotonic() + 300
     while not stop.is_set() and time.monotonic() < deadline:
-        for name, url in edges.items():
-            with contextlib.suppress(*NO_ACK):
-                async with http.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        body = await response.json()
-                        seen.append(Sighting(time.time(), name, int(body["modelVersion"])))
+        for name, client in clients.items():
+            with contextlib.suppress(ClientError):
+                health = await client.health()
+                if health.ok:
+                    seen.append(Sighting(time.time(), name, health.model_version))
         await asyncio.sleep(0.05)
 
 
 async def one_round(
-    http: aiohttp.ClientSession, world: World, index: int, edge: str, url: str, traffic: Traffic
+    client: AsyncClient, world: World, index: int, edge: str, traffic: Traffic
 ) -> None:
     rng = round_rng(SEED, index)
     user = rng.randrange(world.users)
     event_id = f"r-{index}"
     try:
-        async with http.post(f"{url}/v1/rank", json=world.rank_body(event_id, user)) as response:
-            if response.status != 201:
-                return
-            chosen = (await response.json())["rewardActionId"]
-    except NO_ACK:
+        chosen = (await client.rank(world.rank_request(event_id, user))).reward_action_id
+    except ClientError:
         return
     traffic.ranked[event_id] = chosen
     traffic.by_edge[edge] = traffic.by_edge.get(edge, 0) + 1
     value = world.reward(rng, user, chosen)
-    with contextlib.suppress(*NO_ACK):
-        async with http.post(
-            f"{url}/v1/events/{event_id}/reward", json={"value": value}
-        ) as response:
-            if response.status == 204:
-                traffic.rewarded[event_id] = value
+    with contextlib.suppress(ClientError):
+        await client.reward(event_id, value)
+        traffic.rewarded[event_id] = value
 
 
 async def test_two_edges_and_a_standby_trainer_share_nothing_but_the_store(tmp_path: Path) -> None:
@@ -159,22 +155,22 @@ async def test_two_edges_and_a_standby_trainer_share_nothing_but_the_store(tmp_p
         for edge in edges.values():
             edge.start()
         timeout = aiohttp.ClientTimeout(total=30)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        clients = {name: AsyncClient(url, timeout=30, retry=ONCE) for name, url in urls.items()}
+        async with aiohttp.ClientSession(timeout=timeout) as http, clients["A"], clients["B"]:
             for name, edge in edges.items():
                 assert edge.proc is not None
                 await until_healthy(http, urls[name], edge.proc, edge.tail, edge.name)
             trainers[1].start()  # the standby: the lease is held
             await asyncio.sleep(0.5)
-            active = (await get_json(http, f"{urls['A']}/healthz"))["learner"]["trainer"]
+            active = (await clients["A"].health()).raw["learner"]["trainer"]
             assert active.endswith(f":{trainers[0].proc.pid}"), active  # type: ignore[union-attr]
 
             # A configuration change through A is in force on B within one period.
-            async with http.put(f"{urls['A']}/v1/configurations/service", json=CONFIG) as response:
-                assert response.status == 200, await response.text()
+            assert await clients["A"].put_configuration(CONFIG) == CONFIG
             changed_at = time.monotonic()
             while True:
-                on_b = await get_json(http, f"{urls['B']}/v1/configurations/service")
-                if all(on_b[key] == value for key, value in CONFIG.items()):
+                on_b = await clients["B"].get_configuration()
+                if on_b == CONFIG:
                     break
                 assert time.monotonic() - changed_at < REFRESH + SLACK, (
                     f"edge B still serves {on_b} {REFRESH + SLACK} s after the change through A"
@@ -183,7 +179,7 @@ async def test_two_edges_and_a_standby_trainer_share_nothing_but_the_store(tmp_p
 
             stop_watching = asyncio.Event()
             watch_started = time.time()
-            watcher = asyncio.create_task(watch_versions(http, urls, seen, stop_watching))
+            watcher = asyncio.create_task(watch_versions(clients, seen, stop_watching))
             both_edges_until = 0.0
             pending: set[asyncio.Task[None]] = set()
             for index in range(ROUNDS):
@@ -193,7 +189,7 @@ async def test_two_edges_and_a_standby_trainer_share_nothing_but_the_store(tmp_p
                     both_edges_until = time.time()
                     edges["B"].kill()
                 name = "AB"[index % 2] if edges["B"].alive() else "A"
-                task = asyncio.create_task(one_round(http, world, index, name, urls[name], traffic))
+                task = asyncio.create_task(one_round(clients[name], world, index, name, traffic))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 while len(pending) >= CONCURRENCY:
@@ -204,13 +200,13 @@ async def test_two_edges_and_a_standby_trainer_share_nothing_but_the_store(tmp_p
             # The standby took over and learns everything that came due.
             deadline = time.monotonic() + SETTLE_TIMEOUT
             while True:
-                health = await get_json(http, f"{urls['A']}/healthz")
+                health = await clients["A"].health()
                 store = SQLiteStore(db)
                 try:
                     joined, due_left = store.last_seq(), store.counts(time.time()).pending_join
                 finally:
                     store.close()
-                learner = health["learner"]
+                learner = health.raw["learner"]
                 if (
                     learner["cursor"] == joined
                     and due_left == 0
@@ -273,12 +269,12 @@ async def test_two_edges_and_a_standby_trainer_share_nothing_but_the_store(tmp_p
     ]
     assert len(published) >= 3, [m.version for m in models]
     for model in published:
-        for edge in ("A", "B"):
+        for side in ("A", "B"):
             first = next(
-                (s.at for s in seen if s.edge == edge and s.version >= model.version), None
+                (s.at for s in seen if s.edge == side and s.version >= model.version), None
             )
             assert first is not None and first - model.created_at <= REFRESH + SLACK, (
-                f"edge {edge} served v{model.version} "
+                f"edge {side} served v{model.version} "
                 f"{None if first is None else round(first - model.created_at, 2)} s after "
                 "its publication"
             )

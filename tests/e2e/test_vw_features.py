@@ -57,7 +57,7 @@ async def test_non_ascii_namespace_rank_gets_201_and_is_learned_without_killing_
     banditd.start()
     async with aiohttp.ClientSession() as http:
         await banditd.wait_healthy(http)
-        await put_service_config(http, banditd)
+        await put_service_config(banditd)
         event_ids = []
         bodies = [REPRODUCTION] + [json.dumps(b).encode() for b in OTHER_BODIES]
         for body in bodies:
