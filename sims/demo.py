@@ -40,14 +40,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-import aiohttp
-
 from bandit.config import format_duration
+from server.client import ClientError
 from sims.demo_server import (
     DB_NAME,
     HOST,
@@ -113,7 +112,7 @@ class Tick:
     learned: int
 
 
-def tick_of(status: dict[str, Any], elapsed: float) -> Tick:
+def tick_of(status: Mapping[str, Any], elapsed: float) -> Tick:
     """The :class:`Tick` of a ``/v1/loop/status`` document."""
     window = status.get("window", {})
     counts = status.get("counts", {})
@@ -334,9 +333,8 @@ async def _drive(
     )
     config = scenario.config(DEFAULT_EXPLORATION)
     line.say(f"banditd demo: starting banditd (pid {proc.pid}) on {base}, store in {directory}")
-    timeout = aiohttp.ClientTimeout(total=10.0)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        api = DemoAPI(session, base)
+    api = DemoAPI(base)
+    try:
         started = time.monotonic()
         while not await api.ready():
             if proc.poll() is not None:
@@ -376,6 +374,8 @@ async def _drive(
             if not runner.done():
                 runner.cancel()
             await asyncio.wait([runner])
+    finally:
+        await api.close()
     error = None if runner.cancelled() else runner.exception()
     if proc.poll() is not None:
         # Whatever the traffic met then (a reset connection), the server's end is the news.
@@ -383,7 +383,7 @@ async def _drive(
         if proc.returncode is not None and proc.returncode < 0:
             raise DemoError(stopped)
         raise DemoError(f"{stopped}: {server_failure(directory)}")
-    if isinstance(error, aiohttp.ClientError | TimeoutError | RuntimeError | ValueError):
+    if isinstance(error, ClientError | TimeoutError | RuntimeError | ValueError):
         raise DemoError(f"the simulated traffic failed: {error}")
     if error is not None:
         raise error

@@ -16,13 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from bandit.config import ServiceConfiguration, to_wire
+from bandit.config import ServiceConfiguration
+from server.client import AsyncClient, ClientError, RetryPolicy
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
@@ -42,23 +41,24 @@ class DemoError(Exception):
         self.status = status
 
 
-# --- HTTP: the few calls the demo makes to the server, kept together so that banditd's own
-# client (``server.client``) can take their place.
+# --- HTTP: the few calls the demo makes to the server, through banditd's own client.
 
 
 class DemoAPI:
-    """The server's health, service configuration and loop status over HTTP (no key)."""
+    """The server's health, service configuration and loop status (no key; no retries: the
+    demo polls once a second and a missed tick is just skipped)."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
-        self._session = session
-        self._base = base_url.rstrip("/")
+    def __init__(self, base_url: str) -> None:
+        self._client = AsyncClient(base_url, timeout=10.0, retry=RetryPolicy(attempts=1))
+
+    async def close(self) -> None:
+        await self._client.close()
 
     async def ready(self) -> bool:
         """Whether ``/healthz`` answers 200 now."""
         try:
-            async with self._session.get(f"{self._base}/healthz") as response:
-                return response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
+            return (await self._client.health()).ok
+        except ClientError:
             return False
 
     async def configure(self, config: ServiceConfiguration) -> None:
@@ -67,25 +67,18 @@ class DemoAPI:
         Raises:
             DemoError: the server refused it or could not be reached.
         """
-        url = f"{self._base}/v1/configurations/service"
         try:
-            async with self._session.put(url, json=to_wire(config)) as response:
-                if response.status != 200:
-                    text = (await response.text())[:200]
-                    raise DemoError(f"the server refused the demo's configuration: {text}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DemoError(f"cannot configure the server: {exc}") from None
+            await self._client.put_configuration(config)
+        except ClientError as exc:
+            if exc.status is None:
+                raise DemoError(f"cannot configure the server: {exc}") from None
+            raise DemoError(f"the server refused the demo's configuration: {exc}") from None
 
-    async def loop_status(self) -> dict[str, Any] | None:
+    async def loop_status(self) -> Mapping[str, Any] | None:
         """``/v1/loop/status`` without the chart history; None when it cannot be read now."""
         try:
-            url = f"{self._base}/v1/loop/status?history=false"
-            async with self._session.get(url) as response:
-                if response.status != 200:
-                    return None
-                body: dict[str, Any] = await response.json()
-                return body
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return (await self._client.loop_status()).raw
+        except ClientError:
             return None
 
 
