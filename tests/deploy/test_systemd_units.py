@@ -80,11 +80,12 @@ def test_systemd_verifies_the_unit_without_a_warning(unit: Path, tmp_path: Path)
 
 
 def commands() -> set[str]:
-    """The commands ``banditd`` lists in its usage."""
+    """The commands ``banditd --help`` lists (a ``commands:`` section, a command a line)."""
     result = subprocess.run([banditd(), "--help"], capture_output=True, text=True, timeout=60)
-    listed = re.search(r"^commands: (.+)$", result.stderr, flags=re.MULTILINE)
-    assert listed, result.stderr
-    return set(listed.group(1).split(", "))
+    assert result.returncode == 0, result.stderr
+    listed = re.search(r"^commands:\n((?:  \S.*\n)+)", result.stdout, flags=re.MULTILINE)
+    assert listed, result.stdout
+    return {line.split()[0] for line in listed.group(1).splitlines()}
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
