@@ -64,6 +64,7 @@ def ndjson_body(ctx: Any, value: Any) -> dict[str, Any]:
     text = value if isinstance(value, str) else json.dumps(value)
     return {"data": text.encode("utf-8", "surrogatepass")}
 
+
 CASES = int(os.environ.get("BANDITD_FUZZ_CASES", "24"))
 """Cases per operation and key mode: the default sends about 2,500 cases over the 38 operations
 (and reward and activate on a stored event) in 3 modes; fewer where an operation has fewer
