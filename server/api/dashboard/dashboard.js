@@ -391,7 +391,9 @@ function renderCharts(status) {
   });
   drawChart($("chart-traffic"), {
     ...base, yMin: 0, clampLo: 0, empty: "no traffic yet",
-    series: [{ ys: hs.ranksPerSecond, color: color("rank") }, { ys: hs.rewardsPerSecond, color: color("reward") }],
+    // Every rank rewarded gives two equal lines: rewards are drawn dashed over the wider ranks line
+    // so both stay visible.
+    series: [{ ys: hs.ranksPerSecond, color: color("rank"), width: 3 }, { ys: hs.rewardsPerSecond, color: color("reward"), dash: [6, 4] }],
   });
   drawChart($("chart-lag"), {
     ...base, yMin: 0, clampLo: 0, empty: "no traffic yet",
