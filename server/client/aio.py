@@ -184,13 +184,7 @@ class AsyncClient:
         binary file, or lines); lines already stored are skipped. Not retried."""
         call = core.import_logs(mode)
         response = await self._open(call, core.body_chunks(source), streaming=True)
-        try:
-            body = await response.read()
-        except _NO_ANSWER as exc:
-            raise connection_error(exc, method=call.method, path=call.path) from exc
-        finally:
-            response.release()
-        return call.read(response.status, body)
+        return await self._answer(call, response)
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -254,7 +248,10 @@ class AsyncClient:
             await asyncio.sleep(wait)
 
     async def _run(self, call: Call[T]) -> T:
-        response = await self._open(call, None, streaming=False)
+        return await self._answer(call, await self._open(call, None, streaming=False))
+
+    async def _answer(self, call: Call[T], response: aiohttp.ClientResponse) -> T:
+        """The decoded answer of ``call``, its body read to the end and the connection freed."""
         try:
             body = await response.read()
         except _NO_ANSWER as exc:
