@@ -18,7 +18,9 @@ from server.api.base import SERVICE
 from server.entry.app import TRAINER, create_app
 from server.entry.settings import Settings
 from server.trainer import job_records as wire
+from server.trainer import job_work
 from stores.sqlite.store import SQLiteStore
+from tests.conftest import decision, joined
 from tests.server import world
 from tests.server.test_api import JSON_TYPE, expect_error
 
@@ -333,3 +335,25 @@ async def test_a_per_namespace_record_still_renders(client: Client) -> None:
         {"namespace": "user", "featureName": "*", "score": 100.0, "drop": 0.2}
     ]
     assert "stability" not in body
+
+
+async def test_a_feature_importance_scores_at_most_the_bound_of_features(client: Client) -> None:
+    wide = {"wide": {f"f{i:02d}": f"v{i % 3}" for i in range(job_work.MAX_FEATURES + 2)}}
+    start = T0 + 10 * N
+    events = [
+        joined(decision(f"wide{i}", at=start + i, context=(wide,), k=2), float(i % 2))
+        for i in range(40)
+    ]
+    client.app[SERVICE].store.import_joined(events)
+    body = {"name": "w", "startTime": iso_time(start), "endTime": iso_time(start + 40)}
+    response = await client.put("/personalizer/featureImportances/w?api-version=x", json=body)
+    assert response.status == 200
+    result = await finished(client, "/personalizer/featureImportances/w?api-version=x")
+    assert result["status"] == "Succeeded", result["description"]
+    singles = [s for s in result["featureScores"] if s["kind"] == "feature"]
+    assert len(singles) == job_work.MAX_FEATURES
+    found = job_work.MAX_FEATURES + 3  # and item.id
+    assert result["description"].startswith(
+        f"{job_work.MAX_FEATURES} features (of {found}; the first {job_work.MAX_FEATURES} by name)"
+    )
+    assert result["stability"]["halfEvents"] == [20, 20]
