@@ -16,18 +16,20 @@ from stores.sqlite.store import SQLiteStore
 from tests.bandit import feature_world
 from tests.e2e.conftest import BanditServer, get_json
 
-T0 = 1_700_000_000.0
 N = 2000
 JOB_TIMEOUT = 300.0
 """Seconds the job may take (about 30 replays of N events on a busy machine)."""
 
 
-def seed(db: Path) -> None:
+def seed(db: Path) -> float:
+    """Store the world's logs, recent enough that retention keeps them; their first time."""
+    start = float(int(time.time())) - 3 * N
     store = SQLiteStore(db)
     try:
-        store.import_joined(feature_world.draw(N, seed=3, start=T0))
+        store.import_joined(feature_world.draw(N, seed=3, start=start))
     finally:
         store.close()
+    return start
 
 
 async def until_done(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
@@ -41,12 +43,12 @@ async def until_done(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
 
 
 async def test_feature_importance_over_http(banditd: BanditServer) -> None:
-    seed(banditd.db)
+    t0 = seed(banditd.db)
     banditd.start()
     async with aiohttp.ClientSession() as http:
         await banditd.wait_healthy(http)
         url = f"{banditd.url}/personalizer/featureImportances/fi?api-version=2022-09-01-preview"
-        contract = {"name": "fi", "startTime": iso_time(T0), "endTime": iso_time(T0 + N)}
+        contract = {"name": "fi", "startTime": iso_time(t0), "endTime": iso_time(t0 + N)}
         async with http.put(url, json=contract) as response:
             assert response.status == 200, await response.text()
             assert (await response.json())["status"] == "Running"
