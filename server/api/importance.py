@@ -1,9 +1,14 @@
 """Feature importances (2022-09-01-preview): create with PUT, get, list, delete.
 
 An edge stores the job as ``Running``; the trainer's job replays the window's joined events
-through the online policy once with every namespace and once without each
-(:mod:`bandit.importance`, :mod:`server.trainer.job_work`), and stores the scores (0–100, most
-important first). Scores are per namespace; ``featureName`` is ``*``.
+through the online policy once with every feature and once without each, and without pairs of
+the most important (:mod:`bandit.importance`, :mod:`server.trainer.job_work`), and stores the
+scores (0–100, most important first). Each entry of ``featureScores`` has Personalizer's
+``namespace``, ``featureName`` and ``score``; an interaction joins both features' namespaces and
+names with ``^``. Extensions: ``name`` (``user.tier``, ``user.tier^item.id``), ``kind``
+(``feature`` or ``interaction``), ``drop``, ``interaction`` and ``halves``, and the body's
+``stability``. Jobs run before features were scored one by one keep their per-namespace
+scores (``featureName`` ``*``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from server.trainer.job_records import (
     IMPORTANCE_KIND as KIND,
 )
 from server.trainer.job_records import (
+    StoredFeatureScore,
     StoredImportance,
     decode_importance,
     importance_record,
@@ -109,16 +115,42 @@ def _brief(item: StoredImportance) -> dict[str, Any]:
     }
 
 
+def _score(s: StoredFeatureScore) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "namespace": "^".join(s.namespaces),
+        "featureName": "^".join(s.names),
+        "score": s.score,
+        "name": s.label,
+        "kind": "feature" if len(s.names) == 1 else "interaction",
+        "drop": s.drop,
+    }
+    if s.interaction is not None:
+        body["interaction"] = s.interaction
+    if s.halves is not None:
+        body["halves"] = list(s.halves)
+    return body
+
+
 def render(item: StoredImportance) -> dict[str, Any]:
-    """The FeatureImportance body."""
-    return {
+    """The FeatureImportance body (with the ``stability`` extension once scored)."""
+    body: dict[str, Any] = {
         **_brief(item),
         "description": item.description,
-        "featureScores": [
+        "featureScores": [_score(s) for s in item.features]
+        + [
             {"namespace": ns, "featureName": "*", "score": score, "drop": drop}
             for ns, score, drop in item.scores
         ],
     }
+    if item.stability is not None:
+        st = item.stability
+        body["stability"] = {
+            "rankCorrelation": st.rank_correlation,
+            "topKOverlap": st.top_k_overlap,
+            "k": st.k,
+            "halfEvents": list(st.events),
+        }
+    return body
 
 
 async def put_importance(request: web.Request) -> web.Response:
@@ -165,7 +197,7 @@ OPERATIONS = declare(
         method="PUT",
         path=_ITEM,
         handler=put_importance,
-        summary="Submit a feature-importance job (namespaces scored 0-100).",
+        summary="Submit a feature-importance job (features and interactions scored 0-100).",
         body=c.FeatureImportanceContract,
         responses=(
             Response(status=200, description="The job, running.", body=dict),

@@ -278,8 +278,33 @@ def evaluation_record(evaluation: StoredEvaluation) -> JobRecord:
 IMPORTANCE_KIND = "featureImportance"
 
 
+class StoredFeatureScore(msgspec.Struct, frozen=True):
+    """One feature's or interaction's score (:class:`bandit.importance.FeatureScore`)."""
+
+    namespaces: list[str]
+    names: list[str]
+    label: str
+    score: float
+    drop: float
+    interaction: float | None = None
+    halves: tuple[float, float] | None = None
+
+
+class StoredStability(msgspec.Struct, frozen=True):
+    """How much the ranking moved between the halves (:class:`bandit.importance.Stability`)."""
+
+    rank_correlation: float | None
+    top_k_overlap: float
+    k: int
+    events: tuple[int, int]
+
+
 class StoredImportance(msgspec.Struct, frozen=True):
-    """A feature-importance job's definition, status and scores."""
+    """A feature-importance job's definition, status and scores.
+
+    ``scores`` holds per-namespace scores of jobs run before features were scored one by one;
+    newer jobs fill ``features`` and ``stability`` instead.
+    """
 
     id: str
     name: str
@@ -292,6 +317,8 @@ class StoredImportance(msgspec.Struct, frozen=True):
     min_propensity: float
     description: str = ""
     scores: list[tuple[str, float, float]] = []
+    features: list[StoredFeatureScore] = []
+    stability: StoredStability | None = None
 
 
 def encode_importance(item: StoredImportance) -> str:

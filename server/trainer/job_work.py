@@ -9,6 +9,7 @@ the next one, so no process marks another's job as failed.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,14 +17,17 @@ import msgspec
 
 from bandit.evaluation import Candidate, PolicySource, best, evaluate, optimization_grid
 from bandit.events import JobRecord, JoinedEvent
-from bandit.importance import importance, namespaces
+from bandit.importance import FeatureScore, features, importance
 from bandit.store import JobStore
 from policies import BaselinePolicy, UniformPolicy, make_factory
 from server.trainer import job_records as wire
 from server.trainer.jobs import StopCheck, Work, logged_events
 
-MAX_NAMESPACES = 32
-"""Most namespaces one feature-importance job scores."""
+MAX_FEATURES = 32
+"""Most features one feature-importance job scores (the first in name order)."""
+
+MAX_EVENTS = 100_000
+"""Most events one feature-importance job replays (the window's first)."""
 
 
 def evaluation_work(store: JobStore, record: JobRecord) -> Work | None:
@@ -108,11 +112,25 @@ def run_evaluation(store: JobStore, e: wire.StoredEvaluation, should_stop: StopC
     )
 
 
+def _stored(s: FeatureScore) -> wire.StoredFeatureScore:
+    return wire.StoredFeatureScore(
+        namespaces=[f.namespace for f in s.features],
+        names=[f.name for f in s.features],
+        label=s.label,
+        score=s.score,
+        drop=s.drop,
+        interaction=s.interaction,
+        halves=s.halves,
+    )
+
+
 def run_importance(store: JobStore, item: wire.StoredImportance, should_stop: StopCheck) -> None:
-    """Score each namespace of the window's events, save (job thread)."""
+    """Score each feature of the window's events and pairs of the most important, save (job
+    thread). Costs ``N (2 + 2F + P)`` learned events (:mod:`bandit.importance`), with N and F
+    bounded by :data:`MAX_EVENTS` and :data:`MAX_FEATURES`."""
 
     def events() -> Iterator[JoinedEvent]:
-        return logged_events(store, item.start, item.end)
+        return itertools.islice(logged_events(store, item.start, item.end), MAX_EVENTS)
 
     candidate = Candidate(
         name="Online",
@@ -122,14 +140,27 @@ def run_importance(store: JobStore, item: wire.StoredImportance, should_stop: St
         epsilon=item.epsilon,
         min_propensity=item.min_propensity,
     )
-    names = namespaces(events())[:MAX_NAMESPACES]
     changes: dict[str, Any]
     try:
-        scores = importance(events, candidate, names, should_stop=should_stop)
+        found = features(events())
+        names = found[:MAX_FEATURES]
+        result = importance(events, candidate, names, should_stop=should_stop)
+        st = result.stability
+        pairs = len(result.scores) - len(names)
+        skipped = f" (of {len(found)}; the first {MAX_FEATURES} by name)" if found != names else ""
         changes = {
             "status": "Succeeded",
-            "description": f"{len(names)} namespaces scored",
-            "scores": [(s.namespace, s.score, s.drop) for s in scores],
+            "description": f"{len(names)} features{skipped} and {pairs} interactions scored "
+            f"on {result.events} events ({result.replays} replays)",
+            "features": [_stored(s) for s in result.scores],
+            "stability": None
+            if st is None
+            else wire.StoredStability(
+                rank_correlation=st.rank_correlation,
+                top_k_overlap=st.top_k_overlap,
+                k=st.k,
+                events=st.events,
+            ),
         }
     except InterruptedError:
         raise

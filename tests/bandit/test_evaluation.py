@@ -22,7 +22,7 @@ from bandit.evaluation import (
     replay,
 )
 from bandit.events import JoinedEvent
-from bandit.importance import importance, namespaces
+from bandit.importance import Feature, features, importance
 from policies import BaselinePolicy, UniformPolicy, make_factory
 from tests.server import world
 
@@ -136,16 +136,18 @@ def test_stopping_interrupts_a_replay(logs: world.Logs) -> None:
         replay(logs.events, candidates()[1], should_stop=lambda: True)
 
 
-def test_feature_importance_ranks_the_informative_namespaces(logs: world.Logs) -> None:
+def test_feature_importance_ranks_the_informative_features(logs: world.Logs) -> None:
     events = logs.events[:1500]
-    names = namespaces(events)
-    assert names == ["device", "item", "user"]
-    scores = importance(lambda: events, candidates()[3], names)
-    by_name = {s.namespace: s for s in scores}
+    names = features(events)
+    assert names == [Feature("device", "mobile"), Feature("item", "id"), Feature("user", "kind")]
+    result = importance(lambda: events, candidates()[3], names, stability=False)
+    scores = [s for s in result.scores if len(s.features) == 1]
+    by_name = {s.label: s for s in scores}
     assert scores[0].score == 100.0
-    assert {scores[0].namespace, scores[1].namespace} == {"item", "user"}
-    assert by_name["device"].score < by_name["user"].score
-    assert all(0.0 <= s.score <= 100.0 for s in scores)
+    assert {scores[0].label, scores[1].label} == {"item.id", "user.kind"}
+    assert by_name["device.mobile"].score < by_name["user.kind"].score
+    assert all(0.0 <= s.score <= 100.0 for s in result.scores)
+    assert result.stability is None
 
 
 def test_module_doctests_pass() -> None:

@@ -18,7 +18,9 @@ from server.api.base import SERVICE
 from server.entry.app import TRAINER, create_app
 from server.entry.settings import Settings
 from server.trainer import job_records as wire
+from server.trainer import job_work
 from stores.sqlite.store import SQLiteStore
+from tests.conftest import decision, joined
 from tests.server import world
 from tests.server.test_api import JSON_TYPE, expect_error
 
@@ -263,8 +265,16 @@ async def test_feature_importance_lifecycle(client: Client) -> None:
     result = await finished(client, f"/personalizer/featureImportances/fi1{query}")
     assert result["status"] == "Succeeded"
     scores = result["featureScores"]
-    assert {s["namespace"] for s in scores} == {"device", "item", "user"}
+    singles = [s for s in scores if s["kind"] == "feature"]
+    assert {s["name"] for s in singles} == {"device.mobile", "item.id", "user.kind"}
+    assert {(s["namespace"], s["featureName"]) for s in singles} == {
+        ("device", "mobile"),
+        ("item", "id"),
+        ("user", "kind"),
+    }
+    assert len(scores) == len(singles) + 3  # the pairs of the three features
     assert scores[0]["score"] == 100.0
+    assert set(result["stability"]) == {"rankCorrelation", "topKOverlap", "k", "halfEvents"}
     assert [s["score"] for s in scores] == sorted((s["score"] for s in scores), reverse=True)
     listed = await (await client.get(f"/personalizer/featureImportances{query}&top=1")).json()
     assert [i["id"] for i in listed["value"]] == ["fi1"]
@@ -302,3 +312,48 @@ async def test_bad_ids_and_paging_parameters_are_400(client: Client) -> None:
         await expect_error(response, 400, "BadRequest", "InvalidRequest")
         response = await client.get(f"/personalizer/featureImportances?api-version=x&{query}")
         await expect_error(response, 400, "BadRequest", "InvalidRequest")
+
+
+async def test_a_per_namespace_record_still_renders(client: Client) -> None:
+    # Jobs scored before features were scored one by one stored per-namespace triples.
+    item = wire.StoredImportance(
+        id="old",
+        name="old",
+        start=T0,
+        end=T0 + 600,
+        created=T0,
+        status="Succeeded",
+        arguments=DEFAULT_ARGUMENTS,
+        epsilon=0.2,
+        min_propensity=0.0,
+        scores=[("user", 100.0, 0.2)],
+    )
+    client.app[SERVICE].store.save_job(wire.importance_record(item))
+    response = await client.get("/personalizer/featureImportances/old?api-version=x")
+    body = await response.json()
+    assert body["featureScores"] == [
+        {"namespace": "user", "featureName": "*", "score": 100.0, "drop": 0.2}
+    ]
+    assert "stability" not in body
+
+
+async def test_a_feature_importance_scores_at_most_the_bound_of_features(client: Client) -> None:
+    wide = {"wide": {f"f{i:02d}": f"v{i % 3}" for i in range(job_work.MAX_FEATURES + 2)}}
+    start = T0 + 10 * N
+    events = [
+        joined(decision(f"wide{i}", at=start + i, context=(wide,), k=2), float(i % 2))
+        for i in range(40)
+    ]
+    client.app[SERVICE].store.import_joined(events)
+    body = {"name": "w", "startTime": iso_time(start), "endTime": iso_time(start + 40)}
+    response = await client.put("/personalizer/featureImportances/w?api-version=x", json=body)
+    assert response.status == 200
+    result = await finished(client, "/personalizer/featureImportances/w?api-version=x")
+    assert result["status"] == "Succeeded", result["description"]
+    singles = [s for s in result["featureScores"] if s["kind"] == "feature"]
+    assert len(singles) == job_work.MAX_FEATURES
+    found = job_work.MAX_FEATURES + 3  # and item.id
+    assert result["description"].startswith(
+        f"{job_work.MAX_FEATURES} features (of {found}; the first {job_work.MAX_FEATURES} by name)"
+    )
+    assert result["stability"]["halfEvents"] == [20, 20]
