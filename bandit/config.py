@@ -314,9 +314,7 @@ def from_wire(
                 body, "apprenticeGraduationMinEvents"
             )
         if body.get("isInferenceExplainabilityEnabled") is not None:
-            changes["inference_explainability"] = _boolean(
-                body, "isInferenceExplainabilityEnabled"
-            )
+            changes["inference_explainability"] = _boolean(body, "isInferenceExplainabilityEnabled")
     except ValueError as exc:
         raise InvalidServiceConfiguration(str(exc)) from exc
     return base.replace(**changes)

@@ -398,7 +398,6 @@ class VWPolicy:
         return self._explainer.explain(request, index)
 
 
-
 # -- inference explanations ----------------------------------------------------------------------
 
 _FNV_PRIME = 16777619
@@ -512,34 +511,43 @@ class _Explainer:
             for group in example or ():
                 features = groups.setdefault(group.feat_group_index, [])
                 features.extend(zip(group.indices, group.values, strict=True))
-        weights = self.workspace.weights()
+        weights = self.workspace.weights()  # a view: (index, model, weight and its state)
         mask = weights.shape[0] - 1
-        shares: dict[str, float] = {}
-
-        def add(name: str, share: float) -> None:
-            shares[name] = shares.get(name, 0.0) + share
-
-        def name_of(group: int, feature: int) -> str:
-            return names.get((group, feature)) or f"{chr(group)}#{feature}"
-
-        if self.constant:
-            add(CONSTANT_NAME, float(weights[_CONSTANT_INDEX & mask, 0, 0]))
+        # Every share is weight × value: the weights' indices and the values are gathered
+        # first, then the weights read in one indexing (reading them one by one costs more than
+        # all the rest of an explanation; ``take`` on the column would copy the whole model).
+        keys: list[str] = []
+        slots: list[int] = []
+        values: list[float] = []
+        named: dict[int, list[tuple[int, float, str]]] = {}
         for group, features in groups.items():
-            for feature, value in features:
-                add(name_of(group, feature), float(weights[feature & mask, 0, 0]) * value)
+            named[group] = [
+                (f, v, names.get((group, f)) or f"{chr(group)}#{f}") for f, v in features
+            ]
+            for feature, value, name in named[group]:
+                keys.append(name)
+                slots.append(feature & mask)
+                values.append(value)
+        if self.constant:
+            keys.append(CONSTANT_NAME)
+            slots.append(_CONSTANT_INDEX & mask)
+            values.append(1.0)
         # The interactions VW generated for this example (``-q ::`` expanded and de-duplicated
         # by VW itself); within one group, as VW, each pair once and a feature with itself.
         for interaction in cast(list[str], leaf.interactions):
             if len(interaction) != 2:
                 return None  # cubic and wider interactions are not explained
             first, second = ord(interaction[0]), ord(interaction[1])
-            left, right = groups.get(first, ()), groups.get(second, ())
-            for i, (f1, v1) in enumerate(left):
+            left, right = named.get(first, []), named.get(second, [])
+            for i, (f1, v1, n1) in enumerate(left):
                 base = (f1 * _FNV_PRIME) & _UINT64
-                n1 = name_of(first, f1)
-                for f2, v2 in right[i:] if first == second else right:
-                    share = float(weights[(base ^ f2) & mask, 0, 0]) * v1 * v2
-                    add(f"{n1}^{name_of(second, f2)}", share)
+                for f2, v2, n2 in right[i:] if first == second else right:
+                    keys.append(f"{n1}^{n2}")
+                    slots.append((base ^ f2) & mask)
+                    values.append(v1 * v2)
+        shares: dict[str, float] = {}
+        for key, weight, value in zip(keys, weights[slots, 0, 0].tolist(), values, strict=True):
+            shares[key] = shares.get(key, 0.0) + weight * value
         total = sum(shares.values())
         cost = float(leaf.partial_prediction)
         if abs(total - cost) > 1e-4 * (1.0 + abs(cost)):
