@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
 import vowpal_wabbit_next as vw
+from hypothesis import given, settings
 
 from bandit.dsjson import context_line
-from bandit.events import RankRequest
+from bandit.events import Action, RankRequest
 from policies import DEFAULT_ARGUMENTS, VWPolicy
 from policies.vw import CONSTANT_NAME, Explanation, vw_line
 from tests.conftest import decision, joined, rank_request
@@ -61,6 +63,19 @@ def raw_scores(policy: VWPolicy, request: RankRequest) -> list[float]:
     while node.name != "csoaa_ldf-rank":
         node = node.children[0]
     return [float(child.partial_prediction) for child in node.children]
+
+
+def learned_on(request: RankRequest, arguments: str = DEFAULT_ARGUMENTS) -> VWPolicy:
+    """A model that learned from ``request`` itself (every action chosen, with varied rewards),
+    so every feature and pair of it has a weight; restored from its bytes."""
+    policy = VWPolicy(arguments, epsilon=0.2)
+    k = len(request.actions)
+    pmf = tuple(1.0 / k for _ in range(k))
+    for seq in range(1, 4 * k + 1):
+        chosen = seq % k
+        reward = (seq * 0.37) % 1.0
+        policy.learn_one(joined(decision(request=request, pmf=pmf, chosen=chosen), reward, seq=seq))
+    return VWPolicy(arguments, epsilon=0.2, model=policy.to_bytes())
 
 
 def explained(policy: VWPolicy, request: RankRequest, index: int) -> Explanation:
@@ -149,3 +164,40 @@ def test_learning_after_an_explanation_explains_the_new_model() -> None:
     after = explained(policy, request, 0)
     assert after.score != before
     assert sum(s for _, s in after.features) == pytest.approx(after.score, abs=TOLERANCE)
+
+
+NAMES = {"user", "u2", "item", "é", "geo", "x", "中文", "t"}
+KEYS = st.sampled_from(sorted(NAMES))
+LEAVES = st.one_of(
+    st.floats(-3, 3, allow_nan=False).map(lambda v: round(v, 3)),
+    st.sampled_from(["a", "b", "金", "long value"]),
+    st.booleans(),
+    st.lists(st.floats(-2, 2, allow_nan=False).map(lambda v: round(v, 3)), max_size=3),
+)
+NAMESPACES = st.dictionaries(
+    KEYS, st.one_of(LEAVES, st.dictionaries(KEYS, LEAVES, max_size=3)), max_size=3
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(context=NAMESPACES, actions=st.lists(NAMESPACES, min_size=1, max_size=3))
+def test_arbitrary_features_are_explained_exactly(
+    context: dict[str, Any], actions: list[dict[str, Any]]
+) -> None:
+    request = RankRequest(
+        event_id="h",
+        context_features=(context,),
+        actions=tuple(Action(id=f"a{i}", features=(f,)) for i, f in enumerate(actions)),
+    )
+    policy = learned_on(request)
+    raw = raw_scores(policy, request)
+    for index in range(len(actions)):
+        explanation = explained(policy, request, index)
+        total = sum(score for _, score in explanation.features)
+        assert total == pytest.approx(-raw[index], abs=TOLERANCE)
+        # Every share is named by keys the request holds, as sent (none left as an index,
+        # none in the VW boundary's encoded form).
+        for name, _ in explanation.features:
+            if name != CONSTANT_NAME:
+                parts = {key for term in name.split("^") for key in term.split(".")}
+                assert parts <= NAMES, name
