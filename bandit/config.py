@@ -124,6 +124,8 @@ class ServiceConfiguration:
             once the learned policy is confidently better than the baseline (DESIGN §3).
         apprentice_graduation_min_events: banditd extension, ≥ 1: apprentice events that must be
             evaluated before a graduation; the confidence sequence is tightest there.
+        inference_explainability: Personalizer's ``isInferenceExplainabilityEnabled``: every rank
+            response carries the chosen action's per-feature scores (docs/explanations.md).
     """
 
     reward_wait_time: float = 600.0
@@ -140,6 +142,7 @@ class ServiceConfiguration:
     apprentice_exploration: float = 0.0
     apprentice_auto_graduate: bool = False
     apprentice_graduation_min_events: int = 1000
+    inference_explainability: bool = False
 
     def __post_init__(self) -> None:
         if not MIN_REWARD_WAIT <= self.reward_wait_time <= MAX_REWARD_WAIT:
@@ -246,6 +249,7 @@ def to_wire(config: ServiceConfiguration) -> dict[str, Any]:
         "apprenticeExplorationPercentage": config.apprentice_exploration,
         "apprenticeAutoGraduate": config.apprentice_auto_graduate,
         "apprenticeGraduationMinEvents": config.apprentice_graduation_min_events,
+        "isInferenceExplainabilityEnabled": config.inference_explainability,
     }
 
 
@@ -309,6 +313,8 @@ def from_wire(
             changes["apprentice_graduation_min_events"] = _integer(
                 body, "apprenticeGraduationMinEvents"
             )
+        if body.get("isInferenceExplainabilityEnabled") is not None:
+            changes["inference_explainability"] = _boolean(body, "isInferenceExplainabilityEnabled")
     except ValueError as exc:
         raise InvalidServiceConfiguration(str(exc)) from exc
     return base.replace(**changes)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import shlex
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 from urllib.parse import quote
 
@@ -312,7 +313,9 @@ class VWPolicy:
 
     def __init__(self, arguments: str, *, epsilon: float, model: bytes | None = None) -> None:
         self._arguments = arguments
-        self._workspace = _workspace(_with_epsilon(_tokens(arguments), epsilon), model)
+        self._tokens = _with_epsilon(_tokens(arguments), epsilon)
+        self._workspace = _workspace(self._tokens, model)
+        self._explainer: _Explainer | None = None
         self._parser = vw.DSJsonFormatParser(self._workspace)
         found = bindings(self._workspace)
         self._core: Any = found[0] if found else None
@@ -354,6 +357,7 @@ class VWPolicy:
                 was answered 400 and never logged).
         """
         line = vw_line(_line(learn_object(event)))
+        self._explainer = None  # built again from the learned model when next asked
         try:
             if self._core is not None:
                 self._core.learn_multi_ex_one(self._parse_core(self._core, line))
@@ -377,3 +381,194 @@ class VWPolicy:
 
     def to_bytes(self) -> bytes:
         return bytes(self._workspace.serialize())
+
+    def explain(self, request: RankRequest, index: int) -> Explanation | None:
+        """The per-feature scores of action ``index`` for ``request`` (docs/explanations.md),
+        or None when this model's score is not a sum of per-feature shares (an interleaved
+        model such as ``--bag``, cubic interactions).
+
+        The first call builds a second workspace on this model (one model's memory again);
+        ranking without explanations never does.
+
+        Raises:
+            InvalidRankRequest: VW's parser refused the features.
+        """
+        if self._explainer is None:
+            self._explainer = _Explainer(self._tokens, bytes(self._workspace.serialize()))
+        return self._explainer.explain(request, index)
+
+
+# -- inference explanations ----------------------------------------------------------------------
+
+_FNV_PRIME = 16777619
+"""VW's multiplier for combining the hashes of an interaction's features (``FNV_prime``)."""
+_CONSTANT_INDEX = 11650396
+"""VW's hash of the constant (bias) feature (``constant``)."""
+_UINT64 = (1 << 64) - 1
+_MAX_PROBES = 4096
+CONSTANT_NAME = "(constant)"
+"""The name of the constant's (the bias weight's) share of the score in an explanation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why the model scored an action as it did: per-feature shares of its score.
+
+    Attributes:
+        index: the explained action's index in the request.
+        features: ``(name, score)`` pairs, largest ``|score|`` first: features ``ns.feat`` as
+            the client named them, interactions ``a^b``, and :data:`CONSTANT_NAME`. A score
+            is minus the feature's share of VW's cost estimate, so positive supports the
+            action (Personalizer's convention) and the scores sum to :attr:`score`.
+        score: minus VW's raw score for the action (the cost it ranks by).
+    """
+
+    index: int
+    features: tuple[tuple[str, float], ...]
+    score: float
+
+
+def _leaves(obj: dict[str, Any], path: tuple[str, ...]) -> Any:
+    # (path, value) of every feature below ``obj``: objects are namespaces, anything else
+    # (a number, a string, a boolean, an array) one named feature. "_" keys reach no feature.
+    for key, value in obj.items():
+        if key[:1] == "_":
+            continue
+        if type(value) is dict:
+            yield from _leaves(value, (*path, key))
+        else:
+            yield (*path, key), value
+
+
+def _skeleton(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {path[-1]: value}
+    for key in reversed(path[:-1]):
+        obj = {key: obj}
+    return obj
+
+
+class _Explainer:
+    """A second workspace on the same model that reports VW's computation (its debug tree):
+    built only when explanations are asked for, so ranking without them costs nothing."""
+
+    def __init__(self, tokens: list[str], model: bytes) -> None:
+        self.workspace = vw.Workspace(
+            [*tokens, "--quiet"], model_data=model or None, enable_debug_tree=True
+        )
+        self.parser = vw.DSJsonFormatParser(self.workspace)
+        self.constant = "--noconstant" not in tokens
+        self._probes: dict[bytes, tuple[tuple[int, int], ...]] = {}
+
+    def _parse(self, obj: dict[str, Any]) -> list[Any]:
+        line = vw_line(_line(obj))
+        try:
+            return cast(list[Any], self.parser.parse_json(line.decode()))
+        except RuntimeError as exc:
+            raise InvalidRankRequest(f"the features could not be read: {exc}") from exc
+
+    def _indices(self, path: tuple[str, ...], value: Any) -> tuple[tuple[int, int], ...]:
+        # The (feature group, index) pairs VW's own parser makes of this one feature: names
+        # are found by asking VW, never by re-deriving its hashing.
+        obj = {"c": {**_skeleton(path, value), "_multi": [{}]}}
+        key = _line(obj)
+        found = self._probes.get(key)
+        if found is None:
+            shared = self._parse(obj)[0]
+            found = tuple((g.feat_group_index, i) for g in shared for i in g.indices)
+            if len(self._probes) >= _MAX_PROBES:
+                self._probes.clear()
+            self._probes[key] = found
+        return found
+
+    def _names(self, features: dict[str, Any]) -> dict[tuple[int, int], str]:
+        names: dict[tuple[int, int], str] = {}
+        for path, value in _leaves(features, ()):
+            name = ".".join(path)
+            for found in self._indices(path, value):
+                names.setdefault(found, name)
+        return names
+
+    def explain(self, request: RankRequest, index: int) -> Explanation | None:
+        context = context_object(request)
+        examples = self._parse({"c": context})
+        raw = self.workspace.predict_one(examples)
+        leaves = _action_leaves(raw[1], len(request.actions)) if type(raw) is tuple else None
+        if leaves is None or len(examples) not in (len(request.actions), len(request.actions) + 1):
+            return None
+        leaf = leaves[index]
+        if leaf.offset != 0:  # an interleaved model (--bag, ...): not one weight per feature
+            return None
+        shared = examples[0] if len(examples) > len(request.actions) else None
+        action = examples[len(examples) - len(request.actions) + index]
+        multi = cast(list[dict[str, Any]], context["_multi"])
+        names = self._names({k: v for k, v in context.items() if k != "_multi"})
+        for found, name in self._names(multi[index]).items():
+            names.setdefault(found, name)
+        # As VW's shared-feature merger: each group holds the action's features, then the
+        # shared ones (the order matters: an interaction's hash is not symmetric).
+        groups: dict[int, list[tuple[int, float]]] = {}
+        for example in (action, shared):
+            for group in example or ():
+                features = groups.setdefault(group.feat_group_index, [])
+                features.extend(zip(group.indices, group.values, strict=True))
+        weights = self.workspace.weights()  # a view: (index, model, weight and its state)
+        mask = weights.shape[0] - 1
+        # Every share is weight × value: the weights' indices and the values are gathered
+        # first, then the weights read in one indexing (reading them one by one costs more than
+        # all the rest of an explanation; ``take`` on the column would copy the whole model).
+        keys: list[str] = []
+        slots: list[int] = []
+        values: list[float] = []
+        named: dict[int, list[tuple[int, float, str]]] = {}
+        for group, features in groups.items():
+            named[group] = [
+                (f, v, names.get((group, f)) or f"{chr(group)}#{f}") for f, v in features
+            ]
+            for feature, value, name in named[group]:
+                keys.append(name)
+                slots.append(feature & mask)
+                values.append(value)
+        if self.constant:
+            keys.append(CONSTANT_NAME)
+            slots.append(_CONSTANT_INDEX & mask)
+            values.append(1.0)
+        # The interactions VW generated for this example (``-q ::`` expanded and de-duplicated
+        # by VW itself); within one group, as VW, each pair once and a feature with itself.
+        for interaction in cast(list[str], leaf.interactions):
+            if len(interaction) != 2:
+                return None  # cubic and wider interactions are not explained
+            first, second = ord(interaction[0]), ord(interaction[1])
+            left, right = named.get(first, []), named.get(second, [])
+            for i, (f1, v1, n1) in enumerate(left):
+                base = (f1 * _FNV_PRIME) & _UINT64
+                for f2, v2, n2 in right[i:] if first == second else right:
+                    keys.append(f"{n1}^{n2}")
+                    slots.append((base ^ f2) & mask)
+                    values.append(v1 * v2)
+        shares: dict[str, float] = {}
+        for key, weight, value in zip(keys, weights[slots, 0, 0].tolist(), values, strict=True):
+            shares[key] = shares.get(key, 0.0) + weight * value
+        total = sum(shares.values())
+        cost = float(leaf.partial_prediction)
+        if abs(total - cost) > 1e-4 * (1.0 + abs(cost)):
+            return None  # a reduction this does not model: no explanation rather than a wrong one
+        ranked = sorted(((n, -v) for n, v in shares.items()), key=lambda p: -abs(p[1]))
+        return Explanation(index=index, features=tuple(ranked), score=-cost)
+
+
+def _action_leaves(tree: Any, actions: int) -> list[Any] | None:
+    # The scoring step's node: one child per action, each a single-example computation whose
+    # deepest node (gd) holds the action's raw score and the interactions used.
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        children = list(node.children)
+        if len(children) == actions and not any(c.is_multiline for c in children):
+            leaves = []
+            for child in children:
+                while child.children:
+                    child = child.children[0]
+                leaves.append(child)
+            return leaves
+        stack.extend(children)
+    return None

@@ -83,12 +83,6 @@ async def put_configuration(request: web.Request) -> web.Response:
             "and apply its result instead.",
             target="isAutoOptimizationEnabled",
         )
-    if contract.is_inference_explainability_enabled:
-        raise InvalidServiceConfiguration(
-            "inference explainability is not supported; feature importances are computed "
-            "offline with PUT /featureImportances/{id} instead.",
-            target="isInferenceExplainabilityEnabled",
-        )
     service = request.app[SERVICE]
     new = from_wire(msgspec.to_builtins(contract), base=service.config, require_all=False)
     service.config.check_change(new)  # the trainer checks again against what it holds

@@ -78,6 +78,7 @@ class ServiceConfiguration(Contract):
     apprentice_exploration_percentage: Exploration | None = None
     apprentice_auto_graduate: bool | None = None
     apprentice_graduation_min_events: Annotated[int, Meta(ge=1)] | None = None
+    is_inference_explainability_enabled: bool | None = None
 
 
 class ServiceConfigurationUpdate(Contract, forbid_unknown_fields=True):

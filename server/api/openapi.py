@@ -35,12 +35,31 @@ class RankResponseItem(c.Contract):
     probability: Annotated[float, Meta(ge=0.0, le=1.0)]
 
 
+class ExplanationFeature(c.Contract):
+    """A feature (``ns.feat``), an interaction (``a^b``) or ``(constant)``, and its share of
+    the model's score for the action: positive supports the action."""
+
+    name: str
+    score: float
+
+
+class InferenceExplanation(c.Contract):
+    """Why the chosen action scored as it did; the scores sum to the model's score for it.
+    ``explored`` (banditd extension): the choice was not the model's greedy one."""
+
+    id: str
+    features: list[ExplanationFeature]
+    explored: bool
+
+
 class RankResponse(c.Contract):
-    """The decision: the action to show, and every action's probability (chosen first)."""
+    """The decision: the action to show, and every action's probability (chosen first);
+    with isInferenceExplainabilityEnabled, the chosen action's explanation."""
 
     ranking: list[RankResponseItem]
     event_id: str
     reward_action_id: str
+    inference_explanation: list[InferenceExplanation] | None = None
 
 
 class RewardRequest(c.Contract):

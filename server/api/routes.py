@@ -47,7 +47,12 @@ async def rank(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     rank_request = parse_rank(await request.read(), max_actions=service.settings.max_actions)
     decision = await service.rank(rank_request)
-    return json_response(rank_response(decision), status=201)
+    body = rank_response(decision)
+    if service.config.inference_explainability:
+        explanation = service.explain(decision)
+        if explanation is not None:
+            body["inferenceExplanation"] = [explanation]
+    return json_response(body, status=201)
 
 
 async def reward(request: web.Request) -> web.Response:

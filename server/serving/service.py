@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -218,6 +219,23 @@ class Service:
             return resolve_replay(request, stored)
         self.metrics.ranks_by(decision.learning_mode.value).inc()
         return decision
+
+    def explain(self, decision: Decision) -> dict[str, Any] | None:
+        """The ``inferenceExplanation`` entry for the decision's chosen action: its features
+        and interactions with their scores (docs/explanations.md), ``explored`` (a banditd
+        extension) when the choice was not the model's greedy one. None when the serving model
+        cannot explain (the fallback, a fixed policy, an interleaved VW model)."""
+        explain = getattr(self.serving.policy, "explain", None)
+        if explain is None or self.fallback is not None:
+            return None
+        explanation = explain(decision.request, decision.chosen_index)
+        if explanation is None:
+            return None
+        return {
+            "id": decision.request.actions[decision.chosen_index].id,
+            "features": [{"name": n, "score": s} for n, s in explanation.features],
+            "explored": decision.chosen_index != decision.greedy_index,
+        }
 
     async def reward(self, event_id: str, value: object, request_key: str | None) -> RewardOutcome:
         """Validate and commit a reward; raises :class:`EventNotFound` for unknown events."""

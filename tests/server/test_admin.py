@@ -148,11 +148,10 @@ CONFIGURATION_ERRORS: list[tuple[str, dict[str, Any], Any]] = [
         ),
     ),
     (
-        "inference-explainability",
-        {"isInferenceExplainabilityEnabled": True},
+        "inference-explainability-not-boolean",
+        {"isInferenceExplainabilityEnabled": "yes"},
         bad_configuration(
-            "inference explainability is not supported; feature importances are computed "
-            "offline with PUT /featureImportances/{id} instead.",
+            "Expected `bool | null`, got `str` - at `$.isInferenceExplainabilityEnabled`.",
             "isInferenceExplainabilityEnabled",
         ),
     ),

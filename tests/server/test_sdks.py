@@ -278,6 +278,27 @@ def test_legacy_sdk_rank_reward_activate(legacy: LegacyClient) -> None:
     assert legacy.events.activate("old-deferred") is None
 
 
+def test_both_sdks_rank_with_inference_explanations_on(
+    admin: PersonalizerAdministrationClient, client: PersonalizerClient, legacy: LegacyClient
+) -> None:
+    config = dict(admin.get_service_configuration())
+    assert config["isInferenceExplainabilityEnabled"] is False
+    changed = admin.update_service_configuration(
+        {**config, "isInferenceExplainabilityEnabled": True}
+    )
+    assert changed["isInferenceExplainabilityEnabled"] is True
+    response = client.rank(rank_dict("explain-new"))
+    [explanation] = response["inferenceExplanation"]
+    assert explanation["id"] == response["rewardActionId"]
+    assert {"user.tier", "time", "topic", "(constant)"} <= {
+        f["name"] for f in explanation["features"]
+    }
+    # The legacy SDK ignores the field it does not know and reads the rest as always.
+    old = legacy.rank(legacy_request("explain-old"))
+    assert old.event_id == "explain-old"
+    assert old.ranking[0].id == old.reward_action_id
+
+
 def test_legacy_sdk_errors(legacy: LegacyClient, server: Server) -> None:
     with pytest.raises(ErrorResponseException) as bad_rank:
         legacy.rank(RankRequest(actions=[]))
