@@ -224,9 +224,13 @@ class Service:
         """The ``inferenceExplanation`` entry for the decision's chosen action: its features
         and interactions with their scores (docs/explanations.md), ``explored`` (a banditd
         extension) when the choice was not the model's greedy one. None when the serving model
-        cannot explain (the fallback, a fixed policy, an interleaved VW model)."""
+        cannot explain (the fallback, a fixed policy, an interleaved VW model) or no longer
+        serves (a newer version was published while the decision was committed)."""
         explain = getattr(self.serving.policy, "explain", None)
-        if explain is None or self.fallback is not None:
+        # The decision's commit was awaited: a model published meanwhile did not serve it, and
+        # its scores would not be the ones the choice was made with.
+        stale = self.serving.version != decision.model_version
+        if explain is None or self.fallback is not None or stale:
             return None
         explanation = explain(decision.request, decision.chosen_index)
         if explanation is None:
