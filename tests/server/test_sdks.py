@@ -431,7 +431,12 @@ def test_admin_feature_importances(admin: PersonalizerAdministrationClient) -> N
             break
         time.sleep(0.05)
     assert body["status"] == "Succeeded"
-    assert {s["namespace"] for s in body["featureScores"]} == {"device", "item", "user"}
+    scores = body["featureScores"]
+    features = {s["namespace"] for s in scores if s["kind"] == "feature"}
+    assert features == {"device", "item", "user"}
+    # The pairs of the three most important features, named by their namespaces joined by ^.
+    for pair in (s for s in scores if s["kind"] == "interaction"):
+        assert set(pair["namespace"].split("^")) <= features, pair
     assert max(s["score"] for s in body["featureScores"]) == 100.0
     assert [f["id"] for f in admin.list_feature_importances(top=10)] == ["sdk-fi"]
     assert admin.delete_feature_importance("sdk-fi") is None
