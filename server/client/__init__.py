@@ -14,8 +14,9 @@ or an application can use it without the service's dependencies.
 from __future__ import annotations
 
 from server.client.aio import AsyncClient
-from server.client.core import ImportSource, RetryPolicy
 from server.client.errors import ClientError
+from server.client.framing import ImportSource
+from server.client.retry import RetryPolicy
 from server.client.sync import Client
 from server.client.types import (
     Health,

@@ -15,8 +15,10 @@ from bandit.config import LearningMode, ServiceConfiguration
 from bandit.events import PolicySettings, RankRequest
 from server.client import core
 from server.client import types as t
-from server.client.core import Call, Endpoint, ImportSource, RetryPolicy
+from server.client.core import Call, Endpoint
 from server.client.errors import ClientError, connection_error
+from server.client.framing import CHUNK, ImportSource, LineSplitter, body_chunks
+from server.client.retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -165,9 +167,9 @@ class AsyncClient:
         arrive (one partial line held at a time)."""
         call = core.export_logs(start, end)
         response = await self._open(call, None, streaming=True)
-        splitter = core.LineSplitter()
+        splitter = LineSplitter()
         try:
-            async for chunk in response.content.iter_chunked(core.CHUNK):
+            async for chunk in response.content.iter_chunked(CHUNK):
                 for line in splitter.feed(chunk):
                     yield line
             for line in splitter.finish():
@@ -183,7 +185,7 @@ class AsyncClient:
         """Store DSJSON lines as learned-from history, streamed from ``source`` (a path, a
         binary file, or lines); lines already stored are skipped. Not retried."""
         call = core.import_logs(mode)
-        response = await self._open(call, core.body_chunks(source), streaming=True)
+        response = await self._open(call, body_chunks(source), streaming=True)
         return await self._answer(call, response)
 
     # -- transport -------------------------------------------------------------------------------

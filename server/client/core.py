@@ -1,25 +1,24 @@
 """The client's sans-IO core: each operation as a :class:`Call` (what to send, which statuses
-mean success, whether it may be repeated, how to read the answer), the retry rule, and the
-DSJSON line framing of export and import. The sync and async clients only move bytes.
+mean success, whether it may be repeated, how to read the answer). The retry rule is
+:mod:`server.client.retry`, the DSJSON line framing of export and import
+:mod:`server.client.framing`; the sync and async clients only move bytes.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import random
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from bandit.config import LearningMode, ServiceConfiguration, to_wire
 from bandit.events import PolicySettings, RankRequest
 from server.client import types as t
 from server.client.errors import ClientError, error_from_response
+from server.client.retry import parse_retry_after
 
 T = TypeVar("T")
 
@@ -28,13 +27,6 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 OCTETS = "application/octet-stream"
-RETRY_STATUSES = frozenset({429, 503})
-"""Answers that mean "not done, try again": too many requests, unavailable for now."""
-CHUNK = 64 * 1024
-"""Bytes read or sent at a time by export and import."""
-
-ImportSource = str | os.PathLike[str] | IO[bytes] | Iterable[str | bytes]
-"""What :meth:`Client.import_logs` reads: a file's path, a binary file, or lines."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,95 +82,6 @@ class Call(Generic[T]):
             error_code=headers.get("x-ms-error-code"),
             retry_after=parse_retry_after(headers.get("Retry-After")),
         )
-
-
-# -- retries -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """When to send a call again, and after how long.
-
-    Attributes:
-        attempts: tries in all, the first included (1: never retry).
-        backoff: seconds of the first retry's wait; each further retry doubles it, up to
-            ``max_backoff``; the wait is drawn uniformly from its upper half (jitter).
-        max_backoff: the longest wait between two tries, in seconds, unless the server's
-            ``Retry-After`` asks for more.
-        max_total: seconds from the first try after which no retry starts (a ``Retry-After``
-            that would pass it ends the call at once).
-    """
-
-    attempts: int = 5
-    backoff: float = 0.2
-    max_backoff: float = 10.0
-    max_total: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be at least 1")
-        if not (self.backoff >= 0 and self.max_backoff >= 0 and self.max_total >= 0):
-            raise ValueError("backoff, max_backoff and max_total must be ≥ 0")
-
-    def delay(
-        self,
-        *,
-        attempt: int,
-        status: int | None,
-        retry_after: float | None,
-        elapsed: float,
-        safe: bool,
-        rng: random.Random,
-    ) -> float | None:
-        """Seconds to wait before try ``attempt + 1``, or None to give up.
-
-        Args:
-            attempt: tries made so far (≥ 1).
-            status: the last answer's status, or None when the connection failed.
-            retry_after: the last answer's ``Retry-After`` in seconds, if any.
-            elapsed: seconds since the first try started.
-            safe: the call may be repeated after a connection failure (:attr:`Call.safe`).
-            rng: the jitter's source.
-
-        >>> rule = RetryPolicy(attempts=3, backoff=1.0)
-        >>> 0.5 <= rule.delay(attempt=1, status=503, retry_after=None, elapsed=0.0, safe=False,
-        ...                   rng=random.Random(0)) <= 1.0
-        True
-        >>> rule.delay(attempt=1, status=503, retry_after=7.0, elapsed=0.0, safe=False,
-        ...            rng=random.Random(0))
-        7.0
-        >>> rule.delay(attempt=3, status=503, retry_after=None, elapsed=0.0, safe=True,
-        ...            rng=random.Random(0)) is None
-        True
-        """
-        if attempt >= self.attempts:
-            return None
-        if status is None and not safe:
-            return None
-        if status is not None and status not in RETRY_STATUSES:
-            return None
-        ceiling = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
-        wait = ceiling / 2 + rng.uniform(0.0, ceiling / 2)
-        if retry_after is not None:
-            wait = max(wait, retry_after)
-        if elapsed + wait > self.max_total:
-            return None
-        return wait
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """A ``Retry-After`` header in seconds (the HTTP-date form is not read: None).
-
-    >>> [parse_retry_after(v) for v in ("2", "0.5", "Wed, 21 Oct 2015 07:28:00 GMT", None)]
-    [2.0, 0.5, None, None]
-    """
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 # -- base URL ------------------------------------------------------------------------------------
@@ -470,62 +373,3 @@ def import_logs(mode: LearningMode | str = LearningMode.ONLINE) -> Call[t.Import
         decode=_decoded(t.import_result),
         safe=False,
     )
-
-
-# -- DSJSON line framing -------------------------------------------------------------------------
-
-
-class LineSplitter:
-    """Cuts a byte stream into its lines, holding at most one partial line.
-
-    >>> s = LineSplitter()
-    >>> s.feed(b'{"a":1}\\n{"b"'), s.feed(b':2}\\n\\n{"c":3}'), s.finish()
-    (['{"a":1}'], ['{"b":2}'], ['{"c":3}'])
-    """
-
-    def __init__(self) -> None:
-        self._partial = b""
-
-    def feed(self, chunk: bytes) -> list[str]:
-        """The lines ``chunk`` completes (blank lines dropped, no newline)."""
-        *lines, self._partial = (self._partial + chunk).split(b"\n")
-        return [line.decode() for line in lines if line.strip()]
-
-    def finish(self) -> list[str]:
-        """The last line, when the stream did not end with a newline."""
-        rest, self._partial = self._partial, b""
-        return [rest.decode()] if rest.strip() else []
-
-
-def body_chunks(source: ImportSource, size: int = CHUNK) -> Iterator[bytes]:
-    """The import body of ``source`` in chunks of about ``size`` bytes, read as they are sent.
-
-    A path or a binary file is sent as it is; lines (``str`` or ``bytes``) get a newline each
-    when they lack one.
-    """
-    if isinstance(source, str | os.PathLike):
-        with open(source, "rb") as file:
-            yield from _file_chunks(file, size)
-        return
-    if hasattr(source, "read"):
-        yield from _file_chunks(source, size)
-        return
-    buffer = bytearray()
-    for line in source:
-        data = line.encode() if isinstance(line, str) else bytes(line)
-        buffer += data
-        if not data.endswith(b"\n"):
-            buffer += b"\n"
-        if len(buffer) >= size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
-
-
-def _file_chunks(file: Any, size: int) -> Iterator[bytes]:
-    while True:
-        data = file.read(size)
-        if not data:
-            return
-        yield data.encode() if isinstance(data, str) else data

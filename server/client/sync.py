@@ -18,8 +18,10 @@ from bandit.config import LearningMode, ServiceConfiguration
 from bandit.events import PolicySettings, RankRequest
 from server.client import core
 from server.client import types as t
-from server.client.core import Call, Endpoint, ImportSource, RetryPolicy
+from server.client.core import Call, Endpoint
 from server.client.errors import ClientError, connection_error
+from server.client.framing import CHUNK, ImportSource, LineSplitter, body_chunks
+from server.client.retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -167,9 +169,9 @@ class Client:
         it holds the connection."""
         call = core.export_logs(start, end)
         response = self._open(call, None)
-        splitter = core.LineSplitter()
+        splitter = LineSplitter()
         try:
-            while chunk := response.read1(core.CHUNK):
+            while chunk := response.read1(CHUNK):
                 yield from splitter.feed(chunk)
             yield from splitter.finish()
         except _NO_ANSWER as exc:
@@ -185,7 +187,7 @@ class Client:
         """Store DSJSON lines as learned-from history, streamed from ``source`` (a path, a
         binary file, or lines); lines already stored are skipped. Not retried."""
         call = core.import_logs(mode)
-        response = self._open(call, core.body_chunks(source))
+        response = self._open(call, body_chunks(source))
         body = response.read()
         return call.read(response.status, body)
 

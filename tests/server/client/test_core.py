@@ -11,14 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bandit.events import Action, RankRequest
-from server.client import core
+from server.client import core, framing, retry
 from server.client.errors import error_from_response
 
 RNG = random.Random(0)
 
 
 def test_backoff_doubles_within_its_jitter_and_is_bounded() -> None:
-    rule = core.RetryPolicy(attempts=10, backoff=1.0, max_backoff=4.0, max_total=1e9)
+    rule = retry.RetryPolicy(attempts=10, backoff=1.0, max_backoff=4.0, max_total=1e9)
     for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 4.0)]:
         waits = [
             rule.delay(attempt=attempt, status=429, retry_after=None, elapsed=0, safe=True, rng=RNG)
@@ -29,7 +29,7 @@ def test_backoff_doubles_within_its_jitter_and_is_bounded() -> None:
 
 
 def test_connection_failures_are_retried_only_for_safe_calls() -> None:
-    rule = core.RetryPolicy()
+    rule = retry.RetryPolicy()
     assert rule.delay(attempt=1, status=None, retry_after=None, elapsed=0, safe=True, rng=RNG)
     assert (
         rule.delay(attempt=1, status=None, retry_after=None, elapsed=0, safe=False, rng=RNG) is None
@@ -42,7 +42,7 @@ def test_connection_failures_are_retried_only_for_safe_calls() -> None:
 
 
 def test_the_total_time_bounds_the_retries() -> None:
-    rule = core.RetryPolicy(max_total=5.0, backoff=1.0)
+    rule = retry.RetryPolicy(max_total=5.0, backoff=1.0)
     assert rule.delay(attempt=1, status=503, retry_after=None, elapsed=3.9, safe=True, rng=RNG)
     assert (
         rule.delay(attempt=1, status=503, retry_after=None, elapsed=4.99, safe=True, rng=RNG)
@@ -56,7 +56,7 @@ def test_line_splitter_gives_the_lines_back_whatever_the_chunking(
 ) -> None:
     text = b"".join(line + b"\n" for line in lines)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=10)))
-    splitter = core.LineSplitter()
+    splitter = framing.LineSplitter()
     got: list[str] = []
     for start, end in zip([0, *cuts], [*cuts, len(text)], strict=True):
         try:
@@ -77,11 +77,11 @@ def test_import_body_chunks_from_every_kind_of_source(tmp_path: Path) -> None:
     path = tmp_path / "logs.json"
     path.write_bytes(text)
     for source in (str(path), path, io.BytesIO(text), lines, [line.encode() for line in lines]):
-        chunks = list(core.body_chunks(source, size=1024))
+        chunks = list(framing.body_chunks(source, size=1024))
         assert b"".join(chunks) == text
         assert max(map(len, chunks)) <= 1024 + 20  # one line past the chunk size at most
     mixed: list[str | bytes] = [b"a", "b\n"]
-    assert list(core.body_chunks(iter(mixed))) == [b"a\nb\n"]
+    assert list(framing.body_chunks(iter(mixed))) == [b"a\nb\n"]
 
 
 def test_calls_carry_what_the_server_needs() -> None:
